@@ -1,0 +1,345 @@
+//! The TOML configuration: where it is found, its keys and defaults, and
+//! validation with errors that name the key, the file and the line.
+//!
+//! Search order: an explicit path (`--config FILE`, sendmail's `-C FILE`),
+//! then `$RINGMAIL_CONFIG`, then `/etc/ringmail/ringmail.toml`, then the
+//! built-in defaults. `$RINGMAIL_IO` overrides `io_backend`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The system-wide configuration file, used when no other is named.
+pub const SYSTEM_CONFIG: &str = "/etc/ringmail/ringmail.toml";
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value has the right type but is not acceptable.
+    #[error("{path}:{line}: bad value for `{key}`: {message}")]
+    Invalid {
+        /// The file (or `<defaults>` / `<environment>`).
+        path: PathBuf,
+        /// 1-based line of the key, 0 when not from a file.
+        line: usize,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Configuration errors never go away by retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConfigError::Read { source, .. } if source.kind() != std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Which I/O backend the shards run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackendChoice {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    #[default]
+    Auto,
+    /// io_uring (tokio-uring); falls back to epoll with a log line if refused.
+    Uring,
+    /// Plain tokio on epoll.
+    Epoll,
+}
+
+impl std::str::FromStr for IoBackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(IoBackendChoice::Auto),
+            "uring" => Ok(IoBackendChoice::Uring),
+            "epoll" => Ok(IoBackendChoice::Epoll),
+            other => Err(format!("expected auto, uring or epoll, got {other:?}")),
+        }
+    }
+}
+
+/// The effective configuration. Every key has a default; see docs/CONFIG.md.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of the spool: `maildrop/`, `pickup/`, `queue/`, `corrupt/`.
+    pub spool_dir: PathBuf,
+    /// This host's name: Message-IDs, logs, HELO later.
+    pub myhostname: String,
+    /// Domain appended to unqualified addresses (`root` → `root@myorigin`).
+    /// Empty means `myhostname`.
+    pub myorigin: String,
+    /// Number of shard threads; 0 means one per CPU core.
+    pub shards: usize,
+    /// Shard I/O backend.
+    pub io_backend: IoBackendChoice,
+    /// Largest accepted message in bytes (Postfix's default).
+    pub message_size_limit: u64,
+    /// Smart host for all mail in Postfix syntax (`[host]:port`), used by delivery.
+    pub relayhost: String,
+    /// Size in bytes of each preallocated queue segment file.
+    pub segment_size: u64,
+    /// How often pickup scans `maildrop/` and `pickup/` when idle, in milliseconds.
+    pub pickup_interval_ms: u64,
+    /// A file in `pickup/` younger than this (by mtime, in milliseconds) is left
+    /// for the next scan, so a writer that copies in place is not read half-way.
+    pub pickup_settle_ms: u64,
+    /// Capacity of the lock-free ring between pickup and the shards.
+    pub pickup_ring_size: usize,
+    /// Also append log lines to this file (they always go to stderr).
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            spool_dir: PathBuf::from("/var/spool/ringmail"),
+            myhostname: system_hostname(),
+            myorigin: String::new(),
+            shards: 0,
+            io_backend: IoBackendChoice::Auto,
+            message_size_limit: 10_240_000,
+            relayhost: String::new(),
+            segment_size: 64 << 20,
+            pickup_interval_ms: 200,
+            pickup_settle_ms: 250,
+            pickup_ring_size: 4096,
+            log_file: None,
+        }
+    }
+}
+
+/// The host name as the system reports it, or `localhost`.
+fn system_hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
+/// A configuration together with the file it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The values.
+    pub config: Config,
+    /// The file read, or `None` for built-in defaults.
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Finds and loads the configuration: `explicit`, then `$RINGMAIL_CONFIG`,
+    /// then [`SYSTEM_CONFIG`] if it exists, then defaults; then applies
+    /// `$RINGMAIL_IO` and validates.
+    pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let env_path = std::env::var_os("RINGMAIL_CONFIG").map(PathBuf::from);
+        let path = match (explicit, env_path) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(p)) => Some(p),
+            (None, None) => {
+                let sys = PathBuf::from(SYSTEM_CONFIG);
+                sys.exists().then_some(sys)
+            }
+        };
+        let mut config = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Config::parse(&text, p)?
+            }
+            None => {
+                let c = Config::default();
+                c.validate(Path::new("<defaults>"), "")?;
+                c
+            }
+        };
+        if let Some(io) = std::env::var_os("RINGMAIL_IO") {
+            let io = io.to_string_lossy();
+            config.io_backend = io.parse().map_err(|message| ConfigError::Invalid {
+                path: PathBuf::from("<environment RINGMAIL_IO>"),
+                line: 0,
+                key: "io_backend",
+                message,
+            })?;
+        }
+        Ok(LoadedConfig { config, path })
+    }
+
+    /// Parses and validates TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
+            message: e.message().to_string(),
+        })?;
+        config.validate(path, text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: key_line(text, key),
+            key,
+            message,
+        };
+        if !self.spool_dir.is_absolute() && !self.spool_dir.starts_with(".") {
+            // Relative paths are allowed but resolved against the working
+            // directory; say so only when clearly accidental.
+        }
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(bad("spool_dir", "must not be empty".into()));
+        }
+        if self.myhostname.is_empty() || self.myhostname.contains(char::is_whitespace) {
+            return Err(bad(
+                "myhostname",
+                "must be a host name without spaces".into(),
+            ));
+        }
+        if self.myorigin.contains(char::is_whitespace) || self.myorigin.contains('@') {
+            return Err(bad("myorigin", "must be a domain name".into()));
+        }
+        if self.shards > crate::model::queue_id::MAX_SHARDS {
+            return Err(bad(
+                "shards",
+                format!("at most {} shards", crate::model::queue_id::MAX_SHARDS),
+            ));
+        }
+        if self.message_size_limit < 1024 {
+            return Err(bad("message_size_limit", "must be at least 1024 bytes".into()));
+        }
+        if self.segment_size < (1 << 20) {
+            return Err(bad("segment_size", "must be at least 1 MiB".into()));
+        }
+        if self.pickup_interval_ms == 0 || self.pickup_interval_ms > 1000 {
+            return Err(bad(
+                "pickup_interval_ms",
+                "must be between 1 and 1000 (a new file is queued within a second)".into(),
+            ));
+        }
+        if self.pickup_ring_size < 2 {
+            return Err(bad("pickup_ring_size", "must be at least 2".into()));
+        }
+        if !self.relayhost.is_empty() && self.relayhost.contains(char::is_whitespace) {
+            return Err(bad("relayhost", "must be host, [host] or [host]:port".into()));
+        }
+        Ok(())
+    }
+
+    /// The domain for unqualified addresses.
+    pub fn origin(&self) -> &str {
+        if self.myorigin.is_empty() {
+            &self.myhostname
+        } else {
+            &self.myorigin
+        }
+    }
+
+    /// The number of shards to run: `shards`, or one per core when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(crate::model::queue_id::MAX_SHARDS)
+        }
+    }
+
+    /// The configuration as TOML, for `ringmail config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// 1-based line number of byte offset `pos` in `text`.
+fn line_of(text: &str, pos: usize) -> usize {
+    text.as_bytes()[..pos.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// 1-based line where `key` is assigned in `text`, or 0.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let err = Config::parse("shards = 2\nspool_dri = \"/x\"\n", Path::new("/etc/r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/r.toml:2"), "{err}");
+        assert!(err.contains("spool_dri"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_names_line() {
+        let err = Config::parse("\n\nshards = \"many\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let err = Config::parse("myhostname = \"a\"\n\nio_backend = \"kqueue\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml:3"), "{err}");
+        let err = Config::parse("segment_size = 10\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml:1") && err.contains("segment_size"), "{err}");
+    }
+
+    #[test]
+    fn defaults_are_postfix_like() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.message_size_limit, 10_240_000);
+        assert_eq!(c.spool_dir, PathBuf::from("/var/spool/ringmail"));
+        assert_eq!(c.origin(), c.myhostname);
+        assert!(c.shard_count() >= 1);
+        // The printed config parses back.
+        let again = Config::parse(&c.to_toml(), Path::new("printed")).unwrap();
+        assert_eq!(again.spool_dir, c.spool_dir);
+    }
+}

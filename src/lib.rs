@@ -1,0 +1,35 @@
+//! ringmail: a bulk outbound mail transfer agent on io_uring.
+//!
+//! # Layout
+//!
+//! Data flows one way, in the order below; each module depends only on the
+//! ones above it (and on the bottom layer: `config`, `model`, `mail`, `obs`,
+//! `spool`).
+//!
+//! - [`config`]: the TOML configuration, defaults and validation.
+//! - [`model`]: plain types: queue IDs, envelopes, recipient status, submissions.
+//! - [`mail`]: RFC 5322 header and address parsing shared by injection and cleanup.
+//! - [`obs`]: Postfix-style log lines.
+//! - [`spool`]: the spool directory layout, the daemon lock and control socket.
+//! - [`inject`]: how mail comes in: the `sendmail` command (writes
+//!   `maildrop/`) and the pickup scanner (`maildrop/` and `pickup/`).
+//! - [`cleanup`]: header fixes and the canonical wire form.
+//! - [`queue`]: the per-shard memory-mapped segment files: record codec,
+//!   group commit, recovery, garbage collection, read-only listing.
+//! - [`rt`]: the thread-per-core runtime: io_uring probe, pinned shard
+//!   threads, tokio-uring or plain tokio.
+//! - [`sched`]: the lock-free pickup ring and the shard loop that drains it
+//!   into the queue.
+//! - [`daemon`]: `ringmail serve`, wiring the stages together.
+
+pub mod cleanup;
+pub mod config;
+pub mod daemon;
+pub mod inject;
+pub mod mail;
+pub mod model;
+pub mod obs;
+pub mod queue;
+pub mod rt;
+pub mod sched;
+pub mod spool;

@@ -1,0 +1,57 @@
+//! A cleaned message on its way from pickup to a shard, and the answer that
+//! comes back once it is durable.
+
+use std::path::PathBuf;
+
+use super::{Envelope, MessageFlags, QueueId};
+
+/// Where a submission came from, so the submitter can be told once the message
+/// is durable (for a spool file: unlink it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A file in `maildrop/` or `pickup/`, to be unlinked after the commit.
+    File(PathBuf),
+    /// Generated inside the daemon (tests, benchmarks, later bounces).
+    Internal(u64),
+}
+
+/// A message ready to be queued: envelope plus canonical wire form.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// Envelope sender and recipients.
+    pub envelope: Envelope,
+    /// The message as it goes on the wire: CRLF line ends, dot-stuffed once,
+    /// without the final `.` line.
+    pub wire: Vec<u8>,
+    /// 8BITMIME / SMTPUTF8 needs.
+    pub flags: MessageFlags,
+    /// The Message-ID (without angle brackets), for the cleanup log line.
+    pub message_id: String,
+    /// Arrival time in microseconds since the Unix epoch.
+    pub arrival_micros: u64,
+    /// The submitting user's uid, for the pickup log line.
+    pub uid: u32,
+    /// Whom to tell once the message is durable.
+    pub source: Source,
+}
+
+/// Why a shard could not queue a submission. Every case is temporary from
+/// the submitter's point of view: the input stays where it is and is retried.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// The queue could not be written (disk full, I/O error).
+    #[error("queue write failed: {0}")]
+    QueueWrite(String),
+    /// The daemon is shutting down and did not take the message.
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+/// The answer from a shard for one submission.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    /// The submission's source, echoed back.
+    pub source: Source,
+    /// The queue ID once committed (fdatasync done), or why not.
+    pub result: Result<QueueId, AckError>,
+}
