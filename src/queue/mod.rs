@@ -1,1 +1,72 @@
-//! placeholder
+//! The queue: per-shard, memory-mapped, append-only segment files.
+//!
+//! This is the only module that writes queue files. The on-disk format is
+//! documented in `docs/QUEUE_FORMAT.md`; the pieces are:
+//!
+//! - [`record`]: the record codec (typed, length-prefixed, CRC32C).
+//! - [`segment`]: one preallocated, mmap'd segment file.
+//! - [`store`]: a shard's set of segments, its in-memory index, group
+//!   commit bookkeeping and garbage collection.
+//! - [`recovery`]: replaying segments at start, cutting a torn tail.
+//! - [`listing`]: reading every shard's queue read-only, for `mailq`.
+
+pub mod listing;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod store;
+
+use std::path::PathBuf;
+
+pub use listing::{list_queue, QueuedMessage, QueuedRecipient};
+pub use store::{Location, Store};
+
+/// Errors of the queue module.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// A file system call failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// What was being done (`create`, `fallocate`, `mmap`, `fdatasync`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A segment file's header is not ours or of an unknown version.
+    #[error("{path}: not a ringmail queue segment: {reason}")]
+    BadSegment {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A record could not be decoded although its checksum matched.
+    #[error("undecodable record: {0}")]
+    BadRecord(&'static str),
+    /// A message does not fit the record format (too many recipients, field too long).
+    #[error("message does not fit a queue record: {0}")]
+    TooBig(&'static str),
+    /// An earlier fdatasync failed: what is on disk is unknown, so the store
+    /// takes no more writes until the daemon restarts and recovers.
+    #[error("queue writes disabled after an earlier fdatasync failure; restart to recover")]
+    Poisoned,
+}
+
+impl QueueError {
+    /// True when retrying later may succeed (disk full, I/O error): the
+    /// submitter keeps the message and tries again.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, QueueError::Io { .. } | QueueError::Poisoned)
+    }
+
+    /// Builds an [`QueueError::Io`] from a std error.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        QueueError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

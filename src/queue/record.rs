@@ -1,0 +1,455 @@
+//! The record codec: every record in a segment is a 16-byte header, a
+//! CRC-protected payload, an optional mutable status area, and zero padding
+//! to an 8-byte boundary. Little-endian throughout.
+//!
+//! ```text
+//! header:  kind u16 | reserved u16 | payload_len u32 | aux_len u32 | crc32c u32
+//! payload: payload_len bytes, covered by the CRC together with header bytes 0..12
+//! aux:     aux_len bytes, NOT covered by the CRC (recipient status bytes)
+//! pad:     zeros up to the next multiple of 8
+//! ```
+//!
+//! A header of all zeros marks the end of the data (segments are
+//! preallocated with zeros).
+
+use crate::model::{MessageFlags, QueueId};
+
+use super::QueueError;
+
+/// Size of a record header.
+pub const HEADER_LEN: usize = 16;
+/// Records start and end on multiples of this.
+pub const ALIGN: usize = 8;
+
+/// Record kinds. 0 is never written: it marks the end of data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum Kind {
+    /// A queued message: envelope, flags and wire form; aux = recipient status bytes.
+    Message = 1,
+    /// Why a recipient was deferred and when it is retried (appended by delivery).
+    Defer = 2,
+}
+
+impl Kind {
+    fn from_u16(v: u16) -> Option<Kind> {
+        match v {
+            1 => Some(Kind::Message),
+            2 => Some(Kind::Defer),
+            _ => None,
+        }
+    }
+}
+
+/// Total bytes a record with these lengths occupies, padding included.
+pub fn record_len(payload_len: usize, aux_len: usize) -> usize {
+    (HEADER_LEN + payload_len + aux_len).div_ceil(ALIGN) * ALIGN
+}
+
+/// The borrowed contents of a message record, for encoding.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageRef<'a> {
+    /// The queue ID.
+    pub id: QueueId,
+    /// Arrival time, microseconds since the epoch.
+    pub arrival_micros: u64,
+    /// 8BITMIME/SMTPUTF8 flags.
+    pub flags: MessageFlags,
+    /// Submitting uid.
+    pub uid: u32,
+    /// Envelope sender ("" for `<>`).
+    pub sender: &'a str,
+    /// Envelope recipients.
+    pub recipients: &'a [String],
+    /// Message-ID without angle brackets.
+    pub message_id: &'a str,
+    /// The wire form.
+    pub wire: &'a [u8],
+}
+
+/// A decoded message record, borrowing from the segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    /// The queue ID.
+    pub id: QueueId,
+    /// Arrival time, microseconds since the epoch.
+    pub arrival_micros: u64,
+    /// 8BITMIME/SMTPUTF8 flags.
+    pub flags: MessageFlags,
+    /// Submitting uid.
+    pub uid: u32,
+    /// Envelope sender ("" for `<>`).
+    pub sender: &'a str,
+    /// Envelope recipients, in order; their status bytes are the record's aux area.
+    pub recipients: Vec<&'a str>,
+    /// Message-ID without angle brackets.
+    pub message_id: &'a str,
+    /// The wire form.
+    pub wire: &'a [u8],
+}
+
+/// A decoded defer record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeferView<'a> {
+    /// The message.
+    pub id: QueueId,
+    /// Index of the recipient in the message record.
+    pub rcpt: u32,
+    /// When the next attempt is due, microseconds since the epoch.
+    pub next_attempt_micros: u64,
+    /// The reason, as shown by `mailq`.
+    pub reason: &'a str,
+}
+
+/// Payload length of a message record, or an error when a field is too long
+/// for its length prefix.
+pub fn message_payload_len(m: &MessageRef<'_>) -> Result<usize, QueueError> {
+    let mut len = 8 + 8 + 4 + 4 + 4;
+    len += 2 + short_len(m.sender.len(), "sender")?;
+    for r in m.recipients {
+        len += 2 + short_len(r.len(), "recipient")?;
+    }
+    len += 2 + short_len(m.message_id.len(), "message-id")?;
+    if m.wire.len() > u32::MAX as usize - len - 64 {
+        return Err(QueueError::TooBig("message body"));
+    }
+    u32::try_from(m.recipients.len()).map_err(|_| QueueError::TooBig("recipient count"))?;
+    len += 4 + m.wire.len();
+    Ok(len)
+}
+
+fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
+    if n > u16::MAX as usize {
+        Err(QueueError::TooBig(what))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Encodes a complete message record (header, payload, zeroed status area,
+/// padding) into `out`, which must be exactly [`record_len`] long and zeroed.
+/// Returns the offset of the status area within `out`.
+pub fn encode_message(m: &MessageRef<'_>, out: &mut [u8]) -> Result<usize, QueueError> {
+    let payload_len = message_payload_len(m)?;
+    let aux_len = m.recipients.len();
+    debug_assert_eq!(out.len(), record_len(payload_len, aux_len));
+    let mut w = Writer {
+        buf: out,
+        pos: HEADER_LEN,
+    };
+    w.u64(m.id.raw());
+    w.u64(m.arrival_micros);
+    w.u32(m.flags.0);
+    w.u32(m.uid);
+    w.u32(m.recipients.len() as u32);
+    w.short_bytes(m.sender.as_bytes());
+    for r in m.recipients {
+        w.short_bytes(r.as_bytes());
+    }
+    w.short_bytes(m.message_id.as_bytes());
+    w.u32(m.wire.len() as u32);
+    w.bytes(m.wire);
+    debug_assert_eq!(w.pos, HEADER_LEN + payload_len);
+    finish_header(out, Kind::Message, payload_len, aux_len);
+    Ok(HEADER_LEN + payload_len)
+}
+
+/// Encodes a defer record into a fresh vector.
+pub fn encode_defer(d: &DeferView<'_>) -> Vec<u8> {
+    let reason = &d.reason.as_bytes()[..d.reason.len().min(u16::MAX as usize)];
+    let payload_len = 8 + 4 + 8 + 2 + reason.len();
+    let mut out = vec![0u8; record_len(payload_len, 0)];
+    let mut w = Writer {
+        buf: &mut out,
+        pos: HEADER_LEN,
+    };
+    w.u64(d.id.raw());
+    w.u32(d.rcpt);
+    w.u64(d.next_attempt_micros);
+    w.short_bytes(reason);
+    finish_header(&mut out, Kind::Defer, payload_len, 0);
+    out
+}
+
+fn finish_header(out: &mut [u8], kind: Kind, payload_len: usize, aux_len: usize) {
+    out[0..2].copy_from_slice(&(kind as u16).to_le_bytes());
+    out[2..4].copy_from_slice(&0u16.to_le_bytes());
+    out[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[8..12].copy_from_slice(&(aux_len as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..12]), &out[HEADER_LEN..HEADER_LEN + payload_len]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// What the scanner found at one position of a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Scan<'a> {
+    /// A valid record.
+    Record {
+        /// Its kind.
+        kind: Kind,
+        /// The CRC-checked payload.
+        payload: &'a [u8],
+        /// Offset of the status area relative to the record start.
+        aux_offset: usize,
+        /// Length of the status area.
+        aux_len: usize,
+        /// Total length including padding: the next record starts here.
+        total_len: usize,
+    },
+    /// An all-zero header: no more records.
+    End,
+    /// Something that is not a complete valid record: a torn write or damage.
+    Torn(&'static str),
+}
+
+/// Examines the record starting at the beginning of `buf` (the rest of the segment).
+pub fn scan(buf: &[u8]) -> Scan<'_> {
+    if buf.len() < HEADER_LEN {
+        return if buf.iter().all(|&b| b == 0) {
+            Scan::End
+        } else {
+            Scan::Torn("header runs past the end of the segment")
+        };
+    }
+    let header = &buf[..HEADER_LEN];
+    if header.iter().all(|&b| b == 0) {
+        return Scan::End;
+    }
+    let kind = u16::from_le_bytes([header[0], header[1]]);
+    let payload_len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let aux_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+    let crc = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
+    let Some(kind) = Kind::from_u16(kind) else {
+        return Scan::Torn("unknown record kind");
+    };
+    let total_len = record_len(payload_len, aux_len);
+    if total_len > buf.len() {
+        return Scan::Torn("record length runs past the end of the segment");
+    }
+    let payload = &buf[HEADER_LEN..HEADER_LEN + payload_len];
+    if crc32c::crc32c_append(crc32c::crc32c(&header[0..12]), payload) != crc {
+        return Scan::Torn("checksum mismatch");
+    }
+    Scan::Record {
+        kind,
+        payload,
+        aux_offset: HEADER_LEN + payload_len,
+        aux_len,
+        total_len,
+    }
+}
+
+/// Decodes a message payload (already CRC-checked by [`scan`]).
+pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
+    let mut r = Reader { buf: payload, pos: 0 };
+    let id = QueueId::from_raw(r.u64()?);
+    let arrival_micros = r.u64()?;
+    let flags = MessageFlags(r.u32()?);
+    let uid = r.u32()?;
+    let nrcpt = r.u32()? as usize;
+    let sender = r.short_str()?;
+    let mut recipients = Vec::with_capacity(nrcpt.min(payload.len() / 2));
+    for _ in 0..nrcpt {
+        recipients.push(r.short_str()?);
+    }
+    let message_id = r.short_str()?;
+    let wire_len = r.u32()? as usize;
+    let wire = r.take(wire_len)?;
+    if r.pos != payload.len() {
+        return Err(QueueError::BadRecord("trailing bytes in message record"));
+    }
+    Ok(MessageView {
+        id,
+        arrival_micros,
+        flags,
+        uid,
+        sender,
+        recipients,
+        message_id,
+        wire,
+    })
+}
+
+/// Reads only the queue ID and recipient count of a message payload: what
+/// recovery needs for the index, without walking the recipient list.
+pub fn peek_message(payload: &[u8]) -> Result<(QueueId, u64, usize), QueueError> {
+    let mut r = Reader { buf: payload, pos: 0 };
+    let id = QueueId::from_raw(r.u64()?);
+    let arrival = r.u64()?;
+    r.take(8)?;
+    let nrcpt = r.u32()? as usize;
+    Ok((id, arrival, nrcpt))
+}
+
+/// Decodes a defer payload.
+pub fn decode_defer(payload: &[u8]) -> Result<DeferView<'_>, QueueError> {
+    let mut r = Reader { buf: payload, pos: 0 };
+    let id = QueueId::from_raw(r.u64()?);
+    let rcpt = r.u32()?;
+    let next_attempt_micros = r.u64()?;
+    let reason = r.short_str()?;
+    Ok(DeferView {
+        id,
+        rcpt,
+        next_attempt_micros,
+        reason,
+    })
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn short_bytes(&mut self, b: &[u8]) {
+        // Lengths were checked by message_payload_len / truncated by the caller.
+        self.bytes(&(b.len() as u16).to_le_bytes());
+        self.bytes(b);
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], QueueError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(QueueError::BadRecord("field runs past the end of the record"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn u64(&mut self) -> Result<u64, QueueError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn u32(&mut self) -> Result<u32, QueueError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn short_str(&mut self) -> Result<&'a str, QueueError> {
+        let b = self.take(2)?;
+        let n = u16::from_le_bytes([b[0], b[1]]) as usize;
+        std::str::from_utf8(self.take(n)?).map_err(|_| QueueError::BadRecord("address is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rcpts: &[String]) -> MessageRef<'_> {
+        MessageRef {
+            id: QueueId::new(3, 12345),
+            arrival_micros: 1_700_000_000_000_000,
+            flags: MessageFlags(MessageFlags::BODY_8BIT),
+            uid: 1000,
+            sender: "me@example.com",
+            recipients: rcpts,
+            message_id: "abc@host",
+            wire: b"Subject: hi\r\n\r\nhello\r\n",
+        }
+    }
+
+    fn encode(m: &MessageRef<'_>) -> Vec<u8> {
+        let len = record_len(message_payload_len(m).unwrap(), m.recipients.len());
+        let mut out = vec![0u8; len];
+        encode_message(m, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn message_round_trips() {
+        let rcpts = vec!["a@x.example".to_string(), "b@y.example".to_string()];
+        let m = sample(&rcpts);
+        let buf = encode(&m);
+        assert_eq!(buf.len() % ALIGN, 0);
+        let Scan::Record { kind, payload, aux_offset, aux_len, total_len } = scan(&buf) else {
+            panic!("not a record")
+        };
+        assert_eq!(kind, Kind::Message);
+        assert_eq!(aux_len, 2);
+        assert_eq!(total_len, buf.len());
+        assert_eq!(&buf[aux_offset..aux_offset + 2], &[0, 0]);
+        let v = decode_message(payload).unwrap();
+        assert_eq!(v.id, m.id);
+        assert_eq!(v.sender, "me@example.com");
+        assert_eq!(v.recipients, vec!["a@x.example", "b@y.example"]);
+        assert_eq!(v.message_id, "abc@host");
+        assert_eq!(v.wire, m.wire);
+        assert_eq!(v.flags, m.flags);
+        assert_eq!(peek_message(payload).unwrap(), (m.id, m.arrival_micros, 2));
+    }
+
+    #[test]
+    fn status_bytes_are_outside_the_checksum() {
+        let rcpts = vec!["a@x.example".to_string()];
+        let mut buf = encode(&sample(&rcpts));
+        let Scan::Record { aux_offset, .. } = scan(&buf) else { panic!() };
+        buf[aux_offset] = 2;
+        assert!(matches!(scan(&buf), Scan::Record { .. }));
+    }
+
+    #[test]
+    fn any_flipped_payload_byte_is_detected() {
+        let rcpts = vec!["a@x.example".to_string()];
+        let buf = encode(&sample(&rcpts));
+        let Scan::Record { aux_offset, .. } = scan(&buf) else { panic!() };
+        for i in 0..aux_offset {
+            if (12..16).contains(&i) {
+                continue;
+            }
+            let mut b = buf.clone();
+            b[i] ^= 0x40;
+            assert!(matches!(scan(&b), Scan::Torn(_)), "flip at {i} not detected");
+        }
+    }
+
+    #[test]
+    fn truncated_record_is_torn_and_zeros_are_end() {
+        let rcpts = vec!["a@x.example".to_string()];
+        let buf = encode(&sample(&rcpts));
+        assert!(matches!(scan(&buf[..buf.len() - 9]), Scan::Torn(_)));
+        assert_eq!(scan(&[0u8; 64]), Scan::End);
+        assert_eq!(scan(&[0u8; 3]), Scan::End);
+    }
+
+    #[test]
+    fn defer_round_trips() {
+        let d = DeferView {
+            id: QueueId::new(1, 9),
+            rcpt: 4,
+            next_attempt_micros: 77,
+            reason: "451 4.3.0 try later",
+        };
+        let buf = encode_defer(&d);
+        let Scan::Record { kind, payload, .. } = scan(&buf) else { panic!() };
+        assert_eq!(kind, Kind::Defer);
+        assert_eq!(decode_defer(payload).unwrap(), d);
+    }
+
+    #[test]
+    fn overlong_fields_are_refused() {
+        let long = "x".repeat(70_000);
+        let rcpts = vec![long];
+        assert!(matches!(message_payload_len(&sample(&rcpts)), Err(QueueError::TooBig(_))));
+    }
+}

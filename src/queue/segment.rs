@@ -1,0 +1,340 @@
+//! One segment file: preallocated, memory-mapped, append-only.
+//!
+//! ```text
+//! file header (64 bytes):
+//!   magic "RMQSEG\r\n" | version u32 | shard u32 | segno u64 | created_micros u64
+//!   | seq_floor u64 | size u64 | reserved (12 zero bytes) | crc32c u32 of bytes 0..60
+//! records from offset 64, see `record`
+//! ```
+//!
+//! The file is preallocated with `fallocate` so that writing through the
+//! mapping can never hit ENOSPC (which would arrive as SIGBUS); a full disk
+//! shows up as an error when a segment is created instead.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+use super::QueueError;
+
+/// First bytes of every segment file.
+pub const MAGIC: &[u8; 8] = b"RMQSEG\r\n";
+/// The on-disk format version this code writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Size of the file header; the first record starts here.
+pub const FILE_HEADER_LEN: usize = 64;
+
+/// The fields of a segment's file header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The shard that created the segment.
+    pub shard: u32,
+    /// Sequence number of the segment within its directory.
+    pub segno: u64,
+    /// Creation time, microseconds since the epoch.
+    pub created_micros: u64,
+    /// No queue ID issued after this segment was created has a lower
+    /// sequence number: recovery starts the sequence above it.
+    pub seq_floor: u64,
+    /// File size at creation.
+    pub size: u64,
+}
+
+impl SegmentHeader {
+    fn encode(&self) -> [u8; FILE_HEADER_LEN] {
+        let mut b = [0u8; FILE_HEADER_LEN];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.shard.to_le_bytes());
+        b[16..24].copy_from_slice(&self.segno.to_le_bytes());
+        b[24..32].copy_from_slice(&self.created_micros.to_le_bytes());
+        b[32..40].copy_from_slice(&self.seq_floor.to_le_bytes());
+        b[40..48].copy_from_slice(&self.size.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and checks a file header.
+    pub fn decode(b: &[u8]) -> Result<SegmentHeader, String> {
+        if b.len() < FILE_HEADER_LEN {
+            return Err("file shorter than its header".into());
+        }
+        if &b[0..8] != MAGIC {
+            return Err("bad magic".into());
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let u64_at = |o: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(a)
+        };
+        if crc32c::crc32c(&b[0..60]) != u32_at(60) {
+            return Err("header checksum mismatch".into());
+        }
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(format!("format version {version}, this ringmail reads {FORMAT_VERSION}"));
+        }
+        Ok(SegmentHeader {
+            shard: u32_at(12),
+            segno: u64_at(16),
+            created_micros: u64_at(24),
+            seq_floor: u64_at(32),
+            size: u64_at(40),
+        })
+    }
+}
+
+/// The file name of segment `segno`.
+pub fn file_name(segno: u64) -> String {
+    format!("{segno:016x}.seg")
+}
+
+/// Parses a segment file name back into its number.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_suffix(".seg")?;
+    if hex.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// An open, writable, mapped segment.
+pub struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+    map: MmapMut,
+    header: SegmentHeader,
+    /// Next append offset.
+    write_pos: usize,
+    /// True once no more records may be appended (recovered or rolled over).
+    sealed: bool,
+}
+
+impl Segment {
+    /// Creates, preallocates and maps a new segment in `dir`, then makes the
+    /// file durable (fdatasync of the file, fsync of the directory).
+    pub fn create(dir: &Path, header: SegmentHeader) -> Result<Segment, QueueError> {
+        let path = dir.join(file_name(header.segno));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| QueueError::io("create", &path, e))?;
+        if let Err(e) = preallocate(&file, header.size) {
+            let _ = std::fs::remove_file(&path);
+            return Err(QueueError::io("fallocate", &path, e));
+        }
+        let mut map = map_rw(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
+        map[..FILE_HEADER_LEN].copy_from_slice(&header.encode());
+        file.sync_data().map_err(|e| QueueError::io("fdatasync", &path, e))?;
+        sync_dir(dir)?;
+        Ok(Segment {
+            path,
+            file: Arc::new(file),
+            map,
+            header,
+            write_pos: FILE_HEADER_LEN,
+            sealed: false,
+        })
+    }
+
+    /// Opens an existing segment for recovery. It starts sealed: recovery
+    /// never appends to an old segment, so a cut torn tail stays untouched.
+    pub fn open(path: &Path) -> Result<Segment, QueueError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| QueueError::io("open", path, e))?;
+        let map = map_rw(&file).map_err(|e| QueueError::io("mmap", path, e))?;
+        let header = SegmentHeader::decode(&map).map_err(|reason| QueueError::BadSegment {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(Segment {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            map,
+            header,
+            write_pos: FILE_HEADER_LEN,
+            sealed: true,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The decoded file header.
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    /// The file, shared so a commit can fdatasync it off the shard's thread.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// The whole mapped file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// True once the segment takes no more appends.
+    pub fn is_sealed(&self) -> bool {
+        self.sealed
+    }
+
+    /// Stops appends to this segment.
+    pub fn seal(&mut self) {
+        self.sealed = true;
+    }
+
+    /// Bytes still free for appends.
+    pub fn free(&self) -> usize {
+        if self.sealed {
+            0
+        } else {
+            self.map.len() - self.write_pos
+        }
+    }
+
+    /// Reserves `len` bytes at the end of the data and lets `fill` write the
+    /// record there; returns the record's offset. The space is zero when
+    /// handed out. Fails (returning `None`) when the segment is sealed or full.
+    pub fn append<E>(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Option<Result<usize, E>> {
+        if len > self.free() {
+            return None;
+        }
+        let off = self.write_pos;
+        let result = fill(&mut self.map[off..off + len]);
+        if result.is_ok() {
+            self.write_pos += len;
+        } else {
+            self.map[off..off + len].fill(0);
+        }
+        Some(result.map(|()| off))
+    }
+
+    /// Overwrites one byte in place (a recipient status byte).
+    pub fn set_byte(&mut self, offset: usize, value: u8) {
+        if let Some(b) = self.map.get_mut(offset) {
+            *b = value;
+        }
+    }
+}
+
+/// Maps a whole file read-write.
+fn map_rw(file: &File) -> std::io::Result<MmapMut> {
+    // SAFETY: the mapping is shared with the file. Only the one daemon that
+    // holds the spool lock writes segment files, and it never truncates a
+    // segment (it only unlinks whole files, which leaves existing mappings
+    // valid), so the mapped range stays backed and no SIGBUS can occur from a
+    // shrinking file. Readers (`mailq`) map read-only and tolerate records
+    // that are being written (they fail the checksum and are skipped).
+    unsafe { MmapOptions::new().map_mut(file) }
+}
+
+/// Maps a whole file read-only, for listing the queue.
+pub fn map_ro(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: see `map_rw`: the daemon never truncates a segment file, so the
+    // mapping stays backed for its whole lifetime; concurrently written bytes
+    // may be seen half-written, which the record checksums detect.
+    unsafe { MmapOptions::new().map(file) }
+}
+
+/// Reserves `size` bytes of disk for `file`, falling back to writing zeros
+/// where the file system has no fallocate.
+fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
+    use rustix::fs::{fallocate, FallocateFlags};
+    match fallocate(file, FallocateFlags::empty(), 0, size) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {
+            use std::io::Write;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            let zeros = vec![0u8; 1 << 20];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                w.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            w.flush()
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// fsyncs a directory so that file creations, renames and unlinks in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<(), QueueError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| QueueError::io("fsync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(segno: u64) -> SegmentHeader {
+        SegmentHeader {
+            shard: 1,
+            segno,
+            created_micros: 5,
+            seq_floor: 99,
+            size: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn create_append_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), header(7)).unwrap();
+        assert_eq!(std::fs::metadata(seg.path()).unwrap().len(), 1 << 20);
+        let off = seg
+            .append(16, |b| {
+                b.copy_from_slice(&[1u8; 16]);
+                Ok::<(), ()>(())
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(off, FILE_HEADER_LEN);
+        assert!(seg.append(2 << 20, |_| Ok::<(), ()>(())).is_none());
+        drop(seg);
+        let seg = Segment::open(&dir.path().join(file_name(7))).unwrap();
+        assert_eq!(seg.header(), &header(7));
+        assert!(seg.is_sealed());
+        assert_eq!(&seg.bytes()[64..80], &[1u8; 16]);
+    }
+
+    #[test]
+    fn refuses_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(file_name(1));
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        assert!(matches!(Segment::open(&p), Err(QueueError::BadSegment { .. })));
+        let mut h = header(1).encode();
+        h[8] = 9; // version
+        std::fs::write(&p, h).unwrap();
+        assert!(Segment::open(&p).is_err());
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(parse_file_name(&file_name(0xabc)), Some(0xabc));
+        assert_eq!(parse_file_name("x.seg"), None);
+        assert_eq!(parse_file_name(".tmp"), None);
+    }
+}

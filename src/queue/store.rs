@@ -1,0 +1,554 @@
+//! A shard's queue: its segment files, the in-memory index of live
+//! messages, group-commit bookkeeping and garbage collection.
+//!
+//! The store itself never blocks on fdatasync: [`Store::take_dirty`] hands
+//! the files written since the last commit to the caller, which syncs them
+//! (on io_uring or a blocking thread) and only then acknowledges the
+//! submitters. One fdatasync per dirty file covers every record appended
+//! before `take_dirty` was called: that is the group commit.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::model::{QueueId, RcptStatus, Submission};
+
+use super::record::{self, Kind, MessageRef, MessageView};
+use super::recovery::{Records, RecoveryReport, Stopwatch};
+use super::segment::{self, Segment, SegmentHeader, FILE_HEADER_LEN};
+use super::QueueError;
+
+/// Where a message record lives: which of the store's segments, at what offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Index of the segment in the store.
+    pub seg: u32,
+    /// Offset of the record in the segment.
+    pub offset: u32,
+}
+
+/// What the index keeps per live message: 16 bytes plus the 8-byte key.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    loc: Location,
+    /// Offset of the recipient status bytes relative to the record.
+    aux_rel: u32,
+    /// Recipients still live (pending or deferred).
+    live: u32,
+}
+
+struct SegState {
+    seg: Segment,
+    live_msgs: u32,
+    dirty: bool,
+}
+
+/// One shard's queue.
+pub struct Store {
+    shard: usize,
+    dir: PathBuf,
+    segs: Vec<Option<SegState>>,
+    active: Option<u32>,
+    next_segno: u64,
+    next_seq: u64,
+    segment_size: u64,
+    index: HashMap<QueueId, Slot>,
+    poisoned: bool,
+}
+
+impl Store {
+    /// Opens shard `shard` of `shard_count` under `queue_root`: recovers
+    /// every segment in `queue_root/<k>` for each `k` with
+    /// `k % shard_count == shard` (so mail queued under an earlier, larger
+    /// shard count is adopted, never orphaned), deletes segments with no live
+    /// message, and creates a fresh active segment.
+    pub fn open(
+        queue_root: &Path,
+        shard: usize,
+        shard_count: usize,
+        segment_size: u64,
+    ) -> Result<(Store, RecoveryReport), QueueError> {
+        let clock = Stopwatch::start();
+        let dir = queue_root.join(shard.to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| QueueError::io("mkdir", &dir, e))?;
+        let mut store = Store {
+            shard,
+            dir: dir.clone(),
+            segs: Vec::new(),
+            active: None,
+            next_segno: 1,
+            next_seq: 0,
+            segment_size,
+            index: HashMap::new(),
+            poisoned: false,
+        };
+        let mut report = RecoveryReport::default();
+        for d in owned_dirs(queue_root, shard, shard_count)? {
+            store.recover_dir(&d, d == dir, &mut report)?;
+        }
+        store.next_seq = store.next_seq.max(now_micros() / 1000);
+        store.roll_over(0)?;
+        report.elapsed = clock.elapsed();
+        Ok((store, report))
+    }
+
+    fn recover_dir(&mut self, dir: &Path, own: bool, report: &mut RecoveryReport) -> Result<(), QueueError> {
+        let mut segnos = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| QueueError::io("readdir", dir, e))? {
+            let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
+            if let Some(n) = entry.file_name().to_str().and_then(segment::parse_file_name) {
+                segnos.push(n);
+            }
+        }
+        segnos.sort_unstable();
+        for segno in segnos {
+            if own {
+                self.next_segno = self.next_segno.max(segno + 1);
+            }
+            let path = dir.join(segment::file_name(segno));
+            let seg = match Segment::open(&path) {
+                Ok(s) => s,
+                Err(e @ QueueError::BadSegment { .. }) => {
+                    // Not ours or from a newer version: keep it, skip it, say so.
+                    tracing::error!(target: "qmgr", "{e}; segment left in place and not read");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            report.segments += 1;
+            if own {
+                self.next_seq = self.next_seq.max(seg.header().seq_floor);
+            }
+            self.adopt_segment(seg, report)?;
+        }
+        Ok(())
+    }
+
+    fn adopt_segment(&mut self, seg: Segment, report: &mut RecoveryReport) -> Result<(), QueueError> {
+        let seg_idx = self.segs.len() as u32;
+        let mut live_msgs = 0u32;
+        let mut records = Records::new(seg.bytes());
+        for found in records.by_ref() {
+            if found.kind != Kind::Message {
+                continue;
+            }
+            let (id, _, nrcpt) = match record::peek_message(found.payload) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(target: "qmgr", "{}: record at offset {}: {e}; skipped", seg.path().display(), found.offset);
+                    continue;
+                }
+            };
+            if id.shard() == self.shard {
+                self.next_seq = self.next_seq.max(id.seq() + 1);
+            }
+            let live = found
+                .aux
+                .iter()
+                .take(nrcpt)
+                .filter(|&&b| RcptStatus::from_byte(b).is_live())
+                .count() as u32;
+            if live == 0 {
+                continue;
+            }
+            let slot = Slot {
+                loc: Location {
+                    seg: seg_idx,
+                    offset: found.offset as u32,
+                },
+                aux_rel: (found.aux.as_ptr() as usize - found.payload.as_ptr() as usize
+                    + record::HEADER_LEN) as u32,
+                live,
+            };
+            if self.index.insert(id, slot).is_some() {
+                tracing::warn!(target: "qmgr", "{id}: queue ID found twice; keeping the later record");
+            } else {
+                live_msgs += 1;
+                report.messages += 1;
+            }
+            report.recipients += live as usize;
+        }
+        if let Some((offset, reason)) = records.torn() {
+            report.torn += 1;
+            let rest = &seg.bytes()[offset..];
+            let nonzero = rest.iter().rposition(|&b| b != 0).map(|p| p + 1).unwrap_or(0);
+            tracing::warn!(
+                target: "qmgr",
+                "{}: torn record at offset {offset} cut ({reason}); {nonzero} bytes after it ignored",
+                seg.path().display()
+            );
+        }
+        if live_msgs == 0 {
+            let path = seg.path().to_path_buf();
+            drop(seg);
+            remove_segment_file(&path)?;
+            report.segments_removed += 1;
+            self.segs.push(None);
+        } else {
+            self.segs.push(Some(SegState {
+                seg,
+                live_msgs,
+                dirty: false,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one big enough for `need` bytes.
+    fn roll_over(&mut self, need: usize) -> Result<(), QueueError> {
+        let size = self
+            .segment_size
+            .max((need + FILE_HEADER_LEN + record::ALIGN) as u64);
+        let header = SegmentHeader {
+            shard: self.shard as u32,
+            segno: self.next_segno,
+            created_micros: now_micros(),
+            seq_floor: self.next_seq,
+            size,
+        };
+        let seg = Segment::create(&self.dir, header)?;
+        self.next_segno += 1;
+        let old = self.active.replace(self.segs.len() as u32);
+        self.segs.push(Some(SegState {
+            seg,
+            live_msgs: 0,
+            dirty: false,
+        }));
+        if let Some(old) = old {
+            if let Some(state) = self.segs[old as usize].as_mut() {
+                state.seg.seal();
+            }
+            self.collect_if_empty(old)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a message record with a new queue ID. The record is in the
+    /// mapping but not durable until the next commit ([`Store::take_dirty`]
+    /// plus fdatasync).
+    pub fn append(&mut self, sub: &Submission) -> Result<QueueId, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let id = QueueId::new(self.shard, self.next_seq);
+        let m = MessageRef {
+            id,
+            arrival_micros: sub.arrival_micros,
+            flags: sub.flags,
+            uid: sub.uid,
+            sender: &sub.envelope.sender,
+            recipients: &sub.envelope.recipients,
+            message_id: &sub.message_id,
+            wire: &sub.wire,
+        };
+        if m.recipients.is_empty() {
+            return Err(QueueError::TooBig("a message needs at least one recipient"));
+        }
+        let payload_len = record::message_payload_len(&m)?;
+        let len = record::record_len(payload_len, m.recipients.len());
+        let active = match self.active {
+            Some(a) if self.seg_free(a) >= len => a,
+            _ => {
+                self.roll_over(len)?;
+                self.active.ok_or(QueueError::BadRecord("no active segment"))?
+            }
+        };
+        let state = self.segs[active as usize]
+            .as_mut()
+            .ok_or(QueueError::BadRecord("active segment missing"))?;
+        let offset = match state.seg.append(len, |buf| record::encode_message(&m, buf).map(|_| ())) {
+            Some(r) => r?,
+            None => return Err(QueueError::BadRecord("segment full after roll-over")),
+        };
+        state.dirty = true;
+        state.live_msgs += 1;
+        self.next_seq += 1;
+        self.index.insert(
+            id,
+            Slot {
+                loc: Location {
+                    seg: active,
+                    offset: offset as u32,
+                },
+                aux_rel: (record::HEADER_LEN + payload_len) as u32,
+                live: m.recipients.len() as u32,
+            },
+        );
+        Ok(id)
+    }
+
+    fn seg_free(&self, idx: u32) -> usize {
+        self.segs[idx as usize].as_ref().map_or(0, |s| s.seg.free())
+    }
+
+    /// Hands out the files written since the last call, clearing their dirty
+    /// marks. The caller fdatasyncs each; every append made before this call
+    /// is durable once they all succeed.
+    pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
+        self.segs
+            .iter_mut()
+            .flatten()
+            .filter(|s| s.dirty)
+            .map(|s| {
+                s.dirty = false;
+                Arc::clone(s.seg.file())
+            })
+            .collect()
+    }
+
+    /// Records that an fdatasync failed: nothing more is written until restart.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// True after a failed fdatasync.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Reads a live message back.
+    pub fn get(&self, id: QueueId) -> Option<(MessageView<'_>, &[u8])> {
+        let slot = self.index.get(&id)?;
+        let state = self.segs.get(slot.loc.seg as usize)?.as_ref()?;
+        let bytes = &state.seg.bytes()[slot.loc.offset as usize..];
+        match record::scan(bytes) {
+            record::Scan::Record {
+                payload,
+                aux_offset,
+                aux_len,
+                ..
+            } => {
+                let view = record::decode_message(payload).ok()?;
+                Some((view, &bytes[aux_offset..aux_offset + aux_len]))
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets the status of recipient `rcpt` of message `id` in place. Returns
+    /// true when this left the message with no live recipient: it is then
+    /// dropped from the index, and its segment deleted once empty.
+    pub fn set_status(&mut self, id: QueueId, rcpt: usize, status: RcptStatus) -> Result<bool, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let Some(slot) = self.index.get_mut(&id) else {
+            return Ok(false);
+        };
+        let seg_idx = slot.loc.seg;
+        let Some(state) = self.segs[seg_idx as usize].as_mut() else {
+            return Ok(false);
+        };
+        let pos = slot.loc.offset as usize + slot.aux_rel as usize + rcpt;
+        let was_live = state
+            .seg
+            .bytes()
+            .get(pos)
+            .is_some_and(|&b| RcptStatus::from_byte(b).is_live());
+        state.seg.set_byte(pos, status as u8);
+        state.dirty = true;
+        if was_live && !status.is_live() {
+            slot.live -= 1;
+            if slot.live == 0 {
+                self.index.remove(&id);
+                state.live_msgs -= 1;
+                self.collect_if_empty(seg_idx)?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes a sealed segment that holds no live message.
+    fn collect_if_empty(&mut self, idx: u32) -> Result<(), QueueError> {
+        let Some(state) = self.segs[idx as usize].as_ref() else {
+            return Ok(());
+        };
+        if state.live_msgs > 0 || !state.seg.is_sealed() || self.active == Some(idx) {
+            return Ok(());
+        }
+        let path = state.seg.path().to_path_buf();
+        self.segs[idx as usize] = None;
+        remove_segment_file(&path)
+    }
+
+    /// Number of live messages.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no message is live.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// IDs of all live messages, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = QueueId> + '_ {
+        self.index.keys().copied()
+    }
+
+    /// Number of segment files currently open.
+    pub fn segment_count(&self) -> usize {
+        self.segs.iter().flatten().count()
+    }
+
+    /// Heap bytes used by the index, for the memory benchmark.
+    pub fn index_bytes(&self) -> usize {
+        self.index.capacity() * (std::mem::size_of::<(QueueId, Slot)>() + 1)
+    }
+}
+
+/// The queue directories shard `shard` of `shard_count` owns.
+fn owned_dirs(queue_root: &Path, shard: usize, shard_count: usize) -> Result<Vec<PathBuf>, QueueError> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(queue_root).map_err(|e| QueueError::io("readdir", queue_root, e))? {
+        let entry = entry.map_err(|e| QueueError::io("readdir", queue_root, e))?;
+        let Some(k) = entry.file_name().to_str().and_then(|n| n.parse::<usize>().ok()) else {
+            continue;
+        };
+        if k % shard_count.max(1) == shard && entry.path().is_dir() {
+            dirs.push(entry.path());
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+fn remove_segment_file(path: &Path) -> Result<(), QueueError> {
+    std::fs::remove_file(path).map_err(|e| QueueError::io("unlink", path, e))?;
+    tracing::debug!(target: "qmgr", "{}: segment removed (no live messages)", path.display());
+    if let Some(dir) = path.parent() {
+        segment::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Envelope, MessageFlags, Source};
+
+    fn sub(i: usize, rcpts: usize) -> Submission {
+        Submission {
+            envelope: Envelope {
+                sender: "s@example.com".into(),
+                recipients: (0..rcpts).map(|r| format!("r{i}.{r}@example.net")).collect(),
+            },
+            wire: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+            flags: MessageFlags::default(),
+            message_id: format!("{i}@test"),
+            arrival_micros: now_micros(),
+            uid: 0,
+            source: Source::Internal(i as u64),
+        }
+    }
+
+    fn sync(store: &mut Store) {
+        for f in store.take_dirty() {
+            f.sync_data().unwrap();
+        }
+    }
+
+    #[test]
+    fn appended_messages_survive_reopen_with_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = vec![];
+        {
+            let (mut store, report) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+            assert_eq!(report.messages, 0);
+            for i in 0..100 {
+                ids.push(store.append(&sub(i, 2)).unwrap());
+            }
+            assert!(!store.set_status(ids[0], 0, RcptStatus::Sent).unwrap());
+            assert!(store.set_status(ids[0], 1, RcptStatus::Bounced).unwrap());
+            store.set_status(ids[1], 1, RcptStatus::Sent).unwrap();
+            sync(&mut store);
+        }
+        let (store, report) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        assert_eq!(report.messages, 99);
+        assert_eq!(report.recipients, 99 * 2 - 1);
+        assert!(store.get(ids[0]).is_none());
+        let (view, status) = store.get(ids[1]).unwrap();
+        assert_eq!(view.recipients, vec!["r1.0@example.net", "r1.1@example.net"]);
+        assert_eq!(status, &[0, RcptStatus::Sent as u8]);
+        // New IDs continue above the recovered ones.
+        assert!(ids.iter().all(|&id| id < QueueId::new(0, store.next_seq)));
+    }
+
+    #[test]
+    fn rolls_over_and_collects_empty_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        let big = {
+            let mut s = sub(0, 1);
+            s.wire = vec![b'x'; 300_000];
+            s
+        };
+        let ids: Vec<_> = (0..10).map(|_| store.append(&big).unwrap()).collect();
+        assert!(store.segment_count() >= 3, "{}", store.segment_count());
+        let files = || std::fs::read_dir(dir.path().join("0")).unwrap().count();
+        let before = files();
+        for id in &ids[..9] {
+            store.set_status(*id, 0, RcptStatus::Sent).unwrap();
+        }
+        assert!(files() < before);
+        assert_eq!(store.len(), 1);
+        // A record bigger than a segment gets a segment of its own.
+        let mut huge = sub(1, 1);
+        huge.wire = vec![b'y'; 3 << 20];
+        let id = store.append(&huge).unwrap();
+        assert_eq!(store.get(id).unwrap().0.wire.len(), 3 << 20);
+    }
+
+    #[test]
+    fn adopts_directories_of_a_larger_shard_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for shard in 0..4 {
+            let (mut store, _) = Store::open(dir.path(), shard, 4, 1 << 20).unwrap();
+            store.append(&sub(shard, 1)).unwrap();
+            sync(&mut store);
+        }
+        let (a, ra) = Store::open(dir.path(), 0, 2, 1 << 20).unwrap();
+        let (b, rb) = Store::open(dir.path(), 1, 2, 1 << 20).unwrap();
+        assert_eq!((ra.messages, rb.messages), (2, 2));
+        assert_eq!(a.len() + b.len(), 4);
+    }
+
+    #[test]
+    fn torn_tail_is_cut_and_earlier_records_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let last_off;
+        {
+            let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+            for i in 0..10 {
+                store.append(&sub(i, 1)).unwrap();
+            }
+            let id = store.append(&sub(10, 1)).unwrap();
+            last_off = store.index[&id].loc.offset as usize;
+            sync(&mut store);
+        }
+        // Corrupt the last record's payload, as a write cut short would.
+        let seg = std::fs::read_dir(dir.path().join("0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max()
+            .unwrap();
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[last_off + 30..last_off + 60].fill(0);
+        std::fs::write(&seg, &bytes).unwrap();
+        let (store, report) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        assert_eq!(report.torn, 1);
+        assert_eq!(report.messages, 10);
+        assert_eq!(store.len(), 10);
+    }
+}
