@@ -132,7 +132,10 @@ impl Default for Config {
 
 /// The host name as the system reports it, or `localhost`.
 fn system_hostname() -> String {
-    let name = gethostname::gethostname().to_string_lossy().trim().to_string();
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
     if name.is_empty() {
         "localhost".to_string()
     } else {
@@ -230,7 +233,10 @@ impl Config {
             ));
         }
         if self.message_size_limit < 1024 {
-            return Err(bad("message_size_limit", "must be at least 1024 bytes".into()));
+            return Err(bad(
+                "message_size_limit",
+                "must be at least 1024 bytes".into(),
+            ));
         }
         if self.segment_size < (1 << 20) {
             return Err(bad("segment_size", "must be at least 1 MiB".into()));
@@ -245,7 +251,10 @@ impl Config {
             return Err(bad("pickup_ring_size", "must be at least 2".into()));
         }
         if !self.relayhost.is_empty() && self.relayhost.contains(char::is_whitespace) {
-            return Err(bad("relayhost", "must be host, [host] or [host]:port".into()));
+            return Err(bad(
+                "relayhost",
+                "must be host, [host] or [host]:port".into(),
+            ));
         }
         Ok(())
     }
@@ -321,14 +330,20 @@ mod tests {
 
     #[test]
     fn bad_value_names_key_and_line() {
-        let err = Config::parse("myhostname = \"a\"\n\nio_backend = \"kqueue\"\n", Path::new("c.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = Config::parse(
+            "myhostname = \"a\"\n\nio_backend = \"kqueue\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("c.toml:3"), "{err}");
         let err = Config::parse("segment_size = 10\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("c.toml:1") && err.contains("segment_size"), "{err}");
+        assert!(
+            err.contains("c.toml:1") && err.contains("segment_size"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,1 +1,203 @@
-//! placeholder
+//! `ringmail serve`: takes the spool lock, starts one shard per core (each
+//! recovers its queue), then runs pickup until SIGTERM/SIGINT; on a signal,
+//! pickup stops offering files, the shards commit what they hold, and the
+//! daemon exits.
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::inject::spoolfile::SiteParams;
+use crate::inject::{Pickup, PickupConfig, PickupStats};
+use crate::model::Ack;
+use crate::rt::{self, IoBackend};
+use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
+use crate::spool::{Spool, SpoolError};
+
+/// Errors that stop the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The spool could not be prepared or is locked by another daemon.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// A shard thread could not start.
+    #[error(transparent)]
+    Runtime(#[from] rt::RtError),
+    /// A shard could not recover or create its queue.
+    #[error("shard {index} failed to start: {reason}")]
+    ShardStart {
+        /// The shard.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A shard ended with an error.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+}
+
+impl DaemonError {
+    /// True when starting again later may work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DaemonError::Spool(e) => e.is_transient(),
+            DaemonError::Runtime(e) => e.is_transient(),
+            DaemonError::ShardStart { .. } => true,
+            DaemonError::Shard(e) => e.is_transient(),
+        }
+    }
+}
+
+/// What a daemon run did, returned at shutdown.
+#[derive(Clone, Debug, Default)]
+pub struct ServeReport {
+    /// The backend the shards ran on (the last shard's, if they differ).
+    pub backend: Option<IoBackend>,
+    /// Number of shards.
+    pub shards: usize,
+    /// Messages queued by all shards.
+    pub queued: u64,
+    /// Pickup's counters.
+    pub pickup: PickupStats,
+}
+
+/// Runs the daemon until `stop` is set (the CLI sets it on SIGTERM/SIGINT).
+pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, DaemonError> {
+    let spool = Spool::new(&config.spool_dir);
+    spool.create_dirs()?;
+    let _lock = spool.lock()?;
+    let control = spool.bind_control()?;
+
+    let backend = rt::choose_backend(config.io_backend);
+    let shard_count = config.shard_count();
+    tracing::info!(
+        target: "master",
+        "daemon started -- version {}, io backend {}, {} shards, spool {}",
+        env!("CARGO_PKG_VERSION"),
+        backend.name(),
+        shard_count,
+        config.spool_dir.display()
+    );
+
+    let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
+    let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
+    let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
+    let shard_stop = Arc::new(AtomicBool::new(false));
+    let mut shards: Vec<JoinHandle<Result<(IoBackend, Result<u64, ShardError>), rt::RtError>>> =
+        Vec::new();
+    for index in 0..shard_count {
+        let ctx = ShardContext {
+            index,
+            shard_count,
+            queue_root: spool.queue(),
+            segment_size: config.segment_size,
+            ring: Arc::clone(&ring),
+            acks: ack_tx.clone(),
+            stop: Arc::clone(&shard_stop),
+            ready: ready_tx.clone(),
+        };
+        shards.push(rt::spawn_pinned(index, move || {
+            rt::block_on(backend, move |b| run_shard(ctx, b))
+        })?);
+    }
+    drop(ack_tx);
+    drop(ready_tx);
+
+    // Start pickup only once every shard has recovered its queue.
+    let mut start_error = None;
+    for _ in 0..shard_count {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(reason)) => start_error = Some(reason),
+            Err(_) => start_error = Some("a shard thread ended during start".into()),
+        }
+    }
+    if let Some(reason) = start_error {
+        shard_stop.store(true, Ordering::Release);
+        for h in shards {
+            let _ = h.join();
+        }
+        return Err(DaemonError::ShardStart { index: 0, reason });
+    }
+
+    let flushes = Arc::new(AtomicU64::new(0));
+    let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
+
+    let mut pickup = Pickup::new(PickupConfig {
+        maildrop: spool.maildrop(),
+        pickup: spool.pickup(),
+        corrupt: spool.corrupt(),
+        site: SiteParams {
+            myhostname: config.myhostname.clone(),
+            origin: config.origin().to_string(),
+            message_size_limit: config.message_size_limit,
+        },
+        interval: Duration::from_millis(config.pickup_interval_ms),
+        settle: Duration::from_millis(config.pickup_settle_ms),
+    });
+    let ring_for_pickup = Arc::clone(&ring);
+    let pickup_stats = pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
+
+    tracing::info!(target: "master", "terminating on signal: stopping intake, committing pending messages");
+    shard_stop.store(true, Ordering::Release);
+    let mut report = ServeReport {
+        shards: shard_count,
+        pickup: pickup_stats,
+        ..ServeReport::default()
+    };
+    let mut first_error = None;
+    for h in shards {
+        match h.join() {
+            Ok(Ok((used, Ok(n)))) => {
+                report.queued += n;
+                report.backend = Some(used);
+            }
+            Ok(Ok((_, Err(e)))) => first_error = first_error.or(Some(DaemonError::Shard(e))),
+            Ok(Err(e)) => first_error = first_error.or(Some(DaemonError::Runtime(e))),
+            Err(_) => tracing::error!(target: "master", "a shard thread panicked"),
+        }
+    }
+    // Acknowledgements that arrived after pickup stopped: their messages are
+    // committed, so their files can go.
+    while let Ok(ack) = ack_rx.try_recv() {
+        if let (crate::model::Source::File(path), Ok(_)) = (&ack.source, &ack.result) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let _ = control_thread.join();
+    let _ = std::fs::remove_file(spool.control_socket());
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// Serves the control socket: `flush` asks for deferred mail to be retried now.
+fn spawn_control(
+    sock: UnixDatagram,
+    stop: Arc<AtomicBool>,
+    flushes: Arc<AtomicU64>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let _ = sock.set_nonblocking(false);
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(100)));
+        let mut buf = [0u8; 256];
+        while !stop.load(Ordering::Acquire) {
+            let Ok(n) = sock.recv(&mut buf) else { continue };
+            match &buf[..n] {
+                b"flush" => {
+                    flushes.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(target: "qmgr", "flush requested: deferred mail will be retried now");
+                }
+                other => tracing::warn!(
+                    target: "master",
+                    "unknown control command {:?}",
+                    String::from_utf8_lossy(other)
+                ),
+            }
+        }
+    })
+}

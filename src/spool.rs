@@ -137,10 +137,14 @@ impl Spool {
             .open(&path)
             .map_err(|e| SpoolError::io("open", &path, e))?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+            let pid = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             return Err(SpoolError::Locked { path, pid });
         }
-        file.set_len(0).map_err(|e| SpoolError::io("truncate", &path, e))?;
+        file.set_len(0)
+            .map_err(|e| SpoolError::io("truncate", &path, e))?;
         writeln!(file, "{}", std::process::id()).map_err(|e| SpoolError::io("write", &path, e))?;
         Ok(file)
     }
@@ -165,6 +169,11 @@ impl Spool {
     }
 }
 
+/// fsyncs a directory so that creations, renames and unlinks in it are durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +189,10 @@ mod tests {
         drop(held);
         spool.lock().unwrap();
 
-        assert!(matches!(spool.send_control("flush"), Err(SpoolError::NotRunning { .. })));
+        assert!(matches!(
+            spool.send_control("flush"),
+            Err(SpoolError::NotRunning { .. })
+        ));
         let sock = spool.bind_control().unwrap();
         spool.send_control("flush").unwrap();
         let mut buf = [0u8; 16];

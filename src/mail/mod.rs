@@ -1,1 +1,23 @@
-//! placeholder
+//! RFC 5322 header and address parsing shared by injection and cleanup.
+//!
+//! Everything here works on bytes and strings in memory (no I/O):
+//!
+//! - [`address`]: one envelope address, RFC 5321 syntax checks.
+//! - [`address_list`]: the addresses in an address-list header value.
+//! - [`bytes`]: fast byte searches for whole-message scans.
+//! - [`header`]: splitting a message into header fields and body.
+//! - [`envelope_headers`]: sender and recipients taken from header fields.
+//! - [`x_envelope`]: `X-Sender:`/`X-Receiver:` lines of .NET/IIS pickup files.
+
+pub mod address;
+pub mod address_list;
+pub mod bytes;
+pub mod envelope_headers;
+pub mod header;
+pub mod x_envelope;
+
+pub use address::{needs_smtputf8, parse_envelope_address, split_address, AddressError};
+pub use address_list::header_addresses;
+pub use envelope_headers::{dedup_addresses, recipients_from_headers, sender_from_headers};
+pub use header::{split_message, HeaderError, HeaderField, MessageParts, MAX_HEADER_LINE};
+pub use x_envelope::{strip_x_envelope, XEnvelope};

@@ -8,3 +8,11 @@ mod submission;
 pub use envelope::{Envelope, MessageFlags, RcptStatus};
 pub use queue_id::QueueId;
 pub use submission::{Ack, AckError, Source, Submission};
+
+/// Microseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -48,11 +48,23 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let now = chrono::Local::now();
         let meta = event.metadata();
         let target = meta.target().rsplit("::").next().unwrap_or("ringmail");
-        write!(w, "{} {} ringmail/{}[{}]: ", now.format("%b %e %H:%M:%S"), self.host, target, self.pid)?;
+        write!(
+            w,
+            "{} {} ringmail/{}[{}]: ",
+            now.format("%b %e %H:%M:%S"),
+            self.host,
+            target,
+            self.pid
+        )?;
         match *meta.level() {
             Level::ERROR => write!(w, "error: ")?,
             Level::WARN => write!(w, "warning: ")?,

@@ -57,7 +57,10 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     let mut ids = Vec::new();
     for d in dirs {
         let d = d.map_err(|e| QueueError::io("readdir", queue_root, e))?;
-        if d.file_name().to_str().is_some_and(|n| n.parse::<usize>().is_ok()) {
+        if d.file_name()
+            .to_str()
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+        {
             ids.push(d.path());
         }
     }
@@ -68,12 +71,19 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
         };
         let mut segs: Vec<_> = entries
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(segment::parse_file_name).map(|n| (n, e.path())))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(segment::parse_file_name)
+                    .map(|n| (n, e.path()))
+            })
             .collect();
         segs.sort();
         for (_, path) in segs {
             // A segment deleted between readdir and open was emptied: skip it.
-            let Ok(file) = File::open(&path) else { continue };
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
             let map = segment::map_ro(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
             if segment::SegmentHeader::decode(&map).is_err() {
                 continue;
@@ -81,7 +91,9 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
             for found in Records::new(&map) {
                 match found.kind {
                     Kind::Message => {
-                        let Ok(m) = record::decode_message(found.payload) else { continue };
+                        let Ok(m) = record::decode_message(found.payload) else {
+                            continue;
+                        };
                         let statuses: Vec<RcptStatus> = (0..m.recipients.len())
                             .map(|i| RcptStatus::from_byte(found.aux.get(i).copied().unwrap_or(0)))
                             .collect();
@@ -117,7 +129,9 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     }
     if !reasons.is_empty() {
         for m in &mut out {
-            let Ok(id) = m.queue_id.parse::<QueueId>() else { continue };
+            let Ok(id) = m.queue_id.parse::<QueueId>() else {
+                continue;
+            };
             for (i, r) in m.recipients.iter_mut().enumerate() {
                 if r.status == RcptStatus::Deferred.as_str() {
                     r.reason = reasons.remove(&(id, i as u32));

@@ -176,7 +176,10 @@ fn finish_header(out: &mut [u8], kind: Kind, payload_len: usize, aux_len: usize)
     out[2..4].copy_from_slice(&0u16.to_le_bytes());
     out[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
     out[8..12].copy_from_slice(&(aux_len as u32).to_le_bytes());
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&out[0..12]), &out[HEADER_LEN..HEADER_LEN + payload_len]);
+    let crc = crc32c::crc32c_append(
+        crc32c::crc32c(&out[0..12]),
+        &out[HEADER_LEN..HEADER_LEN + payload_len],
+    );
     out[12..16].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -241,7 +244,10 @@ pub fn scan(buf: &[u8]) -> Scan<'_> {
 
 /// Decodes a message payload (already CRC-checked by [`scan`]).
 pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
     let id = QueueId::from_raw(r.u64()?);
     let arrival_micros = r.u64()?;
     let flags = MessageFlags(r.u32()?);
@@ -273,7 +279,10 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
 /// Reads only the queue ID and recipient count of a message payload: what
 /// recovery needs for the index, without walking the recipient list.
 pub fn peek_message(payload: &[u8]) -> Result<(QueueId, u64, usize), QueueError> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
     let id = QueueId::from_raw(r.u64()?);
     let arrival = r.u64()?;
     r.take(8)?;
@@ -283,7 +292,10 @@ pub fn peek_message(payload: &[u8]) -> Result<(QueueId, u64, usize), QueueError>
 
 /// Decodes a defer payload.
 pub fn decode_defer(payload: &[u8]) -> Result<DeferView<'_>, QueueError> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
     let id = QueueId::from_raw(r.u64()?);
     let rcpt = r.u32()?;
     let next_attempt_micros = r.u64()?;
@@ -330,7 +342,9 @@ impl<'a> Reader<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.buf.len())
-            .ok_or(QueueError::BadRecord("field runs past the end of the record"))?;
+            .ok_or(QueueError::BadRecord(
+                "field runs past the end of the record",
+            ))?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -348,7 +362,8 @@ impl<'a> Reader<'a> {
     fn short_str(&mut self) -> Result<&'a str, QueueError> {
         let b = self.take(2)?;
         let n = u16::from_le_bytes([b[0], b[1]]) as usize;
-        std::str::from_utf8(self.take(n)?).map_err(|_| QueueError::BadRecord("address is not UTF-8"))
+        std::str::from_utf8(self.take(n)?)
+            .map_err(|_| QueueError::BadRecord("address is not UTF-8"))
     }
 }
 
@@ -382,7 +397,14 @@ mod tests {
         let m = sample(&rcpts);
         let buf = encode(&m);
         assert_eq!(buf.len() % ALIGN, 0);
-        let Scan::Record { kind, payload, aux_offset, aux_len, total_len } = scan(&buf) else {
+        let Scan::Record {
+            kind,
+            payload,
+            aux_offset,
+            aux_len,
+            total_len,
+        } = scan(&buf)
+        else {
             panic!("not a record")
         };
         assert_eq!(kind, Kind::Message);
@@ -403,7 +425,9 @@ mod tests {
     fn status_bytes_are_outside_the_checksum() {
         let rcpts = vec!["a@x.example".to_string()];
         let mut buf = encode(&sample(&rcpts));
-        let Scan::Record { aux_offset, .. } = scan(&buf) else { panic!() };
+        let Scan::Record { aux_offset, .. } = scan(&buf) else {
+            panic!()
+        };
         buf[aux_offset] = 2;
         assert!(matches!(scan(&buf), Scan::Record { .. }));
     }
@@ -412,14 +436,19 @@ mod tests {
     fn any_flipped_payload_byte_is_detected() {
         let rcpts = vec!["a@x.example".to_string()];
         let buf = encode(&sample(&rcpts));
-        let Scan::Record { aux_offset, .. } = scan(&buf) else { panic!() };
+        let Scan::Record { aux_offset, .. } = scan(&buf) else {
+            panic!()
+        };
         for i in 0..aux_offset {
             if (12..16).contains(&i) {
                 continue;
             }
             let mut b = buf.clone();
             b[i] ^= 0x40;
-            assert!(matches!(scan(&b), Scan::Torn(_)), "flip at {i} not detected");
+            assert!(
+                matches!(scan(&b), Scan::Torn(_)),
+                "flip at {i} not detected"
+            );
         }
     }
 
@@ -441,7 +470,9 @@ mod tests {
             reason: "451 4.3.0 try later",
         };
         let buf = encode_defer(&d);
-        let Scan::Record { kind, payload, .. } = scan(&buf) else { panic!() };
+        let Scan::Record { kind, payload, .. } = scan(&buf) else {
+            panic!()
+        };
         assert_eq!(kind, Kind::Defer);
         assert_eq!(decode_defer(payload).unwrap(), d);
     }
@@ -450,6 +481,9 @@ mod tests {
     fn overlong_fields_are_refused() {
         let long = "x".repeat(70_000);
         let rcpts = vec![long];
-        assert!(matches!(message_payload_len(&sample(&rcpts)), Err(QueueError::TooBig(_))));
+        assert!(matches!(
+            message_payload_len(&sample(&rcpts)),
+            Err(QueueError::TooBig(_))
+        ));
     }
 }

@@ -77,7 +77,9 @@ impl SegmentHeader {
         }
         let version = u32_at(8);
         if version != FORMAT_VERSION {
-            return Err(format!("format version {version}, this ringmail reads {FORMAT_VERSION}"));
+            return Err(format!(
+                "format version {version}, this ringmail reads {FORMAT_VERSION}"
+            ));
         }
         Ok(SegmentHeader {
             shard: u32_at(12),
@@ -133,7 +135,8 @@ impl Segment {
         }
         let mut map = map_rw(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
         map[..FILE_HEADER_LEN].copy_from_slice(&header.encode());
-        file.sync_data().map_err(|e| QueueError::io("fdatasync", &path, e))?;
+        file.sync_data()
+            .map_err(|e| QueueError::io("fdatasync", &path, e))?;
         sync_dir(dir)?;
         Ok(Segment {
             path,
@@ -279,9 +282,7 @@ fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
 
 /// fsyncs a directory so that file creations, renames and unlinks in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<(), QueueError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| QueueError::io("fsync directory", dir, e))
+    crate::spool::sync_dir(dir).map_err(|e| QueueError::io("fsync directory", dir, e))
 }
 
 #[cfg(test)]
@@ -324,7 +325,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(file_name(1));
         std::fs::write(&p, vec![7u8; 4096]).unwrap();
-        assert!(matches!(Segment::open(&p), Err(QueueError::BadSegment { .. })));
+        assert!(matches!(
+            Segment::open(&p),
+            Err(QueueError::BadSegment { .. })
+        ));
         let mut h = header(1).encode();
         h[8] = 9; // version
         std::fs::write(&p, h).unwrap();

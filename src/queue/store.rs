@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::model::{QueueId, RcptStatus, Submission};
+use crate::model::{now_micros, QueueId, RcptStatus, Submission};
 
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
@@ -94,11 +93,20 @@ impl Store {
         Ok((store, report))
     }
 
-    fn recover_dir(&mut self, dir: &Path, own: bool, report: &mut RecoveryReport) -> Result<(), QueueError> {
+    fn recover_dir(
+        &mut self,
+        dir: &Path,
+        own: bool,
+        report: &mut RecoveryReport,
+    ) -> Result<(), QueueError> {
         let mut segnos = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| QueueError::io("readdir", dir, e))? {
             let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
-            if let Some(n) = entry.file_name().to_str().and_then(segment::parse_file_name) {
+            if let Some(n) = entry
+                .file_name()
+                .to_str()
+                .and_then(segment::parse_file_name)
+            {
                 segnos.push(n);
             }
         }
@@ -126,7 +134,11 @@ impl Store {
         Ok(())
     }
 
-    fn adopt_segment(&mut self, seg: Segment, report: &mut RecoveryReport) -> Result<(), QueueError> {
+    fn adopt_segment(
+        &mut self,
+        seg: Segment,
+        report: &mut RecoveryReport,
+    ) -> Result<(), QueueError> {
         let seg_idx = self.segs.len() as u32;
         let mut live_msgs = 0u32;
         let mut records = Records::new(seg.bytes());
@@ -173,7 +185,11 @@ impl Store {
         if let Some((offset, reason)) = records.torn() {
             report.torn += 1;
             let rest = &seg.bytes()[offset..];
-            let nonzero = rest.iter().rposition(|&b| b != 0).map(|p| p + 1).unwrap_or(0);
+            let nonzero = rest
+                .iter()
+                .rposition(|&b| b != 0)
+                .map(|p| p + 1)
+                .unwrap_or(0);
             tracing::warn!(
                 target: "qmgr",
                 "{}: torn record at offset {offset} cut ({reason}); {nonzero} bytes after it ignored",
@@ -252,13 +268,17 @@ impl Store {
             Some(a) if self.seg_free(a) >= len => a,
             _ => {
                 self.roll_over(len)?;
-                self.active.ok_or(QueueError::BadRecord("no active segment"))?
+                self.active
+                    .ok_or(QueueError::BadRecord("no active segment"))?
             }
         };
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
-        let offset = match state.seg.append(len, |buf| record::encode_message(&m, buf).map(|_| ())) {
+        let offset = match state
+            .seg
+            .append(len, |buf| record::encode_message(&m, buf).map(|_| ()))
+        {
             Some(r) => r?,
             None => return Err(QueueError::BadRecord("segment full after roll-over")),
         };
@@ -330,7 +350,12 @@ impl Store {
     /// Sets the status of recipient `rcpt` of message `id` in place. Returns
     /// true when this left the message with no live recipient: it is then
     /// dropped from the index, and its segment deleted once empty.
-    pub fn set_status(&mut self, id: QueueId, rcpt: usize, status: RcptStatus) -> Result<bool, QueueError> {
+    pub fn set_status(
+        &mut self,
+        id: QueueId,
+        rcpt: usize,
+        status: RcptStatus,
+    ) -> Result<bool, QueueError> {
         if self.poisoned {
             return Err(QueueError::Poisoned);
         }
@@ -401,11 +426,21 @@ impl Store {
 }
 
 /// The queue directories shard `shard` of `shard_count` owns.
-fn owned_dirs(queue_root: &Path, shard: usize, shard_count: usize) -> Result<Vec<PathBuf>, QueueError> {
+fn owned_dirs(
+    queue_root: &Path,
+    shard: usize,
+    shard_count: usize,
+) -> Result<Vec<PathBuf>, QueueError> {
     let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(queue_root).map_err(|e| QueueError::io("readdir", queue_root, e))? {
+    for entry in
+        std::fs::read_dir(queue_root).map_err(|e| QueueError::io("readdir", queue_root, e))?
+    {
         let entry = entry.map_err(|e| QueueError::io("readdir", queue_root, e))?;
-        let Some(k) = entry.file_name().to_str().and_then(|n| n.parse::<usize>().ok()) else {
+        let Some(k) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
             continue;
         };
         if k % shard_count.max(1) == shard && entry.path().is_dir() {
@@ -425,14 +460,6 @@ fn remove_segment_file(path: &Path) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,7 +469,9 @@ mod tests {
         Submission {
             envelope: Envelope {
                 sender: "s@example.com".into(),
-                recipients: (0..rcpts).map(|r| format!("r{i}.{r}@example.net")).collect(),
+                recipients: (0..rcpts)
+                    .map(|r| format!("r{i}.{r}@example.net"))
+                    .collect(),
             },
             wire: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
             flags: MessageFlags::default(),
@@ -479,7 +508,10 @@ mod tests {
         assert_eq!(report.recipients, 99 * 2 - 1);
         assert!(store.get(ids[0]).is_none());
         let (view, status) = store.get(ids[1]).unwrap();
-        assert_eq!(view.recipients, vec!["r1.0@example.net", "r1.1@example.net"]);
+        assert_eq!(
+            view.recipients,
+            vec!["r1.0@example.net", "r1.1@example.net"]
+        );
         assert_eq!(status, &[0, RcptStatus::Sent as u8]);
         // New IDs continue above the recovered ones.
         assert!(ids.iter().all(|&id| id < QueueId::new(0, store.next_seq)));

@@ -96,7 +96,10 @@ where
         .build()
         .map_err(RtError::Build)?;
     let local = tokio::task::LocalSet::new();
-    Ok((IoBackend::Epoll, local.block_on(&rt, make(IoBackend::Epoll))))
+    Ok((
+        IoBackend::Epoll,
+        local.block_on(&rt, make(IoBackend::Epoll)),
+    ))
 }
 
 /// Starts shard thread `index`, pinned to a core (`index` modulo the number

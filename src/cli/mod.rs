@@ -1,0 +1,134 @@
+//! Command-line entry: clap definitions and dispatch. anyhow is used only
+//! here, at the edge; the library's modules return their own error types.
+
+pub mod mailq;
+pub mod sendmail;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ringmail::config::Config;
+
+/// ringmail: a bulk outbound mail transfer agent on io_uring.
+#[derive(Parser)]
+#[command(name = "ringmail", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: pick up maildrop/ and pickup/, queue durably.
+    Serve {
+        /// Configuration file (default: $RINGMAIL_CONFIG, /etc/ringmail/ringmail.toml).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Log debug lines too.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
+    /// The sendmail command (Postfix-compatible flags; see docs/SENDMAIL.md).
+    Sendmail {
+        /// sendmail flags and recipients, passed through unchanged.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Inspect or act on the queue.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Print the effective configuration.
+    Config {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// List queued messages, Postfix style (works with the daemon stopped).
+    List {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// One JSON object per message instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to retry deferred mail now.
+    Flush {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Parses the command line and runs the chosen job.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        Command::Serve { config, verbose } => serve(config, verbose),
+        Command::Sendmail { args } => return sendmail::run("sendmail", args),
+        Command::Queue { action } => match action {
+            QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
+            QueueAction::Flush { config } => return flush_exit(load(config)),
+        },
+        Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmail: fatal: {e:#}");
+            ExitCode::from(75)
+        }
+    }
+}
+
+/// Loads the configuration for a subcommand.
+pub fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
+    Ok(Config::load(path.as_deref())?.config)
+}
+
+fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
+    let config = load(path)?;
+    ringmail::obs::init(&config.myhostname, config.log_file.as_deref(), verbose)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let report = ringmail::daemon::serve(&config, stop)?;
+    tracing::info!(
+        target: "master",
+        "stopped: {} messages queued, {} files quarantined",
+        report.queued,
+        report.pickup.quarantined
+    );
+    Ok(())
+}
+
+/// `queue flush` / `sendmail -q`: exit 69 (EX_UNAVAILABLE) when no daemon runs.
+pub fn flush_exit(config: anyhow::Result<Config>) -> ExitCode {
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringmail: fatal: {e:#}");
+            return ExitCode::from(78);
+        }
+    };
+    match ringmail::spool::Spool::new(&config.spool_dir).send_control("flush") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringmail: fatal: cannot flush mail queue: {e}");
+            ExitCode::from(69)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The maildrop file format: what `ringmail sendmail` writes into
+//! `maildrop/` and pickup reads back. A short text envelope, an empty line,
+//! then the message exactly as submitted (after the `-i` dot rule):
+//!
+//! ```text
+//! RINGMAIL-MAILDROP 1
+//! uid 1000
+//! sender me@example.com          (empty value: the null sender <>)
+//! fullname Jane Doe              (optional, from -F)
+//! rcpt you@example.net           (one line per recipient, at least one)
+//!
+//! <message>
+//! ```
+//!
+//! Files are written under a name starting with `.` (ignored by pickup),
+//! fsynced, renamed to their final name and the directory fsynced: a
+//! visible maildrop file is always complete and durable.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::model::Envelope;
+
+/// First line of every maildrop file.
+pub const MAGIC_LINE: &str = "RINGMAIL-MAILDROP 1";
+
+/// Errors reading or writing maildrop files.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildropError {
+    /// The file is not in maildrop format.
+    #[error("not a maildrop file: {0}")]
+    Format(&'static str),
+    /// Writing the file failed.
+    #[error("{path}: {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+impl MaildropError {
+    /// Write failures (disk full, permissions) may clear up; format errors do not.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, MaildropError::Io { .. })
+    }
+}
+
+/// A parsed maildrop file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MaildropFile<'a> {
+    /// The submitter's uid.
+    pub uid: u32,
+    /// Sender and recipients.
+    pub envelope: Envelope,
+    /// The `-F` full name.
+    pub full_name: Option<String>,
+    /// The message.
+    pub message: &'a [u8],
+}
+
+/// Encodes a maildrop file.
+pub fn encode(uid: u32, envelope: &Envelope, full_name: Option<&str>, message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 256);
+    let clean = |s: &str| s.replace(['\r', '\n'], " ");
+    out.extend_from_slice(MAGIC_LINE.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(format!("uid {uid}\nsender {}\n", clean(&envelope.sender)).as_bytes());
+    if let Some(name) = full_name {
+        out.extend_from_slice(format!("fullname {}\n", clean(name)).as_bytes());
+    }
+    for r in &envelope.recipients {
+        out.extend_from_slice(format!("rcpt {}\n", clean(r)).as_bytes());
+    }
+    out.push(b'\n');
+    out.extend_from_slice(message);
+    out
+}
+
+/// Decodes a maildrop file.
+pub fn decode(data: &[u8]) -> Result<MaildropFile<'_>, MaildropError> {
+    let mut pos = 0;
+    let mut next_line = || -> Result<&str, MaildropError> {
+        let rest = &data[pos..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or(MaildropError::Format("envelope not terminated"))?;
+        pos += end + 1;
+        std::str::from_utf8(&rest[..end])
+            .map_err(|_| MaildropError::Format("envelope is not UTF-8"))
+    };
+    if next_line()? != MAGIC_LINE {
+        return Err(MaildropError::Format("missing RINGMAIL-MAILDROP 1 line"));
+    }
+    let mut uid = None;
+    let mut sender = None;
+    let mut full_name = None;
+    let mut recipients = Vec::new();
+    loop {
+        let line = next_line()?;
+        if line.is_empty() {
+            break;
+        }
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        match key {
+            "uid" => {
+                uid = Some(
+                    value
+                        .parse()
+                        .map_err(|_| MaildropError::Format("bad uid"))?,
+                )
+            }
+            "sender" => sender = Some(value.to_string()),
+            "fullname" => full_name = Some(value.to_string()),
+            "rcpt" => recipients.push(value.to_string()),
+            _ => return Err(MaildropError::Format("unknown envelope line")),
+        }
+    }
+    if recipients.is_empty() {
+        return Err(MaildropError::Format("no recipients"));
+    }
+    Ok(MaildropFile {
+        uid: uid.ok_or(MaildropError::Format("no uid line"))?,
+        envelope: Envelope {
+            sender: sender.ok_or(MaildropError::Format("no sender line"))?,
+            recipients,
+        },
+        full_name,
+        message: &data[pos..],
+    })
+}
+
+/// Writes `contents` durably into `dir` under a fresh name: a dot-named
+/// temp file, fsync, rename, fsync of the directory. Returns the final path.
+pub fn write_durably(dir: &Path, contents: &[u8]) -> Result<PathBuf, MaildropError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let micros = crate::model::now_micros();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("{micros}.{}.{n}", std::process::id());
+    let tmp = dir.join(format!(".tmp.{name}"));
+    let dest = dir.join(&name);
+    let io = |op, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| MaildropError::Io { op, path, source }
+    };
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(io("create", &tmp))?;
+        f.write_all(contents).map_err(io("write", &tmp))?;
+        f.sync_all().map_err(io("fsync", &tmp))?;
+        drop(f);
+        std::fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
+        crate::spool::sync_dir(dir).map_err(io("fsync directory", dir))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map(|()| dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_message_bytes() {
+        let env = Envelope {
+            sender: String::new(),
+            recipients: vec!["a@x.example".into(), "b@y.example".into()],
+        };
+        let msg = b"Subject: x\n\nbody\nrcpt not-envelope\n";
+        let data = encode(7, &env, Some("Jane\nDoe"), msg);
+        let back = decode(&data).unwrap();
+        assert_eq!(back.uid, 7);
+        assert_eq!(back.envelope, env);
+        assert_eq!(back.full_name.as_deref(), Some("Jane Doe"));
+        assert_eq!(back.message, msg);
+    }
+
+    #[test]
+    fn rejects_foreign_or_incomplete_files() {
+        assert!(decode(b"Subject: hi\n\nbody").is_err());
+        assert!(decode(b"RINGMAIL-MAILDROP 1\nuid 0\nsender a@b\n\nmsg").is_err());
+        assert!(decode(b"RINGMAIL-MAILDROP 1\nuid 0\nsender a@b\nrcpt c@d").is_err());
+    }
+
+    #[test]
+    fn writes_under_a_final_name_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_durably(dir.path(), b"hello").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(!names[0].to_string_lossy().starts_with('.'));
+    }
+}

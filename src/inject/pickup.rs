@@ -1,0 +1,276 @@
+//! The pickup scanner: polls `maildrop/` and `pickup/`, turns each file into
+//! a submission, offers it to the queue and unlinks the file only when the
+//! queue says the message is durable.
+//!
+//! Files whose name starts with `.` are ignored, so writers can write under
+//! a temporary dot-name and rename. A `pickup/` file modified less than
+//! `settle` ago is left for a later scan, so a plain `cp` into the
+//! directory is not read half-written. A file that cannot be queued moves to
+//! `corrupt/` with a `.reason` file. Polling (every `interval` when idle,
+//! back-to-back while files keep coming) is used rather than inotify: it
+//! needs no extra thread or kernel watch limits and finds files that were
+//! already there at start the same way as new ones.
+
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::model::{Ack, Source, Submission};
+
+use super::quarantine::quarantine;
+use super::spoolfile::{prepare, SiteParams, SpoolKind};
+
+/// How long shutdown waits for the queue to acknowledge files in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Where pickup looks and what it needs to clean messages.
+#[derive(Clone, Debug)]
+pub struct PickupConfig {
+    /// `spool_dir/maildrop`.
+    pub maildrop: PathBuf,
+    /// `spool_dir/pickup`.
+    pub pickup: PathBuf,
+    /// `spool_dir/corrupt`.
+    pub corrupt: PathBuf,
+    /// Host name, origin and size limit for cleanup.
+    pub site: SiteParams,
+    /// Idle poll interval.
+    pub interval: Duration,
+    /// Minimum age of a `pickup/` file before it is read.
+    pub settle: Duration,
+}
+
+/// Counters kept by pickup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PickupStats {
+    /// Files offered to the queue.
+    pub offered: u64,
+    /// Files acknowledged and unlinked.
+    pub queued: u64,
+    /// Files moved to `corrupt/`.
+    pub quarantined: u64,
+    /// Acknowledgements that reported a queue failure (file kept, retried).
+    pub failed: u64,
+}
+
+/// The scanner's state: which files are in flight.
+pub struct Pickup {
+    cfg: PickupConfig,
+    inflight: HashSet<PathBuf>,
+    stats: PickupStats,
+    /// After a queue failure, wait this long before offering files again.
+    pause_until: Option<Instant>,
+}
+
+impl Pickup {
+    /// A scanner for `cfg`.
+    pub fn new(cfg: PickupConfig) -> Pickup {
+        Pickup {
+            cfg,
+            inflight: HashSet::new(),
+            stats: PickupStats::default(),
+            pause_until: None,
+        }
+    }
+
+    /// Scans until `stop` is set, offering submissions through `offer`
+    /// (which hands a submission back when the queue is full) and handling
+    /// acknowledgements from `acks`. On stop, waits briefly for the
+    /// acknowledgements of files in flight, so they are not queued twice.
+    pub fn run(
+        &mut self,
+        offer: &mut dyn FnMut(Submission) -> Result<(), Submission>,
+        acks: &Receiver<Ack>,
+        stop: &AtomicBool,
+    ) -> PickupStats {
+        while !stop.load(Ordering::Acquire) {
+            self.drain_acks(acks);
+            let paused = self.pause_until.is_some_and(|t| Instant::now() < t);
+            let offered = if paused {
+                0
+            } else {
+                self.scan_once(offer, acks, stop)
+            };
+            if offered == 0 {
+                match acks.recv_timeout(self.cfg.interval) {
+                    Ok(ack) => self.handle_ack(ack),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        while !self.inflight.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match acks.recv_timeout(left) {
+                Ok(ack) => self.handle_ack(ack),
+                Err(_) => break,
+            }
+        }
+        self.stats
+    }
+
+    /// One pass over both directories; returns how many files were offered.
+    pub fn scan_once(
+        &mut self,
+        offer: &mut dyn FnMut(Submission) -> Result<(), Submission>,
+        acks: &Receiver<Ack>,
+        stop: &AtomicBool,
+    ) -> usize {
+        let mut offered = 0;
+        for (dir, kind) in [
+            (self.cfg.maildrop.clone(), SpoolKind::Maildrop),
+            (self.cfg.pickup.clone(), SpoolKind::Pickup),
+        ] {
+            for path in self.list(&dir) {
+                if stop.load(Ordering::Acquire) {
+                    return offered;
+                }
+                let Some(sub) = self.read_one(&path, kind) else {
+                    continue;
+                };
+                let mut sub = sub;
+                loop {
+                    match offer(sub) {
+                        Ok(()) => break,
+                        Err(back) => {
+                            // The ring is full: keep acknowledging while we wait.
+                            sub = back;
+                            if stop.load(Ordering::Acquire) {
+                                return offered;
+                            }
+                            if let Ok(ack) = acks.recv_timeout(Duration::from_millis(1)) {
+                                self.handle_ack(ack);
+                            }
+                        }
+                    }
+                }
+                self.inflight.insert(path);
+                self.stats.offered += 1;
+                offered += 1;
+                if offered % 256 == 0 {
+                    self.drain_acks(acks);
+                }
+            }
+        }
+        offered
+    }
+
+    /// Names in `dir` that are candidates: not dot-files, not in flight.
+    fn list(&self, dir: &Path) -> Vec<PathBuf> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(target: "pickup", "{}: cannot scan: {e}", dir.display());
+                return Vec::new();
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+            .map(|e| e.path())
+            .filter(|p| !self.inflight.contains(p))
+            .collect();
+        paths.sort_unstable();
+        paths
+    }
+
+    /// Reads and prepares one file; quarantines it when it cannot be queued.
+    fn read_one(&mut self, path: &Path, kind: SpoolKind) -> Option<Submission> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(_) => return None, // vanished meanwhile
+        };
+        if !meta.is_file() {
+            if !meta.is_dir() {
+                self.reject(path, "not a regular file");
+            }
+            return None;
+        }
+        if kind == SpoolKind::Pickup && !self.cfg.settle.is_zero() {
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .unwrap_or(Duration::MAX);
+            if age < self.cfg.settle {
+                return None;
+            }
+        }
+        let limit = self.cfg.site.message_size_limit;
+        if meta.len() > limit.saturating_add(64 * 1024) {
+            self.reject(
+                path,
+                &format!("message too large: {} bytes, limit {limit}", meta.len()),
+            );
+            return None;
+        }
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(target: "pickup", "{}: cannot read: {e}", path.display());
+                return None;
+            }
+        };
+        match prepare(&data, kind, meta.uid(), path, &self.cfg.site) {
+            Ok(sub) => Some(sub),
+            Err(reason) => {
+                self.reject(path, &reason);
+                None
+            }
+        }
+    }
+
+    fn reject(&mut self, path: &Path, reason: &str) {
+        match quarantine(path, &self.cfg.corrupt, reason) {
+            Ok(dest) => {
+                self.stats.quarantined += 1;
+                tracing::warn!(
+                    target: "pickup",
+                    "{}: moved to {}: {reason}",
+                    path.display(),
+                    dest.display()
+                );
+            }
+            Err(e) => {
+                tracing::error!(target: "pickup", "{}: cannot quarantine ({reason}): {e}", path.display())
+            }
+        }
+    }
+
+    fn drain_acks(&mut self, acks: &Receiver<Ack>) {
+        while let Ok(ack) = acks.try_recv() {
+            self.handle_ack(ack);
+        }
+    }
+
+    fn handle_ack(&mut self, ack: Ack) {
+        let Source::File(path) = ack.source else {
+            return;
+        };
+        self.inflight.remove(&path);
+        match ack.result {
+            Ok(_) => {
+                self.stats.queued += 1;
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
+                }
+            }
+            Err(e) => {
+                self.stats.failed += 1;
+                self.pause_until = Some(Instant::now() + self.cfg.interval * 5);
+                tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display());
+            }
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PickupStats {
+        self.stats
+    }
+}

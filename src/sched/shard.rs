@@ -1,0 +1,172 @@
+//! The shard loop: recover the shard's queue, then drain the pickup ring
+//! into it in batches with one group commit per batch.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+
+use crate::model::{Ack, AckError, QueueId, Submission};
+use crate::queue::recovery::RecoveryReport;
+use crate::queue::{QueueError, Store};
+use crate::rt::{self, IoBackend};
+
+use super::PickupRing;
+
+/// Most submissions a shard appends before it commits.
+pub const MAX_BATCH: usize = 1024;
+
+/// How often an idle shard looks at the stop flag.
+const IDLE_CHECK: Duration = Duration::from_millis(50);
+
+/// Errors that end a shard.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The queue could not be recovered or created.
+    #[error("shard {index}: {source}")]
+    Queue {
+        /// The shard.
+        index: usize,
+        /// The underlying error.
+        source: QueueError,
+    },
+}
+
+impl ShardError {
+    /// True when a restart may succeed (I/O errors, full disk).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ShardError::Queue { source, .. } => source.is_transient(),
+        }
+    }
+}
+
+/// Everything a shard needs, handed over when its thread starts.
+pub struct ShardContext {
+    /// This shard's index.
+    pub index: usize,
+    /// How many shards run.
+    pub shard_count: usize,
+    /// `spool_dir/queue`.
+    pub queue_root: PathBuf,
+    /// Segment file size.
+    pub segment_size: u64,
+    /// Work comes from here.
+    pub ring: Arc<PickupRing>,
+    /// Acknowledgements go back here, after the commit.
+    pub acks: Sender<Ack>,
+    /// Set once no more work will be pushed: drain the ring, commit, return.
+    pub stop: Arc<AtomicBool>,
+    /// Told once recovery is done (or failed), so the daemon starts pickup
+    /// only when every shard is ready.
+    pub ready: Sender<Result<RecoveryReport, String>>,
+}
+
+/// Runs one shard until `stop` is set and the ring is empty. Returns the
+/// number of messages it queued.
+pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, ShardError> {
+    let opened = Store::open(
+        &ctx.queue_root,
+        ctx.index,
+        ctx.shard_count,
+        ctx.segment_size,
+    );
+    let mut store = match opened {
+        Ok((store, report)) => {
+            tracing::info!(
+                target: "qmgr",
+                "shard {}: recovered {} messages, {} recipients from {} segments in {} ms ({} torn records cut, {} empty segments removed)",
+                ctx.index,
+                report.messages,
+                report.recipients,
+                report.segments,
+                report.elapsed.as_millis(),
+                report.torn,
+                report.segments_removed
+            );
+            let _ = ctx.ready.send(Ok(report));
+            store
+        }
+        Err(source) => {
+            let _ = ctx.ready.send(Err(source.to_string()));
+            return Err(ShardError::Queue {
+                index: ctx.index,
+                source,
+            });
+        }
+    };
+    let mut queued = 0u64;
+    let mut batch: Vec<(Submission, Result<QueueId, AckError>)> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        while batch.len() < MAX_BATCH {
+            let Some(sub) = ctx.ring.pop() else { break };
+            let result = store.append(&sub).map_err(|e| {
+                tracing::error!(target: "qmgr", "shard {}: cannot queue message: {e}", ctx.index);
+                AckError::QueueWrite(e.to_string())
+            });
+            batch.push((sub, result));
+        }
+        if !batch.is_empty() {
+            if !ctx.ring.is_empty() {
+                // Leave the rest to an idle shard while this one commits.
+                ctx.ring.wake_one();
+            }
+            let committed = commit(&mut store, backend).await;
+            for (sub, result) in batch.drain(..) {
+                let result = match (result, &committed) {
+                    (Ok(id), Ok(())) => {
+                        queued += 1;
+                        log_queued(id, &sub);
+                        Ok(id)
+                    }
+                    (Ok(_), Err(e)) => Err(e.clone()),
+                    (Err(e), _) => Err(e),
+                };
+                let _ = ctx.acks.send(Ack {
+                    source: sub.source,
+                    result,
+                });
+            }
+            continue;
+        }
+        if ctx.stop.load(Ordering::Acquire) && ctx.ring.is_empty() {
+            break;
+        }
+        let _ = tokio::time::timeout(IDLE_CHECK, ctx.ring.wait()).await;
+    }
+    // Anything appended is committed above; nothing else is in flight.
+    tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);
+    Ok(queued)
+}
+
+/// One group commit: fdatasync every segment written since the last one.
+async fn commit(store: &mut Store, backend: IoBackend) -> Result<(), AckError> {
+    for file in store.take_dirty() {
+        if let Err(e) = rt::sync_data(file, backend).await {
+            store.poison();
+            tracing::error!(target: "qmgr", "fdatasync failed: {e}; queue writes stop until restart");
+            return Err(AckError::QueueWrite(format!("fdatasync: {e}")));
+        }
+    }
+    if store.is_poisoned() {
+        return Err(AckError::QueueWrite(
+            "queue writes disabled after an fdatasync failure".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The three lines Postfix logs for a message entering the queue.
+fn log_queued(id: QueueId, sub: &Submission) {
+    tracing::info!(target: "pickup", "{id}: uid={} from=<{}>", sub.uid, sub.envelope.sender);
+    tracing::info!(target: "cleanup", "{id}: message-id=<{}>", sub.message_id);
+    tracing::info!(
+        target: "qmgr",
+        "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
+        sub.envelope.sender,
+        sub.wire.len(),
+        sub.envelope.recipients.len()
+    );
+}
