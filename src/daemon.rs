@@ -64,6 +64,9 @@ pub struct ServeReport {
     pub pickup: PickupStats,
 }
 
+/// A shard thread: the backend it ran on and how many messages it queued.
+type ShardHandle = JoinHandle<Result<(IoBackend, Result<u64, ShardError>), rt::RtError>>;
+
 /// Runs the daemon until `stop` is set (the CLI sets it on SIGTERM/SIGINT).
 pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, DaemonError> {
     let spool = Spool::new(&config.spool_dir);
@@ -86,8 +89,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let shard_stop = Arc::new(AtomicBool::new(false));
-    let mut shards: Vec<JoinHandle<Result<(IoBackend, Result<u64, ShardError>), rt::RtError>>> =
-        Vec::new();
+    let mut shards: Vec<ShardHandle> = Vec::new();
     for index in 0..shard_count {
         let ctx = ShardContext {
             index,

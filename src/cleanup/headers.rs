@@ -7,8 +7,10 @@ use super::from_field::from_field;
 use super::message_id::{existing_message_id, generate_message_id};
 use super::CleanupOptions;
 
-/// Fields that never leave the machine: blind copies stay blind.
-const REMOVED: [&str; 2] = ["Bcc", "Resent-Bcc"];
+/// Fields dropped on the way in, as Postfix's `message_drop_headers`:
+/// blind copies stay blind, Return-Path is the receiver's to add, and a
+/// Content-Length from a mailbox file would be wrong after conversion.
+const REMOVED: [&str; 4] = ["Bcc", "Resent-Bcc", "Return-Path", "Content-Length"];
 
 /// The header section as it will be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +23,7 @@ pub struct HeaderPlan<'a> {
     pub message_id: String,
 }
 
-/// Decides the header section: drops Bcc and Resent-Bcc, keeps every other
+/// Decides the header section: drops the [`REMOVED`] fields, keeps every other
 /// field, and appends Message-ID, Date and From when missing (in that
 /// order). From is the envelope `sender` with `opts.full_name`.
 pub fn plan_headers<'a>(
@@ -86,7 +88,7 @@ mod tests {
 
     #[test]
     fn removes_bcc_and_resent_bcc_only() {
-        let raw = b"To: a@x\nBcc: b@x\nresent-bcc: c@x\nBcc-Like: d\nMessage-ID: <m@x>\nDate: d\nFrom: f@x\n\n";
+        let raw = b"To: a@x\nBcc: b@x\nresent-bcc: c@x\nReturn-Path: <r@x>\nContent-Length: 9\nBcc-Like: d\nMessage-ID: <m@x>\nDate: d\nFrom: f@x\n\n";
         let parts = split_message(raw).unwrap();
         let plan = plan_headers(&parts, "s@x", &opts());
         assert_eq!(

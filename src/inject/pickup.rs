@@ -83,7 +83,7 @@ impl Pickup {
     /// acknowledgements of files in flight, so they are not queued twice.
     pub fn run(
         &mut self,
-        offer: &mut dyn FnMut(Submission) -> Result<(), Submission>,
+        offer: &mut dyn FnMut(Box<Submission>) -> Result<(), Box<Submission>>,
         acks: &Receiver<Ack>,
         stop: &AtomicBool,
     ) -> PickupStats {
@@ -117,7 +117,7 @@ impl Pickup {
     /// One pass over both directories; returns how many files were offered.
     pub fn scan_once(
         &mut self,
-        offer: &mut dyn FnMut(Submission) -> Result<(), Submission>,
+        offer: &mut dyn FnMut(Box<Submission>) -> Result<(), Box<Submission>>,
         acks: &Receiver<Ack>,
         stop: &AtomicBool,
     ) -> usize {
@@ -133,7 +133,7 @@ impl Pickup {
                 let Some(sub) = self.read_one(&path, kind) else {
                     continue;
                 };
-                let mut sub = sub;
+                let mut sub = Box::new(sub);
                 loop {
                     match offer(sub) {
                         Ok(()) => break,

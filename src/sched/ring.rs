@@ -7,7 +7,7 @@ use crate::model::Submission;
 
 /// A bounded MPMC ring of submissions with a wake-up for idle shards.
 pub struct PickupRing {
-    queue: ArrayQueue<Submission>,
+    queue: ArrayQueue<Box<Submission>>,
     work: Notify,
 }
 
@@ -20,8 +20,9 @@ impl PickupRing {
         }
     }
 
-    /// Offers a submission; gives it back when the ring is full.
-    pub fn push(&self, sub: Submission) -> Result<(), Submission> {
+    /// Offers a submission; gives it back when the ring is full. Boxed so a
+    /// ring slot is one pointer and a hand-off moves no message data.
+    pub fn push(&self, sub: Box<Submission>) -> Result<(), Box<Submission>> {
         self.queue.push(sub)?;
         // Stores a permit when no shard is waiting, so a wake-up is never lost.
         self.work.notify_one();
@@ -29,7 +30,7 @@ impl PickupRing {
     }
 
     /// Takes the oldest submission, if any.
-    pub fn pop(&self) -> Option<Submission> {
+    pub fn pop(&self) -> Option<Box<Submission>> {
         self.queue.pop()
     }
 
@@ -59,8 +60,8 @@ mod tests {
     use super::*;
     use crate::model::{Envelope, MessageFlags, Source};
 
-    fn sub(i: u64) -> Submission {
-        Submission {
+    fn sub(i: u64) -> Box<Submission> {
+        Box::new(Submission {
             envelope: Envelope::default(),
             wire: vec![],
             flags: MessageFlags::default(),
@@ -68,7 +69,7 @@ mod tests {
             arrival_micros: 0,
             uid: 0,
             source: Source::Internal(i),
-        }
+        })
     }
 
     #[test]

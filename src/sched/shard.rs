@@ -98,7 +98,8 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         }
     };
     let mut queued = 0u64;
-    let mut batch: Vec<(Submission, Result<QueueId, AckError>)> = Vec::with_capacity(MAX_BATCH);
+    let mut batch: Vec<(Box<Submission>, Result<QueueId, AckError>)> =
+        Vec::with_capacity(MAX_BATCH);
     loop {
         while batch.len() < MAX_BATCH {
             let Some(sub) = ctx.ring.pop() else { break };
