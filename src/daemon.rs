@@ -162,13 +162,6 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             Err(_) => tracing::error!(target: "master", "a shard thread panicked"),
         }
     }
-    // Acknowledgements that arrived after pickup stopped: their messages are
-    // committed, so their files can go.
-    while let Ok(ack) = ack_rx.try_recv() {
-        if let (crate::model::Source::File(path), Ok(_)) = (&ack.source, &ack.result) {
-            let _ = std::fs::remove_file(path);
-        }
-    }
     let _ = control_thread.join();
     let _ = std::fs::remove_file(spool.control_socket());
     match first_error {

@@ -1,6 +1,8 @@
 //! The pickup scanner: polls `maildrop/` and `pickup/`, turns each file into
-//! a submission, offers it to the queue and unlinks the file only when the
-//! queue says the message is durable.
+//! a submission and offers it to the queue. The shard that queues it
+//! unlinks the file after the commit and then acknowledges, so a file is
+//! gone only once its message is durable; until the acknowledgement the
+//! file is "in flight" and not read again.
 //!
 //! Files whose name starts with `.` are ignored, so writers can write under
 //! a temporary dot-name and rename. A `pickup/` file modified less than
@@ -61,6 +63,8 @@ pub struct PickupStats {
 pub struct Pickup {
     cfg: PickupConfig,
     inflight: HashSet<PathBuf>,
+    /// Queued files the shard could not unlink: never read again.
+    stuck: HashSet<PathBuf>,
     stats: PickupStats,
     /// After a queue failure, wait this long before offering files again.
     pause_until: Option<Instant>,
@@ -72,6 +76,7 @@ impl Pickup {
         Pickup {
             cfg,
             inflight: HashSet::new(),
+            stuck: HashSet::new(),
             stats: PickupStats::default(),
             pause_until: None,
         }
@@ -173,7 +178,7 @@ impl Pickup {
             .filter_map(|e| e.ok())
             .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
             .map(|e| e.path())
-            .filter(|p| !self.inflight.contains(p))
+            .filter(|p| !self.inflight.contains(p) && !self.stuck.contains(p))
             .collect();
         paths.sort_unstable();
         paths
@@ -257,8 +262,8 @@ impl Pickup {
         match ack.result {
             Ok(_) => {
                 self.stats.queued += 1;
-                if let Err(e) = std::fs::remove_file(&path) {
-                    tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
+                if ack.unlink_error.is_some() {
+                    self.stuck.insert(path);
                 }
             }
             Err(e) => {

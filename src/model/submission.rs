@@ -54,4 +54,8 @@ pub struct Ack {
     pub source: Source,
     /// The queue ID once committed (fdatasync done), or why not.
     pub result: Result<QueueId, AckError>,
+    /// For a committed file source: the shard has unlinked the file, unless
+    /// this says why it could not. Such a file must not be read again (its
+    /// message is queued already).
+    pub unlink_error: Option<String>,
 }

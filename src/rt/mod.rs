@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 use crate::config::IoBackendChoice;
 
-pub use sync::sync_data;
+pub use sync::{remove_file, sync_data};
 
 /// Errors of the runtime layer.
 #[derive(Debug, thiserror::Error)]
