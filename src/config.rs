@@ -347,6 +347,16 @@ mod tests {
     }
 
     #[test]
+    fn example_config_is_valid() {
+        let c = Config::parse(
+            include_str!("../examples/ringmail.toml"),
+            Path::new("examples/ringmail.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.spool_dir, PathBuf::from("/var/spool/ringmail"));
+    }
+
+    #[test]
     fn defaults_are_postfix_like() {
         let c = Config::parse("", Path::new("c.toml")).unwrap();
         assert_eq!(c.message_size_limit, 10_240_000);

@@ -17,7 +17,7 @@ pub mod headers;
 pub mod message_id;
 pub mod wire;
 
-use crate::mail::{needs_smtputf8, split_message, HeaderError};
+use crate::mail::{needs_smtputf8, split_message, HeaderError, MessageParts};
 use crate::model::{Envelope, MessageFlags};
 
 /// Settings and context for one [`cleanup`] call.
@@ -89,12 +89,33 @@ pub fn cleanup(
         return Err(too_large(raw.len()));
     }
     let parts = split_message(raw)?;
-    let plan = headers::plan_headers(&parts, &envelope.sender, opts);
+    cleanup_parts(&parts, envelope, opts)
+}
+
+/// [`cleanup`] for a message already split by [`split_message`], so a
+/// caller that needed the headers first (pickup) does not split twice.
+pub fn cleanup_parts(
+    parts: &MessageParts<'_>,
+    envelope: &Envelope,
+    opts: &CleanupOptions<'_>,
+) -> Result<Cleaned, CleanupError> {
+    let limit = opts.message_size_limit;
+    let too_large = |size: usize| CleanupError::TooLarge {
+        size: size as u64,
+        limit,
+    };
+    let plan = headers::plan_headers(parts, &envelope.sender, opts);
 
     // Every line of the input can grow by a CR and a stuffed dot; two
     // unterminated last lines (header, body) by a CRLF and a dot each; plus
     // the added fields and the separator.
-    let capacity = wire::max_wire_len(raw) + 3 + plan.added.len() + 2;
+    let input_len = parts
+        .fields
+        .iter()
+        .map(|f| wire::max_wire_len(f.raw))
+        .sum::<usize>()
+        + wire::max_wire_len(parts.body);
+    let capacity = input_len + 3 + plan.added.len() + 2;
     let mut out = Vec::with_capacity(capacity);
     for field in &plan.kept {
         wire::push_lines(&mut out, field);

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use crate::cleanup::{cleanup, CleanupOptions};
+use crate::cleanup::{cleanup_parts, CleanupOptions};
+use crate::mail::MessageParts;
 use crate::mail::{recipients_from_headers, sender_from_headers, split_message, strip_x_envelope};
 use crate::model::{Envelope, Source, Submission};
 
@@ -39,14 +40,17 @@ pub fn prepare(
     path: &Path,
     site: &SiteParams,
 ) -> Result<Submission, String> {
-    let (uid, envelope, full_name, message) = match kind {
+    let limit = site.message_size_limit;
+    let (uid, envelope, full_name, parts) = match kind {
         SpoolKind::Maildrop => {
             let m = maildrop::decode(data).map_err(|e| e.to_string())?;
-            (m.uid, m.envelope, m.full_name, m.message)
+            check_size(m.message, limit)?;
+            let parts = split_message(m.message).map_err(|e| format!("malformed message: {e}"))?;
+            (m.uid, m.envelope, m.full_name, parts)
         }
         SpoolKind::Pickup => {
-            let (envelope, message) = pickup_envelope(data, owner_uid, site)?;
-            (owner_uid, envelope, None, message)
+            let (envelope, parts) = pickup_envelope(data, owner_uid, site)?;
+            (owner_uid, envelope, None, parts)
         }
     };
     if envelope.recipients.is_empty() {
@@ -58,7 +62,7 @@ pub fn prepare(
         full_name: full_name.as_deref(),
         now: chrono::Local::now(),
     };
-    let cleaned = cleanup(message, &envelope, &opts).map_err(|e| e.to_string())?;
+    let cleaned = cleanup_parts(&parts, &envelope, &opts).map_err(|e| e.to_string())?;
     Ok(Submission {
         envelope,
         wire: cleaned.wire,
@@ -70,19 +74,32 @@ pub fn prepare(
     })
 }
 
-/// The envelope of a pickup file and where its message starts.
+/// Refuses a message larger than `limit` before any parsing.
+fn check_size(message: &[u8], limit: u64) -> Result<(), String> {
+    if message.len() as u64 > limit {
+        Err(format!(
+            "message too large: {} bytes, limit {limit}",
+            message.len()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The envelope of a pickup file and its message, split into header fields and body.
 fn pickup_envelope<'a>(
     data: &'a [u8],
     owner_uid: u32,
     site: &SiteParams,
-) -> Result<(Envelope, &'a [u8]), String> {
+) -> Result<(Envelope, MessageParts<'a>), String> {
     let x = strip_x_envelope(data, &site.origin)
         .map_err(|e| format!("bad X-Sender/X-Receiver line: {e}"))?;
     let (x_sender, mut recipients, message) = match x {
         Some(x) => (x.sender, x.recipients, &data[x.body_offset..]),
         None => (None, Vec::new(), data),
     };
-    let parts = split_message(message).map_err(|e| e.to_string())?;
+    check_size(message, site.message_size_limit)?;
+    let parts = split_message(message).map_err(|e| format!("malformed message: {e}"))?;
     if recipients.is_empty() {
         recipients = recipients_from_headers(&parts, &site.origin).map_err(|e| e.to_string())?;
     }
@@ -93,7 +110,7 @@ fn pickup_envelope<'a>(
             None => format!("{}@{}", user::default_sender(owner_uid), site.origin),
         },
     };
-    Ok((Envelope { sender, recipients }, message))
+    Ok((Envelope { sender, recipients }, parts))
 }
 
 #[cfg(test)]
