@@ -194,10 +194,22 @@ impl Config {
 
     /// Parses and validates TOML text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            line: e.span().map(|s| line_of(text, s.start)).unwrap_or(0),
-            message: e.message().to_string(),
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            let message = e.message().trim().to_string();
+            // toml names the key of an unknown field, not of a bad value:
+            // add the key assigned on the offending line.
+            let message = match key_at_line(text, line) {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("`{key}`: {message}")
+                }
+                _ => message,
+            };
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message,
+            }
         })?;
         config.validate(path, text)?;
         Ok(config)
@@ -295,6 +307,14 @@ fn line_of(text: &str, pos: usize) -> usize {
         + 1
 }
 
+/// The key assigned on 1-based `line` of `text`, if that line is `key = value`.
+fn key_at_line(text: &str, line: usize) -> Option<&str> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then_some(key)
+}
+
 /// 1-based line where `key` is assigned in `text`, or 0.
 fn key_line(text: &str, key: &str) -> usize {
     text.lines()
@@ -326,6 +346,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("c.toml:3:"), "{err}");
+        assert!(err.contains("`shards`"), "{err}");
     }
 
     #[test]
@@ -336,7 +357,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("c.toml:3"), "{err}");
+        assert!(
+            err.contains("c.toml:3") && err.contains("io_backend"),
+            "{err}"
+        );
         let err = Config::parse("segment_size = 10\n", Path::new("c.toml"))
             .unwrap_err()
             .to_string();

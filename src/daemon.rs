@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::cleanup::intake::{prepare, SiteParams};
 use crate::config::Config;
-use crate::inject::spoolfile::SiteParams;
 use crate::inject::{Pickup, PickupConfig, PickupStats};
 use crate::model::Ack;
 use crate::rt::{self, IoBackend};
@@ -74,6 +74,14 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let _lock = spool.lock()?;
     let control = spool.bind_control()?;
 
+    let stale = crate::inject::maildrop::remove_stale_temp_files(
+        &spool.maildrop(),
+        Duration::from_secs(3600),
+    );
+    if stale > 0 {
+        tracing::info!(target: "pickup", "removed {stale} stale temp files left in maildrop/ by interrupted sendmail runs");
+    }
+
     let backend = rt::choose_backend(config.io_backend);
     let shard_count = config.shard_count();
     tracing::info!(
@@ -128,18 +136,22 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let flushes = Arc::new(AtomicU64::new(0));
     let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
 
-    let mut pickup = Pickup::new(PickupConfig {
-        maildrop: spool.maildrop(),
-        pickup: spool.pickup(),
-        corrupt: spool.corrupt(),
-        site: SiteParams {
-            myhostname: config.myhostname.clone(),
-            origin: config.origin().to_string(),
+    let site = SiteParams {
+        myhostname: config.myhostname.clone(),
+        origin: config.origin().to_string(),
+        message_size_limit: config.message_size_limit,
+    };
+    let mut pickup = Pickup::new(
+        PickupConfig {
+            maildrop: spool.maildrop(),
+            pickup: spool.pickup(),
+            corrupt: spool.corrupt(),
             message_size_limit: config.message_size_limit,
+            interval: Duration::from_millis(config.pickup_interval_ms),
+            settle: Duration::from_millis(config.pickup_settle_ms),
         },
-        interval: Duration::from_millis(config.pickup_interval_ms),
-        settle: Duration::from_millis(config.pickup_settle_ms),
-    });
+        Box::new(move |data, kind, uid, path| prepare(data, kind, uid, path, &site)),
+    );
     let ring_for_pickup = Arc::clone(&ring);
     let pickup_stats = pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
 

@@ -12,8 +12,10 @@
 //! - [`obs`]: Postfix-style log lines.
 //! - [`spool`]: the spool directory layout, the daemon lock and control socket.
 //! - [`inject`]: how mail comes in: the `sendmail` command (writes
-//!   `maildrop/`) and the pickup scanner (`maildrop/` and `pickup/`).
-//! - [`cleanup`]: header fixes and the canonical wire form.
+//!   `maildrop/`) and the pickup scanner (`maildrop/` and `pickup/`), which
+//!   is handed cleanup's intake function by the daemon.
+//! - [`cleanup`]: a spool file's envelope, header fixes and the canonical
+//!   wire form.
 //! - [`queue`]: the per-shard memory-mapped segment files: record codec,
 //!   group commit, recovery, garbage collection, read-only listing.
 //! - [`rt`]: the thread-per-core runtime: io_uring probe, pinned shard

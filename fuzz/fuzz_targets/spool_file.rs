@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringmail::inject::spoolfile::{prepare, SiteParams, SpoolKind};
+use ringmail::cleanup::intake::{prepare, SiteParams};
+use ringmail::inject::SpoolKind;
 
 fuzz_target!(|data: &[u8]| {
     let site = SiteParams {

@@ -14,6 +14,7 @@ pub mod date;
 pub mod encoded_word;
 pub mod from_field;
 pub mod headers;
+pub mod intake;
 pub mod message_id;
 pub mod wire;
 

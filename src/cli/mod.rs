@@ -87,7 +87,12 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringmail: fatal: {e:#}");
-            ExitCode::from(75)
+            // EX_CONFIG for a bad configuration, EX_TEMPFAIL for the rest.
+            if e.downcast_ref::<ringmail::config::ConfigError>().is_some() {
+                ExitCode::from(78)
+            } else {
+                ExitCode::from(75)
+            }
         }
     }
 }

@@ -169,6 +169,33 @@ pub fn write_durably(dir: &Path, contents: &[u8]) -> Result<PathBuf, MaildropErr
     result.map(|()| dest)
 }
 
+/// Removes temp files (`.tmp.*`) older than `max_age` that a `sendmail`
+/// killed before its rename left in `dir`. Their message was never
+/// acknowledged (sendmail did not exit 0), so nothing is lost. Returns how
+/// many were removed.
+pub fn remove_stale_temp_files(dir: &Path, max_age: std::time::Duration) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().as_encoded_bytes().starts_with(b".tmp.") {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .is_some_and(|age| age > max_age);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +220,22 @@ mod tests {
         assert!(decode(b"Subject: hi\n\nbody").is_err());
         assert!(decode(b"RINGMAIL-MAILDROP 1\nuid 0\nsender a@b\n\nmsg").is_err());
         assert!(decode(b"RINGMAIL-MAILDROP 1\nuid 0\nsender a@b\nrcpt c@d").is_err());
+    }
+
+    #[test]
+    fn only_old_temp_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".tmp.1.2.3"), b"x").unwrap();
+        std::fs::write(dir.path().join("final"), b"x").unwrap();
+        assert_eq!(
+            remove_stale_temp_files(dir.path(), std::time::Duration::from_secs(3600)),
+            0
+        );
+        assert_eq!(
+            remove_stale_temp_files(dir.path(), std::time::Duration::ZERO),
+            1
+        );
+        assert!(dir.path().join("final").exists());
     }
 
     #[test]

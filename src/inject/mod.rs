@@ -7,12 +7,11 @@ pub mod pickup;
 pub mod quarantine;
 pub mod sendmail;
 pub mod sendmail_args;
-pub mod spoolfile;
 pub mod user;
 
 use std::path::{Path, PathBuf};
 
-pub use pickup::{Pickup, PickupConfig, PickupStats};
+pub use pickup::{Pickup, PickupConfig, PickupStats, Prepare, SpoolKind};
 
 /// Errors of the pickup scanner.
 #[derive(Debug, thiserror::Error)]

@@ -24,12 +24,25 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::model::{Ack, Source, Submission};
 
 use super::quarantine::quarantine;
-use super::spoolfile::{prepare, SiteParams, SpoolKind};
 
 /// How long shutdown waits for the queue to acknowledge files in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Where pickup looks and what it needs to clean messages.
+/// Which directory a file came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpoolKind {
+    /// `maildrop/`: written by `ringmail sendmail`, envelope already resolved.
+    Maildrop,
+    /// `pickup/`: dropped in by users; envelope from X- lines or headers.
+    Pickup,
+}
+
+/// Turns a file's bytes (its kind, owner uid and path given) into a
+/// submission, or says why it cannot be queued. The daemon passes cleanup's
+/// intake here.
+pub type Prepare = dyn Fn(&[u8], SpoolKind, u32, &Path) -> Result<Submission, String> + Send;
+
+/// Where pickup looks.
 #[derive(Clone, Debug)]
 pub struct PickupConfig {
     /// `spool_dir/maildrop`.
@@ -38,8 +51,8 @@ pub struct PickupConfig {
     pub pickup: PathBuf,
     /// `spool_dir/corrupt`.
     pub corrupt: PathBuf,
-    /// Host name, origin and size limit for cleanup.
-    pub site: SiteParams,
+    /// `message_size_limit`: larger files are quarantined unread.
+    pub message_size_limit: u64,
     /// Idle poll interval.
     pub interval: Duration,
     /// Minimum age of a `pickup/` file before it is read.
@@ -62,6 +75,7 @@ pub struct PickupStats {
 /// The scanner's state: which files are in flight.
 pub struct Pickup {
     cfg: PickupConfig,
+    prepare: Box<Prepare>,
     inflight: HashSet<PathBuf>,
     /// Queued files the shard could not unlink: never read again.
     stuck: HashSet<PathBuf>,
@@ -71,10 +85,11 @@ pub struct Pickup {
 }
 
 impl Pickup {
-    /// A scanner for `cfg`.
-    pub fn new(cfg: PickupConfig) -> Pickup {
+    /// A scanner for `cfg` that builds submissions with `prepare`.
+    pub fn new(cfg: PickupConfig, prepare: Box<Prepare>) -> Pickup {
         Pickup {
             cfg,
+            prepare,
             inflight: HashSet::new(),
             stuck: HashSet::new(),
             stats: PickupStats::default(),
@@ -206,7 +221,7 @@ impl Pickup {
                 return None;
             }
         }
-        let limit = self.cfg.site.message_size_limit;
+        let limit = self.cfg.message_size_limit;
         if meta.len() > limit.saturating_add(64 * 1024) {
             self.reject(
                 path,
@@ -222,7 +237,7 @@ impl Pickup {
                 return None;
             }
         };
-        match prepare(&data, kind, meta.uid(), path, &self.cfg.site) {
+        match (self.prepare)(&data, kind, meta.uid(), path) {
             Ok(sub) => Some(sub),
             Err(reason) => {
                 self.reject(path, &reason);

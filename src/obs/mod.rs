@@ -37,6 +37,13 @@ impl ObsError {
     }
 }
 
+thread_local! {
+    /// The syslog-style time stamp of the current second, formatted once per
+    /// second per thread: at tens of thousands of lines a second,
+    /// formatting dates was a visible cost.
+    static STAMP: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+}
+
 /// Formats events as Postfix-style syslog lines.
 struct PostfixFormat {
     host: String,

@@ -1,24 +1,17 @@
 //! Turning the bytes of a spool file into a queue submission: the envelope
 //! (from the maildrop envelope, from leading `X-Sender:`/`X-Receiver:`
-//! lines, or from the headers), then cleanup.
+//! lines, or from the headers, as Postfix's cleanup extracts recipients),
+//! then the header fixes and wire form of [`cleanup_parts`]. Pickup reads
+//! the files; the daemon hands it this function, so the input stage never
+//! depends on a later one.
 
 use std::path::Path;
 
-use crate::cleanup::{cleanup_parts, CleanupOptions};
+use super::{cleanup_parts, CleanupOptions};
+use crate::inject::{maildrop, user, SpoolKind};
 use crate::mail::MessageParts;
 use crate::mail::{recipients_from_headers, sender_from_headers, split_message, strip_x_envelope};
 use crate::model::{Envelope, Source, Submission};
-
-use super::{maildrop, user};
-
-/// Which directory a file came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpoolKind {
-    /// `maildrop/`: written by `ringmail sendmail`, envelope already resolved.
-    Maildrop,
-    /// `pickup/`: dropped in by users; envelope from X- lines or headers.
-    Pickup,
-}
 
 /// Site settings cleanup needs.
 #[derive(Clone, Debug)]
@@ -46,7 +39,9 @@ pub fn prepare(
             let m = maildrop::decode(data).map_err(|e| e.to_string())?;
             check_size(m.message, limit)?;
             let parts = split_message(m.message).map_err(|e| format!("malformed message: {e}"))?;
-            (m.uid, m.envelope, m.full_name, parts)
+            // The file owner, not the uid line the writer claims: maildrop/ is
+            // writable by every local user, so the owner is what can be trusted.
+            (owner_uid, m.envelope, m.full_name, parts)
         }
         SpoolKind::Pickup => {
             let (envelope, parts) = pickup_envelope(data, owner_uid, site)?;
