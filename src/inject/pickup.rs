@@ -281,6 +281,7 @@ impl Pickup {
                     self.stuck.insert(path);
                 }
             }
+            Err(e) if !e.is_transient() => self.reject(&path, &e.to_string()),
             Err(e) => {
                 self.stats.failed += 1;
                 self.pause_until = Some(Instant::now() + self.cfg.interval * 5);

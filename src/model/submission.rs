@@ -35,16 +35,27 @@ pub struct Submission {
     pub source: Source,
 }
 
-/// Why a shard could not queue a submission. Every case is temporary from
-/// the submitter's point of view: the input stays where it is and is retried.
+/// Why a shard could not queue a submission.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {
-    /// The queue could not be written (disk full, I/O error).
+    /// The queue could not be written (disk full, I/O error): temporary,
+    /// the input stays where it is and is retried.
     #[error("queue write failed: {0}")]
     QueueWrite(String),
+    /// The message can never be queued (it does not fit the record format):
+    /// the submitter must set the input aside (quarantine), not retry it.
+    #[error("message cannot be queued: {0}")]
+    Rejected(String),
     /// The daemon is shutting down and did not take the message.
     #[error("shutting down")]
     ShuttingDown,
+}
+
+impl AckError {
+    /// True when retrying the same input later may succeed.
+    pub fn is_transient(&self) -> bool {
+        !matches!(self, AckError::Rejected(_))
+    }
 }
 
 /// The answer from a shard for one submission.

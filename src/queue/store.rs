@@ -256,7 +256,7 @@ impl Store {
             uid: sub.uid,
             sender: &sub.envelope.sender,
             recipients: &sub.envelope.recipients,
-            message_id: &sub.message_id,
+            message_id: clip(&sub.message_id, MAX_MESSAGE_ID),
             wire: &sub.wire,
         };
         if m.recipients.is_empty() {
@@ -425,6 +425,22 @@ impl Store {
     }
 }
 
+/// Longest Message-ID kept in a record: it only serves logs and listings,
+/// and a folded header can be longer than a length prefix allows.
+const MAX_MESSAGE_ID: usize = 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// The queue directories shard `shard` of `shard_count` owns.
 fn owned_dirs(
     queue_root: &Path,
@@ -540,6 +556,17 @@ mod tests {
         huge.wire = vec![b'y'; 3 << 20];
         let id = store.append(&huge).unwrap();
         assert_eq!(store.get(id).unwrap().0.wire.len(), 3 << 20);
+    }
+
+    #[test]
+    fn overlong_message_id_is_clipped_not_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        let mut s = sub(1, 1);
+        s.message_id = "é".repeat(40_000);
+        let id = store.append(&s).unwrap();
+        let (view, _) = store.get(id).unwrap();
+        assert!(view.message_id.len() <= MAX_MESSAGE_ID && view.message_id.starts_with('é'));
     }
 
     #[test]

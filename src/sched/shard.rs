@@ -109,7 +109,11 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
             let Some(sub) = ctx.ring.pop() else { break };
             let result = store.append(&sub).map_err(|e| {
                 tracing::error!(target: "qmgr", "shard {}: cannot queue message: {e}", ctx.index);
-                AckError::QueueWrite(e.to_string())
+                if e.is_transient() {
+                    AckError::QueueWrite(e.to_string())
+                } else {
+                    AckError::Rejected(e.to_string())
+                }
             });
             batch.push((sub, result));
         }
