@@ -26,7 +26,8 @@ use crate::model::{Envelope, MessageFlags};
 pub struct CleanupOptions<'a> {
     /// This host's name: generated Message-IDs and `MAILER-DAEMON@`.
     pub myhostname: &'a str,
-    /// Largest message accepted, in bytes, before and after cleanup.
+    /// Largest message accepted, in bytes, measured as submitted (the wire
+    /// form may be larger: CRLF line ends, dot-stuffing, added fields).
     pub message_size_limit: u64,
     /// Display name for an added `From:` (`sendmail -F`, the user's name).
     pub full_name: Option<&'a str>,
@@ -55,8 +56,7 @@ pub enum CleanupError {
     /// The message is larger than `message_size_limit`.
     #[error("message too large: {size} bytes, limit {limit}")]
     TooLarge {
-        /// Size in bytes (of the input, or of the wire form when only that
-        /// exceeds the limit).
+        /// Size of the message as submitted, in bytes.
         size: u64,
         /// The configured limit.
         limit: u64,
@@ -100,11 +100,6 @@ pub fn cleanup_parts(
     envelope: &Envelope,
     opts: &CleanupOptions<'_>,
 ) -> Result<Cleaned, CleanupError> {
-    let limit = opts.message_size_limit;
-    let too_large = |size: usize| CleanupError::TooLarge {
-        size: size as u64,
-        limit,
-    };
     let plan = headers::plan_headers(parts, &envelope.sender, opts);
 
     // Every line of the input can grow by a CR and a stuffed dot; two
@@ -126,9 +121,6 @@ pub fn cleanup_parts(
     out.extend_from_slice(b"\r\n");
     wire::push_lines(&mut out, parts.body);
 
-    if out.len() as u64 > limit {
-        return Err(too_large(out.len()));
-    }
     let mut flags = MessageFlags::default();
     if !parts.body.is_ascii() {
         flags.set(MessageFlags::BODY_8BIT);
