@@ -109,6 +109,53 @@ pub struct Config {
     pub pickup_ring_size: usize,
     /// Also append log lines to this file (they always go to stderr).
     pub log_file: Option<PathBuf>,
+    /// Per-domain next hops, overriding `relayhost` (`[[route]]` tables).
+    pub route: Vec<RouteConfig>,
+    /// Most simultaneous connections to one next hop, over all shards.
+    pub default_destination_concurrency_limit: usize,
+    /// Connections a destination starts with before slow start raises them.
+    pub initial_destination_concurrency: usize,
+    /// Most recipients in one SMTP transaction.
+    pub default_destination_recipient_limit: usize,
+    /// Shortest wait before retrying deferred mail, in seconds.
+    pub minimal_backoff_time: u64,
+    /// Longest wait before retrying deferred mail, in seconds.
+    pub maximal_backoff_time: u64,
+    /// How long mail may stay queued before it is returned as undeliverable, in seconds.
+    pub maximal_queue_lifetime: u64,
+    /// Seconds to wait for a TCP connection.
+    pub smtp_connect_timeout: u64,
+    /// Seconds to wait for the greeting and the EHLO/HELO reply.
+    pub smtp_helo_timeout: u64,
+    /// Seconds to wait for the MAIL FROM reply.
+    pub smtp_mail_timeout: u64,
+    /// Seconds to wait for each RCPT TO reply.
+    pub smtp_rcpt_timeout: u64,
+    /// Seconds to wait for the DATA reply (354).
+    pub smtp_data_init_timeout: u64,
+    /// Seconds allowed for sending the message body.
+    pub smtp_data_xfer_timeout: u64,
+    /// Seconds to wait for the reply after the final ".".
+    pub smtp_data_done_timeout: u64,
+    /// Seconds to wait for the RSET and QUIT replies.
+    pub smtp_quit_timeout: u64,
+    /// Seconds an idle connection is kept for reuse.
+    pub smtp_connection_cache_time_limit: u64,
+    /// Most transactions over one connection; 0 = no limit.
+    pub smtp_connection_reuse_count_limit: u32,
+    /// Seconds after which a connection is no longer reused.
+    pub smtp_connection_reuse_time_limit: u64,
+}
+
+/// One `[[route]]` entry: mail for `domain` (and, with a leading dot,
+/// its subdomains) goes to `nexthop`, in relayhost syntax.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `example.com`, or `.example.com` for every subdomain.
+    pub domain: String,
+    /// `[host]:port`, `[ip]`, `host` (MX lookup) ...
+    pub nexthop: String,
 }
 
 impl Default for Config {
@@ -126,6 +173,24 @@ impl Default for Config {
             pickup_settle_ms: 250,
             pickup_ring_size: 4096,
             log_file: None,
+            route: Vec::new(),
+            default_destination_concurrency_limit: 20,
+            initial_destination_concurrency: 5,
+            default_destination_recipient_limit: 50,
+            minimal_backoff_time: 300,
+            maximal_backoff_time: 4000,
+            maximal_queue_lifetime: 5 * 86400,
+            smtp_connect_timeout: 30,
+            smtp_helo_timeout: 300,
+            smtp_mail_timeout: 300,
+            smtp_rcpt_timeout: 300,
+            smtp_data_init_timeout: 120,
+            smtp_data_xfer_timeout: 180,
+            smtp_data_done_timeout: 600,
+            smtp_quit_timeout: 300,
+            smtp_connection_cache_time_limit: 2,
+            smtp_connection_reuse_count_limit: 0,
+            smtp_connection_reuse_time_limit: 300,
         }
     }
 }

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use crate::cleanup::intake::{prepare, SiteParams};
 use crate::config::Config;
+use crate::deliver::{DeliveryConfig, Router};
 use crate::inject::{Pickup, PickupConfig, PickupStats};
 use crate::model::Ack;
 use crate::rt::{self, IoBackend};
+use crate::sched::qmgr::QmgrConfig;
 use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
 use crate::spool::{Spool, SpoolError};
 
@@ -94,6 +96,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     );
 
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
+    let flushes = Arc::new(AtomicU64::new(0));
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let shard_stop = Arc::new(AtomicBool::new(false));
@@ -108,6 +111,13 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             acks: ack_tx.clone(),
             stop: Arc::clone(&shard_stop),
             ready: ready_tx.clone(),
+            qmgr: QmgrConfig::from_config(
+                config,
+                shard_count,
+                DeliveryConfig::from_config(config, backend),
+            ),
+            router: Router::from_config(config),
+            flush: Arc::clone(&flushes),
         };
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))
@@ -133,7 +143,6 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         return Err(DaemonError::ShardStart { index: 0, reason });
     }
 
-    let flushes = Arc::new(AtomicU64::new(0));
     let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
 
     let site = SiteParams {

@@ -20,13 +20,18 @@
 //!   group commit, recovery, garbage collection, read-only listing.
 //! - [`rt`]: the thread-per-core runtime: io_uring probe, pinned shard
 //!   threads, tokio-uring or plain tokio.
-//! - [`sched`]: the lock-free pickup ring and the shard loop that drains it
-//!   into the queue.
+//! - [`proto`]: the sans-IO SMTP client protocol (replies, capabilities,
+//!   commands, the transaction state machine).
+//! - [`deliver`]: routing, and one SMTP session over an owned-buffer connection.
+//! - [`sched`]: the lock-free pickup ring, the shard loop that drains it
+//!   into the queue, and the per-shard queue manager that schedules delivery.
+//! - [`sink`]: the bundled SMTP receiver for tests and benchmarks.
 //! - [`daemon`]: `ringmail serve`, wiring the stages together.
 
 pub mod cleanup;
 pub mod config;
 pub mod daemon;
+pub mod deliver;
 pub mod inject;
 pub mod mail;
 pub mod model;

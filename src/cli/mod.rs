@@ -1,8 +1,10 @@
 //! Command-line entry: clap definitions and dispatch. anyhow is used only
 //! here, at the edge; the library's modules return their own error types.
 
+pub mod bench;
 pub mod mailq;
 pub mod sendmail;
+pub mod sink;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -44,6 +46,10 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// The main job: a measured bulk send into the bundled sink.
+    Bench(bench::BenchArgs),
+    /// The bundled SMTP receiver (tests, benchmarks).
+    Sink(sink::SinkArgs),
     /// Print the effective configuration.
     Config {
         /// Configuration file.
@@ -82,6 +88,11 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             QueueAction::Flush { config } => return flush_exit(load(config)),
         },
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
+        Command::Sink(args) => sink::run(args),
+        Command::Bench(args) => match bench::run(args) {
+            Ok(code) => return ExitCode::from(code),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

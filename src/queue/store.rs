@@ -299,6 +299,51 @@ impl Store {
         Ok(id)
     }
 
+    /// Appends a defer record: why recipient `rcpt` of `id` was deferred
+    /// and when it is retried (shown by `mailq`). Durable with the next commit.
+    pub fn append_defer(
+        &mut self,
+        id: QueueId,
+        rcpt: u32,
+        next_attempt_micros: u64,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let rec = record::encode_defer(&record::DeferView {
+            id,
+            rcpt,
+            next_attempt_micros,
+            reason,
+        });
+        let active = match self.active {
+            Some(a) if self.seg_free(a) >= rec.len() => a,
+            _ => {
+                self.roll_over(rec.len())?;
+                self.active
+                    .ok_or(QueueError::BadRecord("no active segment"))?
+            }
+        };
+        let state = self.segs[active as usize]
+            .as_mut()
+            .ok_or(QueueError::BadRecord("active segment missing"))?;
+        match state.seg.append(rec.len(), |buf| {
+            buf.copy_from_slice(&rec);
+            Ok::<(), QueueError>(())
+        }) {
+            Some(r) => r.map(|_| ())?,
+            None => return Err(QueueError::BadRecord("segment full after roll-over")),
+        }
+        state.dirty = true;
+        Ok(())
+    }
+
+    /// True when something was written since the last [`Store::take_dirty`].
+    pub fn has_dirty(&self) -> bool {
+        self.segs.iter().flatten().any(|s| s.dirty)
+    }
+
     fn seg_free(&self, idx: u32) -> usize {
         self.segs[idx as usize].as_ref().map_or(0, |s| s.seg.free())
     }

@@ -8,6 +8,7 @@
 //! Futures need not be `Send`: a shard owns its state.
 
 mod sync;
+mod transport;
 
 use std::future::Future;
 use std::thread::JoinHandle;
@@ -15,6 +16,7 @@ use std::thread::JoinHandle;
 use crate::config::IoBackendChoice;
 
 pub use sync::{remove_file, sync_data};
+pub use transport::Conn;
 
 /// Errors of the runtime layer.
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,12 @@
 //! its active segment, fdatasyncs once for the whole batch, and only then
 //! acknowledges every submission of the batch. While one shard syncs, the
 //! others (and pickup) keep going, so the batch grows with the load: one
-//! fdatasync per batch, not per message. Delivery scheduling (per-destination
-//! queues, concurrency limits, backoff) joins this module with SMTP delivery.
+//! fdatasync per batch, not per message. Once committed, a message goes to
+//! the shard's queue manager ([`qmgr`]), whose strategy (destinations,
+//! slow start, connection reuse, dead destinations, backoff) is written at
+//! the top of that file.
 
+pub mod qmgr;
 pub mod ring;
 pub mod shard;
 

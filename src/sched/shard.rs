@@ -1,10 +1,12 @@
 //! The shard loop: recover the shard's queue, then drain the pickup ring
 //! into it in batches with one group commit per batch.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -13,7 +15,9 @@ use crate::queue::recovery::RecoveryReport;
 use crate::queue::{QueueError, Store};
 use crate::rt::{self, IoBackend};
 
+use super::qmgr::{Qmgr, QmgrConfig};
 use super::PickupRing;
+use crate::deliver::Router;
 
 /// Most submissions a shard appends before it commits.
 pub const MAX_BATCH: usize = 1024;
@@ -65,7 +69,16 @@ pub struct ShardContext {
     /// Told once recovery is done (or failed), so the daemon starts pickup
     /// only when every shard is ready.
     pub ready: Sender<Result<RecoveryReport, String>>,
+    /// Delivery scheduling settings (this shard's share of the limits).
+    pub qmgr: QmgrConfig,
+    /// Recipient domain → next hop.
+    pub router: Router,
+    /// Bumped by `sendmail -q` / `queue flush`: retry deferred mail now.
+    pub flush: Arc<AtomicU64>,
 }
+
+/// How long a stopping shard waits for transactions in progress.
+const DRAIN_DELIVERIES: Duration = Duration::from_secs(3);
 
 /// Runs one shard until `stop` is set and the ring is empty. Returns the
 /// number of messages it queued.
@@ -76,7 +89,7 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         ctx.shard_count,
         ctx.segment_size,
     );
-    let mut store = match opened {
+    let store = match opened {
         Ok((store, report)) => {
             tracing::info!(
                 target: "qmgr",
@@ -100,6 +113,17 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
             });
         }
     };
+    let store = Rc::new(RefCell::new(store));
+    let qmgr = Qmgr::new(Rc::clone(&store), ctx.qmgr.clone(), ctx.router.clone());
+    let timer = tokio::task::spawn_local({
+        let q = qmgr.clone();
+        async move { q.run_timer().await }
+    });
+    let recovered: Vec<QueueId> = store.borrow().ids().collect();
+    for id in recovered {
+        qmgr.schedule(id);
+    }
+    let mut flush_seen = ctx.flush.load(Ordering::Acquire);
     let mut queued = 0u64;
     let unlinks = Arc::new(tokio::sync::Semaphore::new(MAX_UNLINKS));
     let mut batch: Vec<(Box<Submission>, Result<QueueId, AckError>)> =
@@ -107,7 +131,7 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
     loop {
         while batch.len() < MAX_BATCH {
             let Some(sub) = ctx.ring.pop() else { break };
-            let result = store.append(&sub).map_err(|e| {
+            let result = store.borrow_mut().append(&sub).map_err(|e| {
                 tracing::error!(target: "qmgr", "shard {}: cannot queue message: {e}", ctx.index);
                 if e.is_transient() {
                     AckError::QueueWrite(e.to_string())
@@ -122,12 +146,13 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
                 // Leave the rest to an idle shard while this one commits.
                 ctx.ring.wake_one();
             }
-            let committed = commit(&mut store, backend).await;
+            let committed = commit(&store, backend).await;
             for (sub, result) in batch.drain(..) {
                 let result = match (result, &committed) {
                     (Ok(id), Ok(())) => {
                         queued += 1;
                         log_queued(id, &sub);
+                        qmgr.schedule(id);
                         Ok(id)
                     }
                     (Ok(_), Err(e)) => Err(e.clone()),
@@ -137,11 +162,34 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
             }
             continue;
         }
+        if store.borrow().has_dirty() {
+            // Delivery status bytes and defer records.
+            let _ = commit(&store, backend).await;
+        }
+        let flush = ctx.flush.load(Ordering::Acquire);
+        if flush != flush_seen {
+            flush_seen = flush;
+            qmgr.flush();
+        }
         if ctx.stop.load(Ordering::Acquire) && ctx.ring.is_empty() {
             break;
         }
-        let _ = tokio::time::timeout(IDLE_CHECK, ctx.ring.wait()).await;
+        tokio::select! {
+            _ = ctx.ring.wait() => {}
+            _ = qmgr.dirty() => {}
+            _ = tokio::time::sleep(IDLE_CHECK) => {}
+        }
     }
+    // Let transactions in progress finish (briefly), record them, close
+    // connections: a tokio-uring runtime must not be dropped with socket
+    // operations in flight.
+    qmgr.stop();
+    let deadline = Instant::now() + DRAIN_DELIVERIES;
+    while qmgr.active_workers() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = timer.await;
+    let _ = commit(&store, backend).await;
     // Wait for the last unlinks; anything appended is committed above.
     let _ = unlinks.acquire_many(MAX_UNLINKS as u32).await;
     tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);
@@ -193,15 +241,16 @@ async fn acknowledge(
 }
 
 /// One group commit: fdatasync every segment written since the last one.
-async fn commit(store: &mut Store, backend: IoBackend) -> Result<(), AckError> {
-    for file in store.take_dirty() {
+async fn commit(store: &RefCell<Store>, backend: IoBackend) -> Result<(), AckError> {
+    let files = store.borrow_mut().take_dirty();
+    for file in files {
         if let Err(e) = rt::sync_data(file, backend).await {
-            store.poison();
+            store.borrow_mut().poison();
             tracing::error!(target: "qmgr", "fdatasync failed: {e}; queue writes stop until restart");
             return Err(AckError::QueueWrite(format!("fdatasync: {e}")));
         }
     }
-    if store.is_poisoned() {
+    if store.borrow().is_poisoned() {
         return Err(AckError::QueueWrite(
             "queue writes disabled after an fdatasync failure".into(),
         ));

@@ -1,1 +1,129 @@
-//! placeholder
+//! The bundled SMTP sink (`ringmail sink`): a fast ESMTP receiver for tests
+//! and benchmarks, with fault injection.
+//!
+//! It accepts every message (unless told to fail some), counts messages,
+//! recipients, bytes and Message-IDs (so a benchmark can detect losses and
+//! duplicates), can write each message to a directory, and imitates real
+//! receivers: 4xx/5xx at RCPT or after DATA, 421 disconnects, reply latency
+//! and a connection limit. It never relays anything anywhere.
+//!
+//! # Layout
+//!
+//! - [`config`]: [`SinkConfig`], [`Faults`], [`Latency`] and their validation.
+//! - `scan`: byte scanning (line ends, end of the header section).
+//! - `command`: parsing one SMTP command line (pure).
+//! - `data`: the DATA phase: end marker and dot-unstuffing over arbitrary
+//!   read boundaries, size limit, header capture.
+//! - `message_id`: finding a message's Message-ID.
+//! - [`session`]: the sans-IO server state machine: bytes in, replies out.
+//! - `faults`: fault and latency draws.
+//! - [`stats`]: shared counters, the Message-ID ledger, [`SinkSnapshot`].
+//! - `dump`: writing accepted messages to `dump_dir`.
+//! - `conn`: the thin socket loop of one connection.
+//! - `server`: the accept loop, [`start`] and [`SinkHandle`].
+//! - `foreground`: [`run_foreground`] for the CLI.
+//!
+//! # Dump format
+//!
+//! With [`SinkConfig::dump_dir`] set, accepted message number `n` (the
+//! number in the `250 2.0.0 Ok: queued as n` reply, counting from 1) is
+//! written as two files, both complete before the 250 reply is sent:
+//!
+//! - `n.eml`: the message exactly as received between `DATA` and the end
+//!   marker, dot-unstuffed, line ends untouched (CRLF on the wire stays
+//!   CRLF), including the CRLF before the final `.`.
+//! - `n.json`: the envelope, one JSON object:
+//!   `{"number":n,"mail_from":"a@b","mail_params":"SIZE=10","rcpt_to":["c@d"],"size":123,"message_id":"<x@y>","helo":"client.example"}`
+//!   where `mail_from` and `rcpt_to` are the paths without angle brackets
+//!   (`""` for the null sender), `mail_params` the MAIL parameters as sent,
+//!   `size` the length of `n.eml`, and `message_id` is `null` when the
+//!   message has none.
+
+pub mod config;
+pub mod session;
+pub mod stats;
+
+mod command;
+mod conn;
+mod data;
+mod dump;
+mod faults;
+mod foreground;
+mod message_id;
+mod scan;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use config::{AcceptHook, Accepted, Faults, Latency, SinkConfig};
+pub use foreground::run_foreground;
+pub use message_id::message_id;
+pub use server::{start, SinkHandle};
+pub use stats::{SinkSnapshot, SinkStats};
+
+/// Errors of the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The configuration is invalid (a probability outside 0..=1, ...).
+    #[error("invalid sink configuration: {0}")]
+    Config(String),
+    /// The listening socket could not be created, bound or put to listen.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The dump directory could not be created.
+    #[error("cannot create dump directory {path}: {source}")]
+    DumpDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The sink's tokio runtime or its thread could not be started.
+    #[error("cannot start the sink runtime: {0}")]
+    Runtime(std::io::Error),
+    /// Writing the final statistics failed.
+    #[error("cannot write sink statistics: {0}")]
+    Output(std::io::Error),
+}
+
+impl SinkError {
+    /// True when trying again later may succeed: the port is still in use,
+    /// resources (threads, file descriptors) are exhausted, a disk is full.
+    /// A bad configuration is permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Config(_) => false,
+            SinkError::Bind { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::AddrInUse | std::io::ErrorKind::OutOfMemory
+            ),
+            SinkError::DumpDir { .. } | SinkError::Runtime(_) | SinkError::Output(_) => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors() {
+        assert!(!SinkError::Config("x".into()).is_transient());
+        let addr: SocketAddr = "127.0.0.1:25".parse().unwrap_or_else(|e| panic!("{e}"));
+        let busy = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        assert!(SinkError::Bind { addr, source: busy }.is_transient());
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(!SinkError::Bind {
+            addr,
+            source: denied
+        }
+        .is_transient());
+        assert!(SinkError::Runtime(std::io::Error::other("x")).is_transient());
+    }
+}

@@ -1,0 +1,449 @@
+//! `ringmail bench`: the main job. A complete bulk send on this machine:
+//! the bundled sink on a loopback port, a temporary spool and config with
+//! the sink as relay host, the daemon as a child process, N messages
+//! injected through the pickup directory or the sendmail command, then
+//! throughput and injection-to-acceptance latency once the sink has them
+//! all. Exits non-zero if any message was lost or delivered twice.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use ringmail::sink::{self, SinkConfig};
+
+/// How messages get into ringmail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// Files renamed into pickup/.
+    Spool,
+    /// One `ringmail sendmail -t -i` process per message.
+    Sendmail,
+}
+
+/// Benchmark parameters (the CLI's flags).
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Messages to send.
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// Approximate size of each message in bytes.
+    #[arg(long, default_value_t = 2048)]
+    pub size: usize,
+    /// Recipients per message.
+    #[arg(long, default_value_t = 1)]
+    pub recipients: usize,
+    /// Recipient domains, used round-robin.
+    #[arg(long, default_value_t = 1)]
+    pub domains: usize,
+    /// Injection path.
+    #[arg(long, value_enum, default_value_t = Via::Spool)]
+    pub via: Via,
+    /// Use this running sink (loopback only) instead of the bundled one.
+    #[arg(long)]
+    pub sink: Option<SocketAddr>,
+    /// Shards (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub shards: usize,
+    /// io backend: auto, uring or epoll.
+    #[arg(long, default_value = "auto")]
+    pub io_backend: String,
+    /// Parallel sendmail processes with --via sendmail.
+    #[arg(long, default_value_t = 8)]
+    pub sendmail_parallel: usize,
+    /// Directory for the temporary spool (a real disk, so fsync counts).
+    #[arg(long, default_value = "/var/tmp")]
+    pub workdir: PathBuf,
+    /// Keep the temporary spool, config and daemon log.
+    #[arg(long)]
+    pub keep: bool,
+    /// Give up when the sink sees no progress for this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub stall_timeout: u64,
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    messages: usize,
+    recipients: u64,
+    bytes: u64,
+    seconds: f64,
+    messages_per_second: f64,
+    recipients_per_second: f64,
+    megabytes_per_second: f64,
+    latency_p50_ms: f64,
+    latency_p90_ms: f64,
+    latency_p99_ms: f64,
+    latency_max_ms: f64,
+    lost: u64,
+    duplicates: u64,
+    daemon_cpu_seconds: f64,
+    io_backend: String,
+    shards: usize,
+    via: String,
+    max_concurrent_connections: u64,
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// Runs the benchmark; returns the process exit code.
+pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    if args.messages == 0 || args.recipients == 0 || args.domains == 0 {
+        bail!("--messages, --recipients and --domains must be at least 1");
+    }
+    if let Some(addr) = args.sink {
+        if !addr.ip().is_loopback() {
+            bail!("--sink must be a loopback address (127.0.0.0/8 or ::1): benchmarks never send elsewhere");
+        }
+    }
+    // Injection time per message index, and latency samples filled by the
+    // sink's accept hook.
+    let injected: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(vec![0; args.messages]));
+    let latencies: Arc<Mutex<Histogram<u64>>> = Arc::new(Mutex::new(
+        Histogram::new_with_bounds(1, 3_600_000_000, 3).context("histogram")?,
+    ));
+    let bundled = match args.sink {
+        Some(_) => None,
+        None => {
+            let injected = Arc::clone(&injected);
+            let latencies = Arc::clone(&latencies);
+            let hook: sink::AcceptHook = Arc::new(move |a: &sink::Accepted<'_>| {
+                let Some(i) = a.message_id.and_then(bench_index) else {
+                    return;
+                };
+                let at =
+                    a.at.duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_micros() as u64)
+                        .unwrap_or(0);
+                let sent = injected
+                    .lock()
+                    .ok()
+                    .and_then(|v| v.get(i).copied())
+                    .unwrap_or(0);
+                if sent > 0 {
+                    if let Ok(mut h) = latencies.lock() {
+                        let _ = h.record(at.saturating_sub(sent).max(1));
+                    }
+                }
+            });
+            let cfg = SinkConfig {
+                listen: "127.0.0.1:0".parse().context("sink address")?,
+                on_accept: Some(hook),
+                threads: 1,
+                ..SinkConfig::default()
+            };
+            Some(sink::start(cfg).context("starting the bundled sink")?)
+        }
+    };
+    let sink_addr = args
+        .sink
+        .or(bundled.as_ref().map(|s| s.local_addr))
+        .context("no sink")?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("ringmail-bench.")
+        .tempdir_in(&args.workdir)
+        .with_context(|| format!("creating a work directory in {}", args.workdir.display()))?;
+    let spool = dir.path().join("spool");
+    let config = dir.path().join("ringmail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\n",
+            sink_addr.ip(),
+            sink_addr.port(),
+            args.shards,
+            args.io_backend
+        ),
+    )?;
+    let exe = std::env::current_exe().context("locating the ringmail binary")?;
+    let log = std::fs::File::create(dir.path().join("daemon.log"))?;
+    let mut daemon = Command::new(&exe)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RINGMAIL_IO")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting the daemon")?;
+    let result = drive(
+        &args,
+        &exe,
+        &config,
+        &spool,
+        &mut daemon,
+        &injected,
+        &latencies,
+        bundled.as_ref(),
+        dir.path(),
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status();
+    let _ = daemon.wait();
+    if let Some(s) = bundled {
+        s.shutdown();
+    }
+    if args.keep {
+        let kept = dir.keep();
+        eprintln!("kept {}", kept.display());
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.lost == 0 && report.duplicates == 0 {
+        0
+    } else {
+        1
+    })
+}
+
+/// The message index encoded in a bench Message-ID (`<bench.N@ringmail.bench>`).
+fn bench_index(message_id: &str) -> Option<usize> {
+    message_id
+        .trim_matches(|c| c == '<' || c == '>')
+        .strip_prefix("bench.")?
+        .split('@')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn message(i: usize, args: &BenchArgs) -> Vec<u8> {
+    let to: Vec<String> = (0..args.recipients)
+        .map(|r| format!("user{i}.{r}@d{}.bench.example", (i + r) % args.domains))
+        .collect();
+    let mut m = format!(
+        "From: Bench <sender@bench.example>\nTo: {}\nSubject: ringmail bench {i}\nMessage-ID: <bench.{i}@ringmail.bench>\n\n",
+        to.join(", ")
+    )
+    .into_bytes();
+    let line = b"The quick brown fox jumps over the lazy dog; ringmail benchmark body line.\n";
+    while m.len() < args.size {
+        m.extend_from_slice(line);
+    }
+    m
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    args: &BenchArgs,
+    exe: &Path,
+    config: &Path,
+    spool: &Path,
+    daemon: &mut Child,
+    injected: &Mutex<Vec<u64>>,
+    latencies: &Mutex<Histogram<u64>>,
+    bundled: Option<&sink::SinkHandle>,
+    workdir: &Path,
+) -> anyhow::Result<Report> {
+    // Wait for the daemon to be up (it creates the control socket).
+    let up = Instant::now();
+    while !spool.join("control.sock").exists() {
+        if let Some(status) = daemon.try_wait()? {
+            bail!(
+                "daemon exited at start ({status}); see {}",
+                workdir.join("daemon.log").display()
+            );
+        }
+        if up.elapsed() > Duration::from_secs(30) {
+            bail!("daemon did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cpu_before = process_cpu_seconds(daemon.id());
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    let start = Instant::now();
+    let total = args.messages;
+    match args.via {
+        Via::Spool => {
+            let pickup = spool.join("pickup");
+            for i in 0..total {
+                let data = message(i, args);
+                let tmp = pickup.join(format!(".bench{i}"));
+                std::fs::write(&tmp, &data)?;
+                if let Ok(mut v) = injected.lock() {
+                    v[i] = micros_now();
+                }
+                std::fs::rename(&tmp, pickup.join(format!("bench{i}.eml")))?;
+            }
+        }
+        Via::Sendmail => {
+            let mut running: Vec<Child> = Vec::new();
+            for i in 0..total {
+                while running.len() >= args.sendmail_parallel.max(1) {
+                    let mut still = Vec::new();
+                    for mut c in running.drain(..) {
+                        match c.try_wait()? {
+                            Some(s) if !s.success() => bail!("sendmail exited {s}"),
+                            Some(_) => {}
+                            None => still.push(c),
+                        }
+                    }
+                    running = still;
+                    if running.len() >= args.sendmail_parallel.max(1) {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                if let Ok(mut v) = injected.lock() {
+                    v[i] = micros_now();
+                }
+                let mut c = Command::new(exe)
+                    .args(["sendmail", "-t", "-i", "-C"])
+                    .arg(config)
+                    .stdin(Stdio::piped())
+                    .spawn()?;
+                if let Some(mut stdin) = c.stdin.take() {
+                    stdin.write_all(&message(i, args))?;
+                }
+                running.push(c);
+            }
+            for mut c in running {
+                let s = c.wait()?;
+                if !s.success() {
+                    bail!("sendmail exited {s}");
+                }
+            }
+        }
+    }
+    let expected = (total * args.recipients) as u64;
+    let stats = |b: Option<&sink::SinkHandle>| b.map(|s| s.stats());
+    let mut last_progress = (0u64, Instant::now());
+    let final_snap = loop {
+        let Some(snap) = stats(bundled) else {
+            bail!("--sink: counting deliveries at an external sink is not supported; use the bundled sink");
+        };
+        if tty {
+            eprint!(
+                "\r  delivered {}/{} recipients, {:.1} s",
+                snap.recipients,
+                expected,
+                start.elapsed().as_secs_f64()
+            );
+        }
+        if snap.recipients >= expected && snap.unique_message_ids as usize >= total {
+            break snap;
+        }
+        if snap.recipients != last_progress.0 {
+            last_progress = (snap.recipients, Instant::now());
+        } else if last_progress.1.elapsed() > Duration::from_secs(args.stall_timeout) {
+            if tty {
+                eprintln!();
+            }
+            eprintln!(
+                "no progress for {} s; see {}",
+                args.stall_timeout,
+                workdir.join("daemon.log").display()
+            );
+            break snap;
+        }
+        if let Some(status) = daemon.try_wait()? {
+            bail!("daemon exited during the run ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    if tty {
+        eprintln!();
+    }
+    let cpu = process_cpu_seconds(daemon.id()) - cpu_before;
+    let log = std::fs::read_to_string(workdir.join("daemon.log")).unwrap_or_default();
+    let backend = log
+        .split("io backend ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("unknown")
+        .to_string();
+    let shards = log
+        .split(", ")
+        .find_map(|s| s.strip_suffix(" shards").and_then(|n| n.parse().ok()))
+        .unwrap_or(args.shards);
+    let counts: HashMap<String, u32> = bundled.map(|b| b.message_id_counts()).unwrap_or_default();
+    let seen = counts.keys().filter_map(|k| bench_index(k)).count() as u64;
+    let duplicates: u64 = counts
+        .iter()
+        .filter(|(k, _)| bench_index(k).is_some())
+        .map(|(_, &n)| u64::from(n.saturating_sub(1)))
+        .sum();
+    let h = latencies
+        .lock()
+        .map_err(|_| anyhow::anyhow!("latency lock poisoned"))?;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        messages: total,
+        recipients: final_snap.recipients,
+        bytes: final_snap.bytes,
+        seconds,
+        messages_per_second: total as f64 / seconds,
+        recipients_per_second: final_snap.recipients as f64 / seconds,
+        megabytes_per_second: final_snap.bytes as f64 / seconds / 1e6,
+        latency_p50_ms: ms(0.5),
+        latency_p90_ms: ms(0.9),
+        latency_p99_ms: ms(0.99),
+        latency_max_ms: h.max() as f64 / 1000.0,
+        lost: (total as u64).saturating_sub(seen),
+        duplicates,
+        daemon_cpu_seconds: cpu,
+        io_backend: backend,
+        shards,
+        via: format!("{:?}", args.via).to_lowercase(),
+        max_concurrent_connections: final_snap.max_concurrent_connections,
+    })
+}
+
+/// User + system CPU seconds of a process so far (Linux /proc).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(") ").map(|(_, s)| s).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "ringmail bench: {} messages × {} recipient(s), via {}, {} shards, io backend {}",
+        r.messages,
+        r.recipients / r.messages.max(1) as u64,
+        r.via,
+        r.shards,
+        r.io_backend
+    );
+    println!("  time            {:.2} s", r.seconds);
+    println!(
+        "  throughput      {:.0} messages/s, {:.0} recipients/s, {:.1} MB/s",
+        r.messages_per_second, r.recipients_per_second, r.megabytes_per_second
+    );
+    println!("  latency         p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms (injection to sink acceptance)", r.latency_p50_ms, r.latency_p90_ms, r.latency_p99_ms, r.latency_max_ms);
+    println!(
+        "  daemon CPU      {:.2} s ({:.0} µs per message)",
+        r.daemon_cpu_seconds,
+        r.daemon_cpu_seconds * 1e6 / r.messages.max(1) as f64
+    );
+    println!(
+        "  connections     at most {} at once at the sink",
+        r.max_concurrent_connections
+    );
+    println!("  lost {}, delivered twice {}", r.lost, r.duplicates);
+}

@@ -1,0 +1,187 @@
+//! Delivery over SMTP: routing a recipient to a next hop, resolving it,
+//! driving the sans-IO client protocol over an owned-buffer connection,
+//! and turning replies into per-recipient results. Scheduling (which
+//! message goes when, over how many connections) is `sched`'s job.
+
+pub mod classify;
+pub mod route;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::proto::{ProtoError, Reply};
+use crate::rt::IoBackend;
+
+pub use classify::RcptResult;
+pub use route::{RouteError, Router};
+pub use session::Session;
+
+/// Per-stage timeouts (RFC 5321 section 4.5.3.2 defaults, configurable).
+#[derive(Clone, Debug)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// Greeting and EHLO/HELO.
+    pub helo: Duration,
+    /// MAIL FROM.
+    pub mail: Duration,
+    /// Each RCPT TO.
+    pub rcpt: Duration,
+    /// DATA (354).
+    pub data_init: Duration,
+    /// Sending the body.
+    pub data_xfer: Duration,
+    /// Reply after the final dot.
+    pub data_done: Duration,
+    /// RSET and QUIT.
+    pub quit: Duration,
+}
+
+/// What delivery needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// Name sent in EHLO/HELO (`myhostname`).
+    pub helo_name: String,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Most transactions per connection; 0 = no limit.
+    pub reuse_count_limit: u32,
+    /// Age after which a connection is not reused.
+    pub reuse_time_limit: Duration,
+    /// How long an idle connection is kept.
+    pub idle_time_limit: Duration,
+    /// Socket backend.
+    pub backend: IoBackend,
+}
+
+impl DeliveryConfig {
+    /// Delivery settings from the configuration.
+    pub fn from_config(c: &Config, backend: IoBackend) -> DeliveryConfig {
+        let s = Duration::from_secs;
+        DeliveryConfig {
+            helo_name: c.myhostname.clone(),
+            timeouts: Timeouts {
+                connect: s(c.smtp_connect_timeout),
+                helo: s(c.smtp_helo_timeout),
+                mail: s(c.smtp_mail_timeout),
+                rcpt: s(c.smtp_rcpt_timeout),
+                data_init: s(c.smtp_data_init_timeout),
+                data_xfer: s(c.smtp_data_xfer_timeout),
+                data_done: s(c.smtp_data_done_timeout),
+                quit: s(c.smtp_quit_timeout),
+            },
+            reuse_count_limit: c.smtp_connection_reuse_count_limit,
+            reuse_time_limit: s(c.smtp_connection_reuse_time_limit),
+            idle_time_limit: s(c.smtp_connection_cache_time_limit),
+            backend,
+        }
+    }
+}
+
+/// The remote end of a session, for `relay=HOST[IP]:PORT` in logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The host name (or IP) we were told to use.
+    pub host: String,
+    /// The address connected to.
+    pub addr: SocketAddr,
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]:{}", self.host, self.addr.ip(), self.addr.port())
+    }
+}
+
+/// Why a connection or a transaction failed as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The next hop has no usable address.
+    #[error("{0}")]
+    Route(#[from] RouteError),
+    /// TCP connect failed.
+    #[error("connect to {host}[{addr}]: {source}")]
+    Connect {
+        /// Host name.
+        host: String,
+        /// Address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A stage took too long.
+    #[error("conversation with {peer} timed out {stage}")]
+    Timeout {
+        /// The peer.
+        peer: String,
+        /// `while receiving the initial server greeting`, `after RCPT TO`, ...
+        stage: &'static str,
+    },
+    /// Reading or writing failed, or the peer closed the connection.
+    #[error("lost connection with {peer} {stage}: {detail}")]
+    Lost {
+        /// The peer.
+        peer: String,
+        /// Where.
+        stage: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// The peer's replies were not SMTP.
+    #[error("protocol error with {peer}: {source}")]
+    Protocol {
+        /// The peer.
+        peer: String,
+        /// The parse error.
+        source: ProtoError,
+    },
+    /// The greeting or EHLO/HELO was refused.
+    #[error("host {peer} refused to talk to me: {reply}")]
+    Refused {
+        /// The peer.
+        peer: String,
+        /// Its reply.
+        reply: Reply,
+    },
+}
+
+impl DeliverError {
+    /// True when the failure is temporary (retry later); false when the
+    /// next hop refused permanently (5xx greeting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DeliverError::Refused { reply, .. } => !reply.is_permanent(),
+            DeliverError::Route(e) => e.is_transient(),
+            _ => true,
+        }
+    }
+
+    /// True when the destination itself failed (cannot connect, refused
+    /// the session), as opposed to one transaction going wrong: feeds the
+    /// dead-destination logic.
+    pub fn is_destination_failure(&self) -> bool {
+        matches!(
+            self,
+            DeliverError::Connect { .. } | DeliverError::Refused { .. } | DeliverError::Route(_)
+        ) || matches!(self, DeliverError::Timeout { stage, .. } if *stage == STAGE_CONNECT || *stage == STAGE_GREETING)
+    }
+
+    /// The enhanced status code to log.
+    pub fn dsn(&self) -> String {
+        match self {
+            DeliverError::Refused { reply, .. } => reply.dsn(),
+            DeliverError::Route(e) => e.dsn().to_string(),
+            DeliverError::Connect { .. } => "4.4.1".into(),
+            DeliverError::Timeout { .. } => "4.4.2".into(),
+            DeliverError::Lost { .. } => "4.4.2".into(),
+            DeliverError::Protocol { .. } => "4.5.0".into(),
+        }
+    }
+}
+
+/// Stage names used in timeouts and lost-connection messages.
+pub const STAGE_CONNECT: &str = "while connecting";
+/// See [`STAGE_CONNECT`].
+pub const STAGE_GREETING: &str = "while receiving the initial server greeting";

@@ -1,0 +1,361 @@
+//! One SMTP client session: connect, greeting, EHLO (HELO fallback), then
+//! any number of transactions over the same connection, then QUIT. Drives
+//! the sans-IO `proto` state machines over an owned-buffer [`Conn`], with a
+//! timeout for every stage. The message body goes out as stored (wire
+//! form, already dot-stuffed), never re-encoded.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::model::MessageFlags;
+use crate::proto::{self, Action, Capabilities, Reply, ReplyParser, Transaction};
+use crate::rt::Conn;
+
+use super::classify::RcptResult;
+use super::{DeliverError, DeliveryConfig, Peer, STAGE_CONNECT, STAGE_GREETING};
+
+/// Read buffer size.
+const READ_BUF: usize = 16 * 1024;
+
+/// A message (or part of its recipients) to send in one transaction.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// Envelope sender ("" for `<>`).
+    pub sender: String,
+    /// The recipients of this transaction.
+    pub recipients: Vec<String>,
+    /// Wire form: CRLF, dot-stuffed, without the final dot.
+    pub wire: Vec<u8>,
+    /// 8BITMIME / SMTPUTF8 needs.
+    pub flags: MessageFlags,
+}
+
+/// An open SMTP session.
+pub struct Session {
+    conn: Conn,
+    parser: ReplyParser,
+    rbuf: Vec<u8>,
+    caps: Capabilities,
+    esmtp: bool,
+    peer: Peer,
+    opened: Instant,
+    transactions: u32,
+    needs_rset: bool,
+    broken: bool,
+}
+
+impl Session {
+    /// Connects to `addr` (named `host` in logs), reads the greeting and
+    /// says EHLO, falling back to HELO when EHLO is refused.
+    pub async fn open(
+        host: &str,
+        addr: SocketAddr,
+        cfg: &DeliveryConfig,
+    ) -> Result<Session, DeliverError> {
+        let peer = Peer {
+            host: host.to_string(),
+            addr,
+        };
+        let t = &cfg.timeouts;
+        let conn = match tokio::time::timeout(t.connect, Conn::connect(addr, cfg.backend)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(source)) => {
+                return Err(DeliverError::Connect {
+                    host: host.to_string(),
+                    addr,
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(DeliverError::Timeout {
+                    peer: peer.to_string(),
+                    stage: STAGE_CONNECT,
+                })
+            }
+        };
+        let mut s = Session {
+            conn,
+            parser: ReplyParser::new(),
+            rbuf: Vec::with_capacity(READ_BUF),
+            caps: Capabilities::default(),
+            esmtp: true,
+            peer,
+            opened: Instant::now(),
+            transactions: 0,
+            needs_rset: false,
+            broken: false,
+        };
+        let greeting = s.read_reply(t.helo, STAGE_GREETING).await?;
+        if !greeting.is_positive() {
+            return Err(s.refused(greeting));
+        }
+        let mut cmd = Vec::new();
+        proto::command::ehlo(&mut cmd, &cfg.helo_name).map_err(|source| s.protocol(source))?;
+        s.write(cmd, t.helo, "after sending EHLO").await?;
+        let reply = s.read_reply(t.helo, "after EHLO").await?;
+        if reply.is_positive() {
+            s.caps = Capabilities::from_ehlo(&reply);
+        } else if reply.code != 421 {
+            // As Postfix: any refusal of EHLO but 421 falls back to HELO.
+            let mut cmd = Vec::new();
+            proto::command::helo(&mut cmd, &cfg.helo_name).map_err(|source| s.protocol(source))?;
+            s.write(cmd, t.helo, "after sending HELO").await?;
+            let reply = s.read_reply(t.helo, "after HELO").await?;
+            if !reply.is_positive() {
+                return Err(s.refused(reply));
+            }
+            s.esmtp = false;
+        } else {
+            return Err(s.refused(reply));
+        }
+        Ok(s)
+    }
+
+    fn protocol(&mut self, source: proto::ProtoError) -> DeliverError {
+        self.broken = true;
+        DeliverError::Protocol {
+            peer: self.peer.to_string(),
+            source,
+        }
+    }
+
+    fn refused(&mut self, reply: Reply) -> DeliverError {
+        self.broken = true;
+        DeliverError::Refused {
+            peer: self.peer.to_string(),
+            reply,
+        }
+    }
+
+    /// The remote end.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// What the server announced in its EHLO reply (empty after HELO).
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// True when another transaction may use this connection.
+    pub fn reusable(&self, cfg: &DeliveryConfig) -> bool {
+        !self.broken
+            && (cfg.reuse_count_limit == 0 || self.transactions < cfg.reuse_count_limit)
+            && self.opened.elapsed() < cfg.reuse_time_limit
+    }
+
+    /// Sends one message to its recipients; returns one result per
+    /// recipient, in order. An `Err` means the transaction failed as a
+    /// whole (connection lost, timeout, garbage) and the session is unusable.
+    pub async fn send(
+        &mut self,
+        msg: &Outgoing,
+        cfg: &DeliveryConfig,
+    ) -> Result<Vec<RcptResult>, DeliverError> {
+        let t = &cfg.timeouts;
+        if self.needs_rset {
+            let mut cmd = Vec::new();
+            proto::command::rset(&mut cmd);
+            self.write(cmd, t.quit, "after sending RSET").await?;
+            let reply = self.read_reply(t.quit, "after RSET").await?;
+            if !reply.is_positive() {
+                self.broken = true;
+                return Err(DeliverError::Refused {
+                    peer: self.peer.to_string(),
+                    reply,
+                });
+            }
+            self.needs_rset = false;
+        }
+        // SIZE, BODY=8BITMIME and SMTPUTF8 as the server announced them. As
+        // Postfix, an 8-bit body goes out unchanged when 8BITMIME is not
+        // offered; a message needing SMTPUTF8 bounces (5.6.7) when it is not,
+        // and one over the announced SIZE bounces (5.3.4).
+        let params = match self.caps.mail_params(
+            msg.wire.len() as u64,
+            msg.flags.has(MessageFlags::BODY_8BIT),
+            msg.flags.has(MessageFlags::SMTPUTF8),
+        ) {
+            Ok(p) => p,
+            Err(e) => {
+                let text = format!("host {}: {e}", self.peer);
+                let result = if e.is_transient() {
+                    RcptResult::deferred(&e.dsn(), text)
+                } else {
+                    RcptResult::Bounced { dsn: e.dsn(), text }
+                };
+                return Ok(msg.recipients.iter().map(|_| result.clone()).collect());
+            }
+        };
+        let envelope = proto::Envelope {
+            sender: &msg.sender,
+            recipients: &msg.recipients,
+            params,
+        };
+        let mut tx =
+            Transaction::new(&envelope, self.caps.pipelining && self.esmtp).map_err(|source| {
+                DeliverError::Protocol {
+                    peer: self.peer.to_string(),
+                    source,
+                }
+            })?;
+        let n = msg.recipients.len();
+        let mut replies = 0usize;
+        let mut body_sent = false;
+        loop {
+            match tx.next_action() {
+                Action::Send(bytes) => self.write(bytes, t.mail, "while sending commands").await?,
+                Action::SendBody => {
+                    let mut body = Vec::with_capacity(msg.wire.len() + 3);
+                    body.extend_from_slice(&msg.wire);
+                    proto::command::end_of_data(&mut body);
+                    self.write(body, t.data_xfer, "while sending message content")
+                        .await?;
+                    body_sent = true;
+                }
+                Action::AwaitReply => {
+                    let (timeout, stage) = if body_sent || replies > n + 1 {
+                        (t.data_done, "after end of data")
+                    } else if replies == 0 {
+                        (t.mail, "after MAIL FROM")
+                    } else if replies <= n {
+                        (t.rcpt, "after RCPT TO")
+                    } else {
+                        (t.data_init, "after DATA")
+                    };
+                    let reply = self.read_reply(timeout, stage).await?;
+                    replies += 1;
+                    tx.on_reply(reply).map_err(|source| {
+                        self.broken = true;
+                        DeliverError::Protocol {
+                            peer: self.peer.to_string(),
+                            source,
+                        }
+                    })?;
+                }
+                Action::Done(outcome) => {
+                    self.transactions += 1;
+                    self.needs_rset = outcome.needs_rset;
+                    if outcome.closing {
+                        // 421: the server is closing the connection.
+                        self.broken = true;
+                    }
+                    let peer = self.peer.clone();
+                    return Ok(outcome
+                        .rcpts
+                        .iter()
+                        .zip(&outcome.rcpt_stages)
+                        .map(|(r, &stage)| RcptResult::from_outcome(&peer, r, stage))
+                        .collect());
+                }
+            }
+        }
+    }
+
+    /// Says QUIT and closes; errors are ignored.
+    pub async fn quit(mut self, cfg: &DeliveryConfig) {
+        if !self.broken {
+            let mut cmd = Vec::new();
+            proto::command::quit(&mut cmd);
+            if self
+                .write(cmd, cfg.timeouts.quit, "after sending QUIT")
+                .await
+                .is_ok()
+            {
+                let _ = self
+                    .read_reply(cfg.timeouts.quit.min(Duration::from_secs(5)), "after QUIT")
+                    .await;
+            }
+        }
+        self.conn.close().await;
+    }
+
+    /// Closes without QUIT (the session is in an unknown state).
+    pub async fn abort(self) {
+        self.conn.close().await;
+    }
+
+    async fn write(
+        &mut self,
+        bytes: Vec<u8>,
+        timeout: Duration,
+        stage: &'static str,
+    ) -> Result<(), DeliverError> {
+        match tokio::time::timeout(timeout, self.conn.write_all(bytes)).await {
+            Ok((Ok(()), _)) => Ok(()),
+            Ok((Err(e), _)) => {
+                self.broken = true;
+                Err(DeliverError::Lost {
+                    peer: self.peer.to_string(),
+                    stage,
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(DeliverError::Timeout {
+                    peer: self.peer.to_string(),
+                    stage,
+                })
+            }
+        }
+    }
+
+    /// Reads until one complete reply is available.
+    async fn read_reply(
+        &mut self,
+        timeout: Duration,
+        stage: &'static str,
+    ) -> Result<Reply, DeliverError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.parser.next_reply() {
+                Ok(Some(reply)) => return Ok(reply),
+                Ok(None) => {}
+                Err(source) => {
+                    self.broken = true;
+                    return Err(DeliverError::Protocol {
+                        peer: self.peer.to_string(),
+                        source,
+                    });
+                }
+            }
+            let buf = std::mem::take(&mut self.rbuf);
+            let read = tokio::time::timeout_at(deadline, self.conn.read(buf)).await;
+            match read {
+                Ok((Ok(0), buf)) => {
+                    self.rbuf = buf;
+                    self.broken = true;
+                    return Err(DeliverError::Lost {
+                        peer: self.peer.to_string(),
+                        stage,
+                        detail: "connection closed by the server".into(),
+                    });
+                }
+                Ok((Ok(n), buf)) => {
+                    self.parser.feed(&buf[..n]);
+                    self.rbuf = buf;
+                }
+                Ok((Err(e), buf)) => {
+                    self.rbuf = buf;
+                    self.broken = true;
+                    return Err(DeliverError::Lost {
+                        peer: self.peer.to_string(),
+                        stage,
+                        detail: e.to_string(),
+                    });
+                }
+                Err(_) => {
+                    self.broken = true;
+                    if self.rbuf.capacity() == 0 {
+                        self.rbuf = Vec::with_capacity(READ_BUF);
+                    }
+                    return Err(DeliverError::Timeout {
+                        peer: self.peer.to_string(),
+                        stage,
+                    });
+                }
+            }
+        }
+    }
+}

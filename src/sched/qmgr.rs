@@ -1,0 +1,715 @@
+//! The queue manager of one shard: which message goes to which next hop,
+//! over how many connections, and when deferred mail is tried again.
+//!
+//! Strategy, in the manner of Postfix's qmgr:
+//!
+//! - **Destinations.** Each live recipient is routed to a next hop; a
+//!   message's recipients for one hop form jobs of at most
+//!   `default_destination_recipient_limit` recipients (one SMTP transaction
+//!   each). Every next hop has a FIFO of jobs.
+//! - **Concurrency and slow start.** A destination may use at most its share
+//!   of `default_destination_concurrency_limit` (the global limit divided
+//!   over the shards, rounded up). It starts at its share of
+//!   `initial_destination_concurrency`; each successful transaction adds
+//!   1/window, each failed connection takes 1/window away (Postfix's
+//!   positive and negative feedback).
+//! - **Connection reuse.** A worker keeps its connection for the next job of
+//!   the same destination, within the reuse count and time limits; idle
+//!   connections are kept for `smtp_connection_cache_time_limit` and closed
+//!   with QUIT after that.
+//! - **Dead destinations.** A connection failure at a window of one marks the
+//!   destination dead for `minimal_backoff_time`: its queued jobs are
+//!   deferred at once with the same reason, and new ones are deferred
+//!   without connecting, instead of retrying message by message.
+//! - **Retry.** A message with deferred recipients is retried after
+//!   `minimal_backoff_time * 2^(attempts-1)`, capped at
+//!   `maximal_backoff_time`, with ±20 % jitter so retries do not arrive in
+//!   lock step. Mail older than `maximal_queue_lifetime` is not retried: its
+//!   live recipients are returned as expired.
+//! - **Flush** (`sendmail -q`) makes every deferred message due now and
+//!   forgets dead destinations.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::deliver::{self, DeliverError, DeliveryConfig, RcptResult, Router, Session};
+use crate::model::{now_micros, Nexthop, QueueId, RcptStatus};
+use crate::queue::Store;
+
+/// Scheduling settings of one shard.
+#[derive(Clone, Debug)]
+pub struct QmgrConfig {
+    /// This shard's share of the per-destination concurrency limit.
+    pub concurrency_limit: usize,
+    /// This shard's share of the initial concurrency.
+    pub initial_concurrency: usize,
+    /// Most recipients per transaction.
+    pub recipient_limit: usize,
+    /// Shortest retry delay.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Age at which mail expires.
+    pub lifetime: Duration,
+    /// Connection and protocol settings.
+    pub delivery: DeliveryConfig,
+}
+
+impl QmgrConfig {
+    /// One shard's settings: global limits split over `shards`.
+    pub fn from_config(c: &Config, shards: usize, delivery: DeliveryConfig) -> QmgrConfig {
+        let share = |n: usize| n.div_ceil(shards.max(1)).max(1);
+        QmgrConfig {
+            concurrency_limit: share(c.default_destination_concurrency_limit),
+            initial_concurrency: share(c.initial_destination_concurrency)
+                .min(share(c.default_destination_concurrency_limit)),
+            recipient_limit: c.default_destination_recipient_limit,
+            min_backoff: Duration::from_secs(c.minimal_backoff_time),
+            max_backoff: Duration::from_secs(c.maximal_backoff_time),
+            lifetime: Duration::from_secs(c.maximal_queue_lifetime),
+            delivery,
+        }
+    }
+}
+
+/// One SMTP transaction's worth of recipients of one message.
+#[derive(Clone, Debug)]
+struct Job {
+    id: QueueId,
+    rcpts: Vec<u32>,
+}
+
+/// Per next-hop state.
+struct Dest {
+    jobs: VecDeque<Job>,
+    active: usize,
+    window: f64,
+    dead_until: Option<(Instant, String)>,
+    idle: Vec<(Session, Instant)>,
+}
+
+/// Per message state while it has jobs out or waits for a retry.
+#[derive(Default)]
+struct MsgState {
+    outstanding: u32,
+    attempts: u32,
+    /// When the message entered the queue manager (for delays=a/b).
+    queued_micros: u64,
+}
+
+struct State {
+    store: Rc<RefCell<Store>>,
+    cfg: Rc<QmgrConfig>,
+    router: Router,
+    dests: HashMap<Nexthop, Dest>,
+    msgs: HashMap<QueueId, MsgState>,
+    retry: BinaryHeap<Reverse<(u64, QueueId)>>,
+    stopping: bool,
+}
+
+/// The queue manager of one shard. Cheap to clone (shared state on the
+/// shard's thread).
+#[derive(Clone)]
+pub struct Qmgr {
+    state: Rc<RefCell<State>>,
+    /// Woken when the retry heap gets an earlier entry or a flush arrives.
+    timer_wake: Rc<Notify>,
+    /// Woken when status bytes were written and want a commit.
+    dirty_wake: Rc<Notify>,
+}
+
+impl Qmgr {
+    /// A queue manager over `store`.
+    pub fn new(store: Rc<RefCell<Store>>, cfg: QmgrConfig, router: Router) -> Qmgr {
+        Qmgr {
+            state: Rc::new(RefCell::new(State {
+                store,
+                cfg: Rc::new(cfg),
+                router,
+                dests: HashMap::new(),
+                msgs: HashMap::new(),
+                retry: BinaryHeap::new(),
+                stopping: false,
+            })),
+            timer_wake: Rc::new(Notify::new()),
+            dirty_wake: Rc::new(Notify::new()),
+        }
+    }
+
+    /// Resolves when delivery wrote status bytes that want a commit.
+    pub async fn dirty(&self) {
+        self.dirty_wake.notified().await;
+    }
+
+    /// Schedules every live recipient of message `id` now.
+    pub fn schedule(&self, id: QueueId) {
+        let kicks = {
+            let mut st = self.state.borrow_mut();
+            st.plan(id)
+        };
+        for hop in kicks {
+            self.kick(&hop);
+        }
+    }
+
+    /// Makes all deferred mail due now and forgets dead destinations.
+    pub fn flush(&self) {
+        let mut st = self.state.borrow_mut();
+        let due: Vec<QueueId> = st.retry.drain().map(|Reverse((_, id))| id).collect();
+        for id in due {
+            st.retry.push(Reverse((0, id)));
+        }
+        for d in st.dests.values_mut() {
+            d.dead_until = None;
+        }
+        drop(st);
+        self.timer_wake.notify_one();
+    }
+
+    /// Stops starting transactions; idle connections are closed by [`Qmgr::run_timer`].
+    pub fn stop(&self) {
+        self.state.borrow_mut().stopping = true;
+        self.timer_wake.notify_one();
+    }
+
+    /// Number of delivery workers running.
+    pub fn active_workers(&self) -> usize {
+        self.state.borrow().dests.values().map(|d| d.active).sum()
+    }
+
+    /// Closes every idle connection with QUIT.
+    pub async fn close_idle(&self, all: bool) {
+        let now = Instant::now();
+        let mut closing = Vec::new();
+        {
+            let mut st = self.state.borrow_mut();
+            let limit = st.cfg.delivery.idle_time_limit;
+            for d in st.dests.values_mut() {
+                let (old, keep): (Vec<_>, Vec<_>) = d
+                    .idle
+                    .drain(..)
+                    .partition(|(_, since)| all || now.duration_since(*since) >= limit);
+                d.idle = keep;
+                closing.extend(old.into_iter().map(|(s, _)| s));
+            }
+        }
+        let cfg = self.state.borrow().cfg.clone();
+        for s in closing {
+            s.quit(&cfg.delivery).await;
+        }
+    }
+
+    /// Runs retries and idle-connection expiry until stopped.
+    pub async fn run_timer(&self) {
+        loop {
+            if self.state.borrow().stopping {
+                self.close_idle(true).await;
+                return;
+            }
+            let now = now_micros();
+            let mut due = Vec::new();
+            let next = {
+                let mut st = self.state.borrow_mut();
+                while let Some(Reverse((at, id))) = st.retry.peek().copied() {
+                    if at > now {
+                        break;
+                    }
+                    st.retry.pop();
+                    due.push(id);
+                }
+                st.retry.peek().map(|Reverse((at, _))| *at)
+            };
+            for id in due {
+                self.schedule(id);
+            }
+            self.close_idle(false).await;
+            let wait = next
+                .map(|at| Duration::from_micros(at.saturating_sub(now_micros())))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            let _ = tokio::time::timeout(wait, self.timer_wake.notified()).await;
+        }
+    }
+
+    /// Starts delivery workers for `hop` up to its window.
+    fn kick(&self, hop: &Nexthop) {
+        loop {
+            let start = {
+                let mut st = self.state.borrow_mut();
+                let cfg = st.cfg.clone();
+                let stopping = st.stopping;
+                let Some(d) = st.dests.get_mut(hop) else {
+                    return;
+                };
+                let cap = (d.window.floor() as usize).clamp(1, cfg.concurrency_limit);
+                if stopping || d.jobs.is_empty() || d.active >= cap || d.dead_until.is_some() {
+                    false
+                } else {
+                    d.active += 1;
+                    true
+                }
+            };
+            if !start {
+                return;
+            }
+            let me = self.clone();
+            let hop = hop.clone();
+            tokio::task::spawn_local(async move { me.worker(hop).await });
+        }
+    }
+
+    /// One connection's worth of work for `hop`: takes jobs until none is
+    /// left, reusing the connection.
+    async fn worker(self, hop: Nexthop) {
+        let cfg = self.state.borrow().cfg.clone();
+        let mut session: Option<Session> = None;
+        loop {
+            let job = {
+                let mut st = self.state.borrow_mut();
+                if st.stopping {
+                    None
+                } else {
+                    st.dests.get_mut(&hop).and_then(|d| d.jobs.pop_front())
+                }
+            };
+            let Some(job) = job else { break };
+            if session.is_none() {
+                session = self.take_idle(&hop);
+            }
+            let started = now_micros();
+            let mut setup = Duration::ZERO;
+            if session.is_none() {
+                let t = Instant::now();
+                match open_session(&hop, &cfg.delivery).await {
+                    Ok(s) => {
+                        setup = t.elapsed();
+                        session = Some(s);
+                    }
+                    Err(e) => {
+                        self.destination_failed(&hop, job, &e, started);
+                        break;
+                    }
+                }
+            }
+            let Some(mut s) = session.take() else { break };
+            let msg = self.state.borrow().outgoing(&job);
+            let Some(msg) = msg else {
+                // Message gone (removed meanwhile): nothing to send.
+                self.state.borrow_mut().job_done(job.id, &cfg);
+                session = Some(s);
+                continue;
+            };
+            let t = Instant::now();
+            let result = s.send(&msg, &cfg.delivery).await;
+            let xfer = t.elapsed();
+            let timing = Timing {
+                started,
+                setup,
+                xfer,
+            };
+            match result {
+                Ok(results) => {
+                    self.finish_job(&job, &results, Some(&s), &timing);
+                    self.feedback(&hop, true);
+                    if s.reusable(&cfg.delivery) {
+                        session = Some(s);
+                    } else {
+                        s.quit(&cfg.delivery).await;
+                    }
+                }
+                Err(e) => {
+                    let results: Vec<RcptResult> = job
+                        .rcpts
+                        .iter()
+                        .map(|_| RcptResult::from_error(&e))
+                        .collect();
+                    self.finish_job(&job, &results, Some(&s), &timing);
+                    self.feedback(&hop, false);
+                    // The connection is in an unknown state: drop it.
+                    s.abort().await;
+                }
+            }
+        }
+        if let Some(s) = session {
+            let mut st = self.state.borrow_mut();
+            if let Some(d) = st.dests.get_mut(&hop) {
+                d.idle.push((s, Instant::now()));
+            }
+        }
+        let more = {
+            let mut st = self.state.borrow_mut();
+            match st.dests.get_mut(&hop) {
+                Some(d) => {
+                    d.active -= 1;
+                    !d.jobs.is_empty()
+                }
+                None => false,
+            }
+        };
+        if more {
+            self.kick(&hop);
+        }
+    }
+
+    fn take_idle(&self, hop: &Nexthop) -> Option<Session> {
+        let mut st = self.state.borrow_mut();
+        let limit = st.cfg.delivery.idle_time_limit;
+        let d = st.dests.get_mut(hop)?;
+        while let Some((s, since)) = d.idle.pop() {
+            if since.elapsed() < limit {
+                return Some(s);
+            }
+            // Too old: let it drop (closing a socket needs no reply).
+            drop(s);
+        }
+        None
+    }
+
+    fn feedback(&self, hop: &Nexthop, ok: bool) {
+        let mut st = self.state.borrow_mut();
+        let limit = st.cfg.concurrency_limit as f64;
+        if let Some(d) = st.dests.get_mut(hop) {
+            if ok {
+                d.window = (d.window + 1.0 / d.window).min(limit);
+            } else {
+                d.window = (d.window - 1.0 / d.window).max(1.0);
+            }
+        }
+    }
+
+    /// A connection to `hop` failed: defer this job; at a window of one the
+    /// destination is dead and every queued job is deferred with it.
+    fn destination_failed(&self, hop: &Nexthop, job: Job, e: &DeliverError, started: u64) {
+        let timing = Timing {
+            started,
+            setup: Duration::ZERO,
+            xfer: Duration::ZERO,
+        };
+        let result = RcptResult::from_error(e);
+        let mut jobs = vec![job];
+        {
+            let mut st = self.state.borrow_mut();
+            let min_backoff = st.cfg.min_backoff;
+            if let Some(d) = st.dests.get_mut(hop) {
+                if d.window <= 1.0 || !e.is_transient() {
+                    d.dead_until = Some((Instant::now() + min_backoff, e.to_string()));
+                    jobs.extend(d.jobs.drain(..));
+                    tracing::info!(target: "qmgr", "destination {hop} marked dead: {e}");
+                } else {
+                    d.window = (d.window - 1.0 / d.window).max(1.0);
+                }
+            }
+        }
+        for job in jobs {
+            let results: Vec<RcptResult> = job.rcpts.iter().map(|_| result.clone()).collect();
+            self.finish_job(&job, &results, None, &timing);
+        }
+    }
+
+    /// Records the results of a job: status bytes, defer records, log lines;
+    /// schedules a retry or logs removal once the message has no job out.
+    fn finish_job(
+        &self,
+        job: &Job,
+        results: &[RcptResult],
+        session: Option<&Session>,
+        timing: &Timing,
+    ) {
+        let mut st = self.state.borrow_mut();
+        let cfg = st.cfg.clone();
+        st.record_results(job, results, session, timing);
+        st.job_done(job.id, &cfg);
+        drop(st);
+        self.dirty_wake.notify_one();
+        self.timer_wake.notify_one();
+    }
+}
+
+/// When a transaction's phases happened, for `delays=a/b/c/d`.
+struct Timing {
+    started: u64,
+    setup: Duration,
+    xfer: Duration,
+}
+
+impl State {
+    /// Splits message `id`'s live recipients into jobs per next hop; returns
+    /// the hops that got work.
+    fn plan(&mut self, id: QueueId) -> Vec<Nexthop> {
+        let cfg = self.cfg.clone();
+        let store = self.store.clone();
+        let store = store.borrow();
+        let Some((view, status)) = store.get(id) else {
+            self.msgs.remove(&id);
+            return Vec::new();
+        };
+        let now = now_micros();
+        let entry = self.msgs.entry(id).or_insert_with(|| MsgState {
+            queued_micros: now,
+            ..MsgState::default()
+        });
+        let expired = now.saturating_sub(view.arrival_micros) > cfg.lifetime.as_micros() as u64;
+        let mut by_hop: HashMap<Nexthop, Vec<u32>> = HashMap::new();
+        let mut unroutable: Vec<(u32, RcptResult)> = Vec::new();
+        for (i, rcpt) in view.recipients.iter().enumerate() {
+            if !RcptStatus::from_byte(status.get(i).copied().unwrap_or(0)).is_live() {
+                continue;
+            }
+            if expired && entry.attempts > 0 {
+                unroutable.push((i as u32, RcptResult::expired()));
+                continue;
+            }
+            match self.router.route(rcpt) {
+                Ok(hop) => by_hop.entry(hop.clone()).or_default().push(i as u32),
+                Err(e) => {
+                    unroutable.push((i as u32, RcptResult::from_error(&DeliverError::Route(e))))
+                }
+            }
+        }
+        drop(store);
+        let mut kicks = Vec::new();
+        let mut jobs_out = 0;
+        for (hop, rcpts) in by_hop {
+            let d = self.dests.entry(hop.clone()).or_insert_with(|| Dest {
+                jobs: VecDeque::new(),
+                active: 0,
+                window: cfg.initial_concurrency as f64,
+                dead_until: None,
+                idle: Vec::new(),
+            });
+            if let Some((until, _)) = &d.dead_until {
+                if Instant::now() >= *until {
+                    d.dead_until = None;
+                }
+            }
+            if let Some((_, reason)) = d.dead_until.clone() {
+                for r in rcpts {
+                    unroutable.push((
+                        r,
+                        RcptResult::deferred(
+                            "4.4.1",
+                            format!("delivery temporarily suspended: {reason}"),
+                        ),
+                    ));
+                }
+                continue;
+            }
+            for chunk in rcpts.chunks(cfg.recipient_limit) {
+                d.jobs.push_back(Job {
+                    id,
+                    rcpts: chunk.to_vec(),
+                });
+                jobs_out += 1;
+            }
+            kicks.push(hop);
+        }
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.outstanding += jobs_out;
+        }
+        if !unroutable.is_empty() {
+            let job = Job {
+                id,
+                rcpts: unroutable.iter().map(|(i, _)| *i).collect(),
+            };
+            let results: Vec<RcptResult> = unroutable.into_iter().map(|(_, r)| r).collect();
+            let timing = Timing {
+                started: now,
+                setup: Duration::ZERO,
+                xfer: Duration::ZERO,
+            };
+            if let Some(m) = self.msgs.get_mut(&id) {
+                m.outstanding += 1;
+            }
+            self.record_results(&job, &results, None, &timing);
+            self.job_done(id, &cfg);
+        } else if jobs_out == 0 {
+            self.job_done_if_idle(id, &cfg);
+        }
+        kicks
+    }
+
+    /// The message data a job sends.
+    fn outgoing(&self, job: &Job) -> Option<deliver::session::Outgoing> {
+        let store = self.store.borrow();
+        let (view, _) = store.get(job.id)?;
+        Some(deliver::session::Outgoing {
+            sender: view.sender.to_string(),
+            recipients: job
+                .rcpts
+                .iter()
+                .filter_map(|&i| view.recipients.get(i as usize).map(|r| r.to_string()))
+                .collect(),
+            wire: view.wire.to_vec(),
+            flags: view.flags,
+        })
+    }
+
+    fn record_results(
+        &mut self,
+        job: &Job,
+        results: &[RcptResult],
+        session: Option<&Session>,
+        timing: &Timing,
+    ) {
+        let now = now_micros();
+        let queued = self
+            .msgs
+            .get(&job.id)
+            .map(|m| m.queued_micros)
+            .unwrap_or(now);
+        let attempts = self.msgs.get(&job.id).map(|m| m.attempts).unwrap_or(0);
+        let next_retry = now + self.backoff(attempts + 1).as_micros() as u64;
+        let mut store = self.store.borrow_mut();
+        let Some((view, _)) = store.get(job.id) else {
+            return;
+        };
+        let arrival = view.arrival_micros;
+        let addrs: Vec<String> = job
+            .rcpts
+            .iter()
+            .map(|&i| {
+                view.recipients
+                    .get(i as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let relay = session
+            .map(|s| s.peer().to_string())
+            .unwrap_or_else(|| "none".into());
+        let a = secs(queued.saturating_sub(arrival));
+        let b = secs(timing.started.saturating_sub(queued));
+        let c = timing.setup.as_secs_f64();
+        let d = timing.xfer.as_secs_f64();
+        let delay = secs(now.saturating_sub(arrival));
+        for ((&i, addr), result) in job.rcpts.iter().zip(&addrs).zip(results) {
+            let (status, word) = match result {
+                RcptResult::Sent { .. } => (RcptStatus::Sent, "sent"),
+                RcptResult::Deferred { .. } => (RcptStatus::Deferred, "deferred"),
+                RcptResult::Bounced { .. } => (RcptStatus::Bounced, "bounced"),
+                RcptResult::Expired { .. } => (RcptStatus::Bounced, "expired"),
+            };
+            tracing::info!(
+                target: "smtp",
+                "{}: to=<{addr}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
+                job.id,
+                fmt_secs(delay),
+                fmt_secs(a),
+                fmt_secs(b),
+                fmt_secs(c),
+                fmt_secs(d),
+                result.dsn(),
+                result.text()
+            );
+            if let RcptResult::Deferred { text, .. } = result {
+                if let Err(e) = store.append_defer(job.id, i, next_retry, text) {
+                    tracing::error!(target: "qmgr", "{}: cannot record deferral: {e}", job.id);
+                }
+            }
+            match store.set_status(job.id, i as usize, status) {
+                Ok(true) => tracing::info!(target: "qmgr", "{}: removed", job.id),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(target: "qmgr", "{}: cannot record delivery status: {e}", job.id)
+                }
+            }
+        }
+    }
+
+    fn job_done(&mut self, id: QueueId, cfg: &QmgrConfig) {
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.outstanding = m.outstanding.saturating_sub(1);
+        }
+        self.job_done_if_idle(id, cfg);
+    }
+
+    /// When no job of `id` is out: forget it if delivered, else schedule a retry.
+    fn job_done_if_idle(&mut self, id: QueueId, _cfg: &QmgrConfig) {
+        let Some(m) = self.msgs.get(&id) else { return };
+        if m.outstanding > 0 {
+            return;
+        }
+        let live = self.store.borrow().get(id).is_some();
+        if !live {
+            self.msgs.remove(&id);
+            return;
+        }
+        let attempts = m.attempts + 1;
+        let due = now_micros() + self.backoff(attempts).as_micros() as u64;
+        if let Some(m) = self.msgs.get_mut(&id) {
+            m.attempts = attempts;
+        }
+        self.retry.push(Reverse((due, id)));
+    }
+
+    /// Retry delay after `attempts` attempts, with ±20 % jitter.
+    fn backoff(&self, attempts: u32) -> Duration {
+        let base = self.cfg.min_backoff.as_secs_f64()
+            * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+        let capped = base.min(self.cfg.max_backoff.as_secs_f64());
+        Duration::from_secs_f64(capped * (0.8 + 0.4 * fastrand::f64()))
+    }
+}
+
+/// Opens a session to the first reachable address of `hop`.
+async fn open_session(hop: &Nexthop, cfg: &DeliveryConfig) -> Result<Session, DeliverError> {
+    let addrs = deliver::route::resolve(hop).await?;
+    let mut last = None;
+    for addr in addrs {
+        match Session::open(&hop.host, addr, cfg).await {
+            Ok(s) => return Ok(s),
+            Err(e) => {
+                if matches!(e, DeliverError::Connect { .. }) {
+                    tracing::info!(target: "smtp", "{e}");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        DeliverError::Route(deliver::RouteError::Resolve {
+            host: hop.host.clone(),
+            detail: "no addresses".into(),
+        })
+    }))
+}
+
+fn secs(micros: u64) -> f64 {
+    micros as f64 / 1e6
+}
+
+/// Postfix's delay format: two decimals for small values, fewer for large.
+fn fmt_secs(s: f64) -> String {
+    if s >= 10.0 {
+        format!("{s:.0}")
+    } else if s >= 0.1 {
+        let t = format!("{s:.1}");
+        t.trim_end_matches(".0").to_string()
+    } else {
+        let t = format!("{s:.2}");
+        if t == "0.00" {
+            "0".into()
+        } else {
+            t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_format_matches_postfix_style() {
+        assert_eq!(fmt_secs(0.0), "0");
+        assert_eq!(fmt_secs(0.044), "0.04");
+        assert_eq!(fmt_secs(0.44), "0.4");
+        assert_eq!(fmt_secs(27.3), "27");
+    }
+}
