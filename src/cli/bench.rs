@@ -270,21 +270,31 @@ fn drive(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let cpu_before = process_cpu_seconds(daemon.id());
     let tty = std::io::stderr().is_terminal() && !args.json;
-    let start = Instant::now();
     let total = args.messages;
+    // Spool path: write every file into a staging directory on the same file
+    // system first (untimed), then hand them over by renaming into pickup/
+    // during the run, as a producer that writes and renames would. Creating
+    // files while the daemon unlinks others in the same directory is slow on
+    // ext4 and would measure the benchmark's own writer.
+    let staging = workdir.join("staging");
+    if args.via == Via::Spool {
+        std::fs::create_dir_all(&staging)?;
+        for i in 0..total {
+            std::fs::write(staging.join(format!("bench{i}.eml")), message(i, args))?;
+        }
+    }
+    let cpu_before = process_cpu_seconds(daemon.id());
+    let start = Instant::now();
     match args.via {
         Via::Spool => {
             let pickup = spool.join("pickup");
             for i in 0..total {
-                let data = message(i, args);
-                let tmp = pickup.join(format!(".bench{i}"));
-                std::fs::write(&tmp, &data)?;
+                let name = format!("bench{i}.eml");
                 if let Ok(mut v) = injected.lock() {
                     v[i] = micros_now();
                 }
-                std::fs::rename(&tmp, pickup.join(format!("bench{i}.eml")))?;
+                std::fs::rename(staging.join(&name), pickup.join(&name))?;
             }
         }
         Via::Sendmail => {

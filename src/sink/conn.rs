@@ -31,7 +31,6 @@ pub(crate) struct Shared {
     pub(crate) params: Arc<SessionParams>,
     pub(crate) stats: Arc<SinkStats>,
     pub(crate) latency: Latency,
-    pub(crate) max_connections: Option<usize>,
     pub(crate) dump_dir: Option<PathBuf>,
     pub(crate) on_accept: Option<AcceptHook>,
 }
@@ -41,8 +40,8 @@ pub(crate) struct Connection {
     pub(crate) stream: TcpStream,
     /// Keeps the connection counted as open until dropped.
     pub(crate) guard: OpenConnection,
-    /// Connections open when this one was accepted, itself included.
-    pub(crate) open: u64,
+    /// Refuse it with 421: it is beyond `max_connections`.
+    pub(crate) refuse: bool,
     /// Seeds the fault and latency draws.
     pub(crate) seed: u64,
 }
@@ -53,7 +52,7 @@ pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>, stop: watch::Re
     let Connection {
         stream,
         guard,
-        open,
+        refuse,
         seed,
     } = conn;
     let io = Io {
@@ -62,7 +61,7 @@ pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>, stop: watch::Re
         rng: Rng::with_seed(seed.rotate_left(32)),
         latency: shared.latency,
     };
-    if let Err(e) = run(io, &shared, open, seed, stop).await {
+    if let Err(e) = run(io, &shared, refuse, seed, stop).await {
         tracing::debug!(error = %e, "sink: connection ended");
     }
     drop(guard);
@@ -116,13 +115,12 @@ impl Io {
 async fn run(
     mut io: Io,
     shared: &Shared,
-    open: u64,
+    refuse: bool,
     seed: u64,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
     let _ = io.stream.set_nodelay(true);
-    if shared.max_connections.is_some_and(|max| open > max as u64) {
-        shared.stats.refused();
+    if refuse {
         shared.params.too_many_connections(&mut io.out);
         return io.close(1, &mut stop).await;
     }

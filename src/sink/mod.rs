@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn transient_errors() {
         assert!(!SinkError::Config("x".into()).is_transient());
-        let addr: SocketAddr = "127.0.0.1:25".parse().unwrap_or_else(|e| panic!("{e}"));
+        let addr: SocketAddr = "127.0.0.1:25".parse().unwrap();
         let busy = std::io::Error::from(std::io::ErrorKind::AddrInUse);
         assert!(SinkError::Bind { addr, source: busy }.is_transient());
         let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);

@@ -64,16 +64,22 @@ pub fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
         params: Arc::new(SessionParams::new(&config)),
         stats: Arc::clone(&stats),
         latency: config.latency,
-        max_connections: config.max_connections,
         dump_dir: config.dump_dir.clone(),
         on_accept: config.on_accept.clone(),
     });
     let (stop, stopped) = watch::channel(false);
     let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));
+    let max_connections = config.max_connections;
     let thread = std::thread::Builder::new()
         .name("ringmail-sink".into())
         .spawn(move || {
-            runtime.block_on(accept_loop(listener, shared, stopped, seed));
+            runtime.block_on(accept_loop(
+                listener,
+                shared,
+                stopped,
+                seed,
+                max_connections,
+            ));
             runtime.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(SinkError::Runtime)?;
@@ -123,6 +129,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     seed: u64,
+    max_connections: Option<usize>,
 ) {
     let mut seeds = Rng::with_seed(seed);
     let mut tasks = JoinSet::new();
@@ -137,11 +144,15 @@ async fn accept_loop(
             Event::Stop => break,
             Event::Reaped => {}
             Event::Accepted(Ok(stream)) => {
-                let (guard, open) = shared.stats.open();
+                let (mut guard, serving) = shared.stats.open();
+                let refuse = max_connections.is_some_and(|max| serving > max as u64);
+                if refuse {
+                    guard.refuse();
+                }
                 let conn = Connection {
                     stream,
                     guard,
-                    open,
+                    refuse,
                     seed: seeds.u64(..),
                 };
                 tasks.spawn(conn::serve(conn, Arc::clone(&shared), stop.clone()));

@@ -16,6 +16,8 @@ pub struct SinkStats {
     connections: AtomicU64,
     refused_connections: AtomicU64,
     open_connections: AtomicU64,
+    /// Open connections that were not refused: what `max_connections` limits.
+    serving: AtomicU64,
     max_concurrent_connections: AtomicU64,
     messages: AtomicU64,
     recipients: AtomicU64,
@@ -80,27 +82,44 @@ pub struct SinkSnapshot {
 
 /// Closes a connection's accounting when dropped.
 #[derive(Debug)]
-pub(crate) struct OpenConnection(Arc<SinkStats>);
+pub(crate) struct OpenConnection {
+    stats: Arc<SinkStats>,
+    serving: bool,
+}
+
+impl OpenConnection {
+    /// Marks the connection as refused because of `max_connections`: it
+    /// stays open (briefly) but no longer counts against the limit.
+    pub(crate) fn refuse(&mut self) {
+        if std::mem::take(&mut self.serving) {
+            self.stats.serving.fetch_sub(1, Relaxed);
+            self.stats.refused_connections.fetch_add(1, Relaxed);
+        }
+    }
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Relaxed);
+        self.stats.open_connections.fetch_sub(1, Relaxed);
+        if self.serving {
+            self.stats.serving.fetch_sub(1, Relaxed);
+        }
     }
 }
 
 impl SinkStats {
     /// Counts a new connection; returns its guard and the number of
-    /// connections now open, this one included.
+    /// connections now being served (not refused), this one included.
     pub(crate) fn open(self: &Arc<Self>) -> (OpenConnection, u64) {
         self.connections.fetch_add(1, Relaxed);
         let open = self.open_connections.fetch_add(1, Relaxed) + 1;
         self.max_concurrent_connections.fetch_max(open, Relaxed);
-        (OpenConnection(Arc::clone(self)), open)
-    }
-
-    /// Counts a connection refused because of `max_connections`.
-    pub(crate) fn refused(&self) {
-        self.refused_connections.fetch_add(1, Relaxed);
+        let serving = self.serving.fetch_add(1, Relaxed) + 1;
+        let guard = OpenConnection {
+            stats: Arc::clone(self),
+            serving: true,
+        };
+        (guard, serving)
     }
 
     /// Adds a session's tally.
@@ -230,8 +249,20 @@ mod tests {
         assert_eq!(n, 2);
         drop(a);
         drop(b);
-        let (_c, n) = s.open();
+        let (mut c, n) = s.open();
         assert_eq!(n, 1);
+        let (mut d, n) = s.open();
+        assert_eq!(n, 2);
+        d.refuse();
+        d.refuse();
+        let (_e, n) = s.open();
+        assert_eq!(
+            n, 2,
+            "a refused connection does not count against the limit"
+        );
+        drop(d);
+        c.refuse();
+        drop(c);
         let snap = s.snapshot();
         assert_eq!(
             (
@@ -239,8 +270,10 @@ mod tests {
                 snap.open_connections,
                 snap.max_concurrent_connections
             ),
-            (3, 1, 2)
+            (5, 1, 3)
         );
+        assert_eq!(snap.refused_connections, 2);
+        assert_eq!(s.serving.load(Relaxed), 1);
         let json = serde_json::to_string(&snap).unwrap();
         let back: SinkSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, snap);

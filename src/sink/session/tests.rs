@@ -3,14 +3,16 @@
 use super::*;
 use crate::sink::config::SinkConfig;
 
+/// (mail_from, rcpts, content, message_id) of an accepted message.
+type Got = (String, Vec<String>, Vec<u8>, Option<String>);
+
 /// Drives a session the way the socket loop does.
 struct Harness {
     session: Session,
     pending: Vec<u8>,
     out: Vec<u8>,
     next: u64,
-    /// (mail_from, rcpts, content, message_id) of each accepted message.
-    messages: Vec<(String, Vec<String>, Vec<u8>, Option<String>)>,
+    messages: Vec<Got>,
     closed: bool,
     keep_all: bool,
 }
