@@ -534,7 +534,15 @@ fn queued_wire_form(io: &str) {
         rcpts,
         ["a@example.net", "b@example.net", "secret@example.net"]
     );
-    assert!(bcc.recipients.iter().all(|r| r.status == "pending"));
+    // No relay host in this sandbox: once the queue manager has looked at
+    // the message it is deferred with a "no route" reason, never lost.
+    assert!(
+        bcc.recipients.iter().all(|r| r.status == "pending"
+            || (r.status == "deferred"
+                && r.reason.as_deref().is_some_and(|x| x.contains("no route")))),
+        "{:?}",
+        bcc.recipients
+    );
     assert_eq!(by_first["c@example.net"].sender, "jane@example.com");
     assert_eq!(by_first["d@example.net"].sender, "x@example.com");
 
