@@ -121,13 +121,17 @@ fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let report = ringmail::daemon::serve(&config, stop)?;
-    tracing::info!(
-        target: "master",
-        "stopped: {} messages queued, {} files quarantined",
-        report.queued,
-        report.pickup.quarantined
-    );
+    let result = ringmail::daemon::serve(&config, stop);
+    if let Ok(report) = &result {
+        tracing::info!(
+            target: "master",
+            "stopped: {} messages queued, {} files quarantined",
+            report.queued,
+            report.pickup.quarantined
+        );
+    }
+    ringmail::obs::flush();
+    result?;
     Ok(())
 }
 

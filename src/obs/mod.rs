@@ -10,7 +10,6 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -82,25 +81,38 @@ where
     }
 }
 
-/// Writes each formatted line to stderr and, when configured, to a file.
+/// A message to the log writer thread.
+enum LogMsg {
+    /// One formatted line.
+    Line(Vec<u8>),
+    /// Answer once every earlier line is written.
+    Flush(crossbeam_channel::Sender<()>),
+}
+
+/// Lines queued for the writer thread; bounded, so a stuck stderr slows the
+/// daemon down instead of eating memory.
+const LOG_QUEUE: usize = 64 * 1024;
+
+/// The writer thread's queue, for [`flush`].
+static LOG_TX: std::sync::OnceLock<crossbeam_channel::Sender<LogMsg>> = std::sync::OnceLock::new();
+
+/// Hands each formatted line to the writer thread, which writes batches of
+/// lines with one system call each to stderr and, when configured, a file:
+/// at tens of thousands of lines a second, a write per line on the shard
+/// threads was a visible cost.
 #[derive(Clone)]
 struct Tee {
-    file: Option<Arc<Mutex<File>>>,
+    tx: crossbeam_channel::Sender<LogMsg>,
 }
 
 struct TeeWriter {
-    file: Option<Arc<Mutex<File>>>,
+    tx: crossbeam_channel::Sender<LogMsg>,
 }
 
 impl Write for TeeWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // Logging must never take the daemon down: errors are ignored.
-        let _ = std::io::stderr().write_all(buf);
-        if let Some(f) = &self.file {
-            if let Ok(mut f) = f.lock() {
-                let _ = f.write_all(buf);
-            }
-        }
+        // Logging must never take the daemon down: a closed queue is ignored.
+        let _ = self.tx.send(LogMsg::Line(buf.to_vec()));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -112,7 +124,46 @@ impl<'a> MakeWriter<'a> for Tee {
     type Writer = TeeWriter;
     fn make_writer(&'a self) -> TeeWriter {
         TeeWriter {
-            file: self.file.clone(),
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+/// The writer thread: drains whatever is queued and writes it in one go.
+fn writer_thread(rx: crossbeam_channel::Receiver<LogMsg>, mut file: Option<File>) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    let mut acks = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                LogMsg::Line(line) => batch.extend_from_slice(&line),
+                LogMsg::Flush(ack) => acks.push(ack),
+            }
+            next = if batch.len() < 1 << 20 {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        // Errors are ignored: logging must never take the daemon down.
+        let _ = std::io::stderr().write_all(&batch);
+        if let Some(f) = file.as_mut() {
+            let _ = f.write_all(&batch);
+        }
+        batch.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// Waits (up to a second) until every line logged so far is written.
+pub fn flush() {
+    if let Some(tx) = LOG_TX.get() {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        if tx.send(LogMsg::Flush(ack_tx)).is_ok() {
+            let _ = ack_rx.recv_timeout(std::time::Duration::from_secs(1));
         }
     }
 }
@@ -121,7 +172,7 @@ impl<'a> MakeWriter<'a> for Tee {
 /// keeps the first logger.
 pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<(), ObsError> {
     let file = match log_file {
-        Some(p) => Some(Arc::new(Mutex::new(
+        Some(p) => Some(
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -130,9 +181,21 @@ pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<()
                     path: p.display().to_string(),
                     source,
                 })?,
-        ))),
+        ),
         None => None,
     };
+    if LOG_TX.get().is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = crossbeam_channel::bounded(LOG_QUEUE);
+    std::thread::Builder::new()
+        .name("log".into())
+        .spawn(move || writer_thread(rx, file))
+        .map_err(|source| ObsError::LogFile {
+            path: "<log writer thread>".into(),
+            source,
+        })?;
+    let _ = LOG_TX.set(tx.clone());
     let level = if verbose { Level::DEBUG } else { Level::INFO };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
@@ -140,7 +203,7 @@ pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<()
             host: hostname.split('.').next().unwrap_or(hostname).to_string(),
             pid: std::process::id(),
         })
-        .with_writer(Tee { file })
+        .with_writer(Tee { tx })
         .try_init();
     Ok(())
 }

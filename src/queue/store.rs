@@ -444,6 +444,11 @@ impl Store {
         remove_segment_file(&path)
     }
 
+    /// True while message `id` has a live recipient.
+    pub fn contains(&self, id: QueueId) -> bool {
+        self.index.contains_key(&id)
+    }
+
     /// Number of live messages.
     pub fn len(&self) -> usize {
         self.index.len()

@@ -635,7 +635,7 @@ impl State {
         if m.outstanding > 0 {
             return;
         }
-        let live = self.store.borrow().get(id).is_some();
+        let live = self.store.borrow().contains(id);
         if !live {
             self.msgs.remove(&id);
             return;

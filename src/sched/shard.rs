@@ -77,6 +77,11 @@ pub struct ShardContext {
     pub flush: Arc<AtomicU64>,
 }
 
+/// Status bytes and defer records written by delivery are committed at most
+/// this often: they acknowledge nothing to anyone (losing them in a crash
+/// means a second delivery, not a lost message), so they ride in batches.
+const STATUS_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+
 /// How long a stopping shard waits for transactions in progress.
 const DRAIN_DELIVERIES: Duration = Duration::from_secs(3);
 
@@ -124,6 +129,7 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         qmgr.schedule(id);
     }
     let mut flush_seen = ctx.flush.load(Ordering::Acquire);
+    let mut last_commit = Instant::now();
     let mut queued = 0u64;
     let unlinks = Arc::new(tokio::sync::Semaphore::new(MAX_UNLINKS));
     let mut batch: Vec<(Box<Submission>, Result<QueueId, AckError>)> =
@@ -147,6 +153,7 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
                 ctx.ring.wake_one();
             }
             let committed = commit(&store, backend).await;
+            last_commit = Instant::now();
             for (sub, result) in batch.drain(..) {
                 let result = match (result, &committed) {
                     (Ok(id), Ok(())) => {
@@ -162,9 +169,11 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
             }
             continue;
         }
-        if store.borrow().has_dirty() {
+        let dirty = store.borrow().has_dirty();
+        if dirty && last_commit.elapsed() >= STATUS_COMMIT_INTERVAL {
             // Delivery status bytes and defer records.
             let _ = commit(&store, backend).await;
+            last_commit = Instant::now();
         }
         let flush = ctx.flush.load(Ordering::Acquire);
         if flush != flush_seen {
@@ -174,10 +183,15 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         if ctx.stop.load(Ordering::Acquire) && ctx.ring.is_empty() {
             break;
         }
+        let nap = if dirty {
+            STATUS_COMMIT_INTERVAL.saturating_sub(last_commit.elapsed())
+        } else {
+            IDLE_CHECK
+        };
         tokio::select! {
             _ = ctx.ring.wait() => {}
-            _ = qmgr.dirty() => {}
-            _ = tokio::time::sleep(IDLE_CHECK) => {}
+            _ = qmgr.dirty(), if !dirty => {}
+            _ = tokio::time::sleep(nap) => {}
         }
     }
     // Let transactions in progress finish (briefly), record them, close
