@@ -73,6 +73,17 @@ impl Session {
                 })
             }
         };
+        Session::over(conn, peer, cfg).await
+    }
+
+    /// Runs the greeting and EHLO/HELO over an already connected `conn`
+    /// (any [`Conn`]: a socket, or an in-memory pipe in tests).
+    pub async fn over(
+        conn: Conn,
+        peer: Peer,
+        cfg: &DeliveryConfig,
+    ) -> Result<Session, DeliverError> {
+        let t = &cfg.timeouts;
         let mut s = Session {
             conn,
             parser: ReplyParser::new(),
@@ -357,5 +368,118 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::Timeouts;
+    use crate::rt::IoBackend;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    fn cfg() -> DeliveryConfig {
+        let s = Duration::from_secs(5);
+        DeliveryConfig {
+            helo_name: "client.test".into(),
+            timeouts: Timeouts {
+                connect: s,
+                helo: s,
+                mail: s,
+                rcpt: s,
+                data_init: s,
+                data_xfer: s,
+                data_done: s,
+                quit: s,
+            },
+            reuse_count_limit: 0,
+            reuse_time_limit: Duration::from_secs(300),
+            idle_time_limit: Duration::from_secs(2),
+            backend: IoBackend::Epoll,
+        }
+    }
+
+    /// A scripted server on the other end of an in-memory pipe: pipelined
+    /// MAIL/RCPT/RCPT/DATA, one recipient refused, the body checked byte
+    /// for byte, then QUIT.
+    #[test]
+    fn pipelined_transaction_over_an_in_memory_pipe() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let wire = b"Subject: t\r\n\r\n..dot\r\nbody\r\n".to_vec();
+            let expect_body = [wire.as_slice(), b".\r\n"].concat();
+            let srv = tokio::spawn(async move {
+                let mut r = BufReader::new(server);
+                r.get_mut()
+                    .write_all(b"220 pipe.test ESMTP\r\n")
+                    .await
+                    .unwrap();
+                let mut line = String::new();
+                r.read_line(&mut line).await.unwrap();
+                assert_eq!(line, "EHLO client.test\r\n");
+                r.get_mut()
+                    .write_all(b"250-pipe.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                    .await
+                    .unwrap();
+                let mut cmds = Vec::new();
+                for _ in 0..4 {
+                    line.clear();
+                    r.read_line(&mut line).await.unwrap();
+                    cmds.push(line.clone());
+                }
+                assert_eq!(
+                    cmds,
+                    [
+                        "MAIL FROM:<s@x.test>\r\n",
+                        "RCPT TO:<a@y.test>\r\n",
+                        "RCPT TO:<b@y.test>\r\n",
+                        "DATA\r\n"
+                    ]
+                );
+                r.get_mut()
+                    .write_all(
+                        b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 no such user\r\n354 go\r\n",
+                    )
+                    .await
+                    .unwrap();
+                let mut body = vec![0u8; expect_body.len()];
+                r.read_exact(&mut body).await.unwrap();
+                assert_eq!(body, expect_body);
+                r.get_mut()
+                    .write_all(b"250 2.0.0 queued\r\n")
+                    .await
+                    .unwrap();
+                line.clear();
+                r.read_line(&mut line).await.unwrap();
+                assert_eq!(line, "QUIT\r\n");
+                r.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+            });
+            let peer = Peer {
+                host: "pipe.test".into(),
+                addr: "127.0.0.1:25".parse().unwrap(),
+            };
+            let c = cfg();
+            let mut s = Session::over(Conn::Pipe(client), peer, &c).await.unwrap();
+            assert!(s.capabilities().pipelining);
+            let msg = Outgoing {
+                sender: "s@x.test".into(),
+                recipients: vec!["a@y.test".into(), "b@y.test".into()],
+                wire,
+                flags: MessageFlags::default(),
+            };
+            let results = s.send(&msg, &c).await.unwrap();
+            assert!(matches!(results[0], RcptResult::Sent { .. }), "{results:?}");
+            assert!(
+                matches!(&results[1], RcptResult::Bounced { dsn, .. } if dsn == "5.1.1"),
+                "{results:?}"
+            );
+            assert!(s.reusable(&c));
+            s.quit(&c).await;
+            srv.await.unwrap();
+        });
     }
 }
