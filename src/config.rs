@@ -327,10 +327,46 @@ impl Config {
         if self.pickup_ring_size < 2 {
             return Err(bad("pickup_ring_size", "must be at least 2".into()));
         }
-        if !self.relayhost.is_empty() && self.relayhost.contains(char::is_whitespace) {
+        if !self.relayhost.is_empty() {
+            crate::model::Nexthop::parse(&self.relayhost)
+                .map_err(|e| bad("relayhost", e.to_string()))?;
+        }
+        for r in &self.route {
+            crate::model::Nexthop::parse(&r.nexthop)
+                .map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
+            let d = r.domain.trim_start_matches('.');
+            if d.is_empty() || d.contains(char::is_whitespace) || d.contains('@') {
+                return Err(bad("route", format!("bad domain {:?}", r.domain)));
+            }
+        }
+        for (key, value) in [
+            (
+                "default_destination_concurrency_limit",
+                self.default_destination_concurrency_limit,
+            ),
+            (
+                "initial_destination_concurrency",
+                self.initial_destination_concurrency,
+            ),
+            (
+                "default_destination_recipient_limit",
+                self.default_destination_recipient_limit,
+            ),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
+        if self.minimal_backoff_time == 0 {
             return Err(bad(
-                "relayhost",
-                "must be host, [host] or [host]:port".into(),
+                "minimal_backoff_time",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if self.maximal_backoff_time < self.minimal_backoff_time {
+            return Err(bad(
+                "maximal_backoff_time",
+                "must not be less than minimal_backoff_time".into(),
             ));
         }
         Ok(())
@@ -443,6 +479,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.spool_dir, PathBuf::from("/var/spool/ringmail"));
+    }
+
+    #[test]
+    fn delivery_keys_are_checked() {
+        let err = |t: &str| {
+            Config::parse(t, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("relayhost = \"[127.0.0.1\"\n").contains("relayhost"));
+        assert!(
+            err("[[route]]\ndomain = \"a.example\"\nnexthop = \"[x]:port\"\n").contains("route")
+        );
+        assert!(err("default_destination_recipient_limit = 0\n").contains("c.toml:1"));
+        assert!(err("minimal_backoff_time = 10\nmaximal_backoff_time = 5\n")
+            .contains("maximal_backoff_time"));
+        let ok = Config::parse(
+            "relayhost = \"[127.0.0.1]:2526\"\n[[route]]\ndomain = \".sub.example\"\nnexthop = \"[127.0.0.2]:25\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.route.len(), 1);
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
 
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
     let flushes = Arc::new(AtomicU64::new(0));
+    let slots = crate::sched::slots::DestinationSlots::new();
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let shard_stop = Arc::new(AtomicBool::new(false));
@@ -118,6 +119,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             ),
             router: Router::from_config(config),
             flush: Arc::clone(&flushes),
+            slots: Arc::clone(&slots),
         };
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))

@@ -263,6 +263,21 @@ impl Session {
         }
     }
 
+    /// Checks that a cached connection still works (RSET, expecting 2xx).
+    pub async fn probe(&mut self, cfg: &DeliveryConfig) -> Result<(), DeliverError> {
+        let mut cmd = Vec::new();
+        proto::command::rset(&mut cmd);
+        self.write(cmd, cfg.timeouts.quit, "after sending RSET")
+            .await?;
+        let reply = self.read_reply(cfg.timeouts.quit, "after RSET").await?;
+        if reply.is_positive() {
+            self.needs_rset = false;
+            Ok(())
+        } else {
+            Err(self.refused(reply))
+        }
+    }
+
     /// Says QUIT and closes; errors are ignored.
     pub async fn quit(mut self, cfg: &DeliveryConfig) {
         if !self.broken {

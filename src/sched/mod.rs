@@ -17,6 +17,7 @@
 pub mod qmgr;
 pub mod ring;
 pub mod shard;
+pub mod slots;
 
 pub use ring::PickupRing;
 pub use shard::{run_shard, ShardContext, ShardError};

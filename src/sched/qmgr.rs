@@ -35,8 +35,11 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use tokio::sync::Notify;
 
+use super::slots::{DestinationSlots, SlotGuard};
 use crate::config::Config;
 use crate::deliver::{self, DeliverError, DeliveryConfig, RcptResult, Router, Session};
 use crate::model::{now_micros, Nexthop, QueueId, RcptStatus};
@@ -45,7 +48,8 @@ use crate::queue::Store;
 /// Scheduling settings of one shard.
 #[derive(Clone, Debug)]
 pub struct QmgrConfig {
-    /// This shard's share of the per-destination concurrency limit.
+    /// The per-destination concurrency limit over all shards (enforced
+    /// through shared [`DestinationSlots`]).
     pub concurrency_limit: usize,
     /// This shard's share of the initial concurrency.
     pub initial_concurrency: usize,
@@ -91,7 +95,7 @@ struct Dest {
     active: usize,
     window: f64,
     dead_until: Option<(Instant, String)>,
-    idle: Vec<(Session, Instant)>,
+    idle: Vec<(Session, SlotGuard, Instant)>,
 }
 
 /// Per message state while it has jobs out or waits for a retry.
@@ -110,6 +114,7 @@ struct State {
     dests: HashMap<Nexthop, Dest>,
     msgs: HashMap<QueueId, MsgState>,
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
+    slots: Arc<DestinationSlots>,
     stopping: bool,
 }
 
@@ -126,7 +131,12 @@ pub struct Qmgr {
 
 impl Qmgr {
     /// A queue manager over `store`.
-    pub fn new(store: Rc<RefCell<Store>>, cfg: QmgrConfig, router: Router) -> Qmgr {
+    pub fn new(
+        store: Rc<RefCell<Store>>,
+        cfg: QmgrConfig,
+        router: Router,
+        slots: Arc<DestinationSlots>,
+    ) -> Qmgr {
         Qmgr {
             state: Rc::new(RefCell::new(State {
                 store,
@@ -135,6 +145,7 @@ impl Qmgr {
                 dests: HashMap::new(),
                 msgs: HashMap::new(),
                 retry: BinaryHeap::new(),
+                slots,
                 stopping: false,
             })),
             timer_wake: Rc::new(Notify::new()),
@@ -194,14 +205,15 @@ impl Qmgr {
                 let (old, keep): (Vec<_>, Vec<_>) = d
                     .idle
                     .drain(..)
-                    .partition(|(_, since)| all || now.duration_since(*since) >= limit);
+                    .partition(|(_, _, since)| all || now.duration_since(*since) >= limit);
                 d.idle = keep;
-                closing.extend(old.into_iter().map(|(s, _)| s));
+                closing.extend(old.into_iter().map(|(s, g, _)| (s, g)));
             }
         }
         let cfg = self.state.borrow().cfg.clone();
-        for s in closing {
+        for (s, guard) in closing {
             s.quit(&cfg.delivery).await;
+            drop(guard);
         }
     }
 
@@ -228,6 +240,19 @@ impl Qmgr {
             for id in due {
                 self.schedule(id);
             }
+            // Destinations with waiting jobs: another shard may have freed a
+            // connection slot since.
+            let waiting: Vec<Nexthop> = self
+                .state
+                .borrow()
+                .dests
+                .iter()
+                .filter(|(_, d)| !d.jobs.is_empty())
+                .map(|(h, _)| h.clone())
+                .collect();
+            for hop in waiting {
+                self.kick(&hop);
+            }
             self.close_idle(false).await;
             let wait = next
                 .map(|at| Duration::from_micros(at.saturating_sub(now_micros())))
@@ -237,38 +262,41 @@ impl Qmgr {
         }
     }
 
-    /// Starts delivery workers for `hop` up to its window.
+    /// Starts delivery workers for `hop` up to its window, as long as a
+    /// cached connection or a free connection slot is there for each.
     fn kick(&self, hop: &Nexthop) {
         loop {
             let start = {
                 let mut st = self.state.borrow_mut();
                 let cfg = st.cfg.clone();
                 let stopping = st.stopping;
+                let slots = Arc::clone(&st.slots);
                 let Some(d) = st.dests.get_mut(hop) else {
                     return;
                 };
                 let cap = (d.window.floor() as usize).clamp(1, cfg.concurrency_limit);
                 if stopping || d.jobs.is_empty() || d.active >= cap || d.dead_until.is_some() {
-                    false
+                    None
+                } else if d.idle.len() > d.active {
+                    Some(None)
                 } else {
-                    d.active += 1;
-                    true
+                    slots.try_acquire(hop, cfg.concurrency_limit).map(Some)
                 }
+                .inspect(|_| d.active += 1)
             };
-            if !start {
-                return;
-            }
+            let Some(guard) = start else { return };
             let me = self.clone();
             let hop = hop.clone();
-            tokio::task::spawn_local(async move { me.worker(hop).await });
+            tokio::task::spawn_local(async move { me.worker(hop, guard).await });
         }
     }
 
     /// One connection's worth of work for `hop`: takes jobs until none is
-    /// left, reusing the connection.
-    async fn worker(self, hop: Nexthop) {
+    /// left, reusing the connection. `spare` is a connection slot taken for
+    /// it by [`Qmgr::kick`] (none when a cached connection was there).
+    async fn worker(self, hop: Nexthop, mut spare: Option<SlotGuard>) {
         let cfg = self.state.borrow().cfg.clone();
-        let mut session: Option<Session> = None;
+        let mut session: Option<(Session, SlotGuard)> = None;
         loop {
             let job = {
                 let mut st = self.state.borrow_mut();
@@ -279,30 +307,54 @@ impl Qmgr {
                 }
             };
             let Some(job) = job else { break };
-            if session.is_none() {
-                session = self.take_idle(&hop);
+            // A cached connection may have been closed by the server while
+            // idle: probe it with RSET (as Postfix does) before trusting it.
+            while session.is_none() {
+                let Some((mut s, g)) = self.take_idle(&hop) else {
+                    break;
+                };
+                if s.probe(&cfg.delivery).await.is_ok() {
+                    session = Some((s, g));
+                } else {
+                    s.abort().await;
+                }
             }
             let started = now_micros();
             let mut setup = Duration::ZERO;
             if session.is_none() {
+                let guard = spare.take().or_else(|| {
+                    let slots = Arc::clone(&self.state.borrow().slots);
+                    slots.try_acquire(&hop, cfg.concurrency_limit)
+                });
+                let Some(guard) = guard else {
+                    // Every slot is taken (by other shards): leave the job
+                    // for later; the timer retries the destination.
+                    if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                        d.jobs.push_front(job);
+                    }
+                    break;
+                };
                 let t = Instant::now();
                 match open_session(&hop, &cfg.delivery).await {
                     Ok(s) => {
                         setup = t.elapsed();
-                        session = Some(s);
+                        session = Some((s, guard));
                     }
                     Err(e) => {
+                        drop(guard);
                         self.destination_failed(&hop, job, &e, started);
                         break;
                     }
                 }
             }
-            let Some(mut s) = session.take() else { break };
+            let Some((mut s, guard)) = session.take() else {
+                break;
+            };
             let msg = self.state.borrow().outgoing(&job);
             let Some(msg) = msg else {
                 // Message gone (removed meanwhile): nothing to send.
                 self.state.borrow_mut().job_done(job.id, &cfg);
-                session = Some(s);
+                session = Some((s, guard));
                 continue;
             };
             let t = Instant::now();
@@ -318,7 +370,7 @@ impl Qmgr {
                     self.finish_job(&job, &results, Some(&s), &timing);
                     self.feedback(&hop, true);
                     if s.reusable(&cfg.delivery) {
-                        session = Some(s);
+                        session = Some((s, guard));
                     } else {
                         s.quit(&cfg.delivery).await;
                     }
@@ -336,10 +388,10 @@ impl Qmgr {
                 }
             }
         }
-        if let Some(s) = session {
+        if let Some((s, guard)) = session {
             let mut st = self.state.borrow_mut();
             if let Some(d) = st.dests.get_mut(&hop) {
-                d.idle.push((s, Instant::now()));
+                d.idle.push((s, guard, Instant::now()));
             }
         }
         let more = {
@@ -357,29 +409,36 @@ impl Qmgr {
         }
     }
 
-    fn take_idle(&self, hop: &Nexthop) -> Option<Session> {
+    fn take_idle(&self, hop: &Nexthop) -> Option<(Session, SlotGuard)> {
         let mut st = self.state.borrow_mut();
         let limit = st.cfg.delivery.idle_time_limit;
         let d = st.dests.get_mut(hop)?;
-        while let Some((s, since)) = d.idle.pop() {
+        while let Some((s, g, since)) = d.idle.pop() {
             if since.elapsed() < limit {
-                return Some(s);
+                return Some((s, g));
             }
             // Too old: let it drop (closing a socket needs no reply).
-            drop(s);
+            drop((s, g));
         }
         None
     }
 
+    /// Slow start: a success widens the window by 1/window (and starts
+    /// another worker when that makes room), a failure narrows it.
     fn feedback(&self, hop: &Nexthop, ok: bool) {
-        let mut st = self.state.borrow_mut();
-        let limit = st.cfg.concurrency_limit as f64;
-        if let Some(d) = st.dests.get_mut(hop) {
-            if ok {
-                d.window = (d.window + 1.0 / d.window).min(limit);
-            } else {
-                d.window = (d.window - 1.0 / d.window).max(1.0);
+        {
+            let mut st = self.state.borrow_mut();
+            let limit = st.cfg.concurrency_limit as f64;
+            if let Some(d) = st.dests.get_mut(hop) {
+                if ok {
+                    d.window = (d.window + 1.0 / d.window).min(limit);
+                } else {
+                    d.window = (d.window - 1.0 / d.window).max(1.0);
+                }
             }
+        }
+        if ok {
+            self.kick(hop);
         }
     }
 

@@ -75,6 +75,8 @@ pub struct ShardContext {
     pub router: Router,
     /// Bumped by `sendmail -q` / `queue flush`: retry deferred mail now.
     pub flush: Arc<AtomicU64>,
+    /// Connection slots per next hop, shared by all shards.
+    pub slots: Arc<super::slots::DestinationSlots>,
 }
 
 /// Status bytes and defer records written by delivery are committed at most
@@ -83,7 +85,7 @@ pub struct ShardContext {
 const STATUS_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
 
 /// How long a stopping shard waits for transactions in progress.
-const DRAIN_DELIVERIES: Duration = Duration::from_secs(3);
+const DRAIN_DELIVERIES: Duration = Duration::from_millis(1500);
 
 /// Runs one shard until `stop` is set and the ring is empty. Returns the
 /// number of messages it queued.
@@ -119,7 +121,12 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         }
     };
     let store = Rc::new(RefCell::new(store));
-    let qmgr = Qmgr::new(Rc::clone(&store), ctx.qmgr.clone(), ctx.router.clone());
+    let qmgr = Qmgr::new(
+        Rc::clone(&store),
+        ctx.qmgr.clone(),
+        ctx.router.clone(),
+        Arc::clone(&ctx.slots),
+    );
     let timer = tokio::task::spawn_local({
         let q = qmgr.clone();
         async move { q.run_timer().await }

@@ -207,6 +207,16 @@ impl Sandbox {
             .collect()
     }
 
+    /// `ringmail queue flush --config <config>`: asks the running daemon
+    /// to retry deferred mail now.
+    pub fn flush(&self) -> Output {
+        self.cmd()
+            .args(["queue", "flush", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("run queue flush")
+    }
+
     /// How many times each recipient address appears in the queue listing.
     pub fn recipient_counts(&self) -> BTreeMap<String, usize> {
         recipient_counts(&self.queue_list())
@@ -258,6 +268,44 @@ impl Sandbox {
             }
         }
         d
+    }
+
+    /// Starts `ringmail serve` (run number `run`) and waits until it has
+    /// either started (`Ok`) or exited (`Err` with its status and log), for
+    /// configurations the daemon may rightly refuse.
+    pub fn try_start_daemon(&self, io: &str, run: usize) -> Result<Daemon, (ExitStatus, String)> {
+        let log = self.root().join(format!("daemon-{run}.log"));
+        let stderr = File::create(&log).expect("create daemon log");
+        let child = self
+            .cmd()
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .env("RINGMAIL_IO", io)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn daemon");
+        let mut d = Daemon {
+            child,
+            log,
+            io: io.to_string(),
+            exited: None,
+        };
+        let start = Instant::now();
+        loop {
+            if d.log().contains("daemon started") {
+                return Ok(d);
+            }
+            if let Some(st) = d.child.try_wait().expect("try_wait") {
+                d.exited = Some(st);
+                return Err((st, d.log()));
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("daemon neither started nor exited:\n{}", d.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Writes a file into `pickup/` the safe way: under a dot-name, then
@@ -723,6 +771,13 @@ fn decode_message(p: &[u8], rec: &mut Record) {
     let wire_len = u32le(take(4)) as usize;
     rec.wire = take(wire_len).to_vec();
     rec.queue_id = format!("{:012X}", id & ((1 << 48) - 1));
+}
+
+/// Number of lines of `log` that contain every one of `needles`.
+pub fn count_lines(log: &str, needles: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .count()
 }
 
 /// True when `hay` contains `needle`.
