@@ -89,9 +89,17 @@ struct Job {
     rcpts: Vec<u32>,
 }
 
+/// How long a worker with an open connection waits for more jobs before
+/// parking its connection in the idle pool: under load the next commit
+/// batch arrives within milliseconds, and a parked connection costs an RSET
+/// probe when it is taken again.
+const LINGER: Duration = Duration::from_millis(50);
+
 /// Per next-hop state.
 struct Dest {
     jobs: VecDeque<Job>,
+    /// Woken when jobs are added, for lingering workers.
+    ready: Rc<Notify>,
     active: usize,
     window: f64,
     dead_until: Option<(Instant, String)>,
@@ -298,13 +306,23 @@ impl Qmgr {
         let cfg = self.state.borrow().cfg.clone();
         let mut session: Option<(Session, SlotGuard)> = None;
         loop {
-            let job = {
-                let mut st = self.state.borrow_mut();
-                if st.stopping {
-                    None
-                } else {
-                    st.dests.get_mut(&hop).and_then(|d| d.jobs.pop_front())
+            let mut lingered = false;
+            let job = loop {
+                let (job, ready) = {
+                    let mut st = self.state.borrow_mut();
+                    if st.stopping {
+                        break None;
+                    }
+                    match st.dests.get_mut(&hop) {
+                        Some(d) => (d.jobs.pop_front(), Rc::clone(&d.ready)),
+                        None => break None,
+                    }
+                };
+                if job.is_some() || lingered || session.is_none() {
+                    break job;
                 }
+                lingered = true;
+                let _ = tokio::time::timeout(LINGER, ready.notified()).await;
             };
             let Some(job) = job else { break };
             // A cached connection may have been closed by the server while
@@ -537,6 +555,7 @@ impl State {
         for (hop, rcpts) in by_hop {
             let d = self.dests.entry(hop.clone()).or_insert_with(|| Dest {
                 jobs: VecDeque::new(),
+                ready: Rc::new(Notify::new()),
                 active: 0,
                 window: cfg.initial_concurrency as f64,
                 dead_until: None,
@@ -559,13 +578,14 @@ impl State {
                 }
                 continue;
             }
-            for chunk in rcpts.chunks(cfg.recipient_limit) {
+            for chunk in rcpts.chunks(cfg.recipient_limit.max(1)) {
                 d.jobs.push_back(Job {
                     id,
                     rcpts: chunk.to_vec(),
                 });
                 jobs_out += 1;
             }
+            d.ready.notify_waiters();
             kicks.push(hop);
         }
         if let Some(m) = self.msgs.get_mut(&id) {
