@@ -264,14 +264,7 @@ impl Store {
         }
         let payload_len = record::message_payload_len(&m)?;
         let len = record::record_len(payload_len, m.recipients.len());
-        let active = match self.active {
-            Some(a) if self.seg_free(a) >= len => a,
-            _ => {
-                self.roll_over(len)?;
-                self.active
-                    .ok_or(QueueError::BadRecord("no active segment"))?
-            }
-        };
+        let active = self.active_with_room(len)?;
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
@@ -317,14 +310,7 @@ impl Store {
             next_attempt_micros,
             reason,
         });
-        let active = match self.active {
-            Some(a) if self.seg_free(a) >= rec.len() => a,
-            _ => {
-                self.roll_over(rec.len())?;
-                self.active
-                    .ok_or(QueueError::BadRecord("no active segment"))?
-            }
-        };
+        let active = self.active_with_room(rec.len())?;
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
@@ -342,6 +328,18 @@ impl Store {
     /// True when something was written since the last [`Store::take_dirty`].
     pub fn has_dirty(&self) -> bool {
         self.segs.iter().flatten().any(|s| s.dirty)
+    }
+
+    /// The active segment if `len` more bytes fit, else a new one that fits.
+    fn active_with_room(&mut self, len: usize) -> Result<u32, QueueError> {
+        match self.active {
+            Some(a) if self.seg_free(a) >= len => Ok(a),
+            _ => {
+                self.roll_over(len)?;
+                self.active
+                    .ok_or(QueueError::BadRecord("no active segment"))
+            }
+        }
     }
 
     fn seg_free(&self, idx: u32) -> usize {
