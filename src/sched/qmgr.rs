@@ -729,11 +729,20 @@ impl State {
 
     /// Retry delay after `attempts` attempts, with ±20 % jitter.
     fn backoff(&self, attempts: u32) -> Duration {
-        let base = self.cfg.min_backoff.as_secs_f64()
-            * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
-        let capped = base.min(self.cfg.max_backoff.as_secs_f64());
-        Duration::from_secs_f64(capped * (0.8 + 0.4 * fastrand::f64()))
+        backoff(
+            self.cfg.min_backoff,
+            self.cfg.max_backoff,
+            attempts,
+            fastrand::f64(),
+        )
     }
+}
+
+/// `min * 2^(attempts-1)`, capped at `max`, scaled by `0.8 + 0.4 * dice`
+/// (`dice` in 0..1): the jitter keeps retries from arriving in lock step.
+fn backoff(min: Duration, max: Duration, attempts: u32, dice: f64) -> Duration {
+    let base = min.as_secs_f64() * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
+    Duration::from_secs_f64(base.min(max.as_secs_f64()) * (0.8 + 0.4 * dice))
 }
 
 /// Opens a session to the first reachable address of `hop`.
@@ -783,6 +792,19 @@ fn fmt_secs(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_is_capped_and_jittered() {
+        let (min, max) = (Duration::from_secs(300), Duration::from_secs(4000));
+        let mid = |n| backoff(min, max, n, 0.5).as_secs_f64();
+        assert_eq!(mid(1), 300.0);
+        assert_eq!(mid(2), 600.0);
+        assert_eq!(mid(4), 2400.0);
+        assert_eq!(mid(5), 4000.0);
+        assert_eq!(mid(60), 4000.0);
+        assert_eq!(backoff(min, max, 1, 0.0).as_secs_f64(), 240.0);
+        assert_eq!(backoff(min, max, 1, 1.0).as_secs_f64(), 360.0);
+    }
 
     #[test]
     fn delay_format_matches_postfix_style() {
