@@ -66,6 +66,9 @@ pub struct ServeReport {
     pub pickup: PickupStats,
 }
 
+/// How long shards get to stop after a signal before the daemon exits anyway.
+const SHUTDOWN_WATCHDOG: Duration = Duration::from_secs(4);
+
 /// A shard thread: the backend it ran on and how many messages it queued.
 type ShardHandle = JoinHandle<Result<(IoBackend, Result<u64, ShardError>), rt::RtError>>;
 
@@ -168,6 +171,22 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
 
     tracing::info!(target: "master", "terminating on signal: stopping intake, committing pending messages");
     shard_stop.store(true, Ordering::Release);
+    // Safety net: a shard stuck in a delivery (a peer that stopped talking,
+    // a runtime that will not drop) must not keep the daemon from exiting.
+    // Every acknowledged message is on disk by now; at worst a delivery in
+    // progress is repeated after the restart.
+    let finished = Arc::new(AtomicBool::new(false));
+    {
+        let finished = Arc::clone(&finished);
+        std::thread::spawn(move || {
+            std::thread::sleep(SHUTDOWN_WATCHDOG);
+            if !finished.load(Ordering::Acquire) {
+                tracing::warn!(target: "master", "shards did not stop within {} s; exiting anyway (queued mail is safe on disk)", SHUTDOWN_WATCHDOG.as_secs());
+                crate::obs::flush();
+                std::process::exit(0);
+            }
+        });
+    }
     let mut report = ServeReport {
         shards: shard_count,
         pickup: pickup_stats,
@@ -185,6 +204,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             Err(_) => tracing::error!(target: "master", "a shard thread panicked"),
         }
     }
+    finished.store(true, Ordering::Release);
     let _ = control_thread.join();
     let _ = std::fs::remove_file(spool.control_socket());
     match first_error {

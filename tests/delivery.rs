@@ -1094,6 +1094,27 @@ fn stall_past_timeout_deferred(io: &str) {
 }
 daemon_test!(stall_past_timeout_deferred);
 
+/// A peer that greets and then never answers, with Postfix's default 300 s
+/// EHLO timeout: SIGTERM still stops the daemon promptly with status 0 (the
+/// contract is 5 s; the poll allows 20 s on a loaded machine, and the log
+/// shows the shutdown), and the message stays queued for the next run.
+fn sigterm_with_a_stuck_delivery(io: &str) {
+    let bad = FakeServer::start(Misbehaviour::Stall);
+    let sb = sandbox(&format!(
+        "smtp_helo_timeout = 300
+{}",
+        relay(bad.addr)
+    ));
+    let mut d = sb.start_daemon(io);
+    d.wait_recovered(2);
+    drop_messages(&sb, "stuck", 0..1, to_net);
+    d.wait_until("the delivery is in progress", || bad.connections() >= 1);
+    d.stop();
+    let listed = sb.queue_list();
+    assert_eq!(listed.len(), 1, "the message stays queued: {listed:?}");
+}
+daemon_test!(sigterm_with_a_stuck_delivery);
+
 /// Nothing listens at the relay host: deferred with the connect error; the
 /// destination is marked dead; once a sink listens there, `queue flush`
 /// delivers at once (an hour of backoff otherwise).
