@@ -42,6 +42,9 @@ pub struct Session {
     transactions: u32,
     needs_rset: bool,
     broken: bool,
+    /// The last transaction found the connection already closing (421 or
+    /// end of stream before the MAIL reply).
+    stale: bool,
 }
 
 impl Session {
@@ -95,6 +98,7 @@ impl Session {
             transactions: 0,
             needs_rset: false,
             broken: false,
+            stale: false,
         };
         let greeting = s.read_reply(t.helo, STAGE_GREETING).await?;
         if !greeting.is_positive() {
@@ -164,6 +168,7 @@ impl Session {
         cfg: &DeliveryConfig,
     ) -> Result<Vec<RcptResult>, DeliverError> {
         let t = &cfg.timeouts;
+        self.stale = false;
         if self.needs_rset {
             let mut cmd = Vec::new();
             proto::command::rset(&mut cmd);
@@ -250,6 +255,7 @@ impl Session {
                     if outcome.closing {
                         // 421: the server is closing the connection.
                         self.broken = true;
+                        self.stale = outcome.mail.code == 421;
                     }
                     let peer = self.peer.clone();
                     return Ok(outcome
@@ -261,6 +267,13 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// True when the last transaction found the connection already being
+    /// closed by the server (421 to MAIL FROM): nothing was attempted, so
+    /// the caller may retry at once on a new connection.
+    pub fn was_stale(&self) -> bool {
+        self.stale
     }
 
     /// Checks that a cached connection still works (RSET, expecting 2xx).

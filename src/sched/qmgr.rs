@@ -305,9 +305,15 @@ impl Qmgr {
     async fn worker(self, hop: Nexthop, mut spare: Option<SlotGuard>) {
         let cfg = self.state.borrow().cfg.clone();
         let mut session: Option<(Session, SlotGuard)> = None;
+        // A job to send again on a new connection because the reused one
+        // turned out to be closing (421 at MAIL FROM): not the message's fault.
+        let mut retry_fresh: Option<Job> = None;
         loop {
             let mut lingered = false;
             let job = loop {
+                if let Some(job) = retry_fresh.take() {
+                    break Some(job);
+                }
                 let (job, ready) = {
                     let mut st = self.state.borrow_mut();
                     if st.stopping {
@@ -383,6 +389,22 @@ impl Qmgr {
                 setup,
                 xfer,
             };
+            let dead_on_arrival = match &result {
+                Ok(_) => s.was_stale(),
+                Err(DeliverError::Lost { stage, .. }) => {
+                    *stage == "after MAIL FROM" || *stage == "while sending commands"
+                }
+                Err(_) => false,
+            };
+            if setup.is_zero() && dead_on_arrival {
+                // A reused connection that the server closed while it was
+                // idle: try once more on a new one, without charging the
+                // message (as Postfix does with its connection cache).
+                s.abort().await;
+                drop(guard);
+                retry_fresh = Some(job);
+                continue;
+            }
             match result {
                 Ok(results) => {
                     self.finish_job(&job, &results, Some(&s), &timing);
