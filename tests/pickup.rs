@@ -46,11 +46,12 @@ fn daemon_down_then_queued(io: &str) {
     assert_eq!(listed[1].addresses(), ["a@example.net", "b@example.net"]);
     for l in &listed {
         // No relay host in this sandbox: once the queue manager has looked at
-        // the message it is deferred with a "no route" reason, never lost.
+        // the message it is deferred (the sandbox's DNS server does not answer),
+        // never lost.
         assert!(
             l.recipients.iter().all(|r| r.status == "pending"
                 || (r.status == "deferred"
-                    && r.reason.as_deref().is_some_and(|x| x.contains("no route")))),
+                    && r.reason.as_deref().is_some_and(|x| x.contains("Name service error")))),
             "{:?}",
             l.recipients
         );

@@ -4,18 +4,22 @@
 //! message goes when, over how many connections) is `sched`'s job.
 
 pub mod classify;
+pub mod connect;
+pub mod dns;
 pub mod route;
 pub mod session;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, DnsConfig, InetProtocols};
 use crate::proto::{ProtoError, Reply};
 use crate::rt::IoBackend;
 
 pub use classify::RcptResult;
-pub use route::{RouteError, Router};
+pub use connect::Connector;
+pub use route::{HopPolicy, RouteError, Router};
 pub use session::Session;
 
 /// Per-stage timeouts (RFC 5321 section 4.5.3.2 defaults, configurable).
@@ -54,6 +58,14 @@ pub struct DeliveryConfig {
     pub idle_time_limit: Duration,
     /// Socket backend.
     pub backend: IoBackend,
+    /// Name servers and timeouts for MX lookups.
+    pub dns: DnsConfig,
+    /// Address families to deliver over.
+    pub inet_protocols: InetProtocols,
+    /// Extra CA certificates for TLS level `verify`.
+    pub tls_ca_file: Option<PathBuf>,
+    /// AUTH is allowed without TLS.
+    pub sasl_plaintext: bool,
 }
 
 impl DeliveryConfig {
@@ -76,6 +88,10 @@ impl DeliveryConfig {
             reuse_time_limit: s(c.smtp_connection_reuse_time_limit),
             idle_time_limit: s(c.smtp_connection_cache_time_limit),
             backend,
+            dns: c.dns.clone(),
+            inet_protocols: c.inet_protocols,
+            tls_ca_file: c.smtp_tls_ca_file.clone(),
+            sasl_plaintext: c.smtp_sasl_plaintext,
         }
     }
 }
@@ -101,8 +117,11 @@ pub enum DeliverError {
     /// The next hop has no usable address.
     #[error("{0}")]
     Route(#[from] RouteError),
+    /// DNS gave no usable answer for the next hop.
+    #[error("{0}")]
+    Dns(#[from] dns::DnsError),
     /// TCP connect failed.
-    #[error("connect to {host}[{addr}]: {source}")]
+    #[error("connect to {host}[{}]:{}: {}", addr.ip(), addr.port(), io_text(source))]
     Connect {
         /// Host name.
         host: String,
@@ -137,6 +156,31 @@ pub enum DeliverError {
         /// The parse error.
         source: ProtoError,
     },
+    /// TLS is required for this destination but the server does not offer
+    /// STARTTLS, or refused it.
+    #[error("TLS is required, but {what} host {peer}")]
+    TlsRequired {
+        /// The peer.
+        peer: String,
+        /// `was not offered by` or `refused STARTTLS at`.
+        what: &'static str,
+    },
+    /// The TLS handshake failed.
+    #[error("Cannot start TLS: handshake failure with {peer}: {detail}")]
+    TlsHandshake {
+        /// The peer.
+        peer: String,
+        /// Why.
+        detail: String,
+    },
+    /// Authentication to the relay host did not succeed or was not allowed.
+    #[error("SASL authentication failed; cannot authenticate to server {peer}: {detail}")]
+    Auth {
+        /// The peer.
+        peer: String,
+        /// Why.
+        detail: String,
+    },
     /// The greeting or EHLO/HELO was refused.
     #[error("host {peer} refused to talk to me: {reply}")]
     Refused {
@@ -154,6 +198,7 @@ impl DeliverError {
         match self {
             DeliverError::Refused { reply, .. } => !reply.is_permanent(),
             DeliverError::Route(e) => e.is_transient(),
+            DeliverError::Dns(e) => e.is_transient(),
             _ => true,
         }
     }
@@ -164,7 +209,13 @@ impl DeliverError {
     pub fn is_destination_failure(&self) -> bool {
         matches!(
             self,
-            DeliverError::Connect { .. } | DeliverError::Refused { .. } | DeliverError::Route(_)
+            DeliverError::Connect { .. }
+                | DeliverError::Refused { .. }
+                | DeliverError::Route(_)
+                | DeliverError::Dns(_)
+                | DeliverError::TlsRequired { .. }
+                | DeliverError::TlsHandshake { .. }
+                | DeliverError::Auth { .. }
         ) || matches!(self, DeliverError::Timeout { stage, .. } if *stage == STAGE_CONNECT || *stage == STAGE_GREETING)
     }
 
@@ -173,11 +224,25 @@ impl DeliverError {
         match self {
             DeliverError::Refused { reply, .. } => reply.dsn(),
             DeliverError::Route(e) => e.dsn().to_string(),
+            DeliverError::Dns(e) => e.dsn().to_string(),
+            DeliverError::TlsRequired { .. } => "4.7.4".into(),
+            DeliverError::TlsHandshake { .. } => "4.7.5".into(),
+            DeliverError::Auth { .. } => "4.7.0".into(),
             DeliverError::Connect { .. } => "4.4.1".into(),
             DeliverError::Timeout { .. } => "4.4.2".into(),
             DeliverError::Lost { .. } => "4.4.2".into(),
             DeliverError::Protocol { .. } => "4.5.0".into(),
         }
+    }
+}
+
+/// An I/O error's text without Rust's ` (os error N)` suffix, as Postfix
+/// logs it (`Connection refused`, `Network is unreachable`).
+fn io_text(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    match t.find(" (os error") {
+        Some(i) => t[..i].to_string(),
+        None => t,
     }
 }
 

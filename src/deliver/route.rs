@@ -1,127 +1,192 @@
 //! Routing: which next hop a recipient's domain goes to (`[[route]]`
-//! entries, then `relayhost`), and the addresses of that hop.
+//! entries, then `relayhost`, then the domain's MX hosts), and what policy
+//! (TLS level, rate limit, credentials) applies to a next hop.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
-use crate::config::Config;
+use crate::config::{domain_matches, Config, Rate, TlsSecurityLevel};
 use crate::model::Nexthop;
 
-/// Why a recipient has no usable next hop (yet).
+/// Why a recipient has no usable next hop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    /// Neither a route nor a relay host covers the domain, and MX lookup is
-    /// not available yet.
-    #[error("no route to domain {0}: no [[route]] or relayhost matches and MX lookup is not implemented yet")]
-    NoRoute(String),
-    /// The next hop needs an MX lookup, which is not available yet.
-    #[error(
-        "next hop {0} needs an MX lookup, which is not implemented yet: write it as [host]:port"
-    )]
-    NeedsMx(String),
-    /// The host name did not resolve.
-    #[error("host or domain name not found: {host}: {detail}")]
-    Resolve {
-        /// The host.
-        host: String,
-        /// Resolver message.
-        detail: String,
-    },
+    /// The address has no domain part.
+    #[error("no route to {0}: the address has no domain")]
+    NoDomain(String),
+    /// The address's domain is a malformed address literal.
+    #[error("bad address literal {0}")]
+    BadLiteral(String),
 }
 
 impl RouteError {
-    /// All of these may be fixed by configuration or DNS: defer, do not bounce.
+    /// A malformed address never routes: bounce.
     pub fn is_transient(&self) -> bool {
-        true
+        false
     }
 
-    /// The enhanced status code for logs.
+    /// The enhanced status code for logs and DSNs.
     pub fn dsn(&self) -> &'static str {
         match self {
-            RouteError::NoRoute(_) | RouteError::NeedsMx(_) => "4.4.3",
-            RouteError::Resolve { .. } => "4.4.4",
+            RouteError::NoDomain(_) => "5.1.3",
+            RouteError::BadLiteral(_) => "5.1.2",
         }
     }
 }
 
-/// Maps recipient domains to next hops.
+/// What applies to one next hop besides its address: TLS level, rate limit,
+/// relay credentials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HopPolicy {
+    /// STARTTLS policy.
+    pub tls: TlsSecurityLevel,
+    /// Most messages per interval, over all shards.
+    pub rate: Option<Rate>,
+    /// SASL user name and password for AUTH.
+    pub sasl: Option<(String, String)>,
+}
+
+/// Maps recipient domains to next hops, and next hops to their policies.
 #[derive(Clone, Debug)]
 pub struct Router {
     routes: Vec<(String, Nexthop)>,
     relayhost: Option<Nexthop>,
+    smtp_port: u16,
+    route_tls: HashMap<Nexthop, TlsSecurityLevel>,
+    route_rate: HashMap<Nexthop, Rate>,
+    tls_default: TlsSecurityLevel,
+    tls_policy: Vec<(String, TlsSecurityLevel)>,
+    rate_default: Option<Rate>,
+    rate_policy: Vec<(String, Rate)>,
+    sasl: Vec<(Nexthop, String, String)>,
 }
 
 impl Router {
-    /// The router for a configuration (validated, so hops parse).
+    /// The router for a configuration (validated, so hops and rates parse).
     pub fn from_config(c: &Config) -> Router {
+        let mut route_tls = HashMap::new();
+        let mut route_rate = HashMap::new();
+        let mut routes = Vec::new();
+        for r in &c.route {
+            let Ok(hop) = Nexthop::parse(&r.nexthop) else {
+                continue;
+            };
+            if let Some(level) = r.tls {
+                route_tls.entry(hop.clone()).or_insert(level);
+            }
+            if let Some(rate) = r.rate.as_deref().and_then(|s| Rate::parse(s).ok()) {
+                route_rate.entry(hop.clone()).or_insert(rate);
+            }
+            routes.push((r.domain.to_ascii_lowercase(), hop));
+        }
         Router {
-            routes: c
-                .route
-                .iter()
-                .filter_map(|r| {
-                    Nexthop::parse(&r.nexthop)
-                        .ok()
-                        .map(|h| (r.domain.to_ascii_lowercase(), h))
-                })
-                .collect(),
+            routes,
             relayhost: if c.relayhost.is_empty() {
                 None
             } else {
                 Nexthop::parse(&c.relayhost).ok()
             },
+            smtp_port: c.smtp_port,
+            route_tls,
+            route_rate,
+            tls_default: c.smtp_tls_security_level,
+            tls_policy: c
+                .tls_policy
+                .iter()
+                .map(|p| (p.domain.clone(), p.level))
+                .collect(),
+            rate_default: Rate::parse(&c.default_destination_rate_limit).ok(),
+            rate_policy: c
+                .rate_limit
+                .iter()
+                .filter_map(|r| Some((r.destination.clone(), Rate::parse(&r.rate).ok()?)))
+                .collect(),
+            sasl: c
+                .smtp_sasl_password
+                .iter()
+                .filter_map(|a| {
+                    Some((
+                        Nexthop::parse(&a.nexthop).ok()?,
+                        a.username.clone(),
+                        a.password.clone(),
+                    ))
+                })
+                .collect(),
         }
     }
 
     /// The next hop for a recipient address: the first `[[route]]` whose
     /// domain equals the address's domain (or, written `.example.com`, is a
-    /// parent of it), else `relayhost`.
-    pub fn route(&self, recipient: &str) -> Result<&Nexthop, RouteError> {
+    /// parent of it), else `relayhost`, else the domain's MX hosts on
+    /// `smtp_port`. An address literal (`user@[192.0.2.1]`) goes to that
+    /// address.
+    pub fn route(&self, recipient: &str) -> Result<Nexthop, RouteError> {
         let domain = recipient
             .rsplit_once('@')
             .map(|(_, d)| d)
             .unwrap_or("")
             .to_ascii_lowercase();
+        if domain.is_empty() {
+            return Err(RouteError::NoDomain(recipient.to_string()));
+        }
         for (d, hop) in &self.routes {
-            let hit = if let Some(suffix) = d.strip_prefix('.') {
-                domain.ends_with(&format!(".{suffix}"))
-            } else {
-                *d == domain
-            };
-            if hit {
-                return Ok(hop);
+            if domain_matches(d, &domain) {
+                return Ok(hop.clone());
             }
         }
-        self.relayhost.as_ref().ok_or(RouteError::NoRoute(domain))
+        if let Some(hop) = &self.relayhost {
+            return Ok(hop.clone());
+        }
+        if let Some(lit) = domain.strip_prefix('[') {
+            let lit = lit.strip_suffix(']').unwrap_or(lit);
+            let ip = lit.strip_prefix("ipv6:").unwrap_or(lit);
+            return match ip.parse::<IpAddr>() {
+                Ok(ip) => Ok(Nexthop {
+                    host: ip.to_string(),
+                    port: self.smtp_port,
+                    mx_lookup: false,
+                }),
+                Err(_) => Err(RouteError::BadLiteral(domain)),
+            };
+        }
+        Ok(Nexthop {
+            host: domain,
+            port: self.smtp_port,
+            mx_lookup: true,
+        })
     }
-}
 
-/// The socket addresses of a next hop that needs no MX lookup.
-pub async fn resolve(hop: &Nexthop) -> Result<Vec<SocketAddr>, RouteError> {
-    if hop.mx_lookup {
-        return Err(RouteError::NeedsMx(hop.to_string()));
-    }
-    if let Ok(ip) = hop.host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, hop.port)]);
-    }
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((hop.host.as_str(), hop.port))
-        .await
-        .map_err(|e| RouteError::Resolve {
-            host: hop.host.clone(),
-            detail: e.to_string(),
-        })?
-        .collect();
-    if addrs.is_empty() {
-        return Err(RouteError::Resolve {
-            host: hop.host.clone(),
-            detail: "no addresses".into(),
+    /// The policy for next hop `hop`: a route's `tls`/`rate` first, then
+    /// `[[tls_policy]]`/`[[rate_limit]]` entries matching the hop's host
+    /// (the recipient domain for MX delivery), then the defaults.
+    pub fn policy(&self, hop: &Nexthop) -> HopPolicy {
+        let tls = self.route_tls.get(hop).copied().unwrap_or_else(|| {
+            self.tls_policy
+                .iter()
+                .find(|(d, _)| domain_matches(d, &hop.host))
+                .map(|(_, l)| *l)
+                .unwrap_or(self.tls_default)
         });
+        let rate = self.route_rate.get(hop).copied().or_else(|| {
+            self.rate_policy
+                .iter()
+                .find(|(d, _)| domain_matches(d, &hop.host))
+                .map(|(_, r)| *r)
+                .or(self.rate_default)
+        });
+        let sasl = self
+            .sasl
+            .iter()
+            .find(|(h, _, _)| h == hop)
+            .map(|(_, u, p)| (u.clone(), p.clone()));
+        HopPolicy { tls, rate, sasl }
     }
-    Ok(addrs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RouteConfig;
+    use crate::config::{RouteConfig, TlsSecurityLevel};
 
     #[test]
     fn routes_before_relayhost_and_parent_domains() {
@@ -133,10 +198,14 @@ mod tests {
             RouteConfig {
                 domain: "special.example".into(),
                 nexthop: "[127.0.0.2]:25".into(),
+                tls: Some(TlsSecurityLevel::Encrypt),
+                rate: Some("10/s".into()),
             },
             RouteConfig {
                 domain: ".sub.example".into(),
                 nexthop: "[127.0.0.3]:25".into(),
+                tls: None,
+                rate: None,
             },
         ];
         let r = Router::from_config(&c);
@@ -144,11 +213,59 @@ mod tests {
         assert_eq!(r.route("a@x.sub.example").unwrap().host, "127.0.0.3");
         assert_eq!(r.route("a@sub.example").unwrap().host, "127.0.0.1");
         assert_eq!(r.route("a@other.example").unwrap().host, "127.0.0.1");
+        let special = r.route("a@special.example").unwrap();
+        let p = r.policy(&special);
+        assert_eq!(p.tls, TlsSecurityLevel::Encrypt);
+        assert_eq!(p.rate.unwrap().count, 10);
+        assert_eq!(
+            r.policy(&r.route("a@x.sub.example").unwrap()).tls,
+            TlsSecurityLevel::May
+        );
         c.relayhost.clear();
+        c.smtp_port = 2525;
         let r = Router::from_config(&c);
-        assert!(matches!(
-            r.route("a@other.example"),
-            Err(RouteError::NoRoute(_))
-        ));
+        let mx = r.route("a@Other.Example").unwrap();
+        assert_eq!(
+            mx,
+            Nexthop {
+                host: "other.example".into(),
+                port: 2525,
+                mx_lookup: true
+            }
+        );
+        let lit = r.route("a@[127.0.0.9]").unwrap();
+        assert!(!lit.mx_lookup);
+        assert_eq!(lit.host, "127.0.0.9");
+        assert_eq!(r.route("a@[ipv6:::1]").unwrap().host, "::1");
+        assert!(r.route("a@[nonsense]").is_err());
+        assert!(matches!(r.route("nodomain"), Err(RouteError::NoDomain(_))));
+    }
+
+    #[test]
+    fn policies_by_destination_and_credentials_by_nexthop() {
+        let c = Config::parse(
+            "smtp_tls_security_level = \"encrypt\"\n\
+             default_destination_rate_limit = \"100/m\"\n\
+             relayhost = \"[relay.example]:587\"\n\
+             [[tls_policy]]\ndomain = \".lax.example\"\nlevel = \"may\"\n\
+             [[rate_limit]]\ndestination = \"slow.example\"\nrate = \"1/s\"\n\
+             [[smtp_sasl_password]]\nnexthop = \"[relay.example]:587\"\nusername = \"u\"\npassword = \"p\"\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        let r = Router::from_config(&c);
+        let relay = r.route("x@anything.example").unwrap();
+        let p = r.policy(&relay);
+        assert_eq!(p.tls, TlsSecurityLevel::Encrypt);
+        assert_eq!(p.sasl, Some(("u".into(), "p".into())));
+        assert_eq!(p.rate.unwrap().per_second(), 100.0 / 60.0);
+        let mx = |h: &str| Nexthop {
+            host: h.into(),
+            port: 25,
+            mx_lookup: true,
+        };
+        assert_eq!(r.policy(&mx("a.lax.example")).tls, TlsSecurityLevel::May);
+        assert_eq!(r.policy(&mx("slow.example")).rate.unwrap().count, 1);
+        assert_eq!(r.policy(&mx("slow.example")).sasl, None);
     }
 }

@@ -5,10 +5,13 @@
 //! form, already dot-stuffed), never re-encoded.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::model::MessageFlags;
+use crate::proto::auth::{AuthExchange, AuthStep, Mechanism};
 use crate::proto::{self, Action, Capabilities, Reply, ReplyParser, Transaction};
+use crate::rt::tls::TlsInfo;
 use crate::rt::Conn;
 
 use super::classify::RcptResult;
@@ -30,6 +33,25 @@ pub struct Outgoing {
     pub flags: MessageFlags,
 }
 
+/// How a session protects itself: STARTTLS and AUTH settings for one
+/// connection.
+#[derive(Clone, Default)]
+pub struct Security {
+    /// The TLS client configuration to STARTTLS with; `None` never
+    /// starts TLS.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS is mandatory (`encrypt`, `verify`): a server without STARTTLS,
+    /// or a failed handshake, fails the session.
+    pub tls_required: bool,
+    /// The name the certificate must carry (`verify`): the MX host or the
+    /// next hop.
+    pub server_name: String,
+    /// SASL user name and password.
+    pub sasl: Option<(String, String)>,
+    /// Allow AUTH over a connection without TLS.
+    pub sasl_plaintext: bool,
+}
+
 /// An open SMTP session.
 pub struct Session {
     conn: Conn,
@@ -45,6 +67,8 @@ pub struct Session {
     /// The last transaction found the connection already closing (421 or
     /// end of stream before the MAIL reply).
     stale: bool,
+    /// The TLS session, once STARTTLS succeeded.
+    tls: Option<TlsInfo>,
 }
 
 impl Session {
@@ -54,6 +78,7 @@ impl Session {
         host: &str,
         addr: SocketAddr,
         cfg: &DeliveryConfig,
+        security: &Security,
     ) -> Result<Session, DeliverError> {
         let peer = Peer {
             host: host.to_string(),
@@ -76,15 +101,17 @@ impl Session {
                 })
             }
         };
-        Session::over(conn, peer, cfg).await
+        Session::over(conn, peer, cfg, security).await
     }
 
     /// Runs the greeting and EHLO/HELO over an already connected `conn`
-    /// (any [`Conn`]: a socket, or an in-memory pipe in tests).
+    /// (any [`Conn`]: a socket, or an in-memory pipe in tests), then
+    /// STARTTLS and AUTH as `security` asks.
     pub async fn over(
         conn: Conn,
         peer: Peer,
         cfg: &DeliveryConfig,
+        security: &Security,
     ) -> Result<Session, DeliverError> {
         let t = &cfg.timeouts;
         let mut s = Session {
@@ -99,11 +126,27 @@ impl Session {
             needs_rset: false,
             broken: false,
             stale: false,
+            tls: None,
         };
         let greeting = s.read_reply(t.helo, STAGE_GREETING).await?;
         if !greeting.is_positive() {
             return Err(s.refused(greeting));
         }
+        s.hello(cfg).await?;
+        if let Some(tls) = &security.tls {
+            s.start_tls(tls, security, cfg).await?;
+        }
+        if let Some((user, password)) = &security.sasl {
+            s.authenticate(user, password, security.sasl_plaintext, cfg)
+                .await?;
+        }
+        Ok(s)
+    }
+
+    /// EHLO, or HELO when EHLO is refused.
+    async fn hello(&mut self, cfg: &DeliveryConfig) -> Result<(), DeliverError> {
+        let t = &cfg.timeouts;
+        let s = self;
         let mut cmd = Vec::new();
         proto::command::ehlo(&mut cmd, &cfg.helo_name).map_err(|source| s.protocol(source))?;
         s.write(cmd, t.helo, "after sending EHLO").await?;
@@ -123,7 +166,131 @@ impl Session {
         } else {
             return Err(s.refused(reply));
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// STARTTLS (RFC 3207) when offered: handshake, then EHLO again. Without
+    /// an offer, or when the server refuses, the session stays in plaintext
+    /// unless TLS is required.
+    async fn start_tls(
+        &mut self,
+        config: &Arc<rustls::ClientConfig>,
+        security: &Security,
+        cfg: &DeliveryConfig,
+    ) -> Result<(), DeliverError> {
+        let t = &cfg.timeouts;
+        if !self.caps.starttls {
+            if security.tls_required {
+                self.broken = true;
+                return Err(DeliverError::TlsRequired {
+                    peer: self.peer.to_string(),
+                    what: "was not offered by",
+                });
+            }
+            return Ok(());
+        }
+        let mut cmd = Vec::new();
+        proto::command::starttls(&mut cmd);
+        self.write(cmd, t.helo, "after sending STARTTLS").await?;
+        let reply = self.read_reply(t.helo, "after STARTTLS").await?;
+        if reply.code != 220 {
+            if security.tls_required || reply.code == 421 {
+                self.broken = true;
+                return Err(DeliverError::TlsRequired {
+                    peer: self.peer.to_string(),
+                    what: "refused STARTTLS at",
+                });
+            }
+            return Ok(());
+        }
+        // Anything the server sent after its 220 came before TLS: drop it
+        // (RFC 3207 section 6), and so does the reply parser's buffer.
+        self.parser = ReplyParser::new();
+        let name = rustls_pki_types::ServerName::try_from(security.server_name.clone())
+            .map_err(|e| DeliverError::TlsHandshake {
+                peer: self.peer.to_string(),
+                detail: format!("bad server name {:?}: {e}", security.server_name),
+            })?;
+        // The upgrade consumes the plaintext connection; an unconnected
+        // in-memory pipe stands in until the TLS one comes back (on failure
+        // the session is broken and only dropped).
+        let conn = std::mem::replace(&mut self.conn, Conn::Pipe(tokio::io::duplex(1).0));
+        let handshake = tokio::time::timeout(t.helo, conn.start_tls(Arc::clone(config), name));
+        let (conn, info) = match handshake.await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                self.broken = true;
+                return Err(DeliverError::TlsHandshake {
+                    peer: self.peer.to_string(),
+                    detail: e.to_string(),
+                });
+            }
+            Err(_) => {
+                self.broken = true;
+                return Err(DeliverError::TlsHandshake {
+                    peer: self.peer.to_string(),
+                    detail: "timed out".into(),
+                });
+            }
+        };
+        self.conn = conn;
+        tracing::info!(target: "smtp", "{}", info.log_line(&self.peer.to_string()));
+        self.tls = Some(info);
+        self.caps = Capabilities::default();
+        self.hello(cfg).await
+    }
+
+    /// AUTH with PLAIN or LOGIN; refuses to send credentials in plaintext
+    /// unless allowed.
+    async fn authenticate(
+        &mut self,
+        user: &str,
+        password: &str,
+        plaintext_ok: bool,
+        cfg: &DeliveryConfig,
+    ) -> Result<(), DeliverError> {
+        let t = &cfg.timeouts;
+        let fail = |s: &mut Session, detail: String| {
+            s.broken = true;
+            DeliverError::Auth {
+                peer: s.peer.to_string(),
+                detail,
+            }
+        };
+        if self.tls.is_none() && !plaintext_ok {
+            return Err(fail(
+                self,
+                "credentials are not sent over a connection without TLS (set smtp_sasl_plaintext = true to allow it)".into(),
+            ));
+        }
+        let Some(mechanism) = Mechanism::choose(&self.caps) else {
+            let offered = if self.caps.auth.is_empty() {
+                "none".to_string()
+            } else {
+                self.caps.auth.join(" ")
+            };
+            return Err(fail(
+                self,
+                format!("no mechanism available (offered: {offered}; supported: PLAIN LOGIN)"),
+            ));
+        };
+        let mut exchange =
+            AuthExchange::new(mechanism, user, password).map_err(|e| fail(self, e.to_string()))?;
+        let mut line = exchange.start();
+        loop {
+            self.write(line, t.mail, "while authenticating").await?;
+            let reply = self.read_reply(t.mail, "after AUTH").await?;
+            match exchange.on_reply(&reply) {
+                Ok(AuthStep::Done) => return Ok(()),
+                Ok(AuthStep::Send(next)) => line = next,
+                Err(e) => return Err(fail(self, e.to_string())),
+            }
+        }
+    }
+
+    /// The TLS session, when STARTTLS succeeded.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     fn protocol(&mut self, source: proto::ProtoError) -> DeliverError {
@@ -424,6 +591,10 @@ mod tests {
             reuse_time_limit: Duration::from_secs(300),
             idle_time_limit: Duration::from_secs(2),
             backend: IoBackend::Epoll,
+            dns: crate::config::DnsConfig::default(),
+            inet_protocols: crate::config::InetProtocols::All,
+            tls_ca_file: None,
+            sasl_plaintext: false,
         }
     }
 
@@ -491,7 +662,7 @@ mod tests {
                 addr: "127.0.0.1:25".parse().unwrap(),
             };
             let c = cfg();
-            let mut s = Session::over(Conn::Pipe(client), peer, &c).await.unwrap();
+            let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default()).await.unwrap();
             assert!(s.capabilities().pipelining);
             let msg = Outgoing {
                 sender: "s@x.test".into(),

@@ -17,6 +17,7 @@
 //!   fallback) and single commands ([`SimpleCommand`]: RSET, STARTTLS, QUIT).
 //! - [`transaction`]: one mail transaction ([`Transaction`]: MAIL, RCPT...,
 //!   DATA, body) with or without PIPELINING, and its per-recipient result.
+//! - [`auth`]: SMTP AUTH with PLAIN and LOGIN ([`auth::AuthExchange`]).
 //! - [`error`]: the error type, [`ProtoError`].
 //!
 //! A driver looks like this (the socket calls are the caller's):
@@ -34,6 +35,7 @@
 //! ```
 
 pub mod action;
+pub mod auth;
 pub mod caps;
 pub mod command;
 pub mod error;

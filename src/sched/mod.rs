@@ -15,6 +15,7 @@
 //! the top of that file.
 
 pub mod qmgr;
+pub mod rate;
 pub mod ring;
 pub mod shard;
 pub mod slots;

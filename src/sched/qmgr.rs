@@ -41,7 +41,9 @@ use tokio::sync::Notify;
 
 use super::slots::{DestinationSlots, SlotGuard};
 use crate::config::Config;
-use crate::deliver::{self, DeliverError, DeliveryConfig, RcptResult, Router, Session};
+use crate::deliver::{
+    self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
+};
 use crate::model::{now_micros, Nexthop, QueueId, RcptStatus};
 use crate::queue::Store;
 
@@ -104,6 +106,8 @@ struct Dest {
     window: f64,
     dead_until: Option<(Instant, String)>,
     idle: Vec<(Session, SlotGuard, Instant)>,
+    /// TLS level, rate limit and credentials for this hop.
+    policy: Rc<HopPolicy>,
 }
 
 /// Per message state while it has jobs out or waits for a retry.
@@ -119,6 +123,7 @@ struct State {
     store: Rc<RefCell<Store>>,
     cfg: Rc<QmgrConfig>,
     router: Router,
+    connector: Rc<Connector>,
     dests: HashMap<Nexthop, Dest>,
     msgs: HashMap<QueueId, MsgState>,
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
@@ -148,6 +153,7 @@ impl Qmgr {
         Qmgr {
             state: Rc::new(RefCell::new(State {
                 store,
+                connector: Rc::new(Connector::new(&cfg.delivery)),
                 cfg: Rc::new(cfg),
                 router,
                 dests: HashMap::new(),
@@ -331,6 +337,32 @@ impl Qmgr {
                 let _ = tokio::time::timeout(LINGER, ready.notified()).await;
             };
             let Some(job) = job else { break };
+            let (policy, slots) = {
+                let st = self.state.borrow();
+                let policy = st.dests.get(&hop).map(|d| Rc::clone(&d.policy));
+                (policy, Arc::clone(&st.slots))
+            };
+            if let Some(rate) = policy.as_ref().and_then(|p| p.rate) {
+                while let Err(wait) = slots.rates.take(&hop, rate) {
+                    if wait > cfg.delivery.idle_time_limit {
+                        // Do not hold a connection idle for long.
+                        if let Some((s, guard)) = session.take() {
+                            s.quit(&cfg.delivery).await;
+                            drop(guard);
+                        }
+                    }
+                    tokio::time::sleep(wait).await;
+                    if self.state.borrow().stopping {
+                        break;
+                    }
+                }
+                if self.state.borrow().stopping {
+                    if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                        d.jobs.push_front(job);
+                    }
+                    break;
+                }
+            }
             // A cached connection may have been closed by the server while
             // idle: probe it with RSET (as Postfix does) before trusting it.
             while session.is_none() {
@@ -359,7 +391,11 @@ impl Qmgr {
                     break;
                 };
                 let t = Instant::now();
-                match open_session(&hop, &cfg.delivery).await {
+                let connector = Rc::clone(&self.state.borrow().connector);
+                let policy = policy
+                    .clone()
+                    .unwrap_or_else(|| Rc::new(self.state.borrow().router.policy(&hop)));
+                match connector.open(&hop, &policy, &cfg.delivery).await {
                     Ok(s) => {
                         setup = t.elapsed();
                         session = Some((s, guard));
@@ -496,7 +532,12 @@ impl Qmgr {
             let mut st = self.state.borrow_mut();
             let min_backoff = st.cfg.min_backoff;
             if let Some(d) = st.dests.get_mut(hop) {
-                if d.window <= 1.0 || !e.is_transient() {
+                if !e.is_transient() {
+                    // The destination refuses mail for good (null MX, no
+                    // such domain, 5xx greeting): everything queued for it
+                    // fails the same way; later mail asks again.
+                    jobs.extend(d.jobs.drain(..));
+                } else if d.window <= 1.0 {
                     d.dead_until = Some((Instant::now() + min_backoff, e.to_string()));
                     jobs.extend(d.jobs.drain(..));
                     tracing::info!(target: "qmgr", "destination {hop} marked dead: {e}");
@@ -565,7 +606,7 @@ impl State {
                 continue;
             }
             match self.router.route(rcpt) {
-                Ok(hop) => by_hop.entry(hop.clone()).or_default().push(i as u32),
+                Ok(hop) => by_hop.entry(hop).or_default().push(i as u32),
                 Err(e) => {
                     unroutable.push((i as u32, RcptResult::from_error(&DeliverError::Route(e))))
                 }
@@ -575,6 +616,7 @@ impl State {
         let mut kicks = Vec::new();
         let mut jobs_out = 0;
         for (hop, rcpts) in by_hop {
+            let router = &self.router;
             let d = self.dests.entry(hop.clone()).or_insert_with(|| Dest {
                 jobs: VecDeque::new(),
                 ready: Rc::new(Notify::new()),
@@ -582,6 +624,7 @@ impl State {
                 window: cfg.initial_concurrency as f64,
                 dead_until: None,
                 idle: Vec::new(),
+                policy: Rc::new(router.policy(&hop)),
             });
             if let Some((until, _)) = &d.dead_until {
                 if Instant::now() >= *until {
@@ -765,29 +808,6 @@ impl State {
 fn backoff(min: Duration, max: Duration, attempts: u32, dice: f64) -> Duration {
     let base = min.as_secs_f64() * 2f64.powi(attempts.saturating_sub(1).min(30) as i32);
     Duration::from_secs_f64(base.min(max.as_secs_f64()) * (0.8 + 0.4 * dice))
-}
-
-/// Opens a session to the first reachable address of `hop`.
-async fn open_session(hop: &Nexthop, cfg: &DeliveryConfig) -> Result<Session, DeliverError> {
-    let addrs = deliver::route::resolve(hop).await?;
-    let mut last = None;
-    for addr in addrs {
-        match Session::open(&hop.host, addr, cfg).await {
-            Ok(s) => return Ok(s),
-            Err(e) => {
-                if matches!(e, DeliverError::Connect { .. }) {
-                    tracing::info!(target: "smtp", "{e}");
-                }
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.unwrap_or_else(|| {
-        DeliverError::Route(deliver::RouteError::Resolve {
-            host: hop.host.clone(),
-            detail: "no addresses".into(),
-        })
-    }))
 }
 
 fn secs(micros: u64) -> f64 {

@@ -12,6 +12,8 @@ use crate::model::Nexthop;
 #[derive(Debug, Default)]
 pub struct DestinationSlots {
     open: Mutex<HashMap<Nexthop, usize>>,
+    /// Message rate limits per next hop, shared the same way.
+    pub rates: super::rate::RateLimits,
 }
 
 impl DestinationSlots {

@@ -70,6 +70,10 @@ pub struct Settings {
     pub pickup_settle_ms: u64,
     pub message_size_limit: u64,
     pub pickup_interval_ms: u64,
+    /// The `[dns]` table's servers. The default is a loopback port where
+    /// no server answers, so mail without a relay host or route is
+    /// deferred ("try again") and no test ever asks a real DNS server.
+    pub dns_servers: Vec<String>,
     /// Extra TOML lines appended verbatim.
     pub extra: String,
 }
@@ -81,6 +85,7 @@ impl Default for Settings {
             pickup_settle_ms: 50,
             message_size_limit: 10_240_000,
             pickup_interval_ms: 50,
+            dns_servers: vec!["127.0.0.1:9".into()],
             extra: String::new(),
         }
     }
@@ -130,12 +135,14 @@ impl Sandbox {
              message_size_limit = {limit}\n\
              pickup_interval_ms = {interval}\n\
              pickup_settle_ms = {settle}\n\
+             dns = {{ servers = {dns:?}, timeout = 1, attempts = 1 }}\n\
              {extra}\n",
             spool = self.spool.display().to_string(),
             shards = s.shards,
             limit = s.message_size_limit,
             interval = s.pickup_interval_ms,
             settle = s.pickup_settle_ms,
+            dns = s.dns_servers,
             extra = s.extra,
         );
         fs::write(&self.config, text).expect("write config");

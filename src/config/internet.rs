@@ -1,0 +1,229 @@
+//! Configuration for delivery to the internet: DNS, TLS policy, relay-host
+//! credentials and per-destination rate limits. Plain values with serde
+//! defaults; [`super::Config::validate`] checks them.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which address families delivery uses (Postfix's `inet_protocols`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InetProtocols {
+    /// IPv6 and IPv4; IPv6 addresses are tried first.
+    #[default]
+    All,
+    /// IPv4 only.
+    Ipv4,
+    /// IPv6 only.
+    Ipv6,
+}
+
+/// `smtp_tls_security_level`, as Postfix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsSecurityLevel {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered, certificate not checked; plaintext when the
+    /// handshake fails.
+    #[default]
+    May,
+    /// TLS required, certificate not checked.
+    Encrypt,
+    /// TLS required; the certificate must chain to a trusted root and name
+    /// the host.
+    Verify,
+}
+
+impl fmt::Display for TlsSecurityLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsSecurityLevel::None => "none",
+            TlsSecurityLevel::May => "may",
+            TlsSecurityLevel::Encrypt => "encrypt",
+            TlsSecurityLevel::Verify => "verify",
+        })
+    }
+}
+
+/// The `[dns]` table: which servers to ask instead of /etc/resolv.conf.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Name servers as `ip` or `ip:port`; empty means /etc/resolv.conf.
+    pub servers: Vec<String>,
+    /// Seconds to wait for one answer.
+    pub timeout: u64,
+    /// Tries per query.
+    pub attempts: usize,
+}
+
+impl Default for DnsConfig {
+    fn default() -> DnsConfig {
+        DnsConfig {
+            servers: Vec::new(),
+            timeout: 5,
+            attempts: 2,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The configured servers as socket addresses (port 53 unless given).
+    pub fn server_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        self.servers
+            .iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .or_else(|_| s.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+                    .map_err(|_| format!("bad DNS server {s:?}: expected ip or ip:port"))
+            })
+            .collect()
+    }
+
+    /// The per-query timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
+}
+
+/// One `[[tls_policy]]` entry: the TLS level for one destination.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPolicyConfig {
+    /// Destination: a recipient domain (MX delivery) or a next-hop host;
+    /// `.example.com` matches every subdomain.
+    pub domain: String,
+    /// The level for it.
+    pub level: TlsSecurityLevel,
+}
+
+/// One `[[smtp_sasl_password]]` entry: credentials for a relay host
+/// (Postfix's `smtp_sasl_password_maps`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SaslPasswordConfig {
+    /// The next hop exactly as written in `relayhost` or a route, e.g.
+    /// `[smtp.example.com]:587`.
+    pub nexthop: String,
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl fmt::Debug for SaslPasswordConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaslPasswordConfig")
+            .field("nexthop", &self.nexthop)
+            .field("username", &self.username)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// One `[[rate_limit]]` entry: most messages per interval to a destination.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Destination: a recipient domain (MX delivery) or a next-hop host;
+    /// `.example.com` matches every subdomain.
+    pub destination: String,
+    /// `N/s`, `N/m` or `N/h`.
+    pub rate: String,
+}
+
+/// A parsed rate: `count` messages per `per`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    /// Messages allowed per interval.
+    pub count: u32,
+    /// The interval.
+    pub per: Duration,
+}
+
+impl Rate {
+    /// Parses `N/s`, `N/m`, `N/h` (also `N/sec`, `N/min`, `N/hour`).
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let bad = || format!("bad rate {s:?}: expected N/s, N/m or N/h with N ≥ 1");
+        let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 {
+            return Err(bad());
+        }
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok(Rate { count, per })
+    }
+
+    /// Messages per second.
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.per.as_secs_f64()
+    }
+}
+
+/// True when destination pattern `pattern` (`example.com` or
+/// `.example.com`) covers `name`; case-insensitive.
+pub fn domain_matches(pattern: &str, name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix('.') {
+        Some(suffix) => name.len() > suffix.len() && name.ends_with(&format!(".{suffix}")),
+        None => name == pattern,
+    }
+}
+
+/// Where the CA file for `verify` is; `None` means the system roots only.
+pub type CaFile = Option<PathBuf>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(
+            Rate::parse("10/s").unwrap(),
+            Rate {
+                count: 10,
+                per: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(Rate::parse(" 600 / m ").unwrap().per_second(), 10.0);
+        assert!(Rate::parse("0/s").is_err());
+        assert!(Rate::parse("5").is_err());
+        assert!(Rate::parse("5/d").is_err());
+    }
+
+    #[test]
+    fn domain_patterns() {
+        assert!(domain_matches("example.com", "Example.COM."));
+        assert!(!domain_matches("example.com", "a.example.com"));
+        assert!(domain_matches(".example.com", "a.example.com"));
+        assert!(!domain_matches(".example.com", "example.com"));
+    }
+
+    #[test]
+    fn dns_servers_parse() {
+        let d = DnsConfig {
+            servers: vec!["127.0.0.1:5353".into(), "::1".into()],
+            ..DnsConfig::default()
+        };
+        let a = d.server_addrs().unwrap();
+        assert_eq!(a[0].port(), 5353);
+        assert_eq!(a[1].port(), 53);
+        let bad = DnsConfig {
+            servers: vec!["dns.example".into()],
+            ..DnsConfig::default()
+        };
+        assert!(bad.server_addrs().is_err());
+    }
+}

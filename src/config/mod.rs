@@ -1,0 +1,624 @@
+//! The TOML configuration: where it is found, its keys and defaults, and
+//! validation with errors that name the key, the file and the line.
+//!
+//! Search order: an explicit path (`--config FILE`, sendmail's `-C FILE`),
+//! then `$RINGMAIL_CONFIG`, then `/etc/ringmail/ringmail.toml`, then the
+//! built-in defaults. `$RINGMAIL_IO` overrides `io_backend`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub mod internet;
+
+pub use internet::{
+    domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
+    TlsPolicyConfig, TlsSecurityLevel,
+};
+
+/// The system-wide configuration file, used when no other is named.
+pub const SYSTEM_CONFIG: &str = "/etc/ringmail/ringmail.toml";
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a value of the wrong type.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending key or value (0 when unknown).
+        line: usize,
+        /// What is wrong, naming the key.
+        message: String,
+    },
+    /// A value has the right type but is not acceptable.
+    #[error("{path}:{line}: bad value for `{key}`: {message}")]
+    Invalid {
+        /// The file (or `<defaults>` / `<environment>`).
+        path: PathBuf,
+        /// 1-based line of the key, 0 when not from a file.
+        line: usize,
+        /// The key.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// Configuration errors never go away by retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ConfigError::Read { source, .. } if source.kind() != std::io::ErrorKind::NotFound)
+    }
+}
+
+/// Which I/O backend the shards run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBackendChoice {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    #[default]
+    Auto,
+    /// io_uring (tokio-uring); falls back to epoll with a log line if refused.
+    Uring,
+    /// Plain tokio on epoll.
+    Epoll,
+}
+
+impl std::str::FromStr for IoBackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(IoBackendChoice::Auto),
+            "uring" => Ok(IoBackendChoice::Uring),
+            "epoll" => Ok(IoBackendChoice::Epoll),
+            other => Err(format!("expected auto, uring or epoll, got {other:?}")),
+        }
+    }
+}
+
+/// The effective configuration. Every key has a default; see docs/CONFIG.md.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Root of the spool: `maildrop/`, `pickup/`, `queue/`, `corrupt/`.
+    pub spool_dir: PathBuf,
+    /// This host's name: Message-IDs, logs, HELO later.
+    pub myhostname: String,
+    /// Domain appended to unqualified addresses (`root` → `root@myorigin`).
+    /// Empty means `myhostname`.
+    pub myorigin: String,
+    /// Number of shard threads; 0 means one per CPU core.
+    pub shards: usize,
+    /// Shard I/O backend.
+    pub io_backend: IoBackendChoice,
+    /// Largest accepted message in bytes (Postfix's default).
+    pub message_size_limit: u64,
+    /// Smart host for all mail in Postfix syntax (`[host]:port`), used by delivery.
+    pub relayhost: String,
+    /// Size in bytes of each preallocated queue segment file.
+    pub segment_size: u64,
+    /// How often pickup scans `maildrop/` and `pickup/` when idle, in milliseconds.
+    pub pickup_interval_ms: u64,
+    /// A file in `pickup/` younger than this (by mtime, in milliseconds) is left
+    /// for the next scan, so a writer that copies in place is not read half-way.
+    pub pickup_settle_ms: u64,
+    /// Capacity of the lock-free ring between pickup and the shards.
+    pub pickup_ring_size: usize,
+    /// Also append log lines to this file (they always go to stderr).
+    pub log_file: Option<PathBuf>,
+    /// Per-domain next hops, overriding `relayhost` (`[[route]]` tables).
+    pub route: Vec<RouteConfig>,
+    /// Most simultaneous connections to one next hop, over all shards.
+    pub default_destination_concurrency_limit: usize,
+    /// Connections a destination starts with before slow start raises them.
+    pub initial_destination_concurrency: usize,
+    /// Most recipients in one SMTP transaction.
+    pub default_destination_recipient_limit: usize,
+    /// Shortest wait before retrying deferred mail, in seconds.
+    pub minimal_backoff_time: u64,
+    /// Longest wait before retrying deferred mail, in seconds.
+    pub maximal_backoff_time: u64,
+    /// How long mail may stay queued before it is returned as undeliverable, in seconds.
+    pub maximal_queue_lifetime: u64,
+    /// Seconds to wait for a TCP connection.
+    pub smtp_connect_timeout: u64,
+    /// Seconds to wait for the greeting and the EHLO/HELO reply.
+    pub smtp_helo_timeout: u64,
+    /// Seconds to wait for the MAIL FROM reply.
+    pub smtp_mail_timeout: u64,
+    /// Seconds to wait for each RCPT TO reply.
+    pub smtp_rcpt_timeout: u64,
+    /// Seconds to wait for the DATA reply (354).
+    pub smtp_data_init_timeout: u64,
+    /// Seconds allowed for sending the message body.
+    pub smtp_data_xfer_timeout: u64,
+    /// Seconds to wait for the reply after the final ".".
+    pub smtp_data_done_timeout: u64,
+    /// Seconds to wait for the RSET and QUIT replies.
+    pub smtp_quit_timeout: u64,
+    /// Seconds an idle connection is kept for reuse.
+    pub smtp_connection_cache_time_limit: u64,
+    /// Most transactions over one connection; 0 = no limit.
+    pub smtp_connection_reuse_count_limit: u32,
+    /// Seconds after which a connection is no longer reused.
+    pub smtp_connection_reuse_time_limit: u64,
+    /// TCP port for delivery to MX hosts (and next hops without a port).
+    pub smtp_port: u16,
+    /// Address families used for delivery.
+    pub inet_protocols: InetProtocols,
+    /// DNS servers and timeouts (`[dns]`).
+    pub dns: DnsConfig,
+    /// Default TLS level for delivery.
+    pub smtp_tls_security_level: TlsSecurityLevel,
+    /// Extra trusted CA certificates (PEM) for `verify`, beside the system roots.
+    #[serde(alias = "smtp_tls_CAfile")]
+    pub smtp_tls_ca_file: Option<PathBuf>,
+    /// Per-destination TLS levels (`[[tls_policy]]`).
+    pub tls_policy: Vec<TlsPolicyConfig>,
+    /// Relay-host credentials (`[[smtp_sasl_password]]`).
+    pub smtp_sasl_password: Vec<SaslPasswordConfig>,
+    /// Allow sending credentials over a connection without TLS.
+    pub smtp_sasl_plaintext: bool,
+    /// Messages per interval to any one destination (`N/s`, `N/m`, `N/h`);
+    /// empty means no limit.
+    pub default_destination_rate_limit: String,
+    /// Per-destination rate limits (`[[rate_limit]]`).
+    pub rate_limit: Vec<RateLimitConfig>,
+    /// How long a bounce (null-sender mail) may stay queued, in seconds.
+    pub bounce_queue_lifetime: u64,
+    /// Send a delay warning to the sender of mail still undelivered after
+    /// this many seconds; 0 = never.
+    pub delay_warning_time: u64,
+    /// Largest original attached in full to a bounce; larger ones are
+    /// returned as headers only.
+    pub bounce_size_limit: usize,
+}
+
+/// One `[[route]]` entry: mail for `domain` (and, with a leading dot,
+/// its subdomains) goes to `nexthop`, in relayhost syntax.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `example.com`, or `.example.com` for every subdomain.
+    pub domain: String,
+    /// `[host]:port`, `[ip]`, `host` (MX lookup) ...
+    pub nexthop: String,
+    /// TLS level for this route, overriding `smtp_tls_security_level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSecurityLevel>,
+    /// Rate limit for this route's next hop (`N/s`, `N/m`, `N/h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            spool_dir: PathBuf::from("/var/spool/ringmail"),
+            myhostname: system_hostname(),
+            myorigin: String::new(),
+            shards: 0,
+            io_backend: IoBackendChoice::Auto,
+            message_size_limit: 10_240_000,
+            relayhost: String::new(),
+            segment_size: 64 << 20,
+            pickup_interval_ms: 200,
+            pickup_settle_ms: 250,
+            pickup_ring_size: 4096,
+            log_file: None,
+            route: Vec::new(),
+            default_destination_concurrency_limit: 20,
+            initial_destination_concurrency: 5,
+            default_destination_recipient_limit: 50,
+            minimal_backoff_time: 300,
+            maximal_backoff_time: 4000,
+            maximal_queue_lifetime: 5 * 86400,
+            smtp_connect_timeout: 30,
+            smtp_helo_timeout: 300,
+            smtp_mail_timeout: 300,
+            smtp_rcpt_timeout: 300,
+            smtp_data_init_timeout: 120,
+            smtp_data_xfer_timeout: 180,
+            smtp_data_done_timeout: 600,
+            smtp_quit_timeout: 300,
+            smtp_connection_cache_time_limit: 2,
+            smtp_connection_reuse_count_limit: 0,
+            smtp_connection_reuse_time_limit: 300,
+            smtp_port: 25,
+            inet_protocols: InetProtocols::All,
+            dns: DnsConfig::default(),
+            smtp_tls_security_level: TlsSecurityLevel::May,
+            smtp_tls_ca_file: None,
+            tls_policy: Vec::new(),
+            smtp_sasl_password: Vec::new(),
+            smtp_sasl_plaintext: false,
+            default_destination_rate_limit: String::new(),
+            rate_limit: Vec::new(),
+            bounce_queue_lifetime: 5 * 86400,
+            delay_warning_time: 0,
+            bounce_size_limit: 50_000,
+        }
+    }
+}
+
+/// The host name as the system reports it, or `localhost`.
+fn system_hostname() -> String {
+    let name = gethostname::gethostname()
+        .to_string_lossy()
+        .trim()
+        .to_string();
+    if name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
+/// A configuration together with the file it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    /// The values.
+    pub config: Config,
+    /// The file read, or `None` for built-in defaults.
+    pub path: Option<PathBuf>,
+}
+
+impl Config {
+    /// Finds and loads the configuration: `explicit`, then `$RINGMAIL_CONFIG`,
+    /// then [`SYSTEM_CONFIG`] if it exists, then defaults; then applies
+    /// `$RINGMAIL_IO` and validates.
+    pub fn load(explicit: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+        let env_path = std::env::var_os("RINGMAIL_CONFIG").map(PathBuf::from);
+        let path = match (explicit, env_path) {
+            (Some(p), _) => Some(p.to_path_buf()),
+            (None, Some(p)) => Some(p),
+            (None, None) => {
+                let sys = PathBuf::from(SYSTEM_CONFIG);
+                sys.exists().then_some(sys)
+            }
+        };
+        let mut config = match &path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                Config::parse(&text, p)?
+            }
+            None => {
+                let c = Config::default();
+                c.validate(Path::new("<defaults>"), "")?;
+                c
+            }
+        };
+        if let Some(io) = std::env::var_os("RINGMAIL_IO") {
+            let io = io.to_string_lossy();
+            config.io_backend = io.parse().map_err(|message| ConfigError::Invalid {
+                path: PathBuf::from("<environment RINGMAIL_IO>"),
+                line: 0,
+                key: "io_backend",
+                message,
+            })?;
+        }
+        Ok(LoadedConfig { config, path })
+    }
+
+    /// Parses and validates TOML text; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(0);
+            let message = e.message().trim().to_string();
+            // toml names the key of an unknown field, not of a bad value:
+            // add the key assigned on the offending line.
+            let message = match key_at_line(text, line) {
+                Some(key) if !message.contains(&format!("`{key}`")) => {
+                    format!("`{key}`: {message}")
+                }
+                _ => message,
+            };
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message,
+            }
+        })?;
+        config.validate(path, text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let bad = |key: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: key_line(text, key),
+            key,
+            message,
+        };
+        if !self.spool_dir.is_absolute() && !self.spool_dir.starts_with(".") {
+            // Relative paths are allowed but resolved against the working
+            // directory; say so only when clearly accidental.
+        }
+        if self.spool_dir.as_os_str().is_empty() {
+            return Err(bad("spool_dir", "must not be empty".into()));
+        }
+        if self.myhostname.is_empty() || self.myhostname.contains(char::is_whitespace) {
+            return Err(bad(
+                "myhostname",
+                "must be a host name without spaces".into(),
+            ));
+        }
+        if self.myorigin.contains(char::is_whitespace) || self.myorigin.contains('@') {
+            return Err(bad("myorigin", "must be a domain name".into()));
+        }
+        if self.shards > crate::model::queue_id::MAX_SHARDS {
+            return Err(bad(
+                "shards",
+                format!("at most {} shards", crate::model::queue_id::MAX_SHARDS),
+            ));
+        }
+        if self.message_size_limit < 1024 {
+            return Err(bad(
+                "message_size_limit",
+                "must be at least 1024 bytes".into(),
+            ));
+        }
+        if self.segment_size < (1 << 20) {
+            return Err(bad("segment_size", "must be at least 1 MiB".into()));
+        }
+        if self.pickup_interval_ms == 0 || self.pickup_interval_ms > 1000 {
+            return Err(bad(
+                "pickup_interval_ms",
+                "must be between 1 and 1000 (a new file is queued within a second)".into(),
+            ));
+        }
+        if self.pickup_ring_size < 2 {
+            return Err(bad("pickup_ring_size", "must be at least 2".into()));
+        }
+        if !self.relayhost.is_empty() {
+            crate::model::Nexthop::parse(&self.relayhost)
+                .map_err(|e| bad("relayhost", e.to_string()))?;
+        }
+        for r in &self.route {
+            crate::model::Nexthop::parse(&r.nexthop)
+                .map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
+            let d = r.domain.trim_start_matches('.');
+            if d.is_empty() || d.contains(char::is_whitespace) || d.contains('@') {
+                return Err(bad("route", format!("bad domain {:?}", r.domain)));
+            }
+        }
+        for (key, value) in [
+            (
+                "default_destination_concurrency_limit",
+                self.default_destination_concurrency_limit,
+            ),
+            (
+                "initial_destination_concurrency",
+                self.initial_destination_concurrency,
+            ),
+            (
+                "default_destination_recipient_limit",
+                self.default_destination_recipient_limit,
+            ),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
+        self.validate_internet(&bad)?;
+        if self.minimal_backoff_time == 0 {
+            return Err(bad(
+                "minimal_backoff_time",
+                "must be at least 1 second".into(),
+            ));
+        }
+        if self.maximal_backoff_time < self.minimal_backoff_time {
+            return Err(bad(
+                "maximal_backoff_time",
+                "must not be less than minimal_backoff_time".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_internet(
+        &self,
+        bad: &dyn Fn(&'static str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if self.smtp_port == 0 {
+            return Err(bad("smtp_port", "must not be 0".into()));
+        }
+        self.dns.server_addrs().map_err(|e| bad("dns", e))?;
+        if self.dns.timeout == 0 || self.dns.attempts == 0 {
+            return Err(bad("dns", "timeout and attempts must be at least 1".into()));
+        }
+        for p in &self.tls_policy {
+            check_domain(&p.domain).map_err(|e| bad("tls_policy", e))?;
+        }
+        for r in &self.route {
+            if let Some(rate) = &r.rate {
+                Rate::parse(rate).map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
+            }
+        }
+        if !self.default_destination_rate_limit.is_empty() {
+            Rate::parse(&self.default_destination_rate_limit)
+                .map_err(|e| bad("default_destination_rate_limit", e))?;
+        }
+        for r in &self.rate_limit {
+            check_domain(&r.destination).map_err(|e| bad("rate_limit", e))?;
+            Rate::parse(&r.rate).map_err(|e| bad("rate_limit", e))?;
+        }
+        for a in &self.smtp_sasl_password {
+            crate::model::Nexthop::parse(&a.nexthop)
+                .map_err(|e| bad("smtp_sasl_password", e.to_string()))?;
+            if a.username.is_empty() {
+                return Err(bad(
+                    "smtp_sasl_password",
+                    format!("nexthop {:?}: empty username", a.nexthop),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The domain for unqualified addresses.
+    pub fn origin(&self) -> &str {
+        if self.myorigin.is_empty() {
+            &self.myhostname
+        } else {
+            &self.myorigin
+        }
+    }
+
+    /// The number of shards to run: `shards`, or one per core when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(crate::model::queue_id::MAX_SHARDS)
+        }
+    }
+
+    /// The configuration as TOML, for `ringmail config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// A destination pattern: `example.com` or `.example.com`.
+fn check_domain(d: &str) -> Result<(), String> {
+    let bare = d.trim_start_matches('.');
+    if bare.is_empty() || bare.contains(char::is_whitespace) || bare.contains('@') {
+        Err(format!("bad domain {d:?}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// 1-based line number of byte offset `pos` in `text`.
+fn line_of(text: &str, pos: usize) -> usize {
+    text.as_bytes()[..pos.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key assigned on 1-based `line` of `text`, if that line is `key = value`.
+fn key_at_line(text: &str, line: usize) -> Option<&str> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = l.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.contains(char::is_whitespace)).then_some(key)
+}
+
+/// 1-based line where `key` is assigned in `text`, or 0.
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_key_file_and_line() {
+        let err = Config::parse("shards = 2\nspool_dri = \"/x\"\n", Path::new("/etc/r.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/etc/r.toml:2"), "{err}");
+        assert!(err.contains("spool_dri"), "{err}");
+    }
+
+    #[test]
+    fn bad_type_names_line() {
+        let err = Config::parse("\n\nshards = \"many\"\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:3:"), "{err}");
+        assert!(err.contains("`shards`"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_key_and_line() {
+        let err = Config::parse(
+            "myhostname = \"a\"\n\nio_backend = \"kqueue\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("c.toml:3") && err.contains("io_backend"),
+            "{err}"
+        );
+        let err = Config::parse("segment_size = 10\n", Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml:1") && err.contains("segment_size"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let c = Config::parse(
+            include_str!("../../examples/ringmail.toml"),
+            Path::new("examples/ringmail.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.spool_dir, PathBuf::from("/var/spool/ringmail"));
+    }
+
+    #[test]
+    fn delivery_keys_are_checked() {
+        let err = |t: &str| {
+            Config::parse(t, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("relayhost = \"[127.0.0.1\"\n").contains("relayhost"));
+        assert!(
+            err("[[route]]\ndomain = \"a.example\"\nnexthop = \"[x]:port\"\n").contains("route")
+        );
+        assert!(err("default_destination_recipient_limit = 0\n").contains("c.toml:1"));
+        assert!(err("minimal_backoff_time = 10\nmaximal_backoff_time = 5\n")
+            .contains("maximal_backoff_time"));
+        let ok = Config::parse(
+            "relayhost = \"[127.0.0.1]:2526\"\n[[route]]\ndomain = \".sub.example\"\nnexthop = \"[127.0.0.2]:25\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.route.len(), 1);
+    }
+
+    #[test]
+    fn defaults_are_postfix_like() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.message_size_limit, 10_240_000);
+        assert_eq!(c.spool_dir, PathBuf::from("/var/spool/ringmail"));
+        assert_eq!(c.origin(), c.myhostname);
+        assert!(c.shard_count() >= 1);
+        // The printed config parses back.
+        let again = Config::parse(&c.to_toml(), Path::new("printed")).unwrap();
+        assert_eq!(again.spool_dir, c.spool_dir);
+    }
+}

@@ -1,0 +1,191 @@
+//! Opening a session to a next hop: its hosts (MX records, or the host
+//! itself), their addresses, one connection attempt after another until
+//! one works, with the hop's TLS and AUTH policy.
+//!
+//! As Postfix: a connection failure, a refused greeting or a timeout moves
+//! on to the next address, then to the next MX host; `inet_protocols = all`
+//! tries a host's IPv6 addresses before its IPv4 ones, so an unreachable
+//! IPv6 network costs one failed connect per host. Under TLS level `may`, a
+//! failed handshake is retried at once on the same address in plaintext.
+//! At most [`MAX_ADDRESSES`] addresses are tried per attempt
+//! (`smtp_mx_address_limit`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::config::TlsSecurityLevel;
+use crate::model::Nexthop;
+use crate::rt::tls::{client_config, TlsLevel};
+
+use super::dns::{Dns, DnsError, MailHost};
+use super::route::HopPolicy;
+use super::session::{Security, Session};
+use super::{DeliverError, DeliveryConfig};
+
+/// Most addresses tried for one next hop in one attempt.
+pub const MAX_ADDRESSES: usize = 5;
+
+/// Opens sessions to next hops: one per shard, holding the shard's DNS
+/// cache and TLS client configurations.
+pub struct Connector {
+    dns: Result<Dns, DnsError>,
+    ca_file: Option<PathBuf>,
+    tls_configs: RefCell<HashMap<TlsSecurityLevel, Arc<rustls::ClientConfig>>>,
+    sasl_plaintext: bool,
+}
+
+impl Connector {
+    /// A connector for `cfg`. Must be called inside the shard's runtime
+    /// (the resolver's tasks run there). A resolver that cannot be set up
+    /// (unreadable resolv.conf) defers MX delivery with that reason.
+    pub fn new(cfg: &DeliveryConfig) -> Connector {
+        let dns = Dns::new(&cfg.dns, cfg.inet_protocols);
+        if let Err(e) = &dns {
+            tracing::warn!(target: "smtp", "{e}");
+        }
+        Connector {
+            dns,
+            ca_file: cfg.tls_ca_file.clone(),
+            tls_configs: RefCell::new(HashMap::new()),
+            sasl_plaintext: cfg.sasl_plaintext,
+        }
+    }
+
+    /// The TLS client configuration for `level`, built once.
+    fn tls_config(
+        &self,
+        level: TlsSecurityLevel,
+    ) -> Result<Option<Arc<rustls::ClientConfig>>, DeliverError> {
+        let rt_level = match level {
+            TlsSecurityLevel::None => return Ok(None),
+            TlsSecurityLevel::May => TlsLevel::May,
+            TlsSecurityLevel::Encrypt => TlsLevel::Encrypt,
+            TlsSecurityLevel::Verify => TlsLevel::Verify,
+        };
+        if let Some(c) = self.tls_configs.borrow().get(&level) {
+            return Ok(Some(Arc::clone(c)));
+        }
+        let c = client_config(rt_level, self.ca_file.as_deref()).map_err(|e| {
+            DeliverError::TlsHandshake {
+                peer: "any".into(),
+                detail: e.to_string(),
+            }
+        })?;
+        self.tls_configs.borrow_mut().insert(level, Arc::clone(&c));
+        Ok(Some(c))
+    }
+
+    /// The hosts to try for `hop`, best first.
+    async fn hosts(&self, hop: &Nexthop) -> Result<Vec<MailHost>, DeliverError> {
+        if !hop.mx_lookup {
+            return Ok(vec![MailHost {
+                name: hop.host.clone(),
+                preference: 0,
+            }]);
+        }
+        let dns = self.dns.as_ref().map_err(|e| DeliverError::Dns(e.clone()))?;
+        Ok(dns.mail_hosts(&hop.host).await?)
+    }
+
+    /// Opens a session to the first host and address of `hop` that works.
+    pub async fn open(
+        &self,
+        hop: &Nexthop,
+        policy: &HopPolicy,
+        cfg: &DeliveryConfig,
+    ) -> Result<Session, DeliverError> {
+        let hosts = self.hosts(hop).await?;
+        let tls = self.tls_config(policy.tls)?;
+        let mut tried = 0;
+        let mut failures = Failures::default();
+        for host in hosts {
+            if tried >= MAX_ADDRESSES {
+                break;
+            }
+            let addrs = match &self.dns {
+                Ok(dns) => dns.addresses(&host.name).await,
+                Err(e) => match host.name.parse() {
+                    Ok(ip) => Ok(vec![ip]),
+                    Err(_) => Err(e.clone()),
+                },
+            };
+            let addrs = match addrs {
+                Ok(a) => a,
+                Err(e) => {
+                    failures.add(DeliverError::Dns(e));
+                    continue;
+                }
+            };
+            for ip in addrs {
+                if tried >= MAX_ADDRESSES {
+                    break;
+                }
+                tried += 1;
+                let addr = SocketAddr::new(ip, hop.port);
+                let security = Security {
+                    tls: tls.clone(),
+                    tls_required: matches!(
+                        policy.tls,
+                        TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify
+                    ),
+                    server_name: host.name.clone(),
+                    sasl: policy.sasl.clone(),
+                    sasl_plaintext: self.sasl_plaintext,
+                };
+                match Session::open(&host.name, addr, cfg, &security).await {
+                    Ok(s) => return Ok(s),
+                    Err(e @ DeliverError::TlsHandshake { .. }) if !security.tls_required => {
+                        // `may`: the same server again, in plaintext.
+                        tracing::info!(target: "smtp", "{e}; trying again without TLS");
+                        let plain = Security {
+                            tls: None,
+                            ..security
+                        };
+                        match Session::open(&host.name, addr, cfg, &plain).await {
+                            Ok(s) => return Ok(s),
+                            Err(e) => failures.add(e),
+                        }
+                    }
+                    Err(e) => {
+                        if matches!(e, DeliverError::Connect { .. }) {
+                            tracing::info!(target: "smtp", "{e}");
+                        }
+                        failures.add(e);
+                    }
+                }
+            }
+        }
+        Err(failures.result(hop))
+    }
+}
+
+/// The failures of one attempt: the result is the last temporary one if
+/// any (one host failing for good while another failed only for now means
+/// retry later), else the last one.
+#[derive(Default)]
+struct Failures {
+    last: Option<DeliverError>,
+    last_transient: Option<DeliverError>,
+}
+
+impl Failures {
+    fn add(&mut self, e: DeliverError) {
+        if e.is_transient() {
+            self.last_transient = Some(e);
+        } else {
+            self.last = Some(e);
+        }
+    }
+
+    fn result(self, hop: &Nexthop) -> DeliverError {
+        self.last_transient.or(self.last).unwrap_or_else(|| {
+            DeliverError::Dns(DnsError::NoAddress {
+                name: hop.host.clone(),
+                rtype: "A/AAAA",
+            })
+        })
+    }
+}
