@@ -8,6 +8,7 @@
 //! Futures need not be `Send`: a shard owns its state.
 
 mod sync;
+pub mod tls;
 mod transport;
 
 use std::future::Future;
@@ -16,6 +17,7 @@ use std::thread::JoinHandle;
 use crate::config::IoBackendChoice;
 
 pub use sync::{remove_file, sync_data};
+pub use tls::{client_config, TlsError, TlsInfo, TlsLevel, Trust};
 pub use transport::Conn;
 
 /// Errors of the runtime layer.

@@ -3,14 +3,18 @@
 //! io_uring needs (the kernel owns the buffer while the operation runs).
 //!
 //! Three kinds of connection sit behind one enum: a tokio-uring TCP socket,
-//! a plain-tokio TCP socket (epoll), and an in-memory pipe for tests. The
-//! session code is the same for all three.
+//! a plain-tokio TCP socket (epoll), and an in-memory pipe for tests; a
+//! fourth, TLS, wraps any of them after [`Conn::start_tls`]. The session
+//! code is the same for all of them.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
+use super::tls::{TlsError, TlsInfo, TlsStream};
 use super::IoBackend;
 
 /// A connected byte stream.
@@ -21,6 +25,19 @@ pub enum Conn {
     Tokio(tokio::net::TcpStream),
     /// In-memory pipe, for tests.
     Pipe(DuplexStream),
+    /// TLS over one of the others (see [`Conn::start_tls`]).
+    Tls(Box<TlsStream>),
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Conn::Uring(_) => f.write_str("Conn::Uring"),
+            Conn::Tokio(_) => f.write_str("Conn::Tokio"),
+            Conn::Pipe(_) => f.write_str("Conn::Pipe"),
+            Conn::Tls(s) => f.debug_tuple("Conn::Tls").field(s).finish(),
+        }
+    }
 }
 
 impl Conn {
@@ -54,6 +71,8 @@ impl Conn {
                 let r = s.read_buf(&mut buf).await;
                 (r, buf)
             }
+            // Boxed: a TLS stream reads from an inner `Conn`.
+            Conn::Tls(s) => Box::pin(s.read(buf)).await,
         }
     }
 
@@ -69,6 +88,7 @@ impl Conn {
                 let r = s.write_all(&buf).await;
                 (r, buf)
             }
+            Conn::Tls(s) => Box::pin(s.write_all(buf)).await,
         }
     }
 
@@ -84,7 +104,31 @@ impl Conn {
             Conn::Pipe(mut s) => {
                 let _ = s.shutdown().await;
             }
+            Conn::Tls(s) => Box::pin(s.close()).await,
         }
+    }
+
+    /// Runs a TLS client handshake (after the server's `220` to STARTTLS)
+    /// and returns the connection wrapped as [`Conn::Tls`] with what Postfix
+    /// logs about the session. The caller bounds it with its handshake
+    /// timeout. On failure the connection is closed; the error says why
+    /// ([`TlsError::is_transient`]: a failed handshake defers).
+    ///
+    /// `config` should come from [`super::tls::client_config`]: only for
+    /// those is the [`super::tls::Trust`] in the result classified (other
+    /// configurations report `Untrusted`).
+    pub async fn start_tls(
+        self,
+        config: Arc<rustls::ClientConfig>,
+        server_name: ServerName<'static>,
+    ) -> Result<(Conn, TlsInfo), TlsError> {
+        let (stream, info) = super::tls::connect(self, config, server_name).await?;
+        Ok((Conn::Tls(Box::new(stream)), info))
+    }
+
+    /// True when the connection runs TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
     }
 }
 
