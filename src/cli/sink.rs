@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ringmail::sink::{run_foreground, Faults, Latency, SinkConfig};
+use ringmail::sink::{run_foreground, tls_server_config, Faults, Latency, SinkConfig};
 
 /// The sink's flags.
 #[derive(Clone, Debug, clap::Args)]
@@ -58,6 +58,31 @@ pub struct SinkArgs {
     /// Print statistics every N seconds (0 = only at the end).
     #[arg(long, default_value_t = 5)]
     pub stats_every: u64,
+    /// Offer STARTTLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Announce STARTTLS, answer 220, then send garbage and close instead
+    /// of a TLS handshake (to test a client's fallback).
+    #[arg(long)]
+    pub tls_broken: bool,
+    /// Require AUTH PLAIN or LOGIN with these credentials before MAIL
+    /// (offered over TLS only, unless --auth-plaintext).
+    #[arg(long, value_name = "USER:PASSWORD", value_parser = credentials)]
+    pub auth: Option<(String, String)>,
+    /// Offer and accept AUTH without TLS too.
+    #[arg(long)]
+    pub auth_plaintext: bool,
+}
+
+/// Parses `USER:PASSWORD` (the password may contain colons).
+fn credentials(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok((user.to_string(), password.to_string())),
+        _ => Err("expected USER:PASSWORD".to_string()),
+    }
 }
 
 fn latency(spec: Option<&str>) -> anyhow::Result<Latency> {
@@ -79,6 +104,10 @@ fn latency(spec: Option<&str>) -> anyhow::Result<Latency> {
 
 /// Runs the sink until SIGINT/SIGTERM; prints the final counters as JSON.
 pub fn run(args: SinkArgs) -> anyhow::Result<()> {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_server_config(cert, key)?),
+        _ => None,
+    };
     let config = SinkConfig {
         listen: args.listen,
         pipelining: !args.no_pipelining,
@@ -90,12 +119,16 @@ pub fn run(args: SinkArgs) -> anyhow::Result<()> {
             data_tempfail: args.data_tempfail,
             data_permfail: args.data_permfail,
             disconnect_421: args.disconnect,
+            tls_broken: args.tls_broken,
         },
         latency: latency(args.latency_ms.as_deref())?,
         seed: args.seed,
         dump_dir: args.dump,
         max_message_size: args.size_limit,
         threads: args.threads.max(1),
+        tls,
+        auth: args.auth,
+        auth_plaintext: args.auth_plaintext,
         ..SinkConfig::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

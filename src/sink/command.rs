@@ -55,6 +55,15 @@ pub(crate) enum Command<'a> {
     Quit,
     /// `VRFY`.
     Vrfy,
+    /// `STARTTLS` (RFC 3207).
+    StartTls,
+    /// `AUTH mechanism [initial-response]` (RFC 4954).
+    Auth {
+        /// The SASL mechanism name, as sent.
+        mechanism: &'a [u8],
+        /// The initial response (base64, or `=` for an empty one).
+        initial: Option<&'a [u8]>,
+    },
     /// A verb this server does not implement.
     Unknown,
     /// A known verb with bad arguments, or an empty line.
@@ -67,6 +76,8 @@ const EHLO_SYNTAX: Reply = Reply::new("501", "5.5.4", "Syntax: EHLO hostname");
 const MAIL_SYNTAX: Reply = Reply::new("501", "5.5.4", "Syntax: MAIL FROM:<address>");
 const RCPT_SYNTAX: Reply = Reply::new("501", "5.5.4", "Syntax: RCPT TO:<address>");
 const DATA_SYNTAX: Reply = Reply::new("501", "5.5.4", "Syntax: DATA");
+const STARTTLS_SYNTAX: Reply = Reply::new("501", "5.5.4", "Syntax: STARTTLS");
+const AUTH_SYNTAX: Reply = Reply::new("501", "5.5.4", "Syntax: AUTH mechanism");
 
 /// Parses a command line (without CR LF).
 pub(crate) fn parse(line: &[u8]) -> Command<'_> {
@@ -113,8 +124,25 @@ pub(crate) fn parse(line: &[u8]) -> Command<'_> {
         Command::Quit
     } else if is(b"VRFY") {
         Command::Vrfy
+    } else if is(b"STARTTLS") {
+        if rest.is_empty() {
+            Command::StartTls
+        } else {
+            Command::Bad(STARTTLS_SYNTAX)
+        }
+    } else if is(b"AUTH") {
+        auth(rest)
     } else {
         Command::Unknown
+    }
+}
+
+/// `AUTH mechanism [initial-response]`: exactly one or two words.
+fn auth(rest: &[u8]) -> Command<'_> {
+    let mut words = rest.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    match (words.next(), words.next(), words.next()) {
+        (Some(mechanism), initial, None) => Command::Auth { mechanism, initial },
+        _ => Command::Bad(AUTH_SYNTAX),
     }
 }
 
@@ -185,7 +213,8 @@ mod tests {
         assert_eq!(parse(b"NOOP whatever"), Command::Noop);
         assert_eq!(parse(b"quit"), Command::Quit);
         assert_eq!(parse(b"VRFY bob"), Command::Vrfy);
-        assert_eq!(parse(b"STARTTLS"), Command::Unknown);
+        assert_eq!(parse(b"starttls"), Command::StartTls);
+        assert_eq!(parse(b"STARTTLS now"), Command::Bad(STARTTLS_SYNTAX));
         assert_eq!(parse(b"BDAT 10 LAST"), Command::Unknown);
         assert_eq!(parse(b"MAILX FROM:<a@b>"), Command::Unknown);
     }
@@ -218,6 +247,26 @@ mod tests {
         assert_eq!(parse(b"MAIL FROM:<a@b"), Command::Bad(MAIL_SYNTAX));
         assert_eq!(parse(b"MAIL FROM:"), Command::Bad(MAIL_SYNTAX));
         assert_eq!(parse(b"RCPT"), Command::Bad(RCPT_SYNTAX));
+    }
+
+    #[test]
+    fn auth_commands() {
+        assert_eq!(
+            parse(b"AUTH PLAIN"),
+            Command::Auth {
+                mechanism: b"PLAIN",
+                initial: None
+            }
+        );
+        assert_eq!(
+            parse(b"auth login  dXNlcg== "),
+            Command::Auth {
+                mechanism: b"login",
+                initial: Some(b"dXNlcg==")
+            }
+        );
+        assert_eq!(parse(b"AUTH"), Command::Bad(AUTH_SYNTAX));
+        assert_eq!(parse(b"AUTH PLAIN a b"), Command::Bad(AUTH_SYNTAX));
     }
 
     #[test]

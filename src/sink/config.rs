@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use super::SinkError;
 
 /// Everything the sink needs to run. [`SinkConfig::default`] listens on
-/// 127.0.0.1 port 0 (an ephemeral port) and accepts everything.
+/// 127.0.0.1 port 0 (an ephemeral port), accepts everything and offers
+/// neither TLS nor AUTH.
 #[derive(Clone)]
 pub struct SinkConfig {
     /// Where to listen. The sink binds only here; the default is
@@ -49,6 +50,15 @@ pub struct SinkConfig {
     /// the sink's runtime thread (keep it short). For benchmarks that
     /// measure latency to acceptance.
     pub on_accept: Option<AcceptHook>,
+    /// Offer STARTTLS (RFC 3207) with this server configuration (see
+    /// [`super::tls_server_config`]). `None` (the default) offers no TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Require AUTH PLAIN or LOGIN with this `(user, password)` before
+    /// MAIL (`530 5.7.0` otherwise). AUTH is offered only over TLS unless
+    /// `auth_plaintext` is set.
+    pub auth: Option<(String, String)>,
+    /// Offer and accept AUTH before STARTTLS too.
+    pub auth_plaintext: bool,
 }
 
 /// A callback told about every accepted message.
@@ -73,9 +83,14 @@ pub struct Accepted<'a> {
     pub head: &'a [u8],
     /// When the end of the message was received.
     pub at: SystemTime,
+    /// It came over TLS.
+    pub tls: bool,
+    /// The user the client authenticated as, if it did.
+    pub auth: Option<&'a str>,
 }
 
-/// Injected failures, each a probability from 0 to 1 (0 never, 1 always).
+/// Injected failures: probabilities from 0 to 1 (0 never, 1 always), and
+/// a broken STARTTLS.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Faults {
     /// Per RCPT: `451 4.3.0` (checked before `rcpt_permfail`).
@@ -89,6 +104,10 @@ pub struct Faults {
     pub data_permfail: f64,
     /// Per transaction, at MAIL: answer `421 4.4.2` and close the connection.
     pub disconnect_421: f64,
+    /// Announce STARTTLS (even without [`SinkConfig::tls`]), answer it
+    /// `220`, then send garbage and close instead of a TLS handshake: for
+    /// testing a client's fallback.
+    pub tls_broken: bool,
 }
 
 impl Faults {
@@ -144,6 +163,9 @@ impl Default for SinkConfig {
             max_message_size: None,
             threads: 1,
             on_accept: None,
+            tls: None,
+            auth: None,
+            auth_plaintext: false,
         }
     }
 }
@@ -178,6 +200,16 @@ impl SinkConfig {
                 "max_connections must be at least 1".into(),
             ));
         }
+        if let Some((user, _)) = &self.auth {
+            if user.is_empty() {
+                return Err(SinkError::Config("the AUTH user name is empty".into()));
+            }
+            if self.tls.is_none() && !self.auth_plaintext {
+                return Err(SinkError::Config(
+                    "AUTH needs TLS (a certificate and key) or auth_plaintext".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -197,6 +229,9 @@ impl fmt::Debug for SinkConfig {
             .field("max_message_size", &self.max_message_size)
             .field("threads", &self.threads)
             .field("on_accept", &self.on_accept.as_ref().map(|_| "<hook>"))
+            .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth.as_ref().map(|(user, _)| user))
+            .field("auth_plaintext", &self.auth_plaintext)
             .finish()
     }
 }
@@ -238,5 +273,14 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(!e.is_transient());
+        let mut c = SinkConfig {
+            auth: Some(("u".into(), "p".into())),
+            ..SinkConfig::default()
+        };
+        assert!(c.validate().is_err(), "AUTH without TLS");
+        c.auth_plaintext = true;
+        c.validate().unwrap();
+        c.auth = Some((String::new(), "p".into()));
+        assert!(c.validate().is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! The socket loop of one connection: read into a reusable 64 KiB buffer,
 //! let the session consume it, store accepted messages, write all replies
-//! of one read in one write. Everything SMTP is in [`super::session`].
+//! of one read in one write, and switch the stream to TLS after STARTTLS.
+//! Everything SMTP is in [`super::session`].
 
 use std::io;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fastrand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -17,6 +18,7 @@ use super::dump;
 use super::faults::delay;
 use super::session::{PendingMessage, Progress, Session, SessionParams};
 use super::stats::{OpenConnection, SinkStats};
+use super::stream::Stream;
 
 /// Size of each connection's read buffer.
 const READ_BUFFER: usize = 64 * 1024;
@@ -26,6 +28,9 @@ const READ_BUFFER: usize = 64 * 1024;
 /// client has read that reply.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// Longest a TLS handshake after STARTTLS may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What every connection shares.
 pub(crate) struct Shared {
     pub(crate) params: Arc<SessionParams>,
@@ -33,6 +38,7 @@ pub(crate) struct Shared {
     pub(crate) latency: Latency,
     pub(crate) dump_dir: Option<PathBuf>,
     pub(crate) on_accept: Option<AcceptHook>,
+    pub(crate) tls: Option<Arc<ServerConfig>>,
 }
 
 /// One accepted connection.
@@ -56,7 +62,7 @@ pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>, stop: watch::Re
         seed,
     } = conn;
     let io = Io {
-        stream,
+        stream: Stream::Plain(stream),
         out: Vec::with_capacity(4096),
         rng: Rng::with_seed(seed.rotate_left(32)),
         latency: shared.latency,
@@ -69,13 +75,19 @@ pub(crate) async fn serve(conn: Connection, shared: Arc<Shared>, stop: watch::Re
 
 /// The socket with its output buffer and latency draws.
 struct Io {
-    stream: TcpStream,
+    stream: Stream,
     out: Vec<u8>,
     rng: Rng,
     latency: Latency,
 }
 
 impl Io {
+    /// Runs the TLS handshake; the same connection over TLS.
+    async fn start_tls(self, config: Arc<ServerConfig>) -> io::Result<Io> {
+        let stream = self.stream.start_tls(config).await?;
+        Ok(Io { stream, ..self })
+    }
+
     /// Waits the reply latency, then writes the output in one go.
     async fn flush(&mut self, replies: u32) -> io::Result<()> {
         if self.out.is_empty() {
@@ -112,6 +124,13 @@ impl Io {
     }
 }
 
+/// What to do after the session consumed a read.
+enum Next {
+    Read,
+    Close,
+    StartTls,
+}
+
 async fn run(
     mut io: Io,
     shared: &Shared,
@@ -119,7 +138,9 @@ async fn run(
     seed: u64,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let _ = io.stream.set_nodelay(true);
+    if let Stream::Plain(s) = &io.stream {
+        let _ = s.set_nodelay(true);
+    }
     if refuse {
         shared.params.too_many_connections(&mut io.out);
         return io.close(1, &mut stop).await;
@@ -141,12 +162,13 @@ async fn run(
             return Ok(());
         }
         end += n;
-        let close = loop {
+        let next = loop {
             let (used, progress) = session.feed(&buf[start..end], &mut io.out);
             start += used;
             match progress {
-                Progress::NeedInput => break false,
-                Progress::Close => break true,
+                Progress::NeedInput => break Next::Read,
+                Progress::Close => break Next::Close,
+                Progress::StartTls => break Next::StartTls,
                 Progress::Message => {
                     let number = session.pending_message().and_then(|m| store(shared, &m));
                     session.finish_message(number, &mut io.out);
@@ -155,10 +177,30 @@ async fn run(
         };
         let tally = session.take_tally();
         shared.stats.add(tally);
-        if close {
-            return io.close(tally.replies, &mut stop).await;
+        match next {
+            Next::Close => return io.close(tally.replies, &mut stop).await,
+            Next::Read => io.flush(tally.replies).await?,
+            Next::StartTls => {
+                io.flush(tally.replies).await?;
+                // Whatever the client sent after STARTTLS in plaintext is
+                // dropped unread (RFC 3207 section 6, CVE-2011-0411).
+                (start, end) = (0, 0);
+                let Some(config) = shared.tls.clone() else {
+                    return Err(io::Error::other(
+                        "sink: STARTTLS without a TLS configuration",
+                    ));
+                };
+                io = tokio::select! {
+                    upgraded = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, io.start_tls(config)) => {
+                        upgraded.map_err(|_| io::Error::other("TLS handshake timed out"))??
+                    }
+                    _ = stop.changed() => return Ok(()),
+                };
+                shared.stats.tls_session();
+                session.tls_started();
+                continue;
+            }
         }
-        io.flush(tally.replies).await?;
         if start == end {
             (start, end) = (0, 0);
         } else if start > 0 {
@@ -198,6 +240,8 @@ fn store(shared: &Shared, message: &PendingMessage<'_>) -> Option<u64> {
             message_id: message_id.as_deref(),
             head: message.content,
             at: SystemTime::now(),
+            tls: message.tls,
+            auth: message.auth,
         });
     }
     Some(number)

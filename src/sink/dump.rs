@@ -18,6 +18,8 @@ struct Envelope<'a> {
     size: u64,
     message_id: Option<&'a str>,
     helo: &'a str,
+    tls: bool,
+    auth: Option<&'a str>,
 }
 
 /// Writes message `number` to `dir`. The `.eml` is written first, so a
@@ -37,6 +39,8 @@ pub(crate) fn write(
         size: message.size,
         message_id,
         helo: message.helo,
+        tls: message.tls,
+        auth: message.auth,
     };
     let mut json = serde_json::to_vec(&envelope).map_err(io::Error::other)?;
     json.push(b'\n');
@@ -58,6 +62,8 @@ mod tests {
             rcpt_to: &rcpts,
             size: 5,
             content: b"x\r\ny\n",
+            tls: true,
+            auth: None,
         };
         write(dir.path(), 7, &m, None).unwrap();
         assert_eq!(
@@ -68,7 +74,7 @@ mod tests {
         assert_eq!(
             json,
             "{\"number\":7,\"mail_from\":\"\",\"mail_params\":\"SIZE=3\",\"rcpt_to\":[\"b@y\"],\
-             \"size\":5,\"message_id\":null,\"helo\":\"c\"}\n"
+             \"size\":5,\"message_id\":null,\"helo\":\"c\",\"tls\":true,\"auth\":null}\n"
         );
         assert!(write(&dir.path().join("missing"), 8, &m, None).is_err());
     }

@@ -69,7 +69,8 @@ pub(crate) fn stats_line(now: &SinkSnapshot, before: &SinkSnapshot, elapsed: Dur
     let rate = now.messages.saturating_sub(before.messages) as f64 / secs;
     format!(
         "sink: {} msgs ({rate:.0}/s), {} rcpts, {:.1} MB, conns {} open (max {}, {} total, {} refused), \
-         ids {} unique {} dup {} missing, rejected mail {} rcpt {} data {}, 421 {}",
+         ids {} unique {} dup {} missing, rejected mail {} rcpt {} data {}, 421 {}, \
+         tls {}, auth {} ok {} failed",
         now.messages,
         now.recipients,
         now.bytes as f64 / 1e6,
@@ -84,6 +85,9 @@ pub(crate) fn stats_line(now: &SinkSnapshot, before: &SinkSnapshot, elapsed: Dur
         now.rejected_rcpt,
         now.rejected_data,
         now.disconnects,
+        now.tls_sessions,
+        now.auth_ok,
+        now.auth_failed,
     )
 }
 

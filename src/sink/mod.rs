@@ -5,7 +5,8 @@
 //! recipients, bytes and Message-IDs (so a benchmark can detect losses and
 //! duplicates), can write each message to a directory, and imitates real
 //! receivers: 4xx/5xx at RCPT or after DATA, 421 disconnects, reply latency
-//! and a connection limit. It never relays anything anywhere.
+//! and a connection limit. It can offer STARTTLS (and break it on purpose)
+//! and require AUTH PLAIN or LOGIN. It never relays anything anywhere.
 //!
 //! # Layout
 //!
@@ -15,11 +16,17 @@
 //! - `data`: the DATA phase: end marker and dot-unstuffing over arbitrary
 //!   read boundaries, size limit, header capture.
 //! - `message_id`: finding a message's Message-ID.
-//! - [`session`]: the sans-IO server state machine: bytes in, replies out.
+//! - `auth`: SASL PLAIN and LOGIN decoding and credential checks (pure).
+//! - [`session`]: the sans-IO server state machine: bytes in, replies out
+//!   (with STARTTLS and AUTH).
 //! - `faults`: fault and latency draws.
 //! - [`stats`]: shared counters, the Message-ID ledger, [`SinkSnapshot`].
 //! - `dump`: writing accepted messages to `dump_dir`.
-//! - `conn`: the thin socket loop of one connection.
+//! - `tls`: [`tls_server_config`] from PEM files.
+//! - `stream`: a connection's byte stream, plain TCP or rustls's server
+//!   side driven by hand over it.
+//! - `conn`: the thin socket loop of one connection (and the STARTTLS
+//!   upgrade).
 //! - `server`: the accept loop, [`start`] and [`SinkHandle`].
 //! - `foreground`: [`run_foreground`] for the CLI.
 //!
@@ -33,16 +40,20 @@
 //!   marker, dot-unstuffed, line ends untouched (CRLF on the wire stays
 //!   CRLF), including the CRLF before the final `.`.
 //! - `n.json`: the envelope, one JSON object:
-//!   `{"number":n,"mail_from":"a@b","mail_params":"SIZE=10","rcpt_to":["c@d"],"size":123,"message_id":"<x@y>","helo":"client.example"}`
+//!   `{"number":n,"mail_from":"a@b","mail_params":"SIZE=10","rcpt_to":["c@d"],"size":123,"message_id":"<x@y>","helo":"client.example","tls":true,"auth":"user"}`
 //!   where `mail_from` and `rcpt_to` are the paths without angle brackets
 //!   (`""` for the null sender), `mail_params` the MAIL parameters as sent,
-//!   `size` the length of `n.eml`, and `message_id` is `null` when the
-//!   message has none.
+//!   `size` the length of `n.eml`, `message_id` is `null` when the
+//!   message has none, `helo` is the last HELO/EHLO name (after STARTTLS,
+//!   the one sent over TLS), `tls` says whether the message came over TLS
+//!   and `auth` is the user the client authenticated as (`null` without
+//!   AUTH).
 
 pub mod config;
 pub mod session;
 pub mod stats;
 
+mod auth;
 mod command;
 mod conn;
 mod data;
@@ -52,6 +63,8 @@ mod foreground;
 mod message_id;
 mod scan;
 mod server;
+mod stream;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,6 +74,7 @@ pub use foreground::run_foreground;
 pub use message_id::message_id;
 pub use server::{start, SinkHandle};
 pub use stats::{SinkSnapshot, SinkStats};
+pub use tls::tls_server_config;
 
 /// Errors of the sink.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +104,14 @@ pub enum SinkError {
     /// Writing the final statistics failed.
     #[error("cannot write sink statistics: {0}")]
     Output(std::io::Error),
+    /// The TLS certificate or key could not be loaded.
+    #[error("cannot load TLS certificate or key {}: {reason}", path.display())]
+    Tls {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl SinkError {
@@ -98,7 +120,7 @@ impl SinkError {
     /// A bad configuration is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
-            SinkError::Config(_) => false,
+            SinkError::Config(_) | SinkError::Tls { .. } => false,
             SinkError::Bind { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::AddrInUse | std::io::ErrorKind::OutOfMemory

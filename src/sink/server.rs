@@ -66,6 +66,7 @@ pub fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
         latency: config.latency,
         dump_dir: config.dump_dir.clone(),
         on_accept: config.on_accept.clone(),
+        tls: config.tls.clone(),
     });
     let (stop, stopped) = watch::channel(false);
     let seed = config.seed.unwrap_or_else(|| fastrand::u64(..));

@@ -26,6 +26,9 @@ pub struct SinkStats {
     rejected_rcpt: AtomicU64,
     rejected_data: AtomicU64,
     disconnects: AtomicU64,
+    tls_sessions: AtomicU64,
+    auth_ok: AtomicU64,
+    auth_failed: AtomicU64,
     numbers: AtomicU64,
     ledger: Mutex<Ledger>,
 }
@@ -76,8 +79,17 @@ pub struct SinkSnapshot {
     pub rejected_rcpt: u64,
     /// Messages refused after DATA (injected faults, too big, not stored).
     pub rejected_data: u64,
-    /// Connections closed with an injected 421.
+    /// Connections closed with an injected 421 or a broken STARTTLS.
     pub disconnects: u64,
+    /// TLS handshakes completed after STARTTLS.
+    #[serde(default)]
+    pub tls_sessions: u64,
+    /// Successful AUTH commands.
+    #[serde(default)]
+    pub auth_ok: u64,
+    /// Failed AUTH exchanges.
+    #[serde(default)]
+    pub auth_failed: u64,
 }
 
 /// Closes a connection's accounting when dropped.
@@ -133,6 +145,13 @@ impl SinkStats {
         add(&self.rejected_rcpt, t.rejected_rcpt);
         add(&self.rejected_data, t.rejected_data);
         add(&self.disconnects, t.injected_disconnects);
+        add(&self.auth_ok, t.auth_ok);
+        add(&self.auth_failed, t.auth_failed);
+    }
+
+    /// Counts a completed TLS handshake.
+    pub(crate) fn tls_session(&self) {
+        self.tls_sessions.fetch_add(1, Relaxed);
     }
 
     /// The number for the next message (from 1): the `queued as` number
@@ -190,6 +209,9 @@ impl SinkStats {
             rejected_rcpt: self.rejected_rcpt.load(Relaxed),
             rejected_data: self.rejected_data.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
+            tls_sessions: self.tls_sessions.load(Relaxed),
+            auth_ok: self.auth_ok.load(Relaxed),
+            auth_failed: self.auth_failed.load(Relaxed),
         }
     }
 
@@ -274,6 +296,17 @@ mod tests {
         );
         assert_eq!(snap.refused_connections, 2);
         assert_eq!(s.serving.load(Relaxed), 1);
+        s.tls_session();
+        s.add(Tally {
+            auth_ok: 2,
+            auth_failed: 1,
+            ..Tally::default()
+        });
+        let snap = s.snapshot();
+        assert_eq!(
+            (snap.tls_sessions, snap.auth_ok, snap.auth_failed),
+            (1, 2, 1)
+        );
         let json = serde_json::to_string(&snap).unwrap();
         let back: SinkSnapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, snap);

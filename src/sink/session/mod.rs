@@ -8,7 +8,12 @@
 //! one output buffer, so a pipelined transaction costs one write. When a
 //! message is complete, `feed` stops with [`Progress::Message`]: the caller
 //! looks at [`Session::pending_message`], stores or counts it, and answers
-//! with [`Session::finish_message`] before feeding the rest.
+//! with [`Session::finish_message`] before feeding the rest. After a
+//! STARTTLS, `feed` stops with [`Progress::StartTls`]: the caller writes
+//! the `220`, discards the rest of its input (RFC 3207 section 6), runs the
+//! TLS handshake and calls [`Session::tls_started`].
+//!
+//! AUTH (PLAIN and LOGIN) is in `auth.rs`.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -22,6 +27,7 @@ use super::faults::{happens, verdict, Verdict};
 use super::message_id::message_id;
 use super::scan::find_byte;
 
+mod auth;
 #[cfg(test)]
 mod tests;
 
@@ -40,9 +46,19 @@ pub struct SessionParams {
     max_message_size: Option<u64>,
     faults: Faults,
     keep_all: bool,
+    /// Offer STARTTLS.
+    starttls: bool,
+    /// Answer STARTTLS with 220 and garbage.
+    tls_broken: bool,
+    /// Required credentials `(user, password)`.
+    auth: Option<(String, String)>,
+    /// AUTH is allowed before TLS.
+    auth_plaintext: bool,
     greeting: Vec<u8>,
     helo: Vec<u8>,
-    ehlo: Vec<u8>,
+    /// The EHLO reply before TLS and over TLS.
+    ehlo_plain: Vec<u8>,
+    ehlo_tls: Vec<u8>,
     dropped: Vec<u8>,
     too_many: Vec<u8>,
     shutting_down: Vec<u8>,
@@ -60,23 +76,21 @@ impl SessionParams {
                 String::new()
             }
         };
-        let mut ehlo = format!("250-{host}\r\n");
-        if config.pipelining {
-            ehlo.push_str("250-PIPELINING\r\n");
-        }
-        match config.max_message_size {
-            Some(n) => ehlo.push_str(&format!("250-SIZE {n}\r\n")),
-            None => ehlo.push_str("250-SIZE\r\n"),
-        }
-        ehlo.push_str("250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n");
+        let starttls = config.tls.is_some() || config.faults.tls_broken;
+        let auth = config.auth.is_some();
         SessionParams {
             esmtp: config.esmtp,
             max_message_size: config.max_message_size,
             faults: config.faults,
             keep_all: config.dump_dir.is_some(),
+            starttls,
+            tls_broken: config.faults.tls_broken,
+            auth: config.auth.clone(),
+            auth_plaintext: config.auth_plaintext,
             greeting: format!("220 {host} ESMTP ringmail-sink\r\n").into_bytes(),
             helo: format!("250 {host}\r\n").into_bytes(),
-            ehlo: ehlo.into_bytes(),
+            ehlo_plain: ehlo_reply(config, starttls, auth && config.auth_plaintext),
+            ehlo_tls: ehlo_reply(config, false, auth),
             dropped: format!(
                 "421 {}{host} Error: closing connection (injected fault)\r\n",
                 enh("4.4.2")
@@ -100,6 +114,26 @@ impl SessionParams {
     }
 }
 
+/// The EHLO reply, announcing STARTTLS and AUTH as asked.
+fn ehlo_reply(config: &SinkConfig, starttls: bool, auth: bool) -> Vec<u8> {
+    let mut ehlo = format!("250-{}\r\n", config.hostname);
+    if config.pipelining {
+        ehlo.push_str("250-PIPELINING\r\n");
+    }
+    match config.max_message_size {
+        Some(n) => ehlo.push_str(&format!("250-SIZE {n}\r\n")),
+        None => ehlo.push_str("250-SIZE\r\n"),
+    }
+    if starttls {
+        ehlo.push_str("250-STARTTLS\r\n");
+    }
+    if auth {
+        ehlo.push_str("250-AUTH PLAIN LOGIN\r\n");
+    }
+    ehlo.push_str("250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n");
+    ehlo.into_bytes()
+}
+
 /// Why [`Session::feed`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -110,6 +144,11 @@ pub enum Progress {
     Message,
     /// Write the output, then close the connection.
     Close,
+    /// STARTTLS was accepted: write the output (the `220`), discard all
+    /// unconsumed input, run the TLS handshake, then call
+    /// [`Session::tls_started`] and go on reading over TLS. If the
+    /// handshake fails, close.
+    StartTls,
 }
 
 /// Counts since the last [`Session::take_tally`].
@@ -123,8 +162,12 @@ pub struct Tally {
     pub rejected_rcpt: u32,
     /// Messages refused after DATA (faults, too big, not stored).
     pub rejected_data: u32,
-    /// Connections closed with an injected 421.
+    /// Connections closed with an injected 421 or a broken STARTTLS.
     pub injected_disconnects: u32,
+    /// Successful AUTH commands.
+    pub auth_ok: u32,
+    /// Failed AUTH exchanges (bad credentials or responses, cancelled).
+    pub auth_failed: u32,
 }
 
 /// A received message awaiting [`Session::finish_message`].
@@ -143,6 +186,10 @@ pub struct PendingMessage<'a> {
     /// The whole message when the session keeps whole messages (dump),
     /// else its start (the header section, at most 64 KiB).
     pub content: &'a [u8],
+    /// It came over TLS.
+    pub tls: bool,
+    /// The user the client authenticated as, if it did.
+    pub auth: Option<&'a str>,
 }
 
 impl PendingMessage<'_> {
@@ -164,6 +211,10 @@ enum Phase {
     Data,
     /// A message awaits `finish_message`.
     Message,
+    /// STARTTLS accepted: waiting for `tls_started`.
+    StartTls,
+    /// Inside an AUTH exchange: the next line is a response.
+    Auth(auth::Step),
     /// QUIT or an injected disconnect: no more input is read.
     Closed,
 }
@@ -197,6 +248,13 @@ const RCPT_PERM: Reply = reply("550", "5.1.1", "Error: recipient rejected (injec
 const DATA_TEMP: Reply = reply("451", "4.3.0", "Error: temporary failure (injected fault)");
 const DATA_PERM: Reply = reply("554", "5.6.0", "Error: message rejected (injected fault)");
 const NOT_STORED: Reply = reply("451", "4.3.0", "Error: cannot store message");
+const READY_FOR_TLS: Reply = reply("220", "2.0.0", "Ready to start TLS");
+const TLS_ACTIVE: Reply = reply("554", "5.5.1", "Error: TLS already active");
+const IN_TRANSACTION: Reply = reply("503", "5.5.1", "Error: MAIL transaction in progress");
+const NEED_AUTH: Reply = reply("530", "5.7.0", "Authentication required");
+
+/// What a broken STARTTLS sends instead of a TLS handshake.
+const NOT_TLS: &[u8] = b"ringmail-sink: this is not a TLS handshake (injected fault)\r\n";
 
 const fn reply(code: &'static str, enhanced: &'static str, text: &'static str) -> Reply {
     Reply {
@@ -222,6 +280,12 @@ pub struct Session {
     rcpt_attempts: usize,
     data: DataReader,
     tally: Tally,
+    /// The session runs over TLS.
+    tls: bool,
+    /// The user authenticated as.
+    auth_user: Option<String>,
+    /// LOGIN's user name, between its two answers.
+    login_user: Vec<u8>,
 }
 
 impl Session {
@@ -241,6 +305,9 @@ impl Session {
             rcpt_attempts: 0,
             data,
             tally: Tally::default(),
+            tls: false,
+            auth_user: None,
+            login_user: Vec::new(),
         }
     }
 
@@ -260,6 +327,7 @@ impl Session {
             match self.phase {
                 Phase::Closed => return (pos, Progress::Close),
                 Phase::Message => return (pos, Progress::Message),
+                Phase::StartTls => return (pos, Progress::StartTls),
                 Phase::Data => {
                     let (n, end) = self.data.feed(&input[pos..]);
                     pos += n;
@@ -268,7 +336,7 @@ impl Session {
                     }
                     self.end_of_data(out);
                 }
-                Phase::Connected | Phase::Ready | Phase::Mail => {
+                Phase::Connected | Phase::Ready | Phase::Mail | Phase::Auth(_) => {
                     let rest = &input[pos..];
                     let Some(lf) = find_byte(b'\n', rest) else {
                         if self.discarding || rest.len() > MAX_LINE {
@@ -280,10 +348,17 @@ impl Session {
                     pos += lf + 1;
                     let line = &rest[..lf];
                     if std::mem::take(&mut self.discarding) || line.len() > MAX_LINE {
+                        if let Phase::Auth(_) = self.phase {
+                            self.auth_failed();
+                        }
                         self.put(out, TOO_LONG);
                         continue;
                     }
-                    self.command(line.strip_suffix(b"\r").unwrap_or(line), out);
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    match self.phase {
+                        Phase::Auth(step) => self.auth_response(step, line, out),
+                        _ => self.command(line, out),
+                    }
                 }
             }
         }
@@ -298,7 +373,31 @@ impl Session {
             rcpt_to: &self.rcpts,
             size: self.data.size(),
             content: self.data.content(),
+            tls: self.tls,
+            auth: self.auth_user.as_deref(),
         })
+    }
+
+    /// The TLS handshake after STARTTLS succeeded: forgets everything said
+    /// before (RFC 3207 section 4.2: the client must EHLO again, and an
+    /// earlier AUTH no longer counts). Does nothing unless `feed` reported
+    /// [`Progress::StartTls`].
+    pub fn tls_started(&mut self) {
+        if self.phase != Phase::StartTls {
+            return;
+        }
+        self.tls = true;
+        self.phase = Phase::Connected;
+        self.discarding = false;
+        self.ehlo = false;
+        self.helo.clear();
+        self.auth_user = None;
+        self.reset_transaction();
+    }
+
+    /// True once [`Session::tls_started`] was called.
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     /// Answers the pending message: `250 2.0.0 Ok: queued as <n>` when
@@ -362,6 +461,13 @@ impl Session {
                 self.phase = Phase::Closed;
             }
             Command::Vrfy => self.put(out, VRFY),
+            Command::StartTls if self.params.starttls && self.params.esmtp => self.starttls(out),
+            Command::Auth { mechanism, initial }
+                if self.params.auth.is_some() && self.params.esmtp =>
+            {
+                self.auth(mechanism, initial, out)
+            }
+            Command::StartTls | Command::Auth { .. } => self.put(out, UNKNOWN),
             Command::Unknown => self.put(out, UNKNOWN),
             Command::Bad(r) => self.put(out, r),
         }
@@ -373,8 +479,31 @@ impl Session {
         self.ehlo = ehlo;
         self.helo = String::from_utf8_lossy(name).into_owned();
         let params = Arc::clone(&self.params);
-        out.extend_from_slice(if ehlo { &params.ehlo } else { &params.helo });
+        out.extend_from_slice(match (ehlo, self.tls) {
+            (false, _) => &params.helo,
+            (true, false) => &params.ehlo_plain,
+            (true, true) => &params.ehlo_tls,
+        });
         self.tally.replies += 1;
+    }
+
+    fn starttls(&mut self, out: &mut Vec<u8>) {
+        if self.tls {
+            return self.put(out, TLS_ACTIVE);
+        }
+        match self.phase {
+            Phase::Connected => return self.put(out, NEED_HELO),
+            Phase::Mail => return self.put(out, IN_TRANSACTION),
+            _ => {}
+        }
+        self.put(out, READY_FOR_TLS);
+        if self.params.tls_broken {
+            out.extend_from_slice(NOT_TLS);
+            self.tally.injected_disconnects += 1;
+            self.phase = Phase::Closed;
+        } else {
+            self.phase = Phase::StartTls;
+        }
     }
 
     fn mail(&mut self, path: &[u8], params: &[u8], out: &mut Vec<u8>) {
@@ -382,6 +511,9 @@ impl Session {
             Phase::Connected => return self.put(out, NEED_HELO),
             Phase::Mail => return self.put(out, NESTED_MAIL),
             _ => {}
+        }
+        if self.params.auth.is_some() && self.auth_user.is_none() {
+            return self.put(out, NEED_AUTH);
         }
         if happens(&mut self.rng, self.params.faults.disconnect_421) {
             out.extend_from_slice(&self.params.dropped);

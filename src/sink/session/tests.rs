@@ -3,6 +3,8 @@
 use super::*;
 use crate::sink::config::SinkConfig;
 
+mod tls_auth;
+
 /// (mail_from, rcpts, content, message_id) of an accepted message.
 type Got = (String, Vec<String>, Vec<u8>, Option<String>);
 
@@ -13,6 +15,10 @@ struct Harness {
     out: Vec<u8>,
     next: u64,
     messages: Vec<Got>,
+    /// Per message: (over TLS, authenticated user).
+    origins: Vec<(bool, Option<String>)>,
+    /// STARTTLS handshakes "run".
+    tls_starts: u32,
     closed: bool,
     keep_all: bool,
 }
@@ -29,6 +35,8 @@ impl Harness {
             out,
             next: 1,
             messages: Vec::new(),
+            origins: Vec::new(),
+            tls_starts: 0,
             closed: false,
             keep_all: config.dump_dir.is_some(),
         }
@@ -53,6 +61,14 @@ impl Harness {
                     self.closed = true;
                     break;
                 }
+                Progress::StartTls => {
+                    // As the socket loop does: drop the unread plaintext,
+                    // "handshake", go on.
+                    self.pending.clear();
+                    self.session.tls_started();
+                    self.tls_starts += 1;
+                    break;
+                }
                 Progress::Message => {
                     let m = self.session.pending_message().unwrap();
                     if self.keep_all {
@@ -64,6 +80,7 @@ impl Harness {
                         m.content.to_vec(),
                         m.message_id().map(Cow::into_owned),
                     ));
+                    self.origins.push((m.tls, m.auth.map(str::to_string)));
                     self.session.finish_message(Some(self.next), &mut self.out);
                     self.next += 1;
                 }
@@ -196,6 +213,7 @@ fn out_of_sequence_and_unknown() {
     let mut h = Harness::new(&SinkConfig::default());
     h.replies();
     h.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nSTARTTLS\r\n\r\n");
+    // (STARTTLS is unknown without a TLS configuration.)
     assert_eq!(h.codes(), ["503", "503", "503", "502", "500"]);
     h.send(b"HELO c\r\nRCPT TO:<c@d>\r\nDATA\r\nMAIL FROM:<a@b>\r\nDATA\r\nMAIL FROM:<a@b>\r\n");
     assert_eq!(h.codes(), ["250", "503", "503", "250", "503", "503"]);

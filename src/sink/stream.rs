@@ -1,0 +1,173 @@
+//! A connection's byte stream: plain TCP, or TLS over it after STARTTLS,
+//! with rustls's `ServerConnection` driven by hand (`read_tls`,
+//! `process_new_packets`, `reader`, `writer`, `write_tls`).
+//!
+//! Reading never writes, so a read can be cancelled (by the stop signal)
+//! without losing or tearing output; what rustls wants to send outside the
+//! handshake goes out with the next write.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use rustls::{ServerConfig, ServerConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Size of the ciphertext read buffer: more than one whole TLS record.
+const CIPHERTEXT_BUFFER: usize = 32 * 1024;
+
+/// A connection, plain or TLS.
+pub(crate) enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsStream>),
+}
+
+impl Stream {
+    /// Reads what is available; `Ok(0)` at the end (TLS: close_notify or a
+    /// plain close of the TCP connection).
+    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    /// Writes all of `data`.
+    pub(crate) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(data).await,
+            Stream::Tls(s) => s.write_all(data).await,
+        }
+    }
+
+    /// Ends the sending side (TLS: close_notify first).
+    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown().await,
+        }
+    }
+
+    /// Runs the server side of a TLS handshake on a plain stream. Nothing
+    /// read before is kept: the caller has discarded its plaintext input.
+    pub(crate) async fn start_tls(self, config: Arc<ServerConfig>) -> io::Result<Stream> {
+        let Stream::Plain(tcp) = self else {
+            return Err(io::Error::other("TLS is already active"));
+        };
+        let tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        let mut s = TlsStream {
+            tcp,
+            tls,
+            incoming: vec![0; CIPHERTEXT_BUFFER].into_boxed_slice(),
+            fed: 0,
+            filled: 0,
+            outgoing: Vec::new(),
+        };
+        s.handshake().await?;
+        Ok(Stream::Tls(Box::new(s)))
+    }
+}
+
+/// rustls's server connection over a TCP stream.
+pub(crate) struct TlsStream {
+    tcp: TcpStream,
+    tls: ServerConnection,
+    /// Ciphertext read; `incoming[fed..filled]` not yet given to rustls.
+    incoming: Box<[u8]>,
+    fed: usize,
+    filled: usize,
+    /// Ciphertext to write, reused.
+    outgoing: Vec<u8>,
+}
+
+impl TlsStream {
+    async fn handshake(&mut self) -> io::Result<()> {
+        loop {
+            self.flush().await?;
+            if !self.tls.is_handshaking() {
+                return Ok(());
+            }
+            if !self.fill().await? {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed the connection during the TLS handshake",
+                ));
+            }
+            if let Err(e) = self.feed() {
+                // Best effort: the alert tells the client why.
+                let _ = self.flush().await;
+                return Err(e);
+            }
+        }
+    }
+
+    /// Reads ciphertext when none is pending; false at the end of input.
+    async fn fill(&mut self) -> io::Result<bool> {
+        if self.fed < self.filled {
+            return Ok(true);
+        }
+        let n = self.tcp.read(&mut self.incoming).await?;
+        (self.fed, self.filled) = (0, n);
+        Ok(n > 0)
+    }
+
+    /// Gives pending ciphertext to rustls and decrypts it.
+    fn feed(&mut self) -> io::Result<()> {
+        let n = self
+            .tls
+            .read_tls(&mut &self.incoming[self.fed..self.filled])?;
+        self.fed += n;
+        self.tls
+            .process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(())
+    }
+
+    async fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            match self.tls.reader().read(out) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Closed without close_notify: as good as a close for SMTP,
+                // where QUIT ends the conversation.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if !self.fill().await? {
+                // Tells rustls the transport is closed.
+                self.tls.read_tls(&mut &[][..])?;
+                return Ok(0);
+            }
+            self.feed()?;
+        }
+    }
+
+    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = self.tls.writer().write(data)?;
+            data = &data[n..];
+            self.flush().await?;
+        }
+        self.flush().await
+    }
+
+    /// Writes everything rustls has to send, in one write.
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.tls.wants_write() {
+            return Ok(());
+        }
+        self.outgoing.clear();
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut self.outgoing)?;
+        }
+        self.tcp.write_all(&self.outgoing).await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.tls.send_close_notify();
+        self.flush().await?;
+        self.tcp.shutdown().await
+    }
+}
