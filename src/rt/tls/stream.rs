@@ -123,18 +123,30 @@ impl TlsStream {
         if buf.capacity() == 0 {
             buf.reserve(DEFAULT_READ);
         }
-        buf.resize(buf.capacity(), 0);
-        let r = self.read_into(&mut buf).await;
-        buf.truncate(*r.as_ref().unwrap_or(&0));
+        let r = match self.readable().await {
+            Ok(0) => Ok(0),
+            Ok(available) => {
+                // Only the bytes about to be copied are initialized.
+                buf.resize(available.min(buf.capacity()), 0);
+                let r = self.tls.reader().read(&mut buf);
+                buf.truncate(*r.as_ref().unwrap_or(&0));
+                r
+            }
+            Err(e) => Err(e),
+        };
         (r, buf)
     }
 
-    async fn read_into(&mut self, out: &mut [u8]) -> io::Result<usize> {
+    /// Waits for plaintext: how many bytes can be read, or 0 once the
+    /// server sent close_notify and everything was read.
+    async fn readable(&mut self) -> io::Result<usize> {
         loop {
-            match self.tls.reader().read(out) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+            let state = self.process().await?;
+            if state.plaintext_bytes_to_read() > 0 {
+                return Ok(state.plaintext_bytes_to_read());
+            }
+            if state.peer_has_closed() {
+                return Ok(0);
             }
             if self.fed == self.incoming.len() {
                 if self.eof {
@@ -144,27 +156,25 @@ impl TlsStream {
                 self.flush().await?;
                 self.read_inner().await?;
                 if self.eof {
-                    // An empty read tells rustls the transport is closed.
-                    self.tls.read_tls(&mut &[][..])?;
-                    self.process().await?;
                     continue;
                 }
             }
             let rest = &self.incoming[self.fed..];
             let n = self.tls.read_tls(&mut &rest[..])?;
             self.fed += n;
-            self.process().await?;
         }
     }
 
     /// Decrypts what was fed; on a TLS error sends the alert (best effort)
     /// and reports the error.
-    async fn process(&mut self) -> io::Result<()> {
-        if let Err(e) = self.tls.process_new_packets() {
-            let _ = self.flush().await;
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    async fn process(&mut self) -> io::Result<rustls::IoState> {
+        match self.tls.process_new_packets() {
+            Ok(state) => Ok(state),
+            Err(e) => {
+                let _ = self.flush().await;
+                Err(io::Error::new(io::ErrorKind::InvalidData, e))
+            }
         }
-        Ok(())
     }
 
     /// Reads ciphertext from the inner connection into `incoming`.
