@@ -23,11 +23,14 @@
 //! - [`proto`]: the sans-IO SMTP client protocol (replies, capabilities,
 //!   commands, the transaction state machine).
 //! - [`deliver`]: routing, and one SMTP session over an owned-buffer connection.
+//! - [`bounce`]: delivery status notifications (RFC 3464): the failure
+//!   and delay notices sent back to the sender, built without I/O.
 //! - [`sched`]: the lock-free pickup ring, the shard loop that drains it
 //!   into the queue, and the per-shard queue manager that schedules delivery.
 //! - [`sink`]: the bundled SMTP receiver for tests and benchmarks.
 //! - [`daemon`]: `ringmail serve`, wiring the stages together.
 
+pub mod bounce;
 pub mod cleanup;
 pub mod config;
 pub mod daemon;
