@@ -746,8 +746,10 @@ fn permfail_bounced(io: &str, faults: Faults, reply: &str, dsn: &str, stage: &st
     let mut d = sb.start_daemon_nth(io, 0);
     d.wait_recovered(2);
     drop_messages(&sb, "perm", 0..N, to_net);
-    d.wait_until("every message removed", || {
-        count_lines(&d_log(&sb, 0), &[": removed"]) >= N
+    // Each original bounces, and so does its notice (the sink refuses
+    // everything); a notice is never bounced: 2N removals in all.
+    d.wait_until("every message and notice removed", || {
+        count_lines(&d_log(&sb, 0), &[": removed"]) >= 2 * N
     });
     wait_queue_empty(&mut d, &sb, DEADLINE);
     d.stop();
@@ -763,7 +765,16 @@ fn permfail_bounced(io: &str, faults: Faults, reply: &str, dsn: &str, stage: &st
         assert!(l.contains(&relay_field(sink.local_addr)), "{l}");
         assert_delivery_line_shape(l);
     }
-    assert_eq!(count_lines(&log, &["ringmail/qmgr[", ": removed"]), N);
+    assert_eq!(count_lines(&log, &["ringmail/qmgr[", ": removed"]), 2 * N);
+    assert_eq!(
+        count_lines(&log, &["ringmail/bounce[", "sender non-delivery notification: "]),
+        N,
+        "one notice per bounced message, none for a bounced notice"
+    );
+    assert_eq!(
+        count_lines(&log, &["from=<>, size=", "nrcpt=1 (queue active)"]),
+        N
+    );
     assert_eq!(sink.stats().messages, 0);
     let mut d = sb.start_daemon_nth(io, 1);
     let rec = d.wait_recovered(2);

@@ -114,8 +114,14 @@ pub fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
 }
 
 fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
-    let config = load(path)?;
+    let loaded = Config::load(path.as_deref())?;
+    let config = loaded.config;
     ringmail::obs::init(&config.myhostname, config.log_file.as_deref(), verbose)?;
+    if let Some(file) = &loaded.path {
+        if let Some(warning) = ringmail::config::credentials_warning(&config, file) {
+            tracing::warn!(target: "master", "{warning}");
+        }
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))

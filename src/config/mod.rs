@@ -496,6 +496,23 @@ impl Config {
     }
 }
 
+/// A warning when `config` holds relay-host passwords and `file` (where it
+/// was read from) can be read by users other than its owner.
+pub fn credentials_warning(config: &Config, file: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if config.smtp_sasl_password.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(file).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then(|| {
+        format!(
+            "{}: holds smtp_sasl_password entries but is readable by others (mode {:o}); chmod 600 it",
+            file.display(),
+            mode & 0o7777
+        )
+    })
+}
+
 /// A destination pattern: `example.com` or `.example.com`.
 fn check_domain(d: &str) -> Result<(), String> {
     let bare = d.trim_start_matches('.');
@@ -608,6 +625,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.route.len(), 1);
+    }
+
+    #[test]
+    fn readable_credentials_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.toml");
+        let text = "[[smtp_sasl_password]]\nnexthop = \"[relay.example]:587\"\nusername = \"u\"\npassword = \"p\"\n";
+        std::fs::write(&file, text).unwrap();
+        let c = Config::parse(text, &file).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let w = credentials_warning(&c, &file).unwrap();
+        assert!(w.contains("readable by others") && w.contains("644"), "{w}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(credentials_warning(&c, &file), None);
+        assert_eq!(credentials_warning(&Config::default(), &file), None);
+        // Debug output never shows the password.
+        assert!(!format!("{c:?}").contains("password: \"p\""));
     }
 
     #[test]

@@ -39,7 +39,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use super::notices::{failed_recipient, queue_notice, NoticeConfig};
 use super::slots::{DestinationSlots, SlotGuard};
+use crate::bounce::{FailedRecipient, NoticeKind};
 use crate::config::Config;
 use crate::deliver::{
     self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
@@ -63,6 +65,13 @@ pub struct QmgrConfig {
     pub max_backoff: Duration,
     /// Age at which mail expires.
     pub lifetime: Duration,
+    /// Age at which null-sender mail (bounces) expires.
+    pub bounce_lifetime: Duration,
+    /// Age after which the sender of still-deferred mail is warned once;
+    /// `None` never warns.
+    pub delay_warning: Option<Duration>,
+    /// Settings of the notices themselves.
+    pub notices: NoticeConfig,
     /// Connection and protocol settings.
     pub delivery: DeliveryConfig,
 }
@@ -79,6 +88,13 @@ impl QmgrConfig {
             min_backoff: Duration::from_secs(c.minimal_backoff_time),
             max_backoff: Duration::from_secs(c.maximal_backoff_time),
             lifetime: Duration::from_secs(c.maximal_queue_lifetime),
+            bounce_lifetime: Duration::from_secs(c.bounce_queue_lifetime),
+            delay_warning: (c.delay_warning_time > 0)
+                .then(|| Duration::from_secs(c.delay_warning_time)),
+            notices: NoticeConfig {
+                myhostname: c.myhostname.clone(),
+                bounce_size_limit: c.bounce_size_limit,
+            },
             delivery,
         }
     }
@@ -117,6 +133,13 @@ struct MsgState {
     attempts: u32,
     /// When the message entered the queue manager (for delays=a/b).
     queued_micros: u64,
+    /// Recipients that failed for good in this pass: reported in one
+    /// notice when the pass ends, their status written after its commit.
+    failed: Vec<(u32, FailedRecipient)>,
+    /// Recipients deferred in this pass (for a delay warning).
+    delayed: Vec<FailedRecipient>,
+    /// A delay warning was sent.
+    warned: bool,
 }
 
 struct State {
@@ -129,6 +152,11 @@ struct State {
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
     slots: Arc<DestinationSlots>,
     stopping: bool,
+    /// Bounced recipients whose notice waits for the next commit: their
+    /// status is written after it.
+    after_commit: Vec<(QueueId, u32)>,
+    /// Notices appended since the last commit, scheduled after it.
+    new_notices: Vec<QueueId>,
 }
 
 /// The queue manager of one shard. Cheap to clone (shared state on the
@@ -161,6 +189,8 @@ impl Qmgr {
                 retry: BinaryHeap::new(),
                 slots,
                 stopping: false,
+                after_commit: Vec::new(),
+                new_notices: Vec::new(),
             })),
             timer_wake: Rc::new(Notify::new()),
             dirty_wake: Rc::new(Notify::new()),
@@ -181,6 +211,39 @@ impl Qmgr {
         for hop in kicks {
             self.kick(&hop);
         }
+    }
+
+    /// Called by the shard after every commit: the notices appended before
+    /// it are durable, so the recipients they report are marked bounced now
+    /// (durable with the next commit) and the notices are scheduled.
+    pub fn after_commit(&self) {
+        let (statuses, notices) = {
+            let mut st = self.state.borrow_mut();
+            (
+                std::mem::take(&mut st.after_commit),
+                std::mem::take(&mut st.new_notices),
+            )
+        };
+        if statuses.is_empty() && notices.is_empty() {
+            return;
+        }
+        {
+            let st = self.state.borrow();
+            let mut store = st.store.borrow_mut();
+            for (id, rcpt) in statuses {
+                set_final_status(&mut store, id, rcpt, RcptStatus::Bounced);
+            }
+        }
+        self.dirty_wake.notify_one();
+        for id in notices {
+            self.schedule(id);
+        }
+    }
+
+    /// True while notices or statuses wait for a commit.
+    pub fn has_pending(&self) -> bool {
+        let st = self.state.borrow();
+        !st.after_commit.is_empty() || !st.new_notices.is_empty()
     }
 
     /// Makes all deferred mail due now and forgets dead destinations.
@@ -594,7 +657,12 @@ impl State {
             queued_micros: now,
             ..MsgState::default()
         });
-        let expired = now.saturating_sub(view.arrival_micros) > cfg.lifetime.as_micros() as u64;
+        let lifetime = if view.sender.is_empty() {
+            cfg.bounce_lifetime
+        } else {
+            cfg.lifetime
+        };
+        let expired = now.saturating_sub(view.arrival_micros) > lifetime.as_micros() as u64;
         let mut by_hop: HashMap<Nexthop, Vec<u32>> = HashMap::new();
         let mut unroutable: Vec<(u32, RcptResult)> = Vec::new();
         for (i, rcpt) in view.recipients.iter().enumerate() {
@@ -714,6 +782,7 @@ impl State {
             return;
         };
         let arrival = view.arrival_micros;
+        let null_sender = view.sender.is_empty();
         let addrs: Vec<String> = job
             .rcpts
             .iter()
@@ -755,14 +824,18 @@ impl State {
                 if let Err(e) = store.append_defer(job.id, i, next_retry, text) {
                     tracing::error!(target: "qmgr", "{}: cannot record deferral: {e}", job.id);
                 }
-            }
-            match store.set_status(job.id, i as usize, status) {
-                Ok(true) => tracing::info!(target: "qmgr", "{}: removed", job.id),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::error!(target: "qmgr", "{}: cannot record delivery status: {e}", job.id)
+                if let Some(m) = self.msgs.get_mut(&job.id) {
+                    m.delayed.push(failed_recipient(addr, result));
                 }
             }
+            if status == RcptStatus::Bounced && !null_sender {
+                // Written once the notice reporting it is committed.
+                if let Some(m) = self.msgs.get_mut(&job.id) {
+                    m.failed.push((i, failed_recipient(addr, result)));
+                    continue;
+                }
+            }
+            set_final_status(&mut store, job.id, i, status);
         }
     }
 
@@ -773,23 +846,108 @@ impl State {
         self.job_done_if_idle(id, cfg);
     }
 
-    /// When no job of `id` is out: forget it if delivered, else schedule a retry.
-    fn job_done_if_idle(&mut self, id: QueueId, _cfg: &QmgrConfig) {
-        let Some(m) = self.msgs.get(&id) else { return };
+    /// When no job of `id` is out: send the notices this pass calls for,
+    /// then forget the message if it is done, else schedule a retry.
+    fn job_done_if_idle(&mut self, id: QueueId, cfg: &QmgrConfig) {
+        let Some(m) = self.msgs.get_mut(&id) else { return };
         if m.outstanding > 0 {
             return;
+        }
+        let failed = std::mem::take(&mut m.failed);
+        let delayed = std::mem::take(&mut m.delayed);
+        let warn = !m.warned && !delayed.is_empty();
+        let attempts = m.attempts + 1;
+        if !failed.is_empty() {
+            self.notify_failed(id, failed, cfg);
+        }
+        if warn {
+            self.maybe_warn(id, &delayed, cfg);
         }
         let live = self.store.borrow().contains(id);
         if !live {
             self.msgs.remove(&id);
             return;
         }
-        let attempts = m.attempts + 1;
         let due = now_micros() + self.backoff(attempts).as_micros() as u64;
         if let Some(m) = self.msgs.get_mut(&id) {
             m.attempts = attempts;
         }
         self.retry.push(Reverse((due, id)));
+    }
+
+    /// Queues one non-delivery notice for the recipients of `id` that failed
+    /// in this pass; their status is written after its commit.
+    fn notify_failed(&mut self, id: QueueId, failed: Vec<(u32, FailedRecipient)>, cfg: &QmgrConfig) {
+        let reports: Vec<FailedRecipient> = failed.iter().map(|(_, f)| f.clone()).collect();
+        let result = queue_notice(
+            &mut self.store.borrow_mut(),
+            id,
+            NoticeKind::Failure,
+            &reports,
+            &cfg.notices,
+        );
+        match result {
+            Ok(Some(notice)) => {
+                self.new_notices.push(notice);
+                self.after_commit
+                    .extend(failed.iter().map(|(i, _)| (id, *i)));
+            }
+            Ok(None) => {
+                let mut store = self.store.borrow_mut();
+                for (i, _) in failed {
+                    set_final_status(&mut store, id, i, RcptStatus::Bounced);
+                }
+            }
+            Err(e) if e.is_transient() => {
+                // The recipients stay live: tried again, bounced again, and
+                // the notice with them. Never lost.
+                tracing::error!(target: "bounce", "{id}: {e}; will try again");
+            }
+            Err(e) => {
+                tracing::error!(target: "bounce", "{id}: {e}; recipients marked bounced without a notice");
+                let mut store = self.store.borrow_mut();
+                for (i, _) in failed {
+                    set_final_status(&mut store, id, i, RcptStatus::Bounced);
+                }
+            }
+        }
+    }
+
+    /// Sends one delay warning when `id` has been queued longer than
+    /// `delay_warning_time` and still has deferred recipients.
+    fn maybe_warn(&mut self, id: QueueId, delayed: &[FailedRecipient], cfg: &QmgrConfig) {
+        let Some(after) = cfg.delay_warning else {
+            return;
+        };
+        let age = {
+            let store = self.store.borrow();
+            let Some((view, _)) = store.get(id) else {
+                return;
+            };
+            if view.sender.is_empty() {
+                return;
+            }
+            now_micros().saturating_sub(view.arrival_micros)
+        };
+        if age < after.as_micros() as u64 {
+            return;
+        }
+        let result = queue_notice(
+            &mut self.store.borrow_mut(),
+            id,
+            NoticeKind::Delay,
+            delayed,
+            &cfg.notices,
+        );
+        match result {
+            Ok(notice) => {
+                self.new_notices.extend(notice);
+                if let Some(m) = self.msgs.get_mut(&id) {
+                    m.warned = true;
+                }
+            }
+            Err(e) => tracing::error!(target: "bounce", "{id}: delay warning: {e}"),
+        }
     }
 
     /// Retry delay after `attempts` attempts, with ±20 % jitter.
@@ -800,6 +958,16 @@ impl State {
             attempts,
             fastrand::f64(),
         )
+    }
+}
+
+/// Writes a recipient's final status; logs `removed` when that was the
+/// message's last live recipient.
+fn set_final_status(store: &mut Store, id: QueueId, rcpt: u32, status: RcptStatus) {
+    match store.set_status(id, rcpt as usize, status) {
+        Ok(true) => tracing::info!(target: "qmgr", "{id}: removed"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(target: "qmgr", "{id}: cannot record delivery status: {e}"),
     }
 }
 

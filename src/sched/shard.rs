@@ -161,6 +161,9 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
             }
             let committed = commit(&store, backend).await;
             last_commit = Instant::now();
+            if committed.is_ok() {
+                qmgr.after_commit();
+            }
             for (sub, result) in batch.drain(..) {
                 let result = match (result, &committed) {
                     (Ok(id), Ok(())) => {
@@ -178,8 +181,10 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         }
         let dirty = store.borrow().has_dirty();
         if dirty && last_commit.elapsed() >= STATUS_COMMIT_INTERVAL {
-            // Delivery status bytes and defer records.
-            let _ = commit(&store, backend).await;
+            // Delivery status bytes, defer records and notices.
+            if commit(&store, backend).await.is_ok() {
+                qmgr.after_commit();
+            }
             last_commit = Instant::now();
         }
         let flush = ctx.flush.load(Ordering::Acquire);
@@ -210,7 +215,11 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = timer.await;
-    let _ = commit(&store, backend).await;
+    if commit(&store, backend).await.is_ok() && qmgr.has_pending() {
+        // Statuses of recipients whose notices just became durable.
+        qmgr.after_commit();
+        let _ = commit(&store, backend).await;
+    }
     // Wait for the last unlinks; anything appended is committed above.
     let _ = unlinks.acquire_many(MAX_UNLINKS as u32).await;
     tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);

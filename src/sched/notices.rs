@@ -1,0 +1,165 @@
+//! Delivery status notifications from the queue manager's side: turning
+//! per-recipient results into the `bounce` module's input, and queueing
+//! the notice in the shard's own queue like any other message.
+//!
+//! Durability: a bounced recipient's status byte is written only after the
+//! notice that reports it has been committed (see `Qmgr::after_commit`).
+//! A crash in between leaves the recipient live: it is tried again and may
+//! bounce a second time, so a sender can get a notice twice but never
+//! loses one.
+
+use chrono::{DateTime, Local, TimeZone};
+
+use crate::bounce::{self, BounceRequest, FailedRecipient, NoticeKind};
+use crate::deliver::RcptResult;
+use crate::model::{now_micros, QueueId, Source, Submission};
+use crate::queue::Store;
+
+/// What notices need from the configuration.
+#[derive(Clone, Debug)]
+pub struct NoticeConfig {
+    /// `Reporting-MTA`, `From: MAILER-DAEMON@...`.
+    pub myhostname: String,
+    /// Largest original returned whole.
+    pub bounce_size_limit: usize,
+}
+
+/// The `bounce` module's view of one failed recipient: the reply and the
+/// host that gave it are recovered from the Postfix-style text
+/// (`host NAME[IP]:PORT said: REPLY (in reply to STAGE)`).
+pub fn failed_recipient(address: &str, result: &RcptResult) -> FailedRecipient {
+    let text = result.text();
+    let (remote_mta, diagnostic) = match text
+        .strip_prefix("host ")
+        .and_then(|rest| rest.split_once(" said: "))
+    {
+        Some((peer, reply)) => {
+            let host = peer.split('[').next().unwrap_or(peer).to_string();
+            let reply = reply
+                .rsplit_once(" (in reply to ")
+                .map(|(r, _)| r)
+                .unwrap_or(reply);
+            (Some(host), Some(reply.to_string()))
+        }
+        None => (None, None),
+    };
+    FailedRecipient {
+        address: address.to_string(),
+        status: result.dsn().to_string(),
+        diagnostic,
+        remote_mta,
+        reason: text.to_string(),
+    }
+}
+
+/// Why a notice was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoticeError {
+    /// The notice cannot be built from this message (never will be).
+    #[error("cannot build the notification: {0}")]
+    Build(String),
+    /// The queue could not take it now.
+    #[error("cannot queue the notification: {0}")]
+    Queue(String),
+}
+
+impl NoticeError {
+    /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, NoticeError::Queue(_))
+    }
+}
+
+/// Builds the notice of `kind` for message `id` about `failed`, and appends
+/// it to `store` (durable with the next commit). Returns the notice's queue
+/// ID, or `None` when no notice is due (null sender).
+pub fn queue_notice(
+    store: &mut Store,
+    id: QueueId,
+    kind: NoticeKind,
+    failed: &[FailedRecipient],
+    cfg: &NoticeConfig,
+) -> Result<Option<QueueId>, NoticeError> {
+    let (sender, wire, arrival) = {
+        let Some((view, _)) = store.get(id) else {
+            return Ok(None);
+        };
+        (
+            view.sender.to_string(),
+            view.wire.to_vec(),
+            view.arrival_micros,
+        )
+    };
+    let queue_id = id.to_string();
+    let req = BounceRequest {
+        kind,
+        queue_id: &queue_id,
+        original_sender: &sender,
+        original_wire: &wire,
+        arrival: local_time(arrival),
+        recipients: failed,
+        myhostname: &cfg.myhostname,
+        now: Local::now(),
+        return_full_message: true,
+        bounce_size_limit: cfg.bounce_size_limit,
+    };
+    let Some(notice) = bounce::build(&req).map_err(|e| NoticeError::Build(e.to_string()))? else {
+        return Ok(None);
+    };
+    let sub = Submission {
+        envelope: notice.envelope(),
+        wire: notice.wire,
+        flags: notice.flags,
+        message_id: notice.message_id,
+        arrival_micros: now_micros(),
+        uid: 0,
+        source: Source::Internal(id.raw()),
+    };
+    let new_id = store
+        .append(&sub)
+        .map_err(|e| NoticeError::Queue(e.to_string()))?;
+    let what = match kind {
+        NoticeKind::Failure => "non-delivery",
+        NoticeKind::Delay => "delay",
+    };
+    tracing::info!(target: "bounce", "{id}: sender {what} notification: {new_id}");
+    tracing::info!(target: "cleanup", "{new_id}: message-id=<{}>", sub.message_id);
+    tracing::info!(
+        target: "qmgr",
+        "{new_id}: from=<>, size={}, nrcpt=1 (queue active)",
+        sub.wire.len()
+    );
+    Ok(Some(new_id))
+}
+
+fn local_time(micros: u64) -> DateTime<Local> {
+    Local
+        .timestamp_micros(micros as i64)
+        .single()
+        .unwrap_or_else(Local::now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_and_host_are_recovered_from_the_text() {
+        let r = RcptResult::Bounced {
+            dsn: "5.1.1".into(),
+            text: "host mx.example[127.0.0.1]:25 said: 550 5.1.1 <a@b>: no such user (in reply to RCPT TO command)".into(),
+        };
+        let f = failed_recipient("a@b", &r);
+        assert_eq!(f.remote_mta.as_deref(), Some("mx.example"));
+        assert_eq!(f.diagnostic.as_deref(), Some("550 5.1.1 <a@b>: no such user"));
+        assert_eq!(f.status, "5.1.1");
+        let e = RcptResult::Bounced {
+            dsn: "5.1.10".into(),
+            text: "mail for x.example loops back to myself or the domain does not accept mail (null MX)".into(),
+        };
+        let f = failed_recipient("a@x.example", &e);
+        assert_eq!(f.remote_mta, None);
+        assert_eq!(f.diagnostic, None);
+        assert!(f.reason.contains("null MX"));
+    }
+}
