@@ -8,6 +8,8 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod dns;
+pub mod postfix;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
