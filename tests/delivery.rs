@@ -767,7 +767,10 @@ fn permfail_bounced(io: &str, faults: Faults, reply: &str, dsn: &str, stage: &st
     }
     assert_eq!(count_lines(&log, &["ringmail/qmgr[", ": removed"]), 2 * N);
     assert_eq!(
-        count_lines(&log, &["ringmail/bounce[", "sender non-delivery notification: "]),
+        count_lines(
+            &log,
+            &["ringmail/bounce[", "sender non-delivery notification: "]
+        ),
         N,
         "one notice per bounced message, none for a bounced notice"
     );

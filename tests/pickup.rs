@@ -51,7 +51,9 @@ fn daemon_down_then_queued(io: &str) {
         assert!(
             l.recipients.iter().all(|r| r.status == "pending"
                 || (r.status == "deferred"
-                    && r.reason.as_deref().is_some_and(|x| x.contains("Name service error")))),
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|x| x.contains("Name service error")))),
             "{:?}",
             l.recipients
         );

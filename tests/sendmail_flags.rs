@@ -540,7 +540,9 @@ fn queued_wire_form(io: &str) {
     assert!(
         bcc.recipients.iter().all(|r| r.status == "pending"
             || (r.status == "deferred"
-                && r.reason.as_deref().is_some_and(|x| x.contains("Name service error")))),
+                && r.reason
+                    .as_deref()
+                    .is_some_and(|x| x.contains("Name service error")))),
         "{:?}",
         bcc.recipients
     );

@@ -445,7 +445,8 @@ impl Config {
         }
         for r in &self.route {
             if let Some(rate) = &r.rate {
-                Rate::parse(rate).map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
+                Rate::parse(rate)
+                    .map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
             }
         }
         if !self.default_destination_rate_limit.is_empty() {

@@ -86,7 +86,10 @@ impl Connector {
                 preference: 0,
             }]);
         }
-        let dns = self.dns.as_ref().map_err(|e| DeliverError::Dns(e.clone()))?;
+        let dns = self
+            .dns
+            .as_ref()
+            .map_err(|e| DeliverError::Dns(e.clone()))?;
         Ok(dns.mail_hosts(&hop.host).await?)
     }
 

@@ -307,11 +307,18 @@ mod tests {
     fn preference_order_and_shuffled_equals() {
         let mut seen_first = std::collections::HashSet::new();
         for seed in 0..64 {
-            let mut v = vec![h("c", 20), h("a", 10), h("b1", 15), h("b2", 15), h("b3", 15)];
+            let mut v = vec![
+                h("c", 20),
+                h("a", 10),
+                h("b1", 15),
+                h("b2", 15),
+                h("b3", 15),
+            ];
             order_by_preference(&mut v, seed);
             assert_eq!(v[0].name, "a");
             assert_eq!(v[4].name, "c");
-            let mid: std::collections::BTreeSet<_> = v[1..4].iter().map(|h| h.name.clone()).collect();
+            let mid: std::collections::BTreeSet<_> =
+                v[1..4].iter().map(|h| h.name.clone()).collect();
             assert_eq!(mid.len(), 3);
             seen_first.insert(v[1].name.clone());
         }
@@ -336,6 +343,9 @@ mod tests {
         assert!(t.is_transient());
         assert!(fqdn("").is_err());
         assert_eq!(fqdn("Example.com").unwrap().to_ascii(), "example.com.");
-        assert_eq!(fqdn("bücher.example").unwrap().to_ascii(), "xn--bcher-kva.example.");
+        assert_eq!(
+            fqdn("bücher.example").unwrap().to_ascii(),
+            "xn--bcher-kva.example."
+        );
     }
 }

@@ -206,10 +206,12 @@ impl Session {
         // Anything the server sent after its 220 came before TLS: drop it
         // (RFC 3207 section 6), and so does the reply parser's buffer.
         self.parser = ReplyParser::new();
-        let name = rustls_pki_types::ServerName::try_from(security.server_name.clone())
-            .map_err(|e| DeliverError::TlsHandshake {
-                peer: self.peer.to_string(),
-                detail: format!("bad server name {:?}: {e}", security.server_name),
+        let name =
+            rustls_pki_types::ServerName::try_from(security.server_name.clone()).map_err(|e| {
+                DeliverError::TlsHandshake {
+                    peer: self.peer.to_string(),
+                    detail: format!("bad server name {:?}: {e}", security.server_name),
+                }
             })?;
         // The upgrade consumes the plaintext connection; an unconnected
         // in-memory pipe stands in until the TLS one comes back (on failure
@@ -662,7 +664,9 @@ mod tests {
                 addr: "127.0.0.1:25".parse().unwrap(),
             };
             let c = cfg();
-            let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default()).await.unwrap();
+            let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default())
+                .await
+                .unwrap();
             assert!(s.capabilities().pipelining);
             let msg = Outgoing {
                 sender: "s@x.test".into(),

@@ -122,11 +122,11 @@ impl AuthExchange {
                 } else {
                     &self.password
                 };
-                Ok(AuthStep::Send(format!("{}\r\n", B64.encode(answer)).into_bytes()))
+                Ok(AuthStep::Send(
+                    format!("{}\r\n", B64.encode(answer)).into_bytes(),
+                ))
             }
-            334 => {
-                Err(AuthError::Unexpected(reply.clone()))
-            }
+            334 => Err(AuthError::Unexpected(reply.clone())),
             _ => Err(AuthError::Refused(reply.clone())),
         }
     }
@@ -180,7 +180,10 @@ mod tests {
         let mut l = AuthExchange::new(Mechanism::Login, "u", "p").unwrap();
         l.on_reply(&r(334, "")).unwrap();
         l.on_reply(&r(334, "")).unwrap();
-        assert!(l.on_reply(&r(334, "")).is_err(), "a third prompt is refused");
+        assert!(
+            l.on_reply(&r(334, "")).is_err(),
+            "a third prompt is refused"
+        );
         assert_eq!(
             AuthExchange::new(Mechanism::Plain, "u\r\nQUIT", "p").unwrap_err(),
             AuthError::BadCredentials

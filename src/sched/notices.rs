@@ -151,7 +151,10 @@ mod tests {
         };
         let f = failed_recipient("a@b", &r);
         assert_eq!(f.remote_mta.as_deref(), Some("mx.example"));
-        assert_eq!(f.diagnostic.as_deref(), Some("550 5.1.1 <a@b>: no such user"));
+        assert_eq!(
+            f.diagnostic.as_deref(),
+            Some("550 5.1.1 <a@b>: no such user")
+        );
         assert_eq!(f.status, "5.1.1");
         let e = RcptResult::Bounced {
             dsn: "5.1.10".into(),

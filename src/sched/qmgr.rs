@@ -849,7 +849,9 @@ impl State {
     /// When no job of `id` is out: send the notices this pass calls for,
     /// then forget the message if it is done, else schedule a retry.
     fn job_done_if_idle(&mut self, id: QueueId, cfg: &QmgrConfig) {
-        let Some(m) = self.msgs.get_mut(&id) else { return };
+        let Some(m) = self.msgs.get_mut(&id) else {
+            return;
+        };
         if m.outstanding > 0 {
             return;
         }
@@ -877,7 +879,12 @@ impl State {
 
     /// Queues one non-delivery notice for the recipients of `id` that failed
     /// in this pass; their status is written after its commit.
-    fn notify_failed(&mut self, id: QueueId, failed: Vec<(u32, FailedRecipient)>, cfg: &QmgrConfig) {
+    fn notify_failed(
+        &mut self,
+        id: QueueId,
+        failed: Vec<(u32, FailedRecipient)>,
+        cfg: &QmgrConfig,
+    ) {
         let reports: Vec<FailedRecipient> = failed.iter().map(|(_, f)| f.clone()).collect();
         let result = queue_notice(
             &mut self.store.borrow_mut(),
