@@ -448,6 +448,47 @@ fn expired_mail_is_returned() {
     assert!(text.contains("Status: 4.4.7"), "{text}");
 }
 
+/// `delay_warning_time`: the sender of mail still deferred after that long
+/// gets one delay notice (`Action: delayed`, headers only), and the mail
+/// stays queued.
+#[test]
+fn delay_warning_once_while_still_retrying() {
+    let dump_dir = tempfile::tempdir().expect("tmp");
+    let good = dumping_sink(dump_dir.path());
+    let dns = DnsServer::start(
+        Zone::new()
+            .mx("sender.test", 10, "mx.sender.test")
+            .a("mx.sender.test", LOCAL)
+            .servfail("slow.test"),
+    );
+    let sb = sandbox(&dns, good.local_addr.port(), "delay_warning_time = 1\n");
+    let mut d = start(&sb);
+    drop_message(&sb, "late", "s@sender.test", "u@slow.test");
+    wait_status(&mut d, "s@sender.test", "sent");
+    // Further retries happen, but no second warning.
+    d.wait_until("two more deferrals", || {
+        count_lines(&d_log_now(), &["to=<u@slow.test>", "status=deferred"]) >= 3
+    });
+    d.stop();
+    let log = d.log();
+    assert_eq!(
+        count_lines(&log, &["sender delay notification"]),
+        1,
+        "{log}"
+    );
+    assert_eq!(sb.queue_list().len(), 1, "the original is still queued");
+    let got = dumps(dump_dir.path());
+    assert_eq!(got.len(), 1);
+    let text = String::from_utf8_lossy(&got[0].1);
+    assert!(text.contains("Action: delayed"), "{text}");
+    assert!(
+        text.contains("Final-Recipient: rfc822; u@slow.test"),
+        "{text}"
+    );
+    assert!(text.contains("text/rfc822-headers"), "headers only: {text}");
+    assert!(!text.contains("body of late"), "{text}");
+}
+
 // ---------------------------------------------------------------------------
 // Rate limits
 // ---------------------------------------------------------------------------
