@@ -419,19 +419,27 @@ fn bounce_notice_reaches_the_sender_and_is_a_proper_dsn() {
     assert!(text.contains("Message-ID: <orig@test.example>"), "{text}");
 }
 
-/// Expiry: mail that cannot be delivered before `maximal_queue_lifetime`
-/// is returned with a notice saying so.
-#[test]
-fn expired_mail_is_returned() {
+/// A sandbox where `slow.test` always answers SERVFAIL (its mail is
+/// deferred for ever) and the sender's domain `sender.test` leads to a
+/// dumping sink: (dump dir, sink, DNS server, sandbox).
+fn never_resolving(extra: &str) -> (tempfile::TempDir, SinkHandle, DnsServer, Sandbox) {
     let dump_dir = tempfile::tempdir().expect("tmp");
-    let good = dumping_sink(dump_dir.path());
+    let sink = dumping_sink(dump_dir.path());
     let dns = DnsServer::start(
         Zone::new()
             .mx("sender.test", 10, "mx.sender.test")
             .a("mx.sender.test", LOCAL)
             .servfail("slow.test"),
     );
-    let sb = sandbox(&dns, good.local_addr.port(), "maximal_queue_lifetime = 2\n");
+    let sb = sandbox(&dns, sink.local_addr.port(), extra);
+    (dump_dir, sink, dns, sb)
+}
+
+/// Expiry: mail that cannot be delivered before `maximal_queue_lifetime`
+/// is returned with a notice saying so.
+#[test]
+fn expired_mail_is_returned() {
+    let (dump_dir, _sink, _dns, sb) = never_resolving("maximal_queue_lifetime = 2\n");
     let mut d = start(&sb);
     drop_message(&sb, "exp", "s@sender.test", "u@slow.test");
     let line = wait_status(&mut d, "u@slow.test", "expired");
@@ -453,15 +461,7 @@ fn expired_mail_is_returned() {
 /// stays queued.
 #[test]
 fn delay_warning_once_while_still_retrying() {
-    let dump_dir = tempfile::tempdir().expect("tmp");
-    let good = dumping_sink(dump_dir.path());
-    let dns = DnsServer::start(
-        Zone::new()
-            .mx("sender.test", 10, "mx.sender.test")
-            .a("mx.sender.test", LOCAL)
-            .servfail("slow.test"),
-    );
-    let sb = sandbox(&dns, good.local_addr.port(), "delay_warning_time = 1\n");
+    let (dump_dir, _sink, _dns, sb) = never_resolving("delay_warning_time = 1\n");
     let mut d = start(&sb);
     drop_message(&sb, "late", "s@sender.test", "u@slow.test");
     wait_status(&mut d, "s@sender.test", "sent");
