@@ -1364,7 +1364,10 @@ daemon_test!(recipient_limit_splits_transactions);
 /// the `sent` status when it died. Status bytes are written through the
 /// shared mapping as soon as the 250 is read, so they survive a SIGKILL;
 /// the window is therefore the transactions in flight at the kill. Each
-/// connection carries one transaction at a time, each transaction here
+/// connection has at most one message whose body is out and whose final
+/// reply is not yet recorded (chaining sends the next envelope early, never
+/// the next body: that waits for its 354, which follows the previous
+/// final reply), each transaction here
 /// carries one message (one recipient each), and at most
 /// `default_destination_concurrency_limit` connections are open: so
 /// duplicates <= LIMIT, and <= the most connections sink A saw at once.

@@ -4,6 +4,7 @@
 //! timeout for every stage. The message body goes out as stored (wire
 //! form, already dot-stuffed), never re-encoded.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,6 +32,47 @@ pub struct Outgoing {
     pub wire: Vec<u8>,
     /// 8BITMIME / SMTPUTF8 needs.
     pub flags: MessageFlags,
+}
+
+/// What became of one message sent with [`Session::send_chain`].
+#[derive(Debug)]
+pub enum ChainResult {
+    /// The transaction ran: one result per recipient.
+    Done(Vec<RcptResult>),
+    /// The transaction failed as a whole (the connection broke while it
+    /// was the oldest in flight).
+    Failed(DeliverError),
+    /// Its commands may have been sent, but the connection ended before
+    /// any reply to them: nothing was accepted; send it again elsewhere.
+    NotAttempted,
+}
+
+/// A transaction in flight in a chain.
+struct Active<T> {
+    tag: T,
+    /// Started while an earlier transaction of the chain was in flight.
+    chained: bool,
+    tx: Transaction,
+    msg: Outgoing,
+    rcpts: usize,
+    replies: usize,
+    body_sent: bool,
+}
+
+impl<T> Active<T> {
+    /// The timeout and stage name for this transaction's next reply.
+    fn reply_stage(&self, t: &super::Timeouts) -> (Duration, &'static str) {
+        let n = self.rcpts;
+        if self.body_sent || self.replies > n + 1 {
+            (t.data_done, "after end of data")
+        } else if self.replies == 0 {
+            (t.mail, "after MAIL FROM")
+        } else if self.replies <= n {
+            (t.rcpt, "after RCPT TO")
+        } else {
+            (t.data_init, "after DATA")
+        }
+    }
 }
 
 /// How a session protects itself: STARTTLS and AUTH settings for one
@@ -64,9 +106,6 @@ pub struct Session {
     transactions: u32,
     needs_rset: bool,
     broken: bool,
-    /// The last transaction found the connection already closing (421 or
-    /// end of stream before the MAIL reply).
-    stale: bool,
     /// The TLS session, once STARTTLS succeeded.
     tls: Option<TlsInfo>,
 }
@@ -125,7 +164,6 @@ impl Session {
             transactions: 0,
             needs_rset: false,
             broken: false,
-            stale: false,
             tls: None,
         };
         let greeting = s.read_reply(t.helo, STAGE_GREETING).await?;
@@ -336,22 +374,212 @@ impl Session {
         msg: &Outgoing,
         cfg: &DeliveryConfig,
     ) -> Result<Vec<RcptResult>, DeliverError> {
-        let t = &cfg.timeouts;
-        self.stale = false;
-        if self.needs_rset {
-            let mut cmd = Vec::new();
-            proto::command::rset(&mut cmd);
-            self.write(cmd, t.quit, "after sending RSET").await?;
-            let reply = self.read_reply(t.quit, "after RSET").await?;
-            if !reply.is_positive() {
-                self.broken = true;
-                return Err(DeliverError::Refused {
-                    peer: self.peer.to_string(),
-                    reply,
-                });
-            }
-            self.needs_rset = false;
+        let mut result = None;
+        self.send_chain(((), msg.clone()), cfg, || None, |(), r| result = Some(r))
+            .await;
+        match result {
+            Some(ChainResult::Done(r)) => Ok(r),
+            Some(ChainResult::Failed(e)) => Err(e),
+            Some(ChainResult::NotAttempted) | None => Err(self.internal()),
         }
+    }
+
+    /// Sends `first`, then, with PIPELINING, as many more messages as
+    /// `next` hands out, overlapping transactions: the next message's MAIL,
+    /// RCPT and DATA go out in the same write as the previous body and its
+    /// final dot (RFC 2920 section 3.1 lets the message content open a
+    /// command group), so each message costs one round trip instead of two.
+    /// `done` gets each message's result, in order, as soon as it is known.
+    /// A message whose commands were sent but that got no reply before the
+    /// connection ended is [`ChainResult::NotAttempted`]: nothing of it was
+    /// accepted, so it can go out again on another connection. `next` is
+    /// called only while the connection may take another transaction.
+    /// When the connection fails, the oldest message in flight gets
+    /// [`ChainResult::Failed`] and the session is unusable afterwards.
+    pub async fn send_chain<T>(
+        &mut self,
+        first: (T, Outgoing),
+        cfg: &DeliveryConfig,
+        mut next: impl FnMut() -> Option<(T, Outgoing)>,
+        mut done: impl FnMut(T, ChainResult),
+    ) {
+        let t = &cfg.timeouts;
+        // A connection that carried mail before may have been closed by the
+        // server while idle; the first transaction then finds it closing.
+        let reused = self.transactions > 0;
+        if self.needs_rset {
+            if let Err(e) = self.rset(cfg).await {
+                done(first.0, ChainResult::Failed(e));
+                return;
+            }
+        }
+        let chaining = self.caps.pipelining && self.esmtp;
+        // Transactions whose commands are out, oldest first (at most two:
+        // one waiting for its final reply, one for its first replies).
+        let mut active: VecDeque<Active<T>> = VecDeque::new();
+        let mut out: Vec<u8> = Vec::new();
+        let mut pending = Some(first);
+        let mut first_tx = true;
+        loop {
+            // Start the next transaction when nothing is in flight.
+            if active.is_empty() {
+                let Some((tag, msg)) = pending.take() else {
+                    return;
+                };
+                if self.needs_rset {
+                    if let Err(e) = self.rset(cfg).await {
+                        done(tag, ChainResult::Failed(e));
+                        return;
+                    }
+                }
+                match self.begin(tag, msg, &mut out, &mut done) {
+                    Some(a) => active.push_back(a),
+                    None => {
+                        // Refused without I/O (SIZE, SMTPUTF8): take another.
+                        pending = if chaining && self.may_chain(cfg, 0) {
+                            next()
+                        } else {
+                            None
+                        };
+                        continue;
+                    }
+                }
+            }
+            // Drive the oldest transaction until it needs a reply.
+            let Some(front) = active.front_mut() else {
+                continue;
+            };
+            match front.tx.next_action() {
+                Action::Send(bytes) => {
+                    out.extend_from_slice(&bytes);
+                    continue;
+                }
+                Action::SendBody => {
+                    out.extend_from_slice(&front.msg.wire);
+                    proto::command::end_of_data(&mut out);
+                    front.body_sent = true;
+                    // Open the next transaction in the same write.
+                    while chaining && active.len() == 1 && self.may_chain(cfg, 1) {
+                        let Some((tag, msg)) = next() else { break };
+                        if let Some(mut a) = self.begin(tag, msg, &mut out, &mut done) {
+                            a.chained = true;
+                            active.push_back(a);
+                        }
+                    }
+                    let stage = "while sending message content";
+                    let bytes = std::mem::take(&mut out);
+                    if let Err(e) = self.write(bytes, t.data_xfer, stage).await {
+                        return self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                    }
+                    continue;
+                }
+                Action::AwaitReply => {}
+                Action::Done(outcome) => {
+                    let Some(a) = active.pop_front() else {
+                        continue;
+                    };
+                    self.transactions += 1;
+                    self.needs_rset = outcome.needs_rset;
+                    if outcome.closing {
+                        // 421: the server is closing the connection.
+                        self.broken = true;
+                        if outcome.mail.code == 421 && (a.chained || !first_tx || reused) {
+                            // Closing before this transaction began (a
+                            // reused connection the server dropped, or one
+                            // it closed after the previous message): not
+                            // the message's fault, send it elsewhere.
+                            done(a.tag, ChainResult::NotAttempted);
+                            for rest in active.drain(..) {
+                                done(rest.tag, ChainResult::NotAttempted);
+                            }
+                            return;
+                        }
+                    }
+                    first_tx = false;
+                    let peer = self.peer.clone();
+                    let results = outcome
+                        .rcpts
+                        .iter()
+                        .zip(&outcome.rcpt_stages)
+                        .map(|(r, &stage)| RcptResult::from_outcome(&peer, r, stage))
+                        .collect();
+                    done(a.tag, ChainResult::Done(results));
+                    if self.broken {
+                        for rest in active.drain(..) {
+                            done(rest.tag, ChainResult::NotAttempted);
+                        }
+                        return;
+                    }
+                    if active.is_empty() && chaining && self.may_chain(cfg, 0) {
+                        pending = next();
+                    }
+                    continue;
+                }
+            }
+            // Everything queued goes out before waiting.
+            if !out.is_empty() {
+                let bytes = std::mem::take(&mut out);
+                if let Err(e) = self.write(bytes, t.mail, "while sending commands").await {
+                    return self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                }
+            }
+            let Some(front) = active.front() else {
+                continue;
+            };
+            let (timeout, stage) = front.reply_stage(t);
+            let reply = match self.read_reply(timeout, stage).await {
+                Ok(r) => r,
+                Err(e) => return self.fail_all(&mut active, e, reused || !first_tx, &mut done),
+            };
+            let Some(front) = active.front_mut() else {
+                continue;
+            };
+            front.replies += 1;
+            if let Err(source) = front.tx.on_reply(reply) {
+                let e = DeliverError::Protocol {
+                    peer: self.peer.to_string(),
+                    source,
+                };
+                return self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+            }
+        }
+    }
+
+    /// RSET before a transaction, after one that ended early.
+    async fn rset(&mut self, cfg: &DeliveryConfig) -> Result<(), DeliverError> {
+        let t = &cfg.timeouts;
+        let mut cmd = Vec::new();
+        proto::command::rset(&mut cmd);
+        self.write(cmd, t.quit, "after sending RSET").await?;
+        let reply = self.read_reply(t.quit, "after RSET").await?;
+        if !reply.is_positive() {
+            self.broken = true;
+            return Err(DeliverError::Refused {
+                peer: self.peer.to_string(),
+                reply,
+            });
+        }
+        self.needs_rset = false;
+        Ok(())
+    }
+
+    /// True when the connection may take `extra` + 1 more transactions.
+    fn may_chain(&self, cfg: &DeliveryConfig, extra: u32) -> bool {
+        !self.broken
+            && (cfg.reuse_count_limit == 0 || self.transactions + extra + 1 < cfg.reuse_count_limit)
+            && self.opened.elapsed() < cfg.reuse_time_limit
+    }
+
+    /// Starts a transaction for `msg`: checks the MAIL parameters (a
+    /// message the server cannot take gets its result at once, `None`),
+    /// then queues its first commands in `out`.
+    fn begin<T>(
+        &mut self,
+        tag: T,
+        msg: Outgoing,
+        out: &mut Vec<u8>,
+        done: &mut impl FnMut(T, ChainResult),
+    ) -> Option<Active<T>> {
         // SIZE, BODY=8BITMIME and SMTPUTF8 as the server announced them. As
         // Postfix, an 8-bit body goes out unchanged when 8BITMIME is not
         // offered; a message needing SMTPUTF8 bounces (5.6.7) when it is not,
@@ -369,7 +597,9 @@ impl Session {
                 } else {
                     RcptResult::Bounced { dsn: e.dsn(), text }
                 };
-                return Ok(msg.recipients.iter().map(|_| result.clone()).collect());
+                let results = msg.recipients.iter().map(|_| result.clone()).collect();
+                done(tag, ChainResult::Done(results));
+                return None;
             }
         };
         let envelope = proto::Envelope {
@@ -377,72 +607,67 @@ impl Session {
             recipients: &msg.recipients,
             params,
         };
-        let mut tx =
-            Transaction::new(&envelope, self.caps.pipelining && self.esmtp).map_err(|source| {
-                DeliverError::Protocol {
+        let tx = match Transaction::new(&envelope, self.caps.pipelining && self.esmtp) {
+            Ok(tx) => tx,
+            Err(source) => {
+                // An address the protocol cannot carry: this message fails,
+                // the connection is fine.
+                let e = DeliverError::Protocol {
                     peer: self.peer.to_string(),
                     source,
-                }
-            })?;
-        let n = msg.recipients.len();
-        let mut replies = 0usize;
-        let mut body_sent = false;
-        loop {
-            match tx.next_action() {
-                Action::Send(bytes) => self.write(bytes, t.mail, "while sending commands").await?,
-                Action::SendBody => {
-                    let mut body = Vec::with_capacity(msg.wire.len() + 3);
-                    body.extend_from_slice(&msg.wire);
-                    proto::command::end_of_data(&mut body);
-                    self.write(body, t.data_xfer, "while sending message content")
-                        .await?;
-                    body_sent = true;
-                }
-                Action::AwaitReply => {
-                    let (timeout, stage) = if body_sent || replies > n + 1 {
-                        (t.data_done, "after end of data")
-                    } else if replies == 0 {
-                        (t.mail, "after MAIL FROM")
-                    } else if replies <= n {
-                        (t.rcpt, "after RCPT TO")
-                    } else {
-                        (t.data_init, "after DATA")
-                    };
-                    let reply = self.read_reply(timeout, stage).await?;
-                    replies += 1;
-                    tx.on_reply(reply).map_err(|source| {
-                        self.broken = true;
-                        DeliverError::Protocol {
-                            peer: self.peer.to_string(),
-                            source,
-                        }
-                    })?;
-                }
-                Action::Done(outcome) => {
-                    self.transactions += 1;
-                    self.needs_rset = outcome.needs_rset;
-                    if outcome.closing {
-                        // 421: the server is closing the connection.
-                        self.broken = true;
-                        self.stale = outcome.mail.code == 421;
-                    }
-                    let peer = self.peer.clone();
-                    return Ok(outcome
-                        .rcpts
-                        .iter()
-                        .zip(&outcome.rcpt_stages)
-                        .map(|(r, &stage)| RcptResult::from_outcome(&peer, r, stage))
-                        .collect());
-                }
+                };
+                done(tag, ChainResult::Failed(e));
+                return None;
+            }
+        };
+        let mut a = Active {
+            tag,
+            chained: false,
+            tx,
+            rcpts: msg.recipients.len(),
+            msg,
+            replies: 0,
+            body_sent: false,
+        };
+        // Queue the opening command group (the whole envelope with
+        // PIPELINING, MAIL FROM alone without).
+        if let Action::Send(bytes) = a.tx.next_action() {
+            out.extend_from_slice(&bytes);
+        }
+        Some(a)
+    }
+
+    /// The connection failed: the oldest transaction in flight fails with
+    /// `e`, unless nothing of it was answered and it was chained, or the
+    /// connection had carried mail before and was found gone: those were
+    /// not attempted. The others were not attempted either.
+    fn fail_all<T>(
+        &mut self,
+        active: &mut VecDeque<Active<T>>,
+        e: DeliverError,
+        used_before: bool,
+        done: &mut impl FnMut(T, ChainResult),
+    ) {
+        self.broken = true;
+        let lost = matches!(e, DeliverError::Lost { .. });
+        let mut e = Some(e);
+        for a in active.drain(..) {
+            let silent = a.replies == 0 && !a.body_sent;
+            let unanswered = silent && (a.chained || (used_before && lost));
+            match e.take() {
+                Some(e) if !unanswered => done(a.tag, ChainResult::Failed(e)),
+                _ => done(a.tag, ChainResult::NotAttempted),
             }
         }
     }
 
-    /// True when the last transaction found the connection already being
-    /// closed by the server (421 to MAIL FROM): nothing was attempted, so
-    /// the caller may retry at once on a new connection.
-    pub fn was_stale(&self) -> bool {
-        self.stale
+    fn internal(&mut self) -> DeliverError {
+        self.broken = true;
+        DeliverError::Lost {
+            peer: self.peer.to_string(),
+            stage: "while sending commands",
+            detail: "internal error: no transaction in flight".into(),
+        }
     }
 
     /// Checks that a cached connection still works (RSET, expecting 2xx).
@@ -682,6 +907,111 @@ mod tests {
             );
             assert!(s.reusable(&c));
             s.quit(&c).await;
+            srv.await.unwrap();
+        });
+    }
+
+    /// Three messages chained: the second's MAIL, RCPT and DATA reach the
+    /// server before it answers the first body (the server reads them
+    /// before replying, and would time out if the client waited), replies
+    /// come back in order, and each message gets its own results. The
+    /// server then closes with 421 after the third message's MAIL FROM
+    /// (pipelined behind the second body): that one is not attempted.
+    #[test]
+    fn chained_transactions_overlap_and_unanswered_ones_are_not_attempted() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let srv = tokio::spawn(async move {
+                let mut r = BufReader::new(server);
+                let mut line = String::new();
+                async fn read_line(r: &mut BufReader<tokio::io::DuplexStream>, line: &mut String) {
+                    line.clear();
+                    tokio::time::timeout(Duration::from_secs(3), r.read_line(line))
+                        .await
+                        .expect("the client pipelined the next transaction")
+                        .unwrap();
+                }
+                r.get_mut().write_all(b"220 pipe.test ESMTP\r\n").await.unwrap();
+                read_line(&mut r, &mut line).await;
+                r.get_mut()
+                    .write_all(b"250-pipe.test\r\n250 PIPELINING\r\n")
+                    .await
+                    .unwrap();
+                // Message 1: envelope group.
+                for _ in 0..3 {
+                    read_line(&mut r, &mut line).await;
+                }
+                r.get_mut()
+                    .write_all(b"250 ok\r\n250 ok\r\n354 go\r\n")
+                    .await
+                    .unwrap();
+                // Body 1, its dot, then message 2's envelope, all before
+                // any reply.
+                let mut seen = Vec::new();
+                for _ in 0..6 {
+                    read_line(&mut r, &mut line).await;
+                    seen.push(line.clone());
+                }
+                assert_eq!(
+                    seen,
+                    [
+                        "Subject: 1\r\n",
+                        "\r\n",
+                        ".\r\n",
+                        "MAIL FROM:<s@x.test>\r\n",
+                        "RCPT TO:<b@y.test>\r\n",
+                        "DATA\r\n"
+                    ]
+                );
+                r.get_mut()
+                    .write_all(b"250 2.0.0 one\r\n250 ok\r\n550 5.1.1 no\r\n554 no valid recipients\r\n")
+                    .await
+                    .unwrap();
+                // Message 2 had no recipient left: no body, RSET next.
+                read_line(&mut r, &mut line).await;
+                assert_eq!(line, "RSET\r\n");
+                r.get_mut().write_all(b"250 ok\r\n").await.unwrap();
+                // Message 3: envelope, then the server goes away.
+                read_line(&mut r, &mut line).await;
+                assert_eq!(line, "MAIL FROM:<s@x.test>\r\n");
+                r.get_mut()
+                    .write_all(b"421 4.3.2 shutting down\r\n")
+                    .await
+                    .unwrap();
+            });
+            let peer = Peer {
+                host: "pipe.test".into(),
+                addr: "127.0.0.1:25".parse().unwrap(),
+            };
+            let c = cfg();
+            let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default())
+                .await
+                .unwrap();
+            let msg = |n: u8, rcpt: &str| Outgoing {
+                sender: "s@x.test".into(),
+                recipients: vec![rcpt.to_string()],
+                wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
+                flags: MessageFlags::default(),
+            };
+            let mut queue = vec![(3u8, msg(3, "c@y.test")), (2u8, msg(2, "b@y.test"))];
+            let mut got = Vec::new();
+            s.send_chain((1u8, msg(1, "a@y.test")), &c, || queue.pop(), |n, r| got.push((n, r)))
+                .await;
+            assert_eq!(got.len(), 3, "{got:?}");
+            assert!(
+                matches!(&got[0], (1, ChainResult::Done(r)) if matches!(r[0], RcptResult::Sent { .. })),
+                "{got:?}"
+            );
+            assert!(
+                matches!(&got[1], (2, ChainResult::Done(r)) if matches!(&r[0], RcptResult::Bounced { dsn, .. } if dsn == "5.1.1")),
+                "{got:?}"
+            );
+            assert!(matches!(&got[2], (3, ChainResult::NotAttempted)), "{got:?}");
+            assert!(!s.reusable(&c));
             srv.await.unwrap();
         });
     }

@@ -60,17 +60,24 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
-        let now = chrono::Local::now();
         let meta = event.metadata();
         let target = meta.target().rsplit("::").next().unwrap_or("ringmail");
-        write!(
-            w,
-            "{} {} ringmail/{}[{}]: ",
-            now.format("%b %e %H:%M:%S"),
-            self.host,
-            target,
-            self.pid
-        )?;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        STAMP.with(|stamp| -> fmt::Result {
+            let mut stamp = stamp.borrow_mut();
+            if stamp.0 != secs {
+                stamp.1 = chrono::Local::now().format("%b %e %H:%M:%S").to_string();
+                stamp.0 = secs;
+            }
+            write!(
+                w,
+                "{} {} ringmail/{}[{}]: ",
+                stamp.1, self.host, target, self.pid
+            )
+        })?;
         match *meta.level() {
             Level::ERROR => write!(w, "error: ")?,
             Level::WARN => write!(w, "warning: ")?,

@@ -43,6 +43,7 @@ use super::notices::{failed_recipient, queue_notice, NoticeConfig};
 use super::slots::{DestinationSlots, SlotGuard};
 use crate::bounce::{FailedRecipient, NoticeKind};
 use crate::config::Config;
+use crate::deliver::session::ChainResult;
 use crate::deliver::{
     self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
 };
@@ -480,51 +481,38 @@ impl Qmgr {
                 session = Some((s, guard));
                 continue;
             };
-            let t = Instant::now();
-            let result = s.send(&msg, &cfg.delivery).await;
-            let xfer = t.elapsed();
-            let timing = Timing {
+            // The first job, then (with PIPELINING) every job that arrives
+            // for this destination while the connection is busy, each
+            // overlapping the previous one (see `Session::send_chain`).
+            let relay = s.peer().to_string();
+            let first = Sent {
+                job,
                 started,
                 setup,
-                xfer,
+                at: Instant::now(),
+                first: true,
             };
-            let dead_on_arrival = match &result {
-                Ok(_) => s.was_stale(),
-                Err(DeliverError::Lost { stage, .. }) => {
-                    *stage == "after MAIL FROM" || *stage == "while sending commands"
-                }
-                Err(_) => false,
-            };
-            if setup.is_zero() && dead_on_arrival {
-                // A reused connection that the server closed while it was
-                // idle: try once more on a new one, without charging the
-                // message (as Postfix does with its connection cache).
-                s.abort().await;
-                drop(guard);
-                retry_fresh = Some(job);
-                continue;
-            }
-            match result {
-                Ok(results) => {
-                    self.finish_job(&job, &results, Some(&s), &timing);
-                    self.feedback(&hop, true);
-                    if s.reusable(&cfg.delivery) {
-                        session = Some((s, guard));
-                    } else {
-                        s.quit(&cfg.delivery).await;
-                    }
-                }
-                Err(e) => {
-                    let results: Vec<RcptResult> = job
-                        .rcpts
-                        .iter()
-                        .map(|_| RcptResult::from_error(&e))
-                        .collect();
-                    self.finish_job(&job, &results, Some(&s), &timing);
-                    self.feedback(&hop, false);
-                    // The connection is in an unknown state: drop it.
+            let mut broke = false;
+            s.send_chain(
+                (first, msg),
+                &cfg.delivery,
+                || self.next_chained(&hop, policy.as_deref()),
+                |sent, result| {
+                    let ok = self.chain_done(&hop, sent, result, &relay, &mut retry_fresh);
+                    broke |= !ok;
+                },
+            )
+            .await;
+            if retry_fresh.is_some() || broke || !s.reusable(&cfg.delivery) {
+                if retry_fresh.is_some() || broke {
+                    // The connection is in an unknown state (or closing).
                     s.abort().await;
+                } else {
+                    s.quit(&cfg.delivery).await;
                 }
+                drop(guard);
+            } else {
+                session = Some((s, guard));
             }
         }
         if let Some((s, guard)) = session {
@@ -546,6 +534,98 @@ impl Qmgr {
         if more {
             self.kick(&hop);
         }
+    }
+
+    /// The next job for `hop` to chain onto a busy connection: none while
+    /// stopping, or when the rate limit has no token right now.
+    fn next_chained(
+        &self,
+        hop: &Nexthop,
+        policy: Option<&HopPolicy>,
+    ) -> Option<(Sent, deliver::session::Outgoing)> {
+        let mut st = self.state.borrow_mut();
+        if st.stopping {
+            return None;
+        }
+        let cfg = Rc::clone(&st.cfg);
+        loop {
+            let job = st.dests.get_mut(hop)?.jobs.pop_front()?;
+            if let Some(rate) = policy.and_then(|p| p.rate) {
+                if st.slots.rates.take(hop, rate).is_err() {
+                    if let Some(d) = st.dests.get_mut(hop) {
+                        d.jobs.push_front(job);
+                    }
+                    return None;
+                }
+            }
+            let Some(msg) = st.outgoing(&job) else {
+                st.job_done(job.id, &cfg);
+                continue;
+            };
+            let sent = Sent {
+                job,
+                started: now_micros(),
+                setup: Duration::ZERO,
+                at: Instant::now(),
+                first: false,
+            };
+            return Some((sent, msg));
+        }
+    }
+
+    /// Records what became of one job of a chain; false when the
+    /// connection failed with it.
+    fn chain_done(
+        &self,
+        hop: &Nexthop,
+        sent: Sent,
+        result: ChainResult,
+        relay: &str,
+        retry_fresh: &mut Option<Job>,
+    ) -> bool {
+        let timing = Timing {
+            started: sent.started,
+            setup: sent.setup,
+            xfer: sent.at.elapsed(),
+        };
+        match result {
+            ChainResult::Done(results) => {
+                self.finish_job(&sent.job, &results, Some(relay), &timing);
+                self.feedback(hop, true);
+                true
+            }
+            ChainResult::NotAttempted => {
+                // Nothing of it was accepted: again, on another connection,
+                // without charging the message (as Postfix does with its
+                // connection cache).
+                if sent.first {
+                    *retry_fresh = Some(sent.job);
+                } else if let Some(d) = self.state.borrow_mut().dests.get_mut(hop) {
+                    d.jobs.push_front(sent.job);
+                    self.kick_later(hop);
+                }
+                true
+            }
+            ChainResult::Failed(e) => {
+                let results: Vec<RcptResult> = sent
+                    .job
+                    .rcpts
+                    .iter()
+                    .map(|_| RcptResult::from_error(&e))
+                    .collect();
+                self.finish_job(&sent.job, &results, Some(relay), &timing);
+                self.feedback(hop, false);
+                false
+            }
+        }
+    }
+
+    /// Starts workers for `hop` once the current task yields (not from
+    /// inside a chain's callback, which runs while state may be borrowed).
+    fn kick_later(&self, hop: &Nexthop) {
+        let me = self.clone();
+        let hop = hop.clone();
+        tokio::task::spawn_local(async move { me.kick(&hop) });
     }
 
     fn take_idle(&self, hop: &Nexthop) -> Option<(Session, SlotGuard)> {
@@ -617,21 +697,28 @@ impl Qmgr {
 
     /// Records the results of a job: status bytes, defer records, log lines;
     /// schedules a retry or logs removal once the message has no job out.
-    fn finish_job(
-        &self,
-        job: &Job,
-        results: &[RcptResult],
-        session: Option<&Session>,
-        timing: &Timing,
-    ) {
+    fn finish_job(&self, job: &Job, results: &[RcptResult], relay: Option<&str>, timing: &Timing) {
         let mut st = self.state.borrow_mut();
         let cfg = st.cfg.clone();
-        st.record_results(job, results, session, timing);
+        st.record_results(job, results, relay, timing);
         st.job_done(job.id, &cfg);
         drop(st);
         self.dirty_wake.notify_one();
         self.timer_wake.notify_one();
     }
+}
+
+/// A job on its way out in a chain, with what its log line needs.
+struct Sent {
+    job: Job,
+    /// When the job left the destination's queue.
+    started: u64,
+    /// Connection setup time (first job of a new connection only).
+    setup: Duration,
+    /// When its transaction began.
+    at: Instant,
+    /// The chain's first job (a stale reused connection retries it at once).
+    first: bool,
 }
 
 /// When a transaction's phases happened, for `delays=a/b/c/d`.
@@ -766,7 +853,7 @@ impl State {
         &mut self,
         job: &Job,
         results: &[RcptResult],
-        session: Option<&Session>,
+        relay: Option<&str>,
         timing: &Timing,
     ) {
         let now = now_micros();
@@ -793,9 +880,7 @@ impl State {
                     .unwrap_or_default()
             })
             .collect();
-        let relay = session
-            .map(|s| s.peer().to_string())
-            .unwrap_or_else(|| "none".into());
+        let relay = relay.unwrap_or("none");
         let a = secs(queued.saturating_sub(arrival));
         let b = secs(timing.started.saturating_sub(queued));
         let c = timing.setup.as_secs_f64();
