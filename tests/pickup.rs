@@ -289,3 +289,43 @@ fn malformed_inputs_quarantined(io: &str) {
     );
 }
 daemon_test!(malformed_inputs_quarantined);
+
+/// A symbolic link and a FIFO in `pickup/` are not read (a link could point
+/// anywhere; opening a FIFO would block pickup): both move to `corrupt/`
+/// with a reason, the link's target is untouched, and a good file dropped
+/// after them is still queued.
+fn links_and_fifos_are_not_read(io: &str) {
+    let sb = Sandbox::new();
+    let mut d = sb.start_daemon(io);
+    d.wait_recovered(2);
+    let target = sb.root().join("elsewhere.eml");
+    std::fs::write(&target, pickup_message(1)).unwrap();
+    std::os::unix::fs::symlink(&target, sb.pickup().join("link.eml")).unwrap();
+    let fifo = sb.pickup().join("pipe.eml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    d.wait_until("link and FIFO quarantined", || count_in(&sb.corrupt()) == 4);
+    for (name, words) in [
+        ("link.eml", "symbolic link"),
+        ("pipe.eml", "not a regular file"),
+    ] {
+        let names = names_in(&sb.corrupt());
+        let reason = names
+            .iter()
+            .find(|n| n.ends_with(&format!(".{name}.reason")))
+            .unwrap_or_else(|| panic!("{name} quarantined: {names:?}"));
+        let text = std::fs::read_to_string(sb.corrupt().join(reason)).unwrap();
+        assert!(text.contains(words), "{name}: {text}");
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), pickup_message(1));
+    sb.drop_file("good.eml", &pickup_message(2));
+    d.wait_until("good.eml queued", || count_in(&sb.pickup()) == 0);
+    let listed = sb.queue_list();
+    assert_eq!(listed.len(), 1, "only the good file: {listed:?}");
+    assert_eq!(listed[0].addresses(), [rcpt(2)]);
+    d.stop();
+}
+daemon_test!(links_and_fifos_are_not_read);

@@ -179,7 +179,30 @@ impl Pickup {
         }
         offered
     }
+}
 
+/// Opens a spool file for reading: never through a symbolic link, never
+/// blocking (a FIFO), and without updating its access time when the
+/// daemon may (it owns the file or runs with CAP_FOWNER): an atime update
+/// dirties the inode, one more write per message for a file about to be
+/// deleted.
+fn open_spool_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let base = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let open = |flags: OFlags| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+    };
+    match open(base | OFlags::NOATIME) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => open(base),
+        other => other,
+    }
+}
+
+impl Pickup {
     /// Names in `dir` that are candidates: not dot-files, not in flight.
     fn list(&self, dir: &Path) -> Vec<PathBuf> {
         let entries = match std::fs::read_dir(dir) {
@@ -201,9 +224,28 @@ impl Pickup {
 
     /// Reads and prepares one file; quarantines it when it cannot be queued.
     fn read_one(&mut self, path: &Path, kind: SpoolKind) -> Option<Submission> {
-        let meta = match std::fs::symlink_metadata(path) {
+        let mut file = match open_spool_file(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None, // vanished meanwhile
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                self.reject(path, "not a regular file (a symbolic link)");
+                return None;
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                self.reject(path, "not a regular file");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(target: "pickup", "{}: cannot open: {e}", path.display());
+                return None;
+            }
+        };
+        let meta = match file.metadata() {
             Ok(m) => m,
-            Err(_) => return None, // vanished meanwhile
+            Err(e) => {
+                tracing::warn!(target: "pickup", "{}: cannot stat: {e}", path.display());
+                return None;
+            }
         };
         if !meta.is_file() {
             if !meta.is_dir() {
@@ -229,14 +271,12 @@ impl Pickup {
             );
             return None;
         }
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!(target: "pickup", "{}: cannot read: {e}", path.display());
-                return None;
-            }
-        };
+        let mut data = Vec::with_capacity(meta.len() as usize + 1);
+        if let Err(e) = std::io::Read::read_to_end(&mut file, &mut data) {
+            tracing::warn!(target: "pickup", "{}: cannot read: {e}", path.display());
+            return None;
+        }
+        drop(file);
         match (self.prepare)(&data, kind, meta.uid(), path) {
             Ok(sub) => Some(sub),
             Err(reason) => {
