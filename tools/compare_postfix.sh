@@ -54,7 +54,8 @@
 #                          a real disk, so fsync counts)
 #   --keep                 keep the temporary directory (logs, configs)
 #   --json                 print one JSON object instead of the table
-# env: BIN (default target/release/ringmail)
+# env: BIN (default target/release/ringmail), SHARDS (ringmail's shard
+#      count; default one per core)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -459,6 +460,7 @@ relayhost = "[127.0.0.1]:$SINK_PORT"
 pickup_settle_ms = 0
 # as ringmail bench does; Postfix's pickup is kicked right after the renames
 pickup_interval_ms = 50
+${SHARDS:+shards = $SHARDS}
 TOML
   say "ringmail [$be]: staging $N files of $SIZE B"
   stage "$d/staging" "$N" nosync
