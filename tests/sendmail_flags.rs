@@ -253,7 +253,6 @@ fn usage_errors_exit_64() {
         (&["-B", "9BIT", "r@example.net"], "-B"),
         (&["-N", "sometimes", "r@example.net"], "-N"),
         (&["-F", "two\nlines", "r@example.net"], "-F"),
-        (&["-bs"], "not implemented"),
         (&["-bd"], "ringmail serve"),
     ];
     for (args, needle) in cases {
@@ -664,3 +663,102 @@ fn accepted_within_size_limit_is_queued(io: &str) {
     d.stop();
 }
 daemon_test!(accepted_within_size_limit_is_queued);
+
+/// `sendmail -bs`: a pipelined SMTP dialogue on stdin, two messages. Each
+/// `250 ... queued as` comes after its maildrop file is written; the
+/// daemon then queues both with the SMTP envelope (not the headers).
+#[test]
+fn bs_speaks_smtp_on_stdin() {
+    let sb = Sandbox::new();
+    sb.make_maildrop();
+    let dialogue = b"EHLO client.example\r\n\
+MAIL FROM:<app@example.com> BODY=8BITMIME\r\nRCPT TO:<one@example.net>\r\nRCPT TO:<two@example.net>\r\nDATA\r\n\
+Subject: first\r\nTo: someone-else@example.net\r\n\r\n..dot line\r\nbody one\r\n.\r\n\
+MAIL FROM:<>\r\nRCPT TO:<three@example.net>\r\nDATA\r\nSubject: second\r\n\r\nbody two\r\n.\r\n\
+RCPT TO:<nomail@example.net>\r\nQUIT\r\n";
+    let out = sb.sendmail(&["-bs"], dialogue);
+    assert!(out.status.success(), "{out:?}");
+    let replies = String::from_utf8_lossy(&out.stdout).to_string();
+    let codes: Vec<&str> = replies
+        .lines()
+        .filter(|l| !l.starts_with("250-"))
+        .map(|l| &l[..3])
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "220", "250", "250", "250", "250", "354", "250", "250", "250", "354", "250", "503",
+            "221"
+        ],
+        "{replies}"
+    );
+    assert_eq!(replies.matches("Ok: queued as ").count(), 2, "{replies}");
+    assert_eq!(count_in(&sb.maildrop()), 2);
+    let mut d = sb.start_daemon("auto");
+    d.wait_recovered(2);
+    d.wait_until("both queued", || sb.queue_list().len() == 2);
+    d.stop();
+    let listed = sb.queue_list();
+    let first = listed
+        .iter()
+        .find(|l| l.sender == "app@example.com")
+        .expect("first message");
+    assert_eq!(first.addresses(), ["one@example.net", "two@example.net"]);
+    let second = listed
+        .iter()
+        .find(|l| l.sender.is_empty())
+        .expect("null sender");
+    assert_eq!(second.addresses(), ["three@example.net"]);
+    let segments = sb.segment_messages();
+    let wire = segments
+        .iter()
+        .find(|r| r.sender == "app@example.com")
+        .map(|r| r.wire.clone())
+        .expect("record");
+    assert!(
+        contains(&wire, b"\r\n..dot line\r\n"),
+        "stuffed once on the wire"
+    );
+}
+
+/// A real SMTP client, swaks, talking to `sendmail -bs` through a pipe.
+#[test]
+fn bs_with_swaks() {
+    if std::process::Command::new("swaks")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: swaks is not installed");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.make_maildrop();
+    let pipe = format!("{BIN} sendmail -bs -C {}", sb.config.display());
+    let out = std::process::Command::new("swaks")
+        .args([
+            "--pipe",
+            &pipe,
+            "--from",
+            "swaks@example.com",
+            "--to",
+            "r@example.net",
+        ])
+        .args([
+            "--header",
+            "Subject: via swaks",
+            "--body",
+            "hello from swaks",
+        ])
+        .env_remove("RINGMAIL_CONFIG")
+        .output()
+        .expect("run swaks");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("<-  250 2.0.0 Ok: queued as "), "{text}");
+    assert_eq!(count_in(&sb.maildrop()), 1);
+}

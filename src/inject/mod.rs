@@ -7,6 +7,7 @@ pub mod pickup;
 pub mod quarantine;
 pub mod sendmail;
 pub mod sendmail_args;
+pub mod smtp_stdin;
 pub mod user;
 
 use std::path::{Path, PathBuf};

@@ -100,7 +100,20 @@ pub fn submit(
     }
 
     let envelope = Envelope { sender, recipients };
-    let data = maildrop::encode(uid, &envelope, args.full_name.as_deref(), &message);
+    queue_envelope(config, &envelope, args.full_name.as_deref(), &message)
+}
+
+/// Writes `message` with `envelope` durably to `maildrop/` (as the current
+/// user); returns the file's path. Used by plain `sendmail` and by
+/// `sendmail -bs` for each message of the dialogue.
+pub fn queue_envelope(
+    config: &Config,
+    envelope: &Envelope,
+    full_name: Option<&str>,
+    message: &[u8],
+) -> Result<PathBuf, SendmailError> {
+    let uid = user::current_uid();
+    let data = maildrop::encode(uid, envelope, full_name, message);
     let dir = Spool::new(&config.spool_dir).maildrop();
     if !dir.is_dir() {
         return Err(SendmailError::TempFail(format!(

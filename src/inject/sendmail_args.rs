@@ -49,7 +49,7 @@ pub enum SendmailMode {
 
 impl SendmailMode {
     /// The canonical option selecting this mode, for messages
-    /// (`"-bs is not implemented"`).
+    /// (`"-bd is not supported"`).
     pub fn flag(self) -> &'static str {
         match self {
             SendmailMode::Deliver => "-bm",
