@@ -7,16 +7,22 @@
 //! records from offset 64, see `record`
 //! ```
 //!
-//! The file is preallocated with `fallocate` so that writing through the
-//! mapping can never hit ENOSPC (which would arrive as SIGBUS); a full disk
-//! shows up as an error when a segment is created instead.
+//! The file is preallocated with `fallocate`, so a full disk shows up as an
+//! error when a segment is created, not halfway through a record.
+//!
+//! Reads go through a read-only shared mapping; writes (appends, status
+//! bytes) go through `pwrite` into the same page cache, which the mapping
+//! sees at once. Writing through a writable mapping instead costs, on every
+//! commit, a write-protect pass over the dirty pages with a TLB shootdown
+//! (an inter-processor interrupt to every core running a shard) and then a
+//! write fault on the next store to each such page; a `pwrite` costs neither.
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use memmap2::{Mmap, MmapMut, MmapOptions};
+use memmap2::{Mmap, MmapOptions};
 
 use super::QueueError;
 
@@ -105,11 +111,14 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
-/// An open, writable, mapped segment.
+/// An open segment: mapped for reading, written with `pwrite`.
 pub struct Segment {
     path: PathBuf,
     file: Arc<File>,
-    map: MmapMut,
+    map: Mmap,
+    /// Where a record is built before it is written (kept to reuse its
+    /// allocation).
+    scratch: Vec<u8>,
     header: SegmentHeader,
     /// Next append offset.
     write_pos: usize,
@@ -133,8 +142,11 @@ impl Segment {
             let _ = std::fs::remove_file(&path);
             return Err(QueueError::io("fallocate", &path, e));
         }
-        let mut map = map_rw(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
-        map[..FILE_HEADER_LEN].copy_from_slice(&header.encode());
+        let map = map_ro(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
+        if let Err(e) = file.write_all_at(&header.encode(), 0) {
+            let _ = std::fs::remove_file(&path);
+            return Err(QueueError::io("write", &path, e));
+        }
         file.sync_data()
             .map_err(|e| QueueError::io("fdatasync", &path, e))?;
         sync_dir(dir)?;
@@ -142,6 +154,7 @@ impl Segment {
             path,
             file: Arc::new(file),
             map,
+            scratch: Vec::new(),
             header,
             write_pos: FILE_HEADER_LEN,
             sealed: false,
@@ -156,7 +169,7 @@ impl Segment {
             .write(true)
             .open(path)
             .map_err(|e| QueueError::io("open", path, e))?;
-        let map = map_rw(&file).map_err(|e| QueueError::io("mmap", path, e))?;
+        let map = map_ro(&file).map_err(|e| QueueError::io("mmap", path, e))?;
         let header = SegmentHeader::decode(&map).map_err(|reason| QueueError::BadSegment {
             path: path.to_path_buf(),
             reason,
@@ -165,6 +178,7 @@ impl Segment {
             path: path.to_path_buf(),
             file: Arc::new(file),
             map,
+            scratch: Vec::new(),
             header,
             write_pos: FILE_HEADER_LEN,
             sealed: true,
@@ -210,10 +224,12 @@ impl Segment {
         }
     }
 
-    /// Reserves `len` bytes at the end of the data and lets `fill` write the
-    /// record there; returns the record's offset. The space is zero when
-    /// handed out. Fails (returning `None`) when the segment is sealed or full.
-    pub fn append<E>(
+    /// Lets `fill` build a record of `len` bytes (handed out zeroed), then
+    /// writes it at the end of the data; returns the record's offset. Fails
+    /// (returning `None`) when the segment is sealed or full; a failed write
+    /// leaves the end of the data where it was, so the next record
+    /// overwrites whatever part of this one reached the file.
+    pub fn append<E: From<QueueError>>(
         &mut self,
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
@@ -222,39 +238,40 @@ impl Segment {
             return None;
         }
         let off = self.write_pos;
-        let result = fill(&mut self.map[off..off + len]);
-        if result.is_ok() {
-            self.write_pos += len;
-        } else {
-            self.map[off..off + len].fill(0);
+        self.scratch.clear();
+        self.scratch.resize(len, 0);
+        if let Err(e) = fill(&mut self.scratch) {
+            return Some(Err(e));
         }
-        Some(result.map(|()| off))
+        if let Err(e) = self.file.write_all_at(&self.scratch, off as u64) {
+            return Some(Err(QueueError::io("write", &self.path, e).into()));
+        }
+        self.write_pos += len;
+        Some(Ok(off))
     }
 
     /// Overwrites one byte in place (a recipient status byte).
-    pub fn set_byte(&mut self, offset: usize, value: u8) {
-        if let Some(b) = self.map.get_mut(offset) {
-            *b = value;
+    pub fn set_byte(&mut self, offset: usize, value: u8) -> Result<(), QueueError> {
+        if offset >= self.map.len() {
+            return Ok(());
         }
+        self.file
+            .write_all_at(&[value], offset as u64)
+            .map_err(|e| QueueError::io("write", &self.path, e))
     }
 }
 
-/// Maps a whole file read-write.
-fn map_rw(file: &File) -> std::io::Result<MmapMut> {
-    // SAFETY: the mapping is shared with the file. Only the one daemon that
-    // holds the spool lock writes segment files, and it never truncates a
-    // segment (it only unlinks whole files, which leaves existing mappings
-    // valid), so the mapped range stays backed and no SIGBUS can occur from a
-    // shrinking file. Readers (`mailq`) map read-only and tolerate records
-    // that are being written (they fail the checksum and are skipped).
-    unsafe { MmapOptions::new().map_mut(file) }
-}
-
-/// Maps a whole file read-only, for listing the queue.
+/// Maps a whole file read-only: the daemon's view of its segments, and
+/// `mailq`'s.
 pub fn map_ro(file: &File) -> std::io::Result<Mmap> {
-    // SAFETY: see `map_rw`: the daemon never truncates a segment file, so the
-    // mapping stays backed for its whole lifetime; concurrently written bytes
-    // may be seen half-written, which the record checksums detect.
+    // SAFETY: the mapping is shared with the file. The daemon never
+    // truncates a segment file (it only unlinks whole files, which leaves
+    // existing mappings valid), so the mapped range stays backed for the
+    // mapping's whole lifetime and no SIGBUS can come from a shrinking file.
+    // Bytes written concurrently (by this daemon's `pwrite`, or seen by
+    // `mailq` from another process) may be read half-written; the record
+    // checksums detect that, and the daemon only reads a record after
+    // writing it.
     unsafe { MmapOptions::new().map(file) }
 }
 
@@ -307,17 +324,21 @@ mod tests {
         let off = seg
             .append(16, |b| {
                 b.copy_from_slice(&[1u8; 16]);
-                Ok::<(), ()>(())
+                Ok::<(), QueueError>(())
             })
             .unwrap()
             .unwrap();
         assert_eq!(off, FILE_HEADER_LEN);
-        assert!(seg.append(2 << 20, |_| Ok::<(), ()>(())).is_none());
+        assert!(seg.append(2 << 20, |_| Ok::<(), QueueError>(())).is_none());
+        seg.set_byte(70, 9).unwrap();
+        assert_eq!(&seg.bytes()[64..72], &[1, 1, 1, 1, 1, 1, 9, 1]);
         drop(seg);
         let seg = Segment::open(&dir.path().join(file_name(7))).unwrap();
         assert_eq!(seg.header(), &header(7));
         assert!(seg.is_sealed());
-        assert_eq!(&seg.bytes()[64..80], &[1u8; 16]);
+        let mut want = [1u8; 16];
+        want[6] = 9;
+        assert_eq!(&seg.bytes()[64..80], &want);
     }
 
     #[test]

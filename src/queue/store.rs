@@ -415,7 +415,7 @@ impl Store {
             .bytes()
             .get(pos)
             .is_some_and(|&b| RcptStatus::from_byte(b).is_live());
-        state.seg.set_byte(pos, status as u8);
+        state.seg.set_byte(pos, status as u8)?;
         state.dirty = true;
         if was_live && !status.is_live() {
             slot.live -= 1;

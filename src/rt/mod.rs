@@ -78,6 +78,25 @@ pub fn choose_backend(choice: IoBackendChoice) -> IoBackend {
     }
 }
 
+/// A tokio-uring runtime whose ring completes network operations
+/// cooperatively: with `IORING_SETUP_COOP_TASKRUN` a completion does not
+/// interrupt the running shard thread with an inter-processor interrupt and
+/// a signal-like detour; it is delivered at the shard's next system call
+/// (which comes soon: the shard enters the ring every loop), or wakes the
+/// shard if it sleeps. `IORING_SETUP_SINGLE_ISSUER` tells the kernel only
+/// this thread submits, which is true: one ring per shard thread. Kernels
+/// without these flags (before 6.0) get a ring with default flags.
+fn uring_runtime() -> std::io::Result<tokio_uring::Runtime> {
+    let mut ring = tokio_uring::uring_builder();
+    ring.setup_coop_taskrun().setup_single_issuer();
+    match tokio_uring::Runtime::new(tokio_uring::builder().uring_builder(&ring)) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+            tokio_uring::Runtime::new(&tokio_uring::builder())
+        }
+        other => other,
+    }
+}
+
 /// Runs `make()`'s future to completion on the current thread with
 /// `backend`'s runtime. If tokio-uring's runtime cannot be built (for example
 /// locked-memory limits), falls back to epoll and says so. Returns the
@@ -88,7 +107,7 @@ where
     Fut: Future,
 {
     if backend == IoBackend::Uring {
-        match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+        match uring_runtime() {
             Ok(rt) => return Ok((IoBackend::Uring, rt.block_on(make(IoBackend::Uring)))),
             Err(e) => {
                 tracing::warn!(target: "master", "cannot start an io_uring runtime ({e}); this shard uses epoll");
