@@ -897,11 +897,11 @@ impl State {
                 target: "smtp",
                 "{}: to=<{addr}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
                 job.id,
-                fmt_secs(delay),
-                fmt_secs(a),
-                fmt_secs(b),
-                fmt_secs(c),
-                fmt_secs(d),
+                Secs(delay),
+                Secs(a),
+                Secs(b),
+                Secs(c),
+                Secs(d),
                 result.dsn(),
                 result.text()
             );
@@ -1075,20 +1075,39 @@ fn secs(micros: u64) -> f64 {
 }
 
 /// Postfix's delay format: two decimals for small values, fewer for large.
-fn fmt_secs(s: f64) -> String {
-    if s >= 10.0 {
-        format!("{s:.0}")
-    } else if s >= 0.1 {
-        let t = format!("{s:.1}");
-        t.trim_end_matches(".0").to_string()
-    } else {
-        let t = format!("{s:.2}");
-        if t == "0.00" {
-            "0".into()
+/// Formats with integer arithmetic into the log line directly (a log line
+/// carries five of these, and float formatting showed in profiles).
+struct Secs(f64);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.0.is_finite() && self.0 > 0.0 {
+            self.0
         } else {
-            t
+            0.0
+        };
+        if s >= 10.0 {
+            write!(f, "{}", s.round() as u64)
+        } else if s >= 0.1 {
+            let tenths = (s * 10.0).round() as u64;
+            if tenths % 10 == 0 {
+                write!(f, "{}", tenths / 10)
+            } else {
+                write!(f, "{}.{}", tenths / 10, tenths % 10)
+            }
+        } else {
+            match (s * 100.0).round() as u64 {
+                0 => f.write_str("0"),
+                hundredths => write!(f, "0.{hundredths:02}"),
+            }
         }
     }
+}
+
+/// [`Secs`] as a string.
+#[cfg(test)]
+fn fmt_secs(s: f64) -> String {
+    Secs(s).to_string()
 }
 
 #[cfg(test)]
@@ -1114,5 +1133,14 @@ mod tests {
         assert_eq!(fmt_secs(0.044), "0.04");
         assert_eq!(fmt_secs(0.44), "0.4");
         assert_eq!(fmt_secs(27.3), "27");
+        assert_eq!(fmt_secs(1.0), "1");
+        assert_eq!(fmt_secs(2.25), "2.3");
+        assert_eq!(fmt_secs(9.97), "10");
+        assert_eq!(fmt_secs(0.0999), "0.10");
+        assert_eq!(fmt_secs(0.005), "0.01");
+        assert_eq!(fmt_secs(0.004), "0");
+        assert_eq!(fmt_secs(-1.0), "0");
+        assert_eq!(fmt_secs(f64::NAN), "0");
+        assert_eq!(fmt_secs(4000.4), "4000");
     }
 }
