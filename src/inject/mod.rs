@@ -8,6 +8,7 @@ pub mod quarantine;
 pub mod sendmail;
 pub mod sendmail_args;
 pub mod smtp_stdin;
+pub mod unlinker;
 pub mod user;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! The pickup scanner: polls `maildrop/` and `pickup/`, turns each file into
 //! a submission and offers it to the queue. The shard that queues it
-//! unlinks the file after the commit and then acknowledges, so a file is
-//! gone only once its message is durable; until the acknowledgement the
-//! file is "in flight" and not read again.
+//! acknowledges after the commit; only then does pickup unlink the file (on
+//! its [`Unlinker`] threads), so a file is gone only once its message is
+//! durable. Until it is unlinked the file is "in flight" and not read again.
 //!
 //! Files whose name starts with `.` are ignored, so writers can write under
 //! a temporary dot-name and rename. A `pickup/` file modified less than
@@ -24,6 +24,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::model::{Ack, Source, Submission};
 
 use super::quarantine::quarantine;
+use super::unlinker::{Unlinked, Unlinker, UNLINK_THREADS};
 
 /// How long shutdown waits for the queue to acknowledge files in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -83,8 +84,10 @@ pub struct Pickup {
     cfg: PickupConfig,
     prepare: Box<Prepare>,
     inflight: HashSet<PathBuf>,
-    /// Queued files the shard could not unlink: never read again.
+    /// Queued files that could not be unlinked: never read again.
     stuck: HashSet<PathBuf>,
+    /// Unlinks queued files.
+    unlinker: Unlinker,
     stats: PickupStats,
     /// After a queue failure, wait this long before offering files again.
     pause_until: Option<Instant>,
@@ -98,6 +101,7 @@ impl Pickup {
             prepare,
             inflight: HashSet::new(),
             stuck: HashSet::new(),
+            unlinker: Unlinker::new(UNLINK_THREADS),
             stats: PickupStats::default(),
             pause_until: None,
         }
@@ -128,10 +132,25 @@ impl Pickup {
         let deadline = Instant::now() + SHUTDOWN_GRACE;
         while !self.inflight.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.drain_acks(acks);
+            if self.unlinker.outstanding() > 0 {
+                let done = self.unlinker.wait_done(left.min(Duration::from_millis(5)));
+                self.handle_unlinked(done);
+                continue;
+            }
             match acks.recv_timeout(left) {
                 Ok(ack) => self.handle_ack(ack),
-                Err(_) => break,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => {
+                    if self.unlinker.outstanding() == 0 {
+                        break;
+                    }
+                }
             }
+            self.unlinker.flush();
         }
         self.stats
     }
@@ -148,10 +167,15 @@ impl Pickup {
                 return true;
             }
             match acks.recv_timeout(left) {
-                Ok(ack) => self.handle_ack(ack),
+                Ok(ack) => {
+                    self.handle_ack(ack);
+                    self.unlinker.flush();
+                }
                 Err(RecvTimeoutError::Timeout) => return true,
                 Err(RecvTimeoutError::Disconnected) => return false,
             }
+            let done = self.unlinker.try_done();
+            self.handle_unlinked(done);
         }
     }
 
@@ -357,29 +381,47 @@ impl Pickup {
         }
     }
 
+    /// Handles the acknowledgements and unlink outcomes that have come in,
+    /// and sends the newly committed files off to be unlinked.
     fn drain_acks(&mut self, acks: &Receiver<Ack>) {
         while let Ok(ack) = acks.try_recv() {
             self.handle_ack(ack);
         }
+        self.unlinker.flush();
+        let done = self.unlinker.try_done();
+        self.handle_unlinked(done);
     }
 
     fn handle_ack(&mut self, ack: Ack) {
         let Source::File(path) = ack.source else {
             return;
         };
+        if ack.result.is_ok() {
+            // Durable now: unlink, and keep it in flight until it is gone.
+            self.unlinker.push(path);
+            return;
+        }
         self.inflight.remove(&path);
         match ack.result {
-            Ok(_) => {
-                self.stats.queued += 1;
-                if ack.unlink_error.is_some() {
-                    self.stuck.insert(path);
-                }
-            }
+            Ok(_) => {}
             Err(e) if !e.is_transient() => self.reject(&path, &e.to_string()),
             Err(e) => {
                 self.stats.failed += 1;
                 self.pause_until = Some(Instant::now() + self.cfg.interval * 5);
                 tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display());
+            }
+        }
+    }
+
+    /// Retires unlinked files; a queued file that cannot be unlinked is
+    /// never read again (its message is queued already).
+    fn handle_unlinked(&mut self, done: Vec<Unlinked>) {
+        for (path, error) in done {
+            self.inflight.remove(&path);
+            self.stats.queued += 1;
+            if let Some(e) = error {
+                tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
+                self.stuck.insert(path);
             }
         }
     }

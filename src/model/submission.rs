@@ -63,10 +63,7 @@ impl AckError {
 pub struct Ack {
     /// The submission's source, echoed back.
     pub source: Source,
-    /// The queue ID once committed (fdatasync done), or why not.
+    /// The queue ID once committed (fdatasync done), or why not. For a
+    /// file source, `Ok` is the submitter's cue to unlink the file.
     pub result: Result<QueueId, AckError>,
-    /// For a committed file source: the shard has unlinked the file, unless
-    /// this says why it could not. Such a file must not be read again (its
-    /// message is queued already).
-    pub unlink_error: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::model::{Ack, AckError, QueueId, Source, Submission};
+use crate::model::{Ack, AckError, QueueId, Submission};
 use crate::queue::recovery::RecoveryReport;
 use crate::queue::{QueueError, Store};
 use crate::rt::{self, IoBackend};
@@ -21,9 +21,6 @@ use crate::deliver::Router;
 
 /// Most submissions a shard appends before it commits.
 pub const MAX_BATCH: usize = 1024;
-
-/// Most input-file unlinks a shard keeps in flight at once.
-const MAX_UNLINKS: usize = 256;
 
 /// How often an idle shard looks at the stop flag.
 const IDLE_CHECK: Duration = Duration::from_millis(50);
@@ -138,7 +135,6 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
     let mut flush_seen = ctx.flush.load(Ordering::Acquire);
     let mut last_commit = Instant::now();
     let mut queued = 0u64;
-    let unlinks = Arc::new(tokio::sync::Semaphore::new(MAX_UNLINKS));
     let mut batch: Vec<(Box<Submission>, Result<QueueId, AckError>)> =
         Vec::with_capacity(MAX_BATCH);
     loop {
@@ -175,7 +171,11 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
                     (Ok(_), Err(e)) => Err(e.clone()),
                     (Err(e), _) => Err(e),
                 };
-                acknowledge(sub.source, result, &ctx.acks, &unlinks, backend).await;
+                // The submitter (pickup) unlinks a committed file itself.
+                let _ = ctx.acks.send(Ack {
+                    source: sub.source,
+                    result,
+                });
             }
             continue;
         }
@@ -220,54 +220,8 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         qmgr.after_commit();
         let _ = commit(&store, backend).await;
     }
-    // Wait for the last unlinks; anything appended is committed above.
-    let _ = unlinks.acquire_many(MAX_UNLINKS as u32).await;
     tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);
     Ok(queued)
-}
-
-/// Tells the submitter. A committed input file is unlinked first, as a
-/// task of its own so that many unlinks overlap (at most [`MAX_UNLINKS`]),
-/// and the acknowledgement follows the unlink.
-async fn acknowledge(
-    source: Source,
-    result: Result<QueueId, AckError>,
-    acks: &Sender<Ack>,
-    unlinks: &Arc<tokio::sync::Semaphore>,
-    backend: IoBackend,
-) {
-    let path = match (&source, &result) {
-        (Source::File(path), Ok(_)) => path.clone(),
-        _ => {
-            let _ = acks.send(Ack {
-                source,
-                result,
-                unlink_error: None,
-            });
-            return;
-        }
-    };
-    // The semaphore is never closed, so acquiring only waits.
-    let Ok(permit) = Arc::clone(unlinks).acquire_owned().await else {
-        return;
-    };
-    let acks = acks.clone();
-    tokio::task::spawn_local(async move {
-        let unlink_error = match rt::remove_file(path.clone(), backend).await {
-            Ok(()) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
-                Some(e.to_string())
-            }
-        };
-        let _ = acks.send(Ack {
-            source,
-            result,
-            unlink_error,
-        });
-        drop(permit);
-    });
 }
 
 /// One group commit: fdatasync every segment written since the last one.

@@ -1,0 +1,253 @@
+//! Unlinks spool files whose messages are durably queued, on a small pool
+//! of threads owned by pickup.
+//!
+//! On a file system mounted with `discard` (as many cloud disks are), an
+//! unlink frees the file's blocks with a discard request and waits for the
+//! device, so one thread unlinks only a few thousand files a second; many
+//! unlinks in flight overlap those waits. They used to be io_uring
+//! operations of the shard that committed the message, which woke the shard
+//! once per file for the completion: a context switch per message on the
+//! thread that also runs SMTP. Here the shard only acknowledges; pickup
+//! hands the committed files, a few at a time, to these threads and
+//! collects the results when it next looks, so no thread is woken per file
+//! just to be told.
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+/// Threads that unlink (each waits on the device for one file at a time).
+pub const UNLINK_THREADS: usize = 16;
+
+/// Most files handed to one thread at once: small enough that the threads
+/// share a burst, large enough that a thread is not woken per file.
+const CHUNK: usize = 8;
+
+/// The outcome of one unlink: the path, and why it failed (a file that is
+/// already gone counts as unlinked).
+pub type Unlinked = (PathBuf, Option<String>);
+
+/// The pool: queue paths with [`Unlinker::push`], send them off with
+/// [`Unlinker::flush`], collect outcomes with [`Unlinker::try_done`].
+pub struct Unlinker {
+    jobs: Option<Sender<Vec<PathBuf>>>,
+    done_rx: Receiver<Vec<Unlinked>>,
+    done_tx: Sender<Vec<Unlinked>>,
+    threads: Vec<JoinHandle<()>>,
+    pending: Vec<PathBuf>,
+    /// Paths sent to the threads whose outcome has not been collected.
+    outstanding: usize,
+}
+
+impl Unlinker {
+    /// A pool of `threads` threads. With 0 threads, or when threads cannot
+    /// be started, [`Unlinker::flush`] unlinks on the caller's thread.
+    pub fn new(threads: usize) -> Unlinker {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<PathBuf>>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Unlinked>>();
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let jobs = jobs_rx.clone();
+            let done = done_tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("unlink-{i}"))
+                .spawn(move || {
+                    for chunk in jobs.iter() {
+                        let outcomes = chunk.into_iter().map(unlink_one).collect();
+                        if done.send(outcomes).is_err() {
+                            return;
+                        }
+                    }
+                });
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    tracing::warn!(target: "pickup", "cannot start unlink thread {i}: {e}");
+                    break;
+                }
+            }
+        }
+        Unlinker {
+            jobs: (!handles.is_empty()).then_some(jobs_tx),
+            done_rx,
+            done_tx,
+            threads: handles,
+            pending: Vec::new(),
+            outstanding: 0,
+        }
+    }
+
+    /// Queues `path` for unlinking; it goes out with the next flush (or
+    /// at once, with others, when enough are queued).
+    pub fn push(&mut self, path: PathBuf) {
+        self.pending.push(path);
+        if self.pending.len() >= CHUNK * UNLINK_THREADS {
+            self.flush();
+        }
+    }
+
+    /// Sends every queued path to the threads, a few per thread.
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.outstanding += pending.len();
+        let Some(jobs) = &self.jobs else {
+            let outcomes = pending.into_iter().map(unlink_one).collect();
+            // The receiver lives in `self`, so this cannot fail.
+            let _ = self.done_tx.send(outcomes);
+            return;
+        };
+        let per_thread = pending.len().div_ceil(UNLINK_THREADS).clamp(1, CHUNK);
+        let mut rest = pending;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(per_thread));
+            if let Err(back) = jobs.send(rest) {
+                // All threads are gone (only if one panicked): do it here.
+                let outcomes = back.into_inner().into_iter().map(unlink_one).collect();
+                let _ = self.done_tx.send(outcomes);
+            }
+            rest = tail;
+        }
+    }
+
+    /// Outcomes collected so far, without waiting.
+    pub fn try_done(&mut self) -> Vec<Unlinked> {
+        let mut out = Vec::new();
+        while let Ok(batch) = self.done_rx.try_recv() {
+            out.extend(batch);
+        }
+        self.outstanding -= out.len();
+        out
+    }
+
+    /// Waits up to `timeout` for at least one outcome, then collects all.
+    pub fn wait_done(&mut self, timeout: Duration) -> Vec<Unlinked> {
+        match self.done_rx.recv_timeout(timeout) {
+            Ok(batch) => {
+                self.outstanding -= batch.len();
+                let mut out = batch;
+                out.extend(self.try_done());
+                out
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => Vec::new(),
+        }
+    }
+
+    /// Paths queued or sent whose outcome has not been collected.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding + self.pending.len()
+    }
+}
+
+impl Drop for Unlinker {
+    /// Sends what is queued, lets the threads finish it, and joins them.
+    fn drop(&mut self) {
+        self.flush();
+        self.jobs = None;
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Unlinks one file; a file already gone counts as unlinked.
+fn unlink_one(path: PathBuf) -> Unlinked {
+    match std::fs::remove_file(&path) {
+        Ok(()) => (path, None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path, None),
+        Err(e) => (path, Some(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
+        (0..n)
+            .map(|i| {
+                let p = dir.join(format!("f{i}"));
+                std::fs::write(&p, b"x").unwrap();
+                p
+            })
+            .collect()
+    }
+
+    fn collect_all(u: &mut Unlinker) -> Vec<Unlinked> {
+        let mut got = Vec::new();
+        while u.outstanding() > 0 {
+            got.extend(u.wait_done(Duration::from_secs(10)));
+        }
+        got
+    }
+
+    #[test]
+    fn unlinks_every_file_once_on_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path(), 300);
+        let mut u = Unlinker::new(4);
+        for p in &paths {
+            u.push(p.clone());
+        }
+        u.flush();
+        let mut got = collect_all(&mut u);
+        got.sort();
+        assert_eq!(got.len(), 300);
+        assert!(got.iter().all(|(_, e)| e.is_none()));
+        let mut want = paths.clone();
+        want.sort();
+        assert_eq!(got.into_iter().map(|(p, _)| p).collect::<Vec<_>>(), want);
+        assert!(paths.iter().all(|p| !p.exists()));
+        assert_eq!(u.outstanding(), 0);
+    }
+
+    #[test]
+    fn without_threads_unlinks_on_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path(), 3);
+        let mut u = Unlinker::new(0);
+        for p in &paths {
+            u.push(p.clone());
+        }
+        assert!(paths[0].exists(), "nothing happens before the flush");
+        u.flush();
+        assert!(paths.iter().all(|p| !p.exists()));
+        assert_eq!(u.try_done().len(), 3);
+        assert_eq!(u.outstanding(), 0);
+    }
+
+    #[test]
+    fn a_vanished_file_counts_as_unlinked_and_a_failure_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let not_a_file = dir.path().join("d");
+        std::fs::create_dir(&not_a_file).unwrap();
+        std::fs::write(not_a_file.join("inside"), b"x").unwrap();
+        let mut u = Unlinker::new(2);
+        u.push(gone.clone());
+        u.push(not_a_file.clone());
+        u.flush();
+        let mut got = collect_all(&mut u);
+        got.sort();
+        assert_eq!(got[0].0, not_a_file);
+        assert!(got[0].1.is_some(), "unlinking a directory fails");
+        assert_eq!(got[1], (gone, None));
+    }
+
+    #[test]
+    fn drop_finishes_what_was_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path(), 50);
+        {
+            let mut u = Unlinker::new(3);
+            for p in &paths {
+                u.push(p.clone());
+            }
+        }
+        assert!(paths.iter().all(|p| !p.exists()));
+    }
+}
