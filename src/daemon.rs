@@ -69,6 +69,10 @@ pub struct ServeReport {
 /// How long shards get to stop after a signal before the daemon exits anyway.
 const SHUTDOWN_WATCHDOG: Duration = Duration::from_secs(4);
 
+/// After the shards stop, how long pickup may take to unlink the files
+/// committed last (each normally takes well under a millisecond).
+const PICKUP_FINISH_LIMIT: Duration = Duration::from_secs(3);
+
 /// A shard thread: the backend it ran on and how many messages it queued.
 type ShardHandle = JoinHandle<Result<(IoBackend, Result<u64, ShardError>), rt::RtError>>;
 
@@ -167,7 +171,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         Box::new(move |data, kind, uid, path| prepare(data, kind, uid, path, &site)),
     );
     let ring_for_pickup = Arc::clone(&ring);
-    let pickup_stats = pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
+    pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
 
     tracing::info!(target: "master", "terminating on signal: stopping intake, committing pending messages");
     shard_stop.store(true, Ordering::Release);
@@ -189,7 +193,6 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     }
     let mut report = ServeReport {
         shards: shard_count,
-        pickup: pickup_stats,
         ..ServeReport::default()
     };
     let mut first_error = None;
@@ -205,6 +208,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         }
     }
     finished.store(true, Ordering::Release);
+    // The shards are gone, so every acknowledgement is in the channel:
+    // unlink the files committed since pickup stopped listening.
+    report.pickup = pickup.finish(&ack_rx, PICKUP_FINISH_LIMIT);
     let _ = control_thread.join();
     let _ = std::fs::remove_file(spool.control_socket());
     match first_error {

@@ -217,7 +217,10 @@ impl Pickup {
                 self.inflight.insert(path);
                 self.stats.offered += 1;
                 offered += 1;
-                if offered % 256 == 0 {
+                if !acks.is_empty() {
+                    // Committed files are unlinked as soon as possible: a
+                    // committed file not yet unlinked is queued again if
+                    // the daemon is killed.
                     self.drain_acks(acks);
                 }
             }
@@ -411,6 +414,32 @@ impl Pickup {
                 tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display());
             }
         }
+    }
+
+    /// Called once the shards have stopped: handles acknowledgements that
+    /// came after [`Pickup::run`] returned and waits for every unlink, so no
+    /// committed file is left behind to be queued again after a restart.
+    /// Gives up after `limit` (logging how many unlinks were left).
+    pub fn finish(&mut self, acks: &Receiver<Ack>, limit: Duration) -> PickupStats {
+        let deadline = Instant::now() + limit;
+        self.drain_acks(acks);
+        while self.unlinker.outstanding() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    target: "pickup",
+                    "{} committed files not unlinked at exit: they will be queued again",
+                    self.unlinker.outstanding()
+                );
+                break;
+            }
+            self.unlinker.flush();
+            let done = self
+                .unlinker
+                .wait_done(left.min(Duration::from_millis(100)));
+            self.handle_unlinked(done);
+        }
+        self.stats
     }
 
     /// Retires unlinked files; a queued file that cannot be unlinked is

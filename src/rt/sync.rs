@@ -1,18 +1,15 @@
-//! File operations that may block on the disk, done without blocking the
-//! shard's event loop: io_uring operations (`IORING_OP_FSYNC` with
-//! datasync, `IORING_OP_UNLINKAT`) on the io_uring backend, a blocking-pool
-//! thread on epoll. Either way the shard keeps serving other tasks, and
-//! many such operations can be in flight at once.
+//! The file operation that blocks on the disk, done without blocking the
+//! shard's event loop: an io_uring operation (`IORING_OP_FSYNC` with
+//! datasync) on the io_uring backend, a blocking-pool thread on epoll.
+//! Either way the shard keeps serving other tasks meanwhile.
 
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::IoBackend;
 
-/// fdatasyncs `file` on `backend`'s terms. A memory-mapped segment's dirty
-/// pages belong to the file's page cache, so this makes writes done through
-/// the mapping durable too.
+/// fdatasyncs `file` on `backend`'s terms: makes a segment's writes (its
+/// dirty page-cache pages) durable.
 pub async fn sync_data(file: Arc<File>, backend: IoBackend) -> std::io::Result<()> {
     match backend {
         IoBackend::Uring => {
@@ -22,17 +19,6 @@ pub async fn sync_data(file: Arc<File>, backend: IoBackend) -> std::io::Result<(
             result.and(closed)
         }
         IoBackend::Epoll => tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(std::io::Error::other)?,
-    }
-}
-
-/// Unlinks `path`. On file systems mounted with `discard`, an unlink can
-/// wait for the device; in flight concurrently, many of them overlap.
-pub async fn remove_file(path: PathBuf, backend: IoBackend) -> std::io::Result<()> {
-    match backend {
-        IoBackend::Uring => tokio_uring::fs::remove_file(&path).await,
-        IoBackend::Epoll => tokio::task::spawn_blocking(move || std::fs::remove_file(path))
             .await
             .map_err(std::io::Error::other)?,
     }
