@@ -471,8 +471,94 @@ impl Pickup {
 
 #[cfg(test)]
 mod tests {
-    use super::read_whole;
+    use super::*;
+    use crate::model::{AckError, Envelope, MessageFlags, QueueId};
     use std::io::Write;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_file_is_unlinked_only_after_its_ack_and_finish_handles_late_acks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (maildrop, pickup, corrupt) = (
+            dir.path().join("maildrop"),
+            dir.path().join("pickup"),
+            dir.path().join("corrupt"),
+        );
+        for d in [&maildrop, &pickup, &corrupt] {
+            std::fs::create_dir(d).unwrap();
+        }
+        for name in ["a", "b", "c"] {
+            std::fs::write(pickup.join(name), b"Subject: x\n\nbody\n").unwrap();
+        }
+        let cfg = PickupConfig {
+            maildrop,
+            pickup: pickup.clone(),
+            corrupt,
+            message_size_limit: 1 << 20,
+            interval: Duration::from_millis(10),
+            settle: Duration::ZERO,
+        };
+        let prepare = Box::new(|data: &[u8], _: SpoolKind, uid: u32, path: &Path| {
+            Ok(Submission {
+                envelope: Envelope::default(),
+                wire: data.to_vec(),
+                flags: MessageFlags::default(),
+                message_id: String::new(),
+                arrival_micros: 0,
+                uid,
+                source: Source::File(path.to_path_buf()),
+            })
+        });
+        let mut p = Pickup::new(cfg, prepare);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = AtomicBool::new(false);
+        let mut offered = Vec::new();
+        let n = p.scan_once(
+            &mut |sub| {
+                offered.push(sub);
+                Ok(())
+            },
+            &rx,
+            &stop,
+        );
+        assert_eq!(n, 3);
+        assert_eq!(
+            names(&pickup),
+            ["a", "b", "c"],
+            "nothing unlinked before an ack"
+        );
+        assert_eq!(
+            p.scan_once(&mut |_| panic!("offered twice"), &rx, &stop),
+            0,
+            "files in flight are not offered again"
+        );
+        // Acks that arrive after pickup stopped listening: two committed,
+        // one that failed and must stay.
+        for (i, sub) in offered.into_iter().enumerate() {
+            let result = match i {
+                0 | 1 => Ok(QueueId::new(0, i as u64)),
+                _ => Err(AckError::QueueWrite("disk full".into())),
+            };
+            tx.send(Ack {
+                source: sub.source,
+                result,
+            })
+            .unwrap();
+        }
+        drop(tx);
+        let stats = p.finish(&rx, Duration::from_secs(10));
+        assert_eq!(stats.queued, 2);
+        assert_eq!(stats.failed, 1);
+        assert_eq!(names(&pickup), ["c"]);
+    }
 
     fn file_with(bytes: &[u8]) -> std::fs::File {
         let dir = tempfile::tempdir().unwrap();
