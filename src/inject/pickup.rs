@@ -133,13 +133,20 @@ impl Pickup {
                 break;
             }
         }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        while !self.inflight.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
+        self.retire_in_flight(acks, Instant::now() + SHUTDOWN_GRACE);
+        self.stats
+    }
+
+    /// Handles acknowledgements and unlink outcomes until no file is in
+    /// flight, or the acknowledgement channel is closed with no unlink
+    /// outstanding, or `deadline` passes.
+    fn retire_in_flight(&mut self, acks: &Receiver<Ack>, deadline: Instant) {
+        loop {
             self.drain_acks(acks);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.inflight.is_empty() || left.is_zero() {
+                return;
+            }
             if self.unlinker.outstanding() > 0 {
                 let done = self.unlinker.wait_done(left.min(Duration::from_millis(5)));
                 self.handle_unlinked(done);
@@ -147,16 +154,9 @@ impl Pickup {
             }
             match acks.recv_timeout(left) {
                 Ok(ack) => self.handle_ack(ack),
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => {
-                    if self.unlinker.outstanding() == 0 {
-                        break;
-                    }
-                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
             }
-            self.unlinker.flush();
         }
-        self.stats
     }
 
     /// Handles acknowledgements until the next scan is due (one `interval`
@@ -173,13 +173,11 @@ impl Pickup {
             match acks.recv_timeout(left) {
                 Ok(ack) => {
                     self.handle_ack(ack);
-                    self.unlinker.flush();
+                    self.drain_acks(acks);
                 }
                 Err(RecvTimeoutError::Timeout) => return true,
                 Err(RecvTimeoutError::Disconnected) => return false,
             }
-            let done = self.unlinker.try_done();
-            self.handle_unlinked(done);
         }
     }
 
@@ -407,20 +405,21 @@ impl Pickup {
         let Source::File(path) = ack.source else {
             return;
         };
-        if ack.result.is_ok() {
-            // Durable now: unlink, and keep it in flight until it is gone.
-            self.unlinker.push(path);
-            return;
-        }
-        self.inflight.remove(path.as_os_str());
-        match ack.result {
-            Ok(_) => {}
-            Err(e) if !e.is_transient() => self.reject(&path, &e.to_string()),
-            Err(e) => {
-                self.stats.failed += 1;
-                self.pause_until = Some(Instant::now() + self.cfg.interval * 5);
-                tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display());
+        let e = match ack.result {
+            Ok(_) => {
+                // Durable now: unlink, and keep it in flight until it is gone.
+                self.unlinker.push(path);
+                return;
             }
+            Err(e) => e,
+        };
+        self.inflight.remove(path.as_os_str());
+        if !e.is_transient() {
+            self.reject(&path, &e.to_string());
+        } else {
+            self.stats.failed += 1;
+            self.pause_until = Some(Instant::now() + self.cfg.interval * 5);
+            tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display());
         }
     }
 
@@ -429,23 +428,13 @@ impl Pickup {
     /// committed file is left behind to be queued again after a restart.
     /// Gives up after `limit` (logging how many unlinks were left).
     pub fn finish(&mut self, acks: &Receiver<Ack>, limit: Duration) -> PickupStats {
-        let deadline = Instant::now() + limit;
-        self.drain_acks(acks);
-        while self.unlinker.outstanding() > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    target: "pickup",
-                    "{} committed files not unlinked at exit: they will be queued again",
-                    self.unlinker.outstanding()
-                );
-                break;
-            }
-            self.unlinker.flush();
-            let done = self
-                .unlinker
-                .wait_done(left.min(Duration::from_millis(100)));
-            self.handle_unlinked(done);
+        self.retire_in_flight(acks, Instant::now() + limit);
+        if self.unlinker.outstanding() > 0 {
+            tracing::warn!(
+                target: "pickup",
+                "{} committed files not unlinked at exit: they will be queued again",
+                self.unlinker.outstanding()
+            );
         }
         self.stats
     }
