@@ -76,7 +76,7 @@ fn append_commit(c: &mut Criterion) {
                     for _ in 0..batch {
                         store.append(&sub).unwrap();
                     }
-                    for f in store.take_dirty() {
+                    for f in store.take_dirty().unwrap() {
                         f.sync_data().unwrap();
                     }
                 },

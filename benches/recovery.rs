@@ -51,12 +51,12 @@ fn main() {
             sub.envelope.recipients[0] = format!("user{i}@example.net");
             store.append(&sub).expect("append");
             if i % 1000 == 999 {
-                for f in store.take_dirty() {
+                for f in store.take_dirty().unwrap() {
                     f.sync_data().expect("fdatasync");
                 }
             }
         }
-        for f in store.take_dirty() {
+        for f in store.take_dirty().unwrap() {
             f.sync_data().expect("fdatasync");
         }
     }

@@ -13,11 +13,13 @@
 //! needs no extra thread or kernel watch limits and finds files that were
 //! already there at start the same way as new ones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -25,7 +27,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use crate::model::{Ack, Source, Submission};
 
 use super::quarantine::quarantine;
-use super::unlinker::{Unlinked, Unlinker, UNLINK_THREADS};
+use super::unlinker::{open_dir, Unlinked, Unlinker, UNLINK_THREADS};
 
 /// How long shutdown waits for the queue to acknowledge files in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -86,8 +88,9 @@ pub struct Pickup {
     prepare: Box<Prepare>,
     /// Files offered and not yet retired, by path (as bytes: hashing an
     /// `OsString` is one pass over the bytes, hashing a `PathBuf` walks its
-    /// components, which showed in profiles of scans of large directories).
-    inflight: HashSet<OsString>,
+    /// components, which showed in profiles of scans of large directories),
+    /// with the directory it was read from, open, to unlink it relative to.
+    inflight: HashMap<OsString, Arc<OwnedFd>>,
     /// Queued files that could not be unlinked: never read again.
     stuck: HashSet<OsString>,
     /// Unlinks queued files.
@@ -103,7 +106,7 @@ impl Pickup {
         Pickup {
             cfg,
             prepare,
-            inflight: HashSet::new(),
+            inflight: HashMap::new(),
             stuck: HashSet::new(),
             unlinker: Unlinker::new(UNLINK_THREADS),
             stats: PickupStats::default(),
@@ -193,11 +196,20 @@ impl Pickup {
             (self.cfg.maildrop.clone(), SpoolKind::Maildrop),
             (self.cfg.pickup.clone(), SpoolKind::Pickup),
         ] {
+            // Files are opened and unlinked relative to this, which spares
+            // the kernel a walk of the whole path for each of them.
+            let dir_fd = match open_dir(&dir) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    tracing::warn!(target: "pickup", "{}: cannot open: {e}", dir.display());
+                    continue;
+                }
+            };
             for path in self.list(&dir) {
                 if stop.load(Ordering::Acquire) {
                     return offered;
                 }
-                let Some(sub) = self.read_one(&path, kind) else {
+                let Some(sub) = self.read_one(&dir_fd, &path, kind) else {
                     continue;
                 };
                 let mut sub = Box::new(sub);
@@ -216,7 +228,8 @@ impl Pickup {
                         }
                     }
                 }
-                self.inflight.insert(path.into_os_string());
+                self.inflight
+                    .insert(path.into_os_string(), Arc::clone(&dir_fd));
                 self.stats.offered += 1;
                 offered += 1;
                 if !acks.is_empty() {
@@ -236,20 +249,18 @@ impl Pickup {
 /// daemon may (it owns the file or runs with CAP_FOWNER): an atime update
 /// dirties the inode, one more write per message for a file about to be
 /// deleted.
-fn open_spool_file(path: &Path) -> std::io::Result<std::fs::File> {
-    use rustix::fs::OFlags;
-    use std::os::unix::fs::OpenOptionsExt;
-    let base = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let open = |flags: OFlags| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(flags.bits() as i32)
-            .open(path)
+fn open_spool_file(dir: &OwnedFd, path: &Path) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let Some(name) = path.file_name() else {
+        return Err(std::io::Error::from(rustix::io::Errno::INVAL));
     };
-    match open(base | OFlags::NOATIME) {
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => open(base),
+    let base = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let open = |flags: OFlags| rustix::fs::openat(dir, name, flags, Mode::empty());
+    let fd = match open(base | OFlags::NOATIME) {
+        Err(rustix::io::Errno::PERM) => open(base),
         other => other,
-    }
+    }?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// Reads all of `file`, whose size was `size` when it was stat'ed, into
@@ -300,7 +311,7 @@ impl Pickup {
             .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
             .map(|e| e.path())
             .filter(|p| {
-                !self.inflight.contains(p.as_os_str()) && !self.stuck.contains(p.as_os_str())
+                !self.inflight.contains_key(p.as_os_str()) && !self.stuck.contains(p.as_os_str())
             })
             .collect();
         // All in one directory, so byte order is name order (and much
@@ -310,8 +321,8 @@ impl Pickup {
     }
 
     /// Reads and prepares one file; quarantines it when it cannot be queued.
-    fn read_one(&mut self, path: &Path, kind: SpoolKind) -> Option<Submission> {
-        let mut file = match open_spool_file(path) {
+    fn read_one(&mut self, dir: &OwnedFd, path: &Path, kind: SpoolKind) -> Option<Submission> {
+        let mut file = match open_spool_file(dir, path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None, // vanished meanwhile
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
@@ -408,7 +419,18 @@ impl Pickup {
         let e = match ack.result {
             Ok(_) => {
                 // Durable now: unlink, and keep it in flight until it is gone.
-                self.unlinker.push(path);
+                let dir = match self.inflight.get(path.as_os_str()) {
+                    Some(dir) => Ok(Arc::clone(dir)),
+                    // Not offered by this scanner (cannot happen): still
+                    // the file is queued, so it must go.
+                    None => open_dir(path.parent().unwrap_or(Path::new("."))),
+                };
+                match dir {
+                    Ok(dir) => self.unlinker.push(dir, path),
+                    Err(e) => {
+                        tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display())
+                    }
+                }
                 return;
             }
             Err(e) => e,

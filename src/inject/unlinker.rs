@@ -12,7 +12,9 @@
 //! collects the results when it next looks, so no thread is woken per file
 //! just to be told.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,14 +31,20 @@ const CHUNK: usize = 8;
 /// already gone counts as unlinked).
 pub type Unlinked = (PathBuf, Option<String>);
 
+/// A file to unlink: the directory it was read from, open, and its path.
+/// The name is removed relative to that directory (`unlinkat`), which
+/// spares the kernel a walk of the whole path per file and removes the
+/// entry that was read even if the directory was renamed meanwhile.
+pub type Doomed = (Arc<OwnedFd>, PathBuf);
+
 /// The pool: queue paths with [`Unlinker::push`], send them off with
 /// [`Unlinker::flush`], collect outcomes with [`Unlinker::try_done`].
 pub struct Unlinker {
-    jobs: Option<Sender<Vec<PathBuf>>>,
+    jobs: Option<Sender<Vec<Doomed>>>,
     done_rx: Receiver<Vec<Unlinked>>,
     done_tx: Sender<Vec<Unlinked>>,
     threads: Vec<JoinHandle<()>>,
-    pending: Vec<PathBuf>,
+    pending: Vec<Doomed>,
     /// Paths sent to the threads whose outcome has not been collected.
     outstanding: usize,
 }
@@ -45,7 +53,7 @@ impl Unlinker {
     /// A pool of `threads` threads. With 0 threads, or when threads cannot
     /// be started, [`Unlinker::flush`] unlinks on the caller's thread.
     pub fn new(threads: usize) -> Unlinker {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<PathBuf>>();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<Doomed>>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Unlinked>>();
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
@@ -79,11 +87,12 @@ impl Unlinker {
         }
     }
 
-    /// Queues `path` for unlinking; it goes out with the next flush (or
-    /// at once, with others, when enough are queued).
-    pub fn push(&mut self, path: PathBuf) {
-        self.pending.push(path);
-        if self.pending.len() >= CHUNK * UNLINK_THREADS {
+    /// Queues `path`, found in the open directory `dir`, for unlinking; it
+    /// goes out with the next flush (or at once, with others, when enough
+    /// are queued).
+    pub fn push(&mut self, dir: Arc<OwnedFd>, path: PathBuf) {
+        self.pending.push((dir, path));
+        if self.pending.len() >= CHUNK * self.threads.len().max(1) {
             self.flush();
         }
     }
@@ -101,7 +110,10 @@ impl Unlinker {
             let _ = self.done_tx.send(outcomes);
             return;
         };
-        let per_thread = pending.len().div_ceil(UNLINK_THREADS).clamp(1, CHUNK);
+        let per_thread = pending
+            .len()
+            .div_ceil(self.threads.len().max(1))
+            .clamp(1, CHUNK);
         let mut rest = pending;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(per_thread));
@@ -155,17 +167,38 @@ impl Drop for Unlinker {
 }
 
 /// Unlinks one file; a file already gone counts as unlinked.
-fn unlink_one(path: PathBuf) -> Unlinked {
-    match std::fs::remove_file(&path) {
-        Ok(()) => (path, None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (path, None),
-        Err(e) => (path, Some(e.to_string())),
+fn unlink_one((dir, path): Doomed) -> Unlinked {
+    let Some(name) = path.file_name() else {
+        return (path, Some("not a file name".into()));
+    };
+    match rustix::fs::unlinkat(&*dir, name, rustix::fs::AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => (path, None),
+        Err(e) => (path, Some(std::io::Error::from(e).to_string())),
     }
+}
+
+/// Opens directory `path` for `unlinkat` and `openat` (`O_PATH`: no read
+/// permission needed, nothing read through it).
+pub fn open_dir(path: &std::path::Path) -> std::io::Result<Arc<OwnedFd>> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(Arc::new(fd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn doomed(paths: &[PathBuf]) -> Vec<Doomed> {
+        paths
+            .iter()
+            .map(|p| (open_dir(p.parent().unwrap()).unwrap(), p.clone()))
+            .collect()
+    }
 
     fn files(dir: &std::path::Path, n: usize) -> Vec<PathBuf> {
         (0..n)
@@ -190,8 +223,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = files(dir.path(), 300);
         let mut u = Unlinker::new(4);
-        for p in &paths {
-            u.push(p.clone());
+        for (d, p) in doomed(&paths) {
+            u.push(d, p);
         }
         u.flush();
         let mut got = collect_all(&mut u);
@@ -210,8 +243,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = files(dir.path(), 3);
         let mut u = Unlinker::new(0);
-        for p in &paths {
-            u.push(p.clone());
+        for (d, p) in doomed(&paths) {
+            u.push(d, p);
         }
         assert!(paths[0].exists(), "nothing happens before the flush");
         u.flush();
@@ -228,8 +261,9 @@ mod tests {
         std::fs::create_dir(&not_a_file).unwrap();
         std::fs::write(not_a_file.join("inside"), b"x").unwrap();
         let mut u = Unlinker::new(2);
-        u.push(gone.clone());
-        u.push(not_a_file.clone());
+        for (d, p) in doomed(&[gone.clone(), not_a_file.clone()]) {
+            u.push(d, p);
+        }
         u.flush();
         let mut got = collect_all(&mut u);
         got.sort();
@@ -244,8 +278,8 @@ mod tests {
         let paths = files(dir.path(), 50);
         {
             let mut u = Unlinker::new(3);
-            for p in &paths {
-                u.push(p.clone());
+            for (d, p) in doomed(&paths) {
+                u.push(d, p);
             }
         }
         assert!(paths.iter().all(|p| !p.exists()));

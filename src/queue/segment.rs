@@ -12,11 +12,24 @@
 //!
 //! Reads go through a read-only shared mapping; writes (appends, status
 //! bytes) go through `pwrite` into the same page cache, which the mapping
-//! sees at once. Writing through a writable mapping instead costs, on every
+//! sees. Writing through a writable mapping instead costs, on every
 //! commit, a write-protect pass over the dirty pages with a TLB shootdown
 //! (an inter-processor interrupt to every core running a shard) and then a
 //! write fault on the next store to each such page; a `pwrite` costs neither.
+//!
+//! Writes are gathered until [`Segment::flush`], which the group commit
+//! calls just before its fdatasync: records appended since the last flush
+//! wait in a tail buffer and go out in one `pwrite`, and status bytes set
+//! in older records wait in a sorted map and go out as a few `pwrite`s of
+//! the ranges around them (the unchanged bytes in between are rewritten as
+//! they are). A `pwrite` per record and per status byte was, at ten
+//! thousand messages a second, about 6 µs of kernel time per message. Until
+//! the flush, reads through [`Segment::record_at`] and [`Segment::byte_at`]
+//! see the gathered bytes; the file (and `mailq`, which maps it) does not,
+//! which changes nothing about durability: nothing is durable before the
+//! fdatasync that follows the flush.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -111,13 +124,32 @@ pub fn parse_file_name(name: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// Largest stretch of unchanged bytes that [`Segment::flush`] rewrites to
+/// join two status bytes into one `pwrite`: the copy it costs stays below
+/// the cost of a separate system call.
+const STATUS_GAP: usize = 8 * 1024;
+
+/// Longest range one status `pwrite` covers.
+const STATUS_RUN_MAX: usize = 1 << 20;
+
+/// A tail buffer this large is written at once rather than at the next
+/// flush, so a burst of large messages does not pile up in memory.
+const TAIL_FLUSH_AT: usize = 8 << 20;
+
 /// An open segment: mapped for reading, written with `pwrite`.
 pub struct Segment {
     path: PathBuf,
     file: Arc<File>,
     map: Mmap,
-    /// Where a record is built before it is written (kept to reuse its
-    /// allocation).
+    /// Records appended since the last flush, in order; they start at
+    /// offset `tail_start`.
+    tail: Vec<u8>,
+    /// File offset of `tail[0]`.
+    tail_start: usize,
+    /// Status bytes set in flushed records since the last flush, by offset.
+    pending: BTreeMap<usize, u8>,
+    /// Where a status range is built before it is written (kept to reuse
+    /// its allocation).
     scratch: Vec<u8>,
     header: SegmentHeader,
     /// Next append offset.
@@ -154,6 +186,9 @@ impl Segment {
             path,
             file: Arc::new(file),
             map,
+            tail: Vec::new(),
+            tail_start: FILE_HEADER_LEN,
+            pending: BTreeMap::new(),
             scratch: Vec::new(),
             header,
             write_pos: FILE_HEADER_LEN,
@@ -178,6 +213,9 @@ impl Segment {
             path: path.to_path_buf(),
             file: Arc::new(file),
             map,
+            tail: Vec::new(),
+            tail_start: FILE_HEADER_LEN,
+            pending: BTreeMap::new(),
             scratch: Vec::new(),
             header,
             write_pos: FILE_HEADER_LEN,
@@ -200,9 +238,111 @@ impl Segment {
         &self.file
     }
 
-    /// The whole mapped file.
+    /// The whole mapped file: what was written to it, without the appends
+    /// and status bytes gathered since the last [`Segment::flush`]. For
+    /// recovery, which reads a segment before writing to it.
     pub fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// The segment from `offset` on, including records appended since the
+    /// last flush (a record starting in the tail buffer is read from it).
+    /// Status bytes set since the last flush are not applied: read those
+    /// with [`Segment::byte_at`].
+    pub fn record_at(&self, offset: usize) -> &[u8] {
+        if offset >= self.tail_start && !self.tail.is_empty() {
+            self.tail.get(offset - self.tail_start..).unwrap_or(&[])
+        } else {
+            self.map.get(offset..).unwrap_or(&[])
+        }
+    }
+
+    /// The byte at `offset` as last set, flushed or not.
+    pub fn byte_at(&self, offset: usize) -> Option<u8> {
+        if let Some(b) = self.tail_byte(offset) {
+            return Some(b);
+        }
+        if let Some(&b) = self.pending.get(&offset) {
+            return Some(b);
+        }
+        self.map.get(offset).copied()
+    }
+
+    fn tail_byte(&self, offset: usize) -> Option<u8> {
+        offset
+            .checked_sub(self.tail_start)
+            .and_then(|i| self.tail.get(i))
+            .copied()
+    }
+
+    /// True when appends or status bytes wait for [`Segment::flush`].
+    pub fn has_unflushed(&self) -> bool {
+        !self.tail.is_empty() || !self.pending.is_empty()
+    }
+
+    /// Writes the gathered appends (one `pwrite`) and status bytes (one
+    /// `pwrite` per run of nearby bytes) to the file. On error nothing is
+    /// dropped: the next flush tries again.
+    pub fn flush(&mut self) -> Result<(), QueueError> {
+        self.flush_tail()?;
+        self.flush_statuses()
+    }
+
+    /// Writes the status bytes gathered since the last flush (one `pwrite`
+    /// per run of nearby bytes), leaving appends for the next
+    /// [`Segment::flush`]. A status written with `pwrite` survives the
+    /// daemon being killed, which is what keeps redeliveries after a
+    /// `kill -9` down to the messages in flight.
+    pub fn flush_statuses(&mut self) -> Result<(), QueueError> {
+        while let Some((&lo, _)) = self.pending.first_key_value() {
+            // A run: status bytes at most STATUS_GAP apart, within
+            // STATUS_RUN_MAX, all inside flushed records.
+            let mut hi = lo;
+            for (&pos, _) in self.pending.range(lo..) {
+                if pos - hi > STATUS_GAP || pos - lo >= STATUS_RUN_MAX {
+                    break;
+                }
+                hi = pos;
+            }
+            let Some(current) = self.map.get(lo..=hi) else {
+                // Past the mapping (cannot happen: positions come from
+                // records in it); drop them rather than loop forever.
+                self.pending.retain(|&p, _| p < lo || p > hi);
+                continue;
+            };
+            self.scratch.clear();
+            self.scratch.extend_from_slice(current);
+            for (&pos, &value) in self.pending.range(lo..=hi) {
+                self.scratch[pos - lo] = value;
+            }
+            self.file
+                .write_all_at(&self.scratch, lo as u64)
+                .map_err(|e| QueueError::io("write", &self.path, e))?;
+            let rest = self.pending.split_off(&(hi + 1));
+            self.pending = rest;
+        }
+        Ok(())
+    }
+
+    /// Forgets what was gathered and not written: for a segment about to
+    /// be deleted.
+    pub fn discard_unflushed(&mut self) {
+        self.tail_start += self.tail.len();
+        self.tail.clear();
+        self.pending.clear();
+    }
+
+    /// Writes the tail buffer, if any, with one `pwrite`.
+    fn flush_tail(&mut self) -> Result<(), QueueError> {
+        if self.tail.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(&self.tail, self.tail_start as u64)
+            .map_err(|e| QueueError::io("write", &self.path, e))?;
+        self.tail_start += self.tail.len();
+        self.tail.clear();
+        Ok(())
     }
 
     /// True once the segment takes no more appends.
@@ -224,11 +364,12 @@ impl Segment {
         }
     }
 
-    /// Lets `fill` build a record of `len` bytes (handed out zeroed), then
-    /// writes it at the end of the data; returns the record's offset. Fails
-    /// (returning `None`) when the segment is sealed or full; a failed write
-    /// leaves the end of the data where it was, so the next record
-    /// overwrites whatever part of this one reached the file.
+    /// Lets `fill` build a record of `len` bytes (handed out zeroed) at the
+    /// end of the data; returns the record's offset. The record is readable
+    /// at once through [`Segment::record_at`] and written to the file by the
+    /// next [`Segment::flush`]. Fails (returning `None`) when the segment is
+    /// sealed or full; a failed `fill` leaves the end of the data where it
+    /// was.
     pub fn append<E: From<QueueError>>(
         &mut self,
         len: usize,
@@ -238,26 +379,46 @@ impl Segment {
             return None;
         }
         let off = self.write_pos;
-        self.scratch.clear();
-        self.scratch.resize(len, 0);
-        if let Err(e) = fill(&mut self.scratch) {
+        debug_assert_eq!(off, self.tail_start + self.tail.len());
+        let start = self.tail.len();
+        self.tail.resize(start + len, 0);
+        if let Err(e) = fill(&mut self.tail[start..]) {
+            self.tail.truncate(start);
             return Some(Err(e));
         }
-        if let Err(e) = self.file.write_all_at(&self.scratch, off as u64) {
-            return Some(Err(QueueError::io("write", &self.path, e).into()));
-        }
         self.write_pos += len;
+        if self.tail.len() >= TAIL_FLUSH_AT {
+            if let Err(e) = self.flush_tail() {
+                // The record stays in the tail; the next flush retries.
+                return Some(Err(e.into()));
+            }
+        }
         Some(Ok(off))
     }
 
-    /// Overwrites one byte in place (a recipient status byte).
-    pub fn set_byte(&mut self, offset: usize, value: u8) -> Result<(), QueueError> {
+    /// Sets one byte in place (a recipient status byte); written by the
+    /// next [`Segment::flush_statuses`] or [`Segment::flush`].
+    pub fn set_byte(&mut self, offset: usize, value: u8) {
         if offset >= self.map.len() {
-            return Ok(());
+            return;
         }
-        self.file
-            .write_all_at(&[value], offset as u64)
-            .map_err(|e| QueueError::io("write", &self.path, e))
+        if let Some(i) = offset.checked_sub(self.tail_start) {
+            if let Some(b) = self.tail.get_mut(i) {
+                *b = value;
+                return;
+            }
+        }
+        self.pending.insert(offset, value);
+    }
+}
+
+impl Drop for Segment {
+    /// Writes what is gathered (a clean stop commits first, so this is only
+    /// a fallback; errors cannot be reported here).
+    fn drop(&mut self) {
+        if self.has_unflushed() {
+            let _ = self.flush();
+        }
     }
 }
 
@@ -330,7 +491,15 @@ mod tests {
             .unwrap();
         assert_eq!(off, FILE_HEADER_LEN);
         assert!(seg.append(2 << 20, |_| Ok::<(), QueueError>(())).is_none());
-        seg.set_byte(70, 9).unwrap();
+        seg.set_byte(70, 9);
+        assert_eq!(seg.byte_at(70), Some(9));
+        assert_eq!(&seg.record_at(64)[..8], &[1, 1, 1, 1, 1, 1, 9, 1]);
+        assert_eq!(
+            &seg.bytes()[64..72],
+            &[0; 8],
+            "not written before the flush"
+        );
+        seg.flush().unwrap();
         assert_eq!(&seg.bytes()[64..72], &[1, 1, 1, 1, 1, 1, 9, 1]);
         drop(seg);
         let seg = Segment::open(&dir.path().join(file_name(7))).unwrap();
@@ -339,6 +508,95 @@ mod tests {
         let mut want = [1u8; 16];
         want[6] = 9;
         assert_eq!(&seg.bytes()[64..80], &want);
+    }
+
+    /// Appends, status bytes near and far apart, flushes at odd moments:
+    /// reads before a flush, the file after it and the file after a reopen
+    /// all match a plain model of the bytes.
+    #[test]
+    fn gathered_writes_match_a_model_before_and_after_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), header(3)).unwrap();
+        let mut model = vec![0u8; 1 << 20];
+        model[..FILE_HEADER_LEN].copy_from_slice(&seg.bytes()[..FILE_HEADER_LEN]);
+        let mut offsets = Vec::new();
+        let mut rng = fastrand::Rng::with_seed(7);
+        for i in 0..120usize {
+            // Small records (statuses a few hundred bytes apart) and large
+            // ones (statuses further apart than STATUS_GAP).
+            let len = if i % 7 == 0 { 20_000 } else { 300 + i };
+            let fill = (i % 251) as u8 + 1;
+            let off = seg
+                .append(len, |b| {
+                    b.fill(fill);
+                    Ok::<(), QueueError>(())
+                })
+                .unwrap()
+                .unwrap();
+            model[off..off + len].fill(fill);
+            offsets.push((off, len));
+            if i % 40 == 39 {
+                seg.flush().unwrap();
+            }
+            // Status bytes in this record (still in the tail) and in
+            // earlier, flushed ones.
+            for _ in 0..3 {
+                let (o, l) = offsets[rng.usize(..offsets.len())];
+                let pos = o + rng.usize(..l);
+                let v = rng.u8(..);
+                seg.set_byte(pos, v);
+                model[pos] = v;
+            }
+            for &(o, l) in offsets.iter().rev().take(3) {
+                assert_eq!(seg.byte_at(o + l - 1), Some(model[o + l - 1]));
+            }
+            if i % 40 != 39 {
+                // The newest record is in the tail, statuses applied.
+                let (o, l) = offsets[i];
+                assert_eq!(&seg.record_at(o)[..l], &model[o..o + l]);
+            }
+        }
+        for pos in (0..model.len()).step_by(97) {
+            assert_eq!(seg.byte_at(pos), Some(model[pos]), "at {pos}");
+        }
+        assert!(seg.has_unflushed());
+        seg.flush().unwrap();
+        assert!(!seg.has_unflushed());
+        assert!(
+            seg.bytes() == &model[..],
+            "the file matches the model after the flush"
+        );
+        drop(seg);
+        let seg = Segment::open(&dir.path().join(file_name(3))).unwrap();
+        assert!(seg.bytes() == &model[..], "and after a reopen");
+    }
+
+    #[test]
+    fn discarded_writes_never_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), header(4)).unwrap();
+        let off = seg
+            .append(8, |b| {
+                b.fill(5);
+                Ok::<(), QueueError>(())
+            })
+            .unwrap()
+            .unwrap();
+        seg.flush().unwrap();
+        seg.set_byte(off, 9);
+        seg.append(8, |b| {
+            b.fill(6);
+            Ok::<(), QueueError>(())
+        })
+        .unwrap()
+        .unwrap();
+        seg.discard_unflushed();
+        drop(seg);
+        let seg = Segment::open(&dir.path().join(file_name(4))).unwrap();
+        assert_eq!(
+            &seg.bytes()[off..off + 16],
+            &[5, 5, 5, 5, 5, 5, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]

@@ -44,6 +44,42 @@ struct SegState {
     dirty: bool,
 }
 
+/// The recipient status bytes of one message as last set, written to the
+/// file or not (see [`Store::get`]).
+#[derive(Clone, Copy)]
+pub struct RcptStatuses<'a> {
+    seg: &'a Segment,
+    /// Offset of the first status byte in the segment.
+    base: usize,
+    len: usize,
+}
+
+impl RcptStatuses<'_> {
+    /// The status byte of recipient `i`, if the message has that many.
+    pub fn get(&self, i: usize) -> Option<u8> {
+        if i < self.len {
+            self.seg.byte_at(self.base + i)
+        } else {
+            None
+        }
+    }
+
+    /// Number of status bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a message without status bytes (never stored).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// All status bytes, in recipient order.
+    pub fn to_vec(&self) -> Vec<u8> {
+        (0..self.len).filter_map(|i| self.get(i)).collect()
+    }
+}
+
 /// One shard's queue.
 pub struct Store {
     shard: usize,
@@ -346,19 +382,36 @@ impl Store {
         self.segs[idx as usize].as_ref().map_or(0, |s| s.seg.free())
     }
 
-    /// Hands out the files written since the last call, clearing their dirty
-    /// marks. The caller fdatasyncs each; every append made before this call
-    /// is durable once they all succeed.
-    pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
-        self.segs
-            .iter_mut()
-            .flatten()
-            .filter(|s| s.dirty)
-            .map(|s| {
-                s.dirty = false;
-                Arc::clone(s.seg.file())
-            })
-            .collect()
+    /// Writes what the segments gathered since the last call (appends and
+    /// status bytes, see [`segment`]) and hands out the files written,
+    /// clearing their dirty marks. The caller fdatasyncs each; every append
+    /// made before this call is durable once they all succeed. A failed
+    /// write poisons the store, as a failed fdatasync does.
+    pub fn take_dirty(&mut self) -> Result<Vec<Arc<File>>, QueueError> {
+        let mut files = Vec::new();
+        for s in self.segs.iter_mut().flatten().filter(|s| s.dirty) {
+            if let Err(e) = s.seg.flush() {
+                self.poisoned = true;
+                return Err(e);
+            }
+            s.dirty = false;
+            files.push(Arc::clone(s.seg.file()));
+        }
+        Ok(files)
+    }
+
+    /// Writes the status bytes set since the last call (see
+    /// [`Store::set_status`]) to the files, where they survive the daemon
+    /// being killed; durable with the next commit. A failed write poisons
+    /// the store.
+    pub fn flush_statuses(&mut self) -> Result<(), QueueError> {
+        for s in self.segs.iter_mut().flatten() {
+            if let Err(e) = s.seg.flush_statuses() {
+                self.poisoned = true;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// Records that an fdatasync failed: nothing more is written until restart.
@@ -371,26 +424,30 @@ impl Store {
         self.poisoned
     }
 
-    /// Reads a live message back.
-    pub fn get(&self, id: QueueId) -> Option<(MessageView<'_>, &[u8])> {
+    /// Reads a live message back, with its recipients' statuses.
+    pub fn get(&self, id: QueueId) -> Option<(MessageView<'_>, RcptStatuses<'_>)> {
         let slot = self.index.get(&id)?;
         let state = self.segs.get(slot.loc.seg as usize)?.as_ref()?;
-        let bytes = &state.seg.bytes()[slot.loc.offset as usize..];
+        let bytes = state.seg.record_at(slot.loc.offset as usize);
         match record::scan(bytes) {
             record::Scan::Record {
-                payload,
-                aux_offset,
-                aux_len,
-                ..
+                payload, aux_len, ..
             } => {
                 let view = record::decode_message(payload).ok()?;
-                Some((view, &bytes[aux_offset..aux_offset + aux_len]))
+                let statuses = RcptStatuses {
+                    seg: &state.seg,
+                    base: slot.loc.offset as usize + slot.aux_rel as usize,
+                    len: aux_len,
+                };
+                Some((view, statuses))
             }
             _ => None,
         }
     }
 
-    /// Sets the status of recipient `rcpt` of message `id` in place. Returns
+    /// Sets the status of recipient `rcpt` of message `id` in place, in
+    /// memory until [`Store::flush_statuses`] (callers setting several call
+    /// it once after them) or the next commit writes it. Returns
     /// true when this left the message with no live recipient: it is then
     /// dropped from the index, and its segment deleted once empty.
     pub fn set_status(
@@ -412,10 +469,9 @@ impl Store {
         let pos = slot.loc.offset as usize + slot.aux_rel as usize + rcpt;
         let was_live = state
             .seg
-            .bytes()
-            .get(pos)
-            .is_some_and(|&b| RcptStatus::from_byte(b).is_live());
-        state.seg.set_byte(pos, status as u8)?;
+            .byte_at(pos)
+            .is_some_and(|b| RcptStatus::from_byte(b).is_live());
+        state.seg.set_byte(pos, status as u8);
         state.dirty = true;
         if was_live && !status.is_live() {
             slot.live -= 1;
@@ -438,7 +494,10 @@ impl Store {
             return Ok(());
         }
         let path = state.seg.path().to_path_buf();
-        self.segs[idx as usize] = None;
+        if let Some(mut state) = self.segs[idx as usize].take() {
+            // Nothing in it is live: what it gathered need not be written.
+            state.seg.discard_unflushed();
+        }
         remove_segment_file(&path)
     }
 
@@ -547,7 +606,7 @@ mod tests {
     }
 
     fn sync(store: &mut Store) {
-        for f in store.take_dirty() {
+        for f in store.take_dirty().unwrap() {
             f.sync_data().unwrap();
         }
     }
@@ -576,7 +635,7 @@ mod tests {
             view.recipients,
             vec!["r1.0@example.net", "r1.1@example.net"]
         );
-        assert_eq!(status, &[0, RcptStatus::Sent as u8]);
+        assert_eq!(status.to_vec(), [0, RcptStatus::Sent as u8]);
         // New IDs continue above the recovered ones.
         assert!(ids.iter().all(|&id| id < QueueId::new(0, store.next_seq)));
     }

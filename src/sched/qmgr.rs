@@ -158,6 +158,11 @@ struct State {
     after_commit: Vec<(QueueId, u32)>,
     /// Notices appended since the last commit, scheduled after it.
     new_notices: Vec<QueueId>,
+    /// What the commit in progress covers (taken from `after_commit` and
+    /// `new_notices` by [`Qmgr::before_commit`]): a notice appended while
+    /// the commit's fdatasync runs is not durable when it returns, so it
+    /// waits for the next one.
+    committing: (Vec<(QueueId, u32)>, Vec<QueueId>),
 }
 
 /// The queue manager of one shard. Cheap to clone (shared state on the
@@ -192,6 +197,7 @@ impl Qmgr {
                 stopping: false,
                 after_commit: Vec::new(),
                 new_notices: Vec::new(),
+                committing: (Vec::new(), Vec::new()),
             })),
             timer_wake: Rc::new(Notify::new()),
             dirty_wake: Rc::new(Notify::new()),
@@ -214,16 +220,26 @@ impl Qmgr {
         }
     }
 
-    /// Called by the shard after every commit: the notices appended before
-    /// it are durable, so the recipients they report are marked bounced now
-    /// (durable with the next commit) and the notices are scheduled.
+    /// Called by the shard just before a commit writes and syncs the
+    /// queue: the notices appended so far (and the statuses waiting for
+    /// them) are the ones [`Qmgr::after_commit`] may treat as durable once
+    /// that commit succeeds. What a failed commit covered stays for the next.
+    pub fn before_commit(&self) {
+        let mut st = self.state.borrow_mut();
+        let statuses = std::mem::take(&mut st.after_commit);
+        let notices = std::mem::take(&mut st.new_notices);
+        st.committing.0.extend(statuses);
+        st.committing.1.extend(notices);
+    }
+
+    /// Called by the shard after every successful commit: the notices
+    /// appended before [`Qmgr::before_commit`] are durable, so the
+    /// recipients they report are marked bounced now (durable with the next
+    /// commit) and the notices are scheduled.
     pub fn after_commit(&self) {
         let (statuses, notices) = {
             let mut st = self.state.borrow_mut();
-            (
-                std::mem::take(&mut st.after_commit),
-                std::mem::take(&mut st.new_notices),
-            )
+            std::mem::take(&mut st.committing)
         };
         if statuses.is_empty() && notices.is_empty() {
             return;
@@ -234,6 +250,7 @@ impl Qmgr {
             for (id, rcpt) in statuses {
                 set_final_status(&mut store, id, rcpt, RcptStatus::Bounced);
             }
+            write_statuses(&mut store);
         }
         self.dirty_wake.notify_one();
         for id in notices {
@@ -244,7 +261,10 @@ impl Qmgr {
     /// True while notices or statuses wait for a commit.
     pub fn has_pending(&self) -> bool {
         let st = self.state.borrow();
-        !st.after_commit.is_empty() || !st.new_notices.is_empty()
+        !st.after_commit.is_empty()
+            || !st.new_notices.is_empty()
+            || !st.committing.0.is_empty()
+            || !st.committing.1.is_empty()
     }
 
     /// Makes all deferred mail due now and forgets dead destinations.
@@ -753,7 +773,7 @@ impl State {
         let mut by_hop: HashMap<Nexthop, Vec<u32>> = HashMap::new();
         let mut unroutable: Vec<(u32, RcptResult)> = Vec::new();
         for (i, rcpt) in view.recipients.iter().enumerate() {
-            if !RcptStatus::from_byte(status.get(i).copied().unwrap_or(0)).is_live() {
+            if !RcptStatus::from_byte(status.get(i).unwrap_or(0)).is_live() {
                 continue;
             }
             if expired && entry.attempts > 0 {
@@ -922,6 +942,7 @@ impl State {
             }
             set_final_status(&mut store, job.id, i, status);
         }
+        write_statuses(&mut store);
     }
 
     fn job_done(&mut self, id: QueueId, cfg: &QmgrConfig) {
@@ -989,6 +1010,7 @@ impl State {
                 for (i, _) in failed {
                     set_final_status(&mut store, id, i, RcptStatus::Bounced);
                 }
+                write_statuses(&mut store);
             }
             Err(e) if e.is_transient() => {
                 // The recipients stay live: tried again, bounced again, and
@@ -1001,6 +1023,7 @@ impl State {
                 for (i, _) in failed {
                     set_final_status(&mut store, id, i, RcptStatus::Bounced);
                 }
+                write_statuses(&mut store);
             }
         }
     }
@@ -1053,8 +1076,17 @@ impl State {
     }
 }
 
-/// Writes a recipient's final status; logs `removed` when that was the
-/// message's last live recipient.
+/// Writes the statuses set since the last call to the segment files, where
+/// a killed daemon does not lose them (one write for all of them: call it
+/// after a loop of [`set_final_status`]).
+fn write_statuses(store: &mut Store) {
+    if let Err(e) = store.flush_statuses() {
+        tracing::error!(target: "qmgr", "cannot record delivery statuses: {e}");
+    }
+}
+
+/// Sets a recipient's final status (written by [`write_statuses`]); logs
+/// `removed` when that was the message's last live recipient.
 fn set_final_status(store: &mut Store, id: QueueId, rcpt: u32, status: RcptStatus) {
     match store.set_status(id, rcpt as usize, status) {
         Ok(true) => tracing::info!(target: "qmgr", "{id}: removed"),
@@ -1113,6 +1145,55 @@ fn fmt_secs(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A notice appended while a commit's fdatasync runs is not durable
+    /// when that commit returns: `after_commit` must leave it (and the
+    /// statuses waiting for it) for the next commit.
+    #[test]
+    fn after_commit_acts_only_on_what_the_commit_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        let config = Config::default();
+        let cfg = QmgrConfig::from_config(
+            &config,
+            1,
+            DeliveryConfig::from_config(&config, crate::rt::IoBackend::Epoll),
+        );
+        let qmgr = Qmgr::new(
+            Rc::new(RefCell::new(store)),
+            cfg,
+            Router::from_config(&config),
+            DestinationSlots::new(),
+        );
+        let (a, b) = (QueueId::new(0, 1), QueueId::new(0, 2));
+        {
+            let mut st = qmgr.state.borrow_mut();
+            st.new_notices.push(a);
+            st.after_commit.push((a, 0));
+        }
+        qmgr.before_commit();
+        {
+            // Appended during the fdatasync.
+            let mut st = qmgr.state.borrow_mut();
+            st.new_notices.push(b);
+            st.after_commit.push((b, 0));
+        }
+        qmgr.after_commit();
+        {
+            let st = qmgr.state.borrow();
+            assert_eq!(st.new_notices, vec![b]);
+            assert_eq!(st.after_commit, vec![(b, 0)]);
+            assert!(st.committing.0.is_empty() && st.committing.1.is_empty());
+        }
+        assert!(qmgr.has_pending());
+        // A failed commit keeps what it covered for the next one.
+        qmgr.before_commit();
+        assert!(qmgr.has_pending());
+        qmgr.before_commit();
+        assert_eq!(qmgr.state.borrow().committing.1, vec![b]);
+        qmgr.after_commit();
+        assert!(!qmgr.has_pending());
+    }
 
     #[test]
     fn backoff_doubles_is_capped_and_jittered() {

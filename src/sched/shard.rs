@@ -155,11 +155,8 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
                 // Leave the rest to an idle shard while this one commits.
                 ctx.ring.wake_one();
             }
-            let committed = commit(&store, backend).await;
+            let committed = commit(&store, &qmgr, backend).await;
             last_commit = Instant::now();
-            if committed.is_ok() {
-                qmgr.after_commit();
-            }
             for (sub, result) in batch.drain(..) {
                 let result = match (result, &committed) {
                     (Ok(id), Ok(())) => {
@@ -182,9 +179,7 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         let dirty = store.borrow().has_dirty();
         if dirty && last_commit.elapsed() >= STATUS_COMMIT_INTERVAL {
             // Delivery status bytes, defer records and notices.
-            if commit(&store, backend).await.is_ok() {
-                qmgr.after_commit();
-            }
+            let _ = commit(&store, &qmgr, backend).await;
             last_commit = Instant::now();
         }
         let flush = ctx.flush.load(Ordering::Acquire);
@@ -215,18 +210,38 @@ pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, Sha
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = timer.await;
-    if commit(&store, backend).await.is_ok() && qmgr.has_pending() {
-        // Statuses of recipients whose notices just became durable.
-        qmgr.after_commit();
-        let _ = commit(&store, backend).await;
+    if commit(&store, &qmgr, backend).await.is_ok()
+        && (qmgr.has_pending() || store.borrow().has_dirty())
+    {
+        // Statuses of recipients whose notices just became durable, and
+        // notices appended during that commit.
+        let _ = commit(&store, &qmgr, backend).await;
     }
     tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);
     Ok(queued)
 }
 
-/// One group commit: fdatasync every segment written since the last one.
-async fn commit(store: &RefCell<Store>, backend: IoBackend) -> Result<(), AckError> {
-    let files = store.borrow_mut().take_dirty();
+/// One group commit: write what the segments gathered and fdatasync every
+/// segment written since the last commit; then let the queue manager act on
+/// what became durable (see [`Qmgr::before_commit`]).
+async fn commit(store: &RefCell<Store>, qmgr: &Qmgr, backend: IoBackend) -> Result<(), AckError> {
+    qmgr.before_commit();
+    let synced = sync_dirty(store, backend).await;
+    if synced.is_ok() {
+        qmgr.after_commit();
+    }
+    synced
+}
+
+/// Writes and fdatasyncs every segment written since the last call.
+async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), AckError> {
+    let files = match store.borrow_mut().take_dirty() {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::error!(target: "qmgr", "queue write failed: {e}; queue writes stop until restart");
+            return Err(AckError::QueueWrite(e.to_string()));
+        }
+    };
     for file in files {
         if let Err(e) = rt::sync_data(file, backend).await {
             store.borrow_mut().poison();
