@@ -132,8 +132,9 @@ const STATUS_GAP: usize = 8 * 1024;
 /// Longest range one status `pwrite` covers.
 const STATUS_RUN_MAX: usize = 1 << 20;
 
-/// A tail buffer this large is written at once rather than at the next
-/// flush, so a burst of large messages does not pile up in memory.
+/// A tail buffer that would grow past this is written before the next
+/// record is added rather than at the next flush, so a burst of large
+/// messages does not pile up in memory.
 const TAIL_FLUSH_AT: usize = 8 << 20;
 
 /// An open segment: mapped for reading, written with `pwrite`.
@@ -378,6 +379,13 @@ impl Segment {
         if len > self.free() {
             return None;
         }
+        if !self.tail.is_empty() && self.tail.len() + len > TAIL_FLUSH_AT {
+            // Written before this record is added, so a failure leaves no
+            // trace of it (the earlier records stay for the next flush).
+            if let Err(e) = self.flush_tail() {
+                return Some(Err(e.into()));
+            }
+        }
         let off = self.write_pos;
         debug_assert_eq!(off, self.tail_start + self.tail.len());
         let start = self.tail.len();
@@ -387,12 +395,6 @@ impl Segment {
             return Some(Err(e));
         }
         self.write_pos += len;
-        if self.tail.len() >= TAIL_FLUSH_AT {
-            if let Err(e) = self.flush_tail() {
-                // The record stays in the tail; the next flush retries.
-                return Some(Err(e.into()));
-            }
-        }
         Some(Ok(off))
     }
 
@@ -569,6 +571,41 @@ mod tests {
         drop(seg);
         let seg = Segment::open(&dir.path().join(file_name(3))).unwrap();
         assert!(seg.bytes() == &model[..], "and after a reopen");
+    }
+
+    #[test]
+    fn a_large_tail_is_written_before_it_grows_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header(5);
+        h.size = 32 << 20;
+        let mut seg = Segment::create(dir.path(), h).unwrap();
+        let mb = 1 << 20;
+        let mut offs = Vec::new();
+        for i in 0..20u8 {
+            offs.push(
+                seg.append(mb, |b| {
+                    b.fill(i + 1);
+                    Ok::<(), QueueError>(())
+                })
+                .unwrap()
+                .unwrap(),
+            );
+            assert!(
+                seg.tail.len() <= TAIL_FLUSH_AT,
+                "tail {} at record {i}",
+                seg.tail.len()
+            );
+        }
+        // The first records reached the file without a flush.
+        assert_eq!(seg.bytes()[offs[0]], 1);
+        assert_eq!(seg.bytes()[offs[7] + mb - 1], 8);
+        assert_eq!(seg.bytes()[offs[19]], 0, "the last one waits");
+        assert_eq!(seg.record_at(offs[19])[0], 20);
+        seg.flush().unwrap();
+        for (i, &o) in offs.iter().enumerate() {
+            assert_eq!(seg.bytes()[o], i as u8 + 1);
+            assert_eq!(seg.bytes()[o + mb - 1], i as u8 + 1);
+        }
     }
 
     #[test]
