@@ -310,10 +310,13 @@ def run(a):
                      f"({deferred} deferred, {bounced} bounced); see {log}")
         time.sleep(0.02)
     t1 = time.monotonic()
+    # Input files not yet deleted when the clock stops: work pushed past the
+    # end of the run (each is unlinked later, or queued again after a crash).
+    left = len(os.listdir(a["dst"])) if a.get("dst") and a.get("src") else 0
     if bounced:
         sys.exit(f"{bounced} messages bounced ({sent} sent); see {log}")
     out = {"seconds": t1 - t0, "rename_seconds": t_renamed - t0, "renamed": len(names),
-           "sent": sent, "deferred": deferred, "bounced": bounced,
+           "sent": sent, "deferred": deferred, "bounced": bounced, "input_files_left": left,
            "messages_per_second": count / (t1 - t0)}
     if pid:
         f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
@@ -388,7 +391,8 @@ def report(path, as_json, meta):
              f"{runs}; sink counted {ceiling['sink_counted']} (least)")
     for r in spool:
         line(f"ringmail spool (pickup/ rename) -> smtp-sink [{r['io_backend']}]", r,
-             f"sink counted {r['sink_counted']}, daemon CPU {r['daemon_cpu_seconds']:.1f} s, {r['shards']} shards")
+             f"sink counted {r['sink_counted']}, daemon CPU {r['daemon_cpu_seconds']:.1f} s, {r['shards']} shards, "
+             f"{r.get('input_files_left', 0)} input files left at the end")
     for r in bench:
         line(f"ringmail bench, bundled sink [{r['io_backend']}]", r,
              f"lost {r['lost']}, duplicates {r['duplicates']}, p99 {r['latency_p99_ms']:.0f} ms")
