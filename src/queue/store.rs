@@ -90,6 +90,9 @@ pub struct Store {
     next_seq: u64,
     segment_size: u64,
     index: HashMap<QueueId, Slot>,
+    /// Segments with status bytes set since the last
+    /// [`Store::flush_statuses`] (so it need not look at every segment).
+    statuses_set: Vec<u32>,
     poisoned: bool,
 }
 
@@ -117,6 +120,7 @@ impl Store {
             next_seq: 0,
             segment_size,
             index: HashMap::new(),
+            statuses_set: Vec::new(),
             poisoned: false,
         };
         let mut report = RecoveryReport::default();
@@ -405,11 +409,14 @@ impl Store {
     /// being killed; durable with the next commit. A failed write poisons
     /// the store.
     pub fn flush_statuses(&mut self) -> Result<(), QueueError> {
-        for s in self.segs.iter_mut().flatten() {
-            if let Err(e) = s.seg.flush_statuses() {
-                self.poisoned = true;
-                return Err(e);
+        while let Some(&idx) = self.statuses_set.last() {
+            if let Some(Some(s)) = self.segs.get_mut(idx as usize) {
+                if let Err(e) = s.seg.flush_statuses() {
+                    self.poisoned = true;
+                    return Err(e);
+                }
             }
+            self.statuses_set.pop();
         }
         Ok(())
     }
@@ -473,6 +480,9 @@ impl Store {
             .is_some_and(|b| RcptStatus::from_byte(b).is_live());
         state.seg.set_byte(pos, status as u8);
         state.dirty = true;
+        if self.statuses_set.last() != Some(&seg_idx) && !self.statuses_set.contains(&seg_idx) {
+            self.statuses_set.push(seg_idx);
+        }
         if was_live && !status.is_live() {
             slot.live -= 1;
             if slot.live == 0 {
@@ -638,6 +648,29 @@ mod tests {
         assert_eq!(status.to_vec(), [0, RcptStatus::Sent as u8]);
         // New IDs continue above the recovered ones.
         assert!(ids.iter().all(|&id| id < QueueId::new(0, store.next_seq)));
+    }
+
+    /// What a `kill -9` keeps: statuses written with `flush_statuses` are
+    /// in the file (the page cache outlives the process), statuses set
+    /// after it and records appended after the last commit are not.
+    #[test]
+    fn a_killed_store_keeps_flushed_statuses_and_nothing_unflushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        let ids: Vec<_> = (0..4).map(|i| store.append(&sub(i, 1)).unwrap()).collect();
+        sync(&mut store);
+        assert!(store.set_status(ids[0], 0, RcptStatus::Sent).unwrap());
+        assert!(store.set_status(ids[1], 0, RcptStatus::Sent).unwrap());
+        store.flush_statuses().unwrap();
+        assert!(store.set_status(ids[2], 0, RcptStatus::Sent).unwrap());
+        let late = store.append(&sub(9, 1)).unwrap();
+        assert!(store.get(late).is_some(), "readable before the commit");
+        std::mem::forget(store); // as if killed: nothing more is written
+        let (store, report) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        assert_eq!(report.messages, 2, "ids 2 and 3 are live, the late one was never written");
+        assert!(store.get(ids[0]).is_none() && store.get(ids[1]).is_none());
+        assert!(store.get(ids[2]).is_some() && store.get(ids[3]).is_some());
+        assert!(store.get(late).is_none());
     }
 
     #[test]
