@@ -62,22 +62,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let target = meta.target().rsplit("::").next().unwrap_or("ringmail");
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        STAMP.with(|stamp| -> fmt::Result {
-            let mut stamp = stamp.borrow_mut();
-            if stamp.0 != secs {
-                stamp.1 = chrono::Local::now().format("%b %e %H:%M:%S").to_string();
-                stamp.0 = secs;
-            }
-            write!(
-                w,
-                "{} {} ringmail/{}[{}]: ",
-                stamp.1, self.host, target, self.pid
-            )
-        })?;
+        write_prefix(&mut w, &self.host, self.pid, target)?;
         match *meta.level() {
             Level::ERROR => write!(w, "error: ")?,
             Level::WARN => write!(w, "warning: ")?,
@@ -93,6 +78,22 @@ where
         fields.result?;
         writeln!(w)
     }
+}
+
+/// Writes the start of a line: `Nov 28 04:53:11 host ringmail/TARGET[PID]: `.
+fn write_prefix(w: &mut impl fmt::Write, host: &str, pid: u32, target: &str) -> fmt::Result {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    STAMP.with(|stamp| -> fmt::Result {
+        let mut stamp = stamp.borrow_mut();
+        if stamp.0 != secs {
+            stamp.1 = chrono::Local::now().format("%b %e %H:%M:%S").to_string();
+            stamp.0 = secs;
+        }
+        write!(w, "{} {} ringmail/{}[{}]: ", stamp.1, host, target, pid)
+    })
 }
 
 /// Writes an event's fields: the message as it is, other fields as
@@ -137,6 +138,14 @@ struct Clean<W>(W);
 
 impl<W: fmt::Write> fmt::Write for Clean<W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Control characters are C0 (below 0x20), DEL and C1 (U+0080 to
+        // U+009F, in UTF-8 0xC2 followed by 0x80..=0x9F): a byte scan finds
+        // every candidate without decoding characters (this runs for every
+        // piece of every log line).
+        let suspect = |b: &u8| *b < 0x20 || *b == 0x7f || *b == 0xc2;
+        if !s.as_bytes().iter().any(suspect) {
+            return self.0.write_str(s);
+        }
         let mut rest = s;
         while let Some(i) = rest.find(|c: char| c.is_control()) {
             self.0.write_str(&rest[..i])?;
@@ -232,6 +241,74 @@ fn writer_thread(rx: crossbeam_channel::Receiver<LogMsg>, mut file: Option<File>
     }
 }
 
+/// What [`info`] needs to write a line itself: set by [`init`].
+struct Direct {
+    tx: crossbeam_channel::Sender<LogMsg>,
+    host: String,
+    pid: u32,
+}
+
+/// Set once the global logger is installed.
+static DIRECT: std::sync::OnceLock<Direct> = std::sync::OnceLock::new();
+
+thread_local! {
+    /// The line [`info`] builds (kept to reuse its allocation).
+    static LINE: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Logs one informational line for `target` (a Postfix program name such
+/// as `smtp` or `qmgr`), in the same shape and to the same writer as
+/// `tracing::info!(target: ...)`, without going through tracing's dispatch:
+/// for the lines logged for every message (five per message, where tracing
+/// cost about 1 µs a line). Before [`init`] (in unit tests), it goes
+/// through tracing, so a test's subscriber sees it. Use it through
+/// [`info_line!`](crate::info_line).
+pub fn info(target: &'static str, args: fmt::Arguments<'_>) {
+    let Some(direct) = DIRECT.get() else {
+        match target {
+            "pickup" => tracing::info!(target: "pickup", "{args}"),
+            "cleanup" => tracing::info!(target: "cleanup", "{args}"),
+            "qmgr" => tracing::info!(target: "qmgr", "{args}"),
+            "smtp" => tracing::info!(target: "smtp", "{args}"),
+            _ => tracing::info!("{target}: {args}"),
+        }
+        return;
+    };
+    LINE.with(|line| {
+        let mut line = line.borrow_mut();
+        if direct_line(&mut line, &direct.host, direct.pid, target, args).is_ok() {
+            // Logging must never take the daemon down: a closed queue is ignored.
+            let _ = direct.tx.send(LogMsg::Line(line.as_bytes().to_vec()));
+        }
+    });
+}
+
+/// Builds in `line` what [`PostfixFormat`] writes for an informational
+/// event with message `args`.
+fn direct_line(
+    line: &mut String,
+    host: &str,
+    pid: u32,
+    target: &str,
+    args: fmt::Arguments<'_>,
+) -> fmt::Result {
+    use fmt::Write as _;
+    line.clear();
+    write_prefix(line, host, pid, target)?;
+    write!(Clean(&mut *line), "{args}")?;
+    line.push('\n');
+    Ok(())
+}
+
+/// `info_line!(target: "smtp", "{id}: to=<{}>, ...", ...)`: an
+/// informational line through [`obs::info`](crate::obs::info).
+#[macro_export]
+macro_rules! info_line {
+    (target: $target:literal, $($arg:tt)+) => {
+        $crate::obs::info($target, format_args!($($arg)+))
+    };
+}
+
 /// How long the writer thread naps after writing a batch: lines reach the
 /// log at most this much later, and busy shards rarely have to wake it.
 const WRITER_NAP: std::time::Duration = std::time::Duration::from_millis(2);
@@ -275,14 +352,21 @@ pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<()
         })?;
     let _ = LOG_TX.set(tx.clone());
     let level = if verbose { Level::DEBUG } else { Level::INFO };
-    let _ = tracing_subscriber::fmt()
+    let host = hostname.split('.').next().unwrap_or(hostname).to_string();
+    let pid = std::process::id();
+    let installed = tracing_subscriber::fmt()
         .with_max_level(level)
         .event_format(PostfixFormat {
-            host: hostname.split('.').next().unwrap_or(hostname).to_string(),
-            pid: std::process::id(),
+            host: host.clone(),
+            pid,
         })
-        .with_writer(Tee { tx })
+        .with_writer(Tee { tx: tx.clone() })
         .try_init();
+    if installed.is_ok() {
+        // Only when this logger is the global one: otherwise lines keep
+        // going to whichever subscriber is installed.
+        let _ = DIRECT.set(Direct { tx, host, pid });
+    }
     Ok(())
 }
 
@@ -304,6 +388,10 @@ mod tests {
             "said: 550 no??Jan  1 00:00:00 forged ringmail/smtp[1]: x ?[31mred é"
         );
         assert!(!out.contains('\n'));
+        // C1 controls and DEL go too; other characters from U+0080 up stay.
+        let mut out = String::new();
+        write!(Clean(&mut out), "a\u{85}b\u{9f}c\u{7f}d\u{a0}e\u{100}f ¢").unwrap();
+        assert_eq!(out, "a?b?c?d\u{a0}e\u{100}f ¢");
     }
 
     #[test]
@@ -333,6 +421,55 @@ mod tests {
         );
         assert!(
             lines[1].ends_with(" mx ringmail/qmgr[42]: warning: slow peer=\"p\""),
+            "{text}"
+        );
+    }
+
+    /// The direct path writes exactly what tracing with [`PostfixFormat`]
+    /// writes, control characters cleaned the same way; before `init`,
+    /// `info` goes through tracing.
+    #[test]
+    fn direct_lines_match_tracing_lines() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buf.clone();
+        let make = move || SharedBuf(sink.clone());
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .event_format(PostfixFormat {
+                    host: "mx".into(),
+                    pid: 42,
+                })
+                .with_writer(make),
+        );
+        let (id, reply) = ("4F1A", "250 2.0.0 ok\r\nforged");
+        let mut direct = String::new();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "smtp", "{id}: to=<a@b>, status=sent ({reply})");
+            info("qmgr", format_args!("{id}: removed"));
+            direct_line(
+                &mut direct,
+                "mx",
+                42,
+                "smtp",
+                format_args!("{id}: to=<a@b>, status=sent ({reply})"),
+            )
+            .unwrap();
+        });
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        // Equal after the time stamp ("Nov 28 04:53:11 ", 16 bytes), which
+        // may have ticked between the two.
+        assert_eq!(&direct[16..], &format!("{}\n", lines[0])[16..]);
+        assert!(
+            direct.ends_with(
+                " mx ringmail/smtp[42]: 4F1A: to=<a@b>, status=sent (250 2.0.0 ok??forged)\n"
+            ),
+            "{direct}"
+        );
+        assert!(
+            lines[1].ends_with(" mx ringmail/qmgr[42]: 4F1A: removed"),
             "{text}"
         );
     }

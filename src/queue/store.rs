@@ -667,7 +667,10 @@ mod tests {
         assert!(store.get(late).is_some(), "readable before the commit");
         std::mem::forget(store); // as if killed: nothing more is written
         let (store, report) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
-        assert_eq!(report.messages, 2, "ids 2 and 3 are live, the late one was never written");
+        assert_eq!(
+            report.messages, 2,
+            "ids 2 and 3 are live, the late one was never written"
+        );
         assert!(store.get(ids[0]).is_none() && store.get(ids[1]).is_none());
         assert!(store.get(ids[2]).is_some() && store.get(ids[3]).is_some());
         assert!(store.get(late).is_none());

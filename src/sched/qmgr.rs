@@ -913,7 +913,7 @@ impl State {
                 RcptResult::Bounced { .. } => (RcptStatus::Bounced, "bounced"),
                 RcptResult::Expired { .. } => (RcptStatus::Bounced, "expired"),
             };
-            tracing::info!(
+            crate::info_line!(
                 target: "smtp",
                 "{}: to=<{addr}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
                 job.id,
@@ -1089,7 +1089,7 @@ fn write_statuses(store: &mut Store) {
 /// `removed` when that was the message's last live recipient.
 fn set_final_status(store: &mut Store, id: QueueId, rcpt: u32, status: RcptStatus) {
     match store.set_status(id, rcpt as usize, status) {
-        Ok(true) => tracing::info!(target: "qmgr", "{id}: removed"),
+        Ok(true) => crate::info_line!(target: "qmgr", "{id}: removed"),
         Ok(false) => {}
         Err(e) => tracing::error!(target: "qmgr", "{id}: cannot record delivery status: {e}"),
     }

@@ -259,9 +259,9 @@ async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), Ac
 
 /// The three lines Postfix logs for a message entering the queue.
 fn log_queued(id: QueueId, sub: &Submission) {
-    tracing::info!(target: "pickup", "{id}: uid={} from=<{}>", sub.uid, sub.envelope.sender);
-    tracing::info!(target: "cleanup", "{id}: message-id=<{}>", sub.message_id);
-    tracing::info!(
+    crate::info_line!(target: "pickup", "{id}: uid={} from=<{}>", sub.uid, sub.envelope.sender);
+    crate::info_line!(target: "cleanup", "{id}: message-id=<{}>", sub.message_id);
+    crate::info_line!(
         target: "qmgr",
         "{id}: from=<{}>, size={}, nrcpt={} (queue active)",
         sub.envelope.sender,
