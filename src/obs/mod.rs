@@ -394,8 +394,9 @@ mod tests {
         assert_eq!(out, "a?b?c?d\u{a0}e\u{100}f ¢");
     }
 
-    #[test]
-    fn lines_have_postfix_shape_and_plain_fields() {
+    /// What `f` logs through tracing with [`PostfixFormat`] (host `mx`,
+    /// pid 42).
+    fn capture(f: impl FnOnce()) -> String {
         use tracing_subscriber::layer::SubscriberExt;
         let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
         let sink = buf.clone();
@@ -408,11 +409,17 @@ mod tests {
                 })
                 .with_writer(make),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn lines_have_postfix_shape_and_plain_fields() {
+        let text = capture(|| {
             tracing::info!(target: "smtp", "ABC: to=<{}>, status=sent ({})", "a@b", "250 ok\r\nX");
             tracing::warn!(target: "qmgr", peer = "p", "slow");
         });
-        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(
@@ -430,21 +437,9 @@ mod tests {
     /// `info` goes through tracing.
     #[test]
     fn direct_lines_match_tracing_lines() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-        let sink = buf.clone();
-        let make = move || SharedBuf(sink.clone());
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .event_format(PostfixFormat {
-                    host: "mx".into(),
-                    pid: 42,
-                })
-                .with_writer(make),
-        );
         let (id, reply) = ("4F1A", "250 2.0.0 ok\r\nforged");
         let mut direct = String::new();
-        tracing::subscriber::with_default(subscriber, || {
+        let text = capture(|| {
             tracing::info!(target: "smtp", "{id}: to=<a@b>, status=sent ({reply})");
             info("qmgr", format_args!("{id}: removed"));
             direct_line(
@@ -456,7 +451,6 @@ mod tests {
             )
             .unwrap();
         });
-        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
         // Equal after the time stamp ("Nov 28 04:53:11 ", 16 bytes), which

@@ -64,16 +64,6 @@ impl RcptStatuses<'_> {
         }
     }
 
-    /// Number of status bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for a message without status bytes (never stored).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// All status bytes, in recipient order.
     pub fn to_vec(&self) -> Vec<u8> {
         (0..self.len).filter_map(|i| self.get(i)).collect()
