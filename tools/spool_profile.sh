@@ -18,7 +18,8 @@
 #   --bin PATH     the ringmail binary (target/release/ringmail)
 #
 # Output: one line of per-thread figures (`shard.u=20` = 20 µs of user time
-# per message in the shard threads), then one summary line.
+# per message in the shard threads), one of context switches per message
+# by thread group and for the whole machine, then one summary line.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -89,24 +90,33 @@ tick = os.sysconf("SC_CLK_TCK")
 names = sorted(os.listdir(src))
 
 def threads():
-    """user and system ticks per thread group (name without its -N suffix)"""
-    t = collections.Counter()
+    """user and system ticks, and context switches (voluntary and not),
+    per thread group (name without its -N suffix)"""
+    t, cs = collections.Counter(), collections.Counter()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             s = open(f"/proc/{pid}/task/{tid}/stat").read()
+            status = open(f"/proc/{pid}/task/{tid}/status").read()
         except FileNotFoundError:
             continue
         name = re.sub(r"-\d+$", "", s[s.index("(") + 1:s.rindex(")")])
         f = s.rsplit(")", 1)[1].split()
         t[name + ".u"] += int(f[11])
         t[name + ".s"] += int(f[12])
-    return t
+        cs[name] += sum(int(v) for v in re.findall(r"ctxt_switches:\s+(\d+)", status))
+    return t, cs
+
+def machine_switches():
+    for line in open("/proc/stat"):
+        if line.startswith("ctxt "):
+            return int(line.split()[1])
+    return 0
 
 def machine_busy():
     v = list(map(int, open("/proc/stat").readline().split()[1:9]))
     return (sum(v) - v[3] - v[4]) / tick
 
-th0, busy0, t0 = threads(), machine_busy(), time.monotonic()
+(th0, cs0), busy0, ctxt0, t0 = threads(), machine_busy(), machine_switches(), time.monotonic()
 for x in names:
     os.rename(f"{src}/{x}", f"{dst}/{x}")
 offset = sent = 0
@@ -126,10 +136,14 @@ while sent < n:
     time.sleep(0.02)
 t1 = time.monotonic()
 left = len(os.listdir(dst))
-th = threads()
+th, cs = threads()
 th.subtract(th0)
+cs.subtract(cs0)
 busy = machine_busy() - busy0
+ctxt = machine_switches() - ctxt0
 print(" ".join(f"{k}={1e6 * v / tick / n:.0f}" for k, v in sorted(th.items()) if v))
+print("context switches per message: " + " ".join(f"{k}={v / n:.2f}" for k, v in sorted(cs.items()) if v)
+      + f"; whole machine {ctxt / n:.2f}")
 daemon = sum(th.values()) / tick
 print(f"{n / (t1 - t0):.0f} msg/s; daemon CPU {1e6 * daemon / n:.0f} µs/msg; machine busy "
       f"{1e6 * busy / n:.0f} µs/msg ({100 * busy / (os.cpu_count() * (t1 - t0)):.0f} % of "
