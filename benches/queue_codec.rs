@@ -31,6 +31,7 @@ fn codec(c: &mut Criterion) {
         recipients: &rcpts,
         message_id: "20261128.1234@host.example",
         wire: &body,
+        file_identity: None,
     };
     let len = record::record_len(record::message_payload_len(&m).unwrap(), 1);
     let mut g = c.benchmark_group("record");
@@ -65,6 +66,7 @@ fn append_commit(c: &mut Criterion) {
         arrival_micros: 1,
         uid: 0,
         source: Source::Internal(0),
+        file_identity: None,
     };
     let mut g = c.benchmark_group("segment");
     for batch in [1usize, 64, 512] {

@@ -43,6 +43,7 @@ fn main() {
         arrival_micros: 1,
         uid: 0,
         source: Source::Internal(0),
+        file_identity: None,
     };
     let t = Instant::now();
     {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::cleanup::intake::{prepare, SiteParams};
 use crate::config::Config;
 use crate::deliver::{DeliveryConfig, Router};
+use crate::inject::leftovers::AlreadyQueued;
 use crate::inject::{Pickup, PickupConfig, PickupStats};
 use crate::model::Ack;
 use crate::rt::{self, IoBackend};
@@ -91,6 +92,12 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         tracing::info!(target: "pickup", "removed {stale} stale temp files left in maildrop/ by interrupted sendmail runs");
     }
 
+    // Files a killed run queued but did not unlink: recovery says which.
+    let leftovers = Arc::new(crate::inject::leftovers::scan_leftovers(
+        &spool.maildrop(),
+        &spool.pickup(),
+    ));
+
     let backend = rt::choose_backend(config.io_backend);
     let shard_count = config.shard_count();
     tracing::info!(
@@ -127,6 +134,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             router: Router::from_config(config),
             flush: Arc::clone(&flushes),
             slots: Arc::clone(&slots),
+            leftovers: Arc::clone(&leftovers),
         };
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))
@@ -137,9 +145,10 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
 
     // Start pickup only once every shard has recovered its queue.
     let mut start_error = None;
+    let mut already_queued = Vec::new();
     for _ in 0..shard_count {
         match ready_rx.recv() {
-            Ok(Ok(_)) => {}
+            Ok(Ok(report)) => already_queued.extend(report.already_queued),
             Ok(Err(reason)) => start_error = Some(reason),
             Err(_) => start_error = Some("a shard thread ended during start".into()),
         }
@@ -170,6 +179,8 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         },
         Box::new(move |data, kind, uid, path| prepare(data, kind, uid, path, &site)),
     );
+    pickup.set_already_queued(AlreadyQueued::new(already_queued));
+    drop(leftovers);
     let ring_for_pickup = Arc::clone(&ring);
     pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
 

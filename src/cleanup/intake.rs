@@ -66,6 +66,7 @@ pub fn prepare(
         arrival_micros: crate::model::now_micros(),
         uid,
         source: Source::File(path.to_path_buf()),
+        file_identity: None,
     })
 }
 

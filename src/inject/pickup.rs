@@ -24,8 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::model::{Ack, Source, Submission};
+use crate::model::{Ack, FileIdentity, Source, Submission};
 
+use super::leftovers::{file_key, AlreadyQueued};
 use super::quarantine::quarantine;
 use super::unlinker::{open_dir, Unlinked, Unlinker, UNLINK_THREADS};
 
@@ -78,6 +79,9 @@ pub struct PickupStats {
     pub queued: u64,
     /// Files moved to `corrupt/`.
     pub quarantined: u64,
+    /// Files found queued already (left behind by a killed daemon) and
+    /// removed without being queued again.
+    pub already_queued: u64,
     /// Acknowledgements that reported a queue failure (file kept, retried).
     pub failed: u64,
 }
@@ -93,6 +97,10 @@ pub struct Pickup {
     inflight: HashMap<OsString, Arc<OwnedFd>>,
     /// Queued files that could not be unlinked: never read again.
     stuck: HashSet<OsString>,
+    /// Leftover files that recovery found queued already.
+    already_queued: AlreadyQueued,
+    /// Those of them being unlinked now (not counted as queued by this run).
+    leftovers_unlinking: HashSet<OsString>,
     /// Unlinks queued files.
     unlinker: Unlinker,
     stats: PickupStats,
@@ -108,10 +116,21 @@ impl Pickup {
             prepare,
             inflight: HashMap::new(),
             stuck: HashSet::new(),
+            already_queued: AlreadyQueued::default(),
+            leftovers_unlinking: HashSet::new(),
             unlinker: Unlinker::new(UNLINK_THREADS),
             stats: PickupStats::default(),
             pause_until: None,
         }
+    }
+
+    /// Tells the scanner which leftover files are queued already (from
+    /// recovery): they are removed when met, not queued again.
+    pub fn set_already_queued(&mut self, known: AlreadyQueued) {
+        if !known.is_empty() {
+            tracing::info!(target: "pickup", "{} files left in the spool by the previous run are queued already; they will be removed, not queued again", known.len());
+        }
+        self.already_queued = known;
     }
 
     /// Scans until `stop` is set, offering submissions through `offer`
@@ -209,10 +228,20 @@ impl Pickup {
                 if stop.load(Ordering::Acquire) {
                     return offered;
                 }
-                let Some(sub) = self.read_one(&dir_fd, &path, kind) else {
-                    continue;
+                let sub = match self.read_one(&dir_fd, &path, kind) {
+                    Some(Read::Offer(sub)) => sub,
+                    Some(Read::AlreadyQueued) => {
+                        self.stats.already_queued += 1;
+                        self.inflight
+                            .insert(path.clone().into_os_string(), Arc::clone(&dir_fd));
+                        self.leftovers_unlinking
+                            .insert(path.clone().into_os_string());
+                        self.unlinker.push(Arc::clone(&dir_fd), path);
+                        continue;
+                    }
+                    None => continue,
                 };
-                let mut sub = Box::new(sub);
+                let mut sub = sub;
                 loop {
                     match offer(sub) {
                         Ok(()) => break,
@@ -242,6 +271,14 @@ impl Pickup {
         }
         offered
     }
+}
+
+/// What reading a spool file came to.
+enum Read {
+    /// A submission to offer to the queue.
+    Offer(Box<Submission>),
+    /// The file was queued before a restart: remove it.
+    AlreadyQueued,
 }
 
 /// Opens a spool file for reading: never through a symbolic link, never
@@ -321,7 +358,7 @@ impl Pickup {
     }
 
     /// Reads and prepares one file; quarantines it when it cannot be queued.
-    fn read_one(&mut self, dir: &OwnedFd, path: &Path, kind: SpoolKind) -> Option<Submission> {
+    fn read_one(&mut self, dir: &OwnedFd, path: &Path, kind: SpoolKind) -> Option<Read> {
         let mut file = match open_spool_file(dir, path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None, // vanished meanwhile
@@ -375,8 +412,21 @@ impl Pickup {
             return None;
         }
         drop(file);
+        let identity = FileIdentity {
+            key: file_key(kind, path.file_name().unwrap_or_default(), &meta),
+            crc32c: crc32c::crc32c(&data),
+        };
+        if !self.already_queued.is_empty() {
+            if let Some(id) = self.already_queued.take(&identity) {
+                tracing::info!(target: "pickup", "{}: queued already as {id} before the restart; removing the file", path.display());
+                return Some(Read::AlreadyQueued);
+            }
+        }
         match (self.prepare)(&data, kind, meta.uid(), path) {
-            Ok(sub) => Some(sub),
+            Ok(mut sub) => {
+                sub.file_identity = Some(identity);
+                Some(Read::Offer(Box::new(sub)))
+            }
             Err(reason) => {
                 self.reject(path, &reason);
                 None
@@ -466,7 +516,11 @@ impl Pickup {
     fn handle_unlinked(&mut self, done: Vec<Unlinked>) {
         for (path, error) in done {
             self.inflight.remove(path.as_os_str());
-            self.stats.queued += 1;
+            if self.leftovers_unlinking.is_empty()
+                || !self.leftovers_unlinking.remove(path.as_os_str())
+            {
+                self.stats.queued += 1;
+            }
             if let Some(e) = error {
                 tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
                 self.stuck.insert(path.into_os_string());
@@ -495,24 +549,27 @@ mod tests {
         v
     }
 
-    #[test]
-    fn a_file_is_unlinked_only_after_its_ack_and_finish_handles_late_acks() {
+    /// A spool whose `pickup/` holds `files`; returns it and `pickup/`.
+    fn spool_with(files: &[&str]) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let (maildrop, pickup, corrupt) = (
-            dir.path().join("maildrop"),
-            dir.path().join("pickup"),
-            dir.path().join("corrupt"),
-        );
-        for d in [&maildrop, &pickup, &corrupt] {
-            std::fs::create_dir(d).unwrap();
+        for d in ["maildrop", "pickup", "corrupt"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
         }
-        for name in ["a", "b", "c"] {
-            std::fs::write(pickup.join(name), b"Subject: x\n\nbody\n").unwrap();
+        let pickup = dir.path().join("pickup");
+        for name in files {
+            let body = format!("Subject: {name}\n\nbody\n");
+            std::fs::write(pickup.join(name), body).unwrap();
         }
+        (dir, pickup)
+    }
+
+    /// A scanner for the spool at `root` whose submissions carry the
+    /// file's bytes as their wire form.
+    fn scanner(root: &Path) -> Pickup {
         let cfg = PickupConfig {
-            maildrop,
-            pickup: pickup.clone(),
-            corrupt,
+            maildrop: root.join("maildrop"),
+            pickup: root.join("pickup"),
+            corrupt: root.join("corrupt"),
             message_size_limit: 1 << 20,
             interval: Duration::from_millis(10),
             settle: Duration::ZERO,
@@ -526,9 +583,16 @@ mod tests {
                 arrival_micros: 0,
                 uid,
                 source: Source::File(path.to_path_buf()),
+                file_identity: None,
             })
         });
-        let mut p = Pickup::new(cfg, prepare);
+        Pickup::new(cfg, prepare)
+    }
+
+    #[test]
+    fn a_file_is_unlinked_only_after_its_ack_and_finish_handles_late_acks() {
+        let (dir, pickup) = spool_with(&["a", "b", "c"]);
+        let mut p = scanner(dir.path());
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = AtomicBool::new(false);
         let mut offered = Vec::new();
@@ -569,6 +633,72 @@ mod tests {
         assert_eq!(stats.queued, 2);
         assert_eq!(stats.failed, 1);
         assert_eq!(names(&pickup), ["c"]);
+    }
+
+    #[test]
+    fn a_leftover_file_queued_before_a_restart_is_removed_not_offered() {
+        let (dir, pickup) = spool_with(&["a", "b", "c"]);
+        let mut first = scanner(dir.path());
+        let (_tx, rx) = crossbeam_channel::unbounded();
+        let stop = AtomicBool::new(false);
+        let mut offered = Vec::new();
+        first.scan_once(
+            &mut |sub| {
+                offered.push(sub);
+                Ok(())
+            },
+            &rx,
+            &stop,
+        );
+        // Each submission carries its file's identity.
+        let ids: Vec<FileIdentity> = offered
+            .iter()
+            .map(|s| s.file_identity.clone().unwrap())
+            .collect();
+        assert_eq!(ids[0].key.name, b"pickup/a");
+        assert_eq!(
+            ids[0].key.size,
+            std::fs::metadata(pickup.join("a")).unwrap().len()
+        );
+        assert_eq!(ids[0].crc32c, crc32c::crc32c(&offered[0].wire));
+        drop(first); // killed: nothing acknowledged, all three files stay
+
+        // The restart: recovery found a and b queued; b's record has other
+        // contents (as if b had been rewritten in place since).
+        let mut restarted = scanner(dir.path());
+        let mut other_b = ids[1].clone();
+        other_b.crc32c ^= 1;
+        restarted.set_already_queued(AlreadyQueued::new([
+            (ids[0].clone(), QueueId::new(0, 1)),
+            (other_b, QueueId::new(0, 2)),
+        ]));
+        let mut offered_again = Vec::new();
+        let n = restarted.scan_once(
+            &mut |sub| {
+                offered_again.push(sub);
+                Ok(())
+            },
+            &rx,
+            &stop,
+        );
+        assert_eq!(n, 2, "b (other contents) and c are queued");
+        let names_offered: Vec<_> = offered_again
+            .iter()
+            .map(|s| s.file_identity.as_ref().unwrap().key.name.clone())
+            .collect();
+        assert_eq!(names_offered, [b"pickup/b".to_vec(), b"pickup/c".to_vec()]);
+        drop(_tx);
+        let stats = restarted.finish(&rx, Duration::from_secs(10));
+        assert_eq!(stats.already_queued, 1);
+        assert_eq!(
+            stats.queued, 0,
+            "a recognised file is not counted as queued by this run"
+        );
+        assert_eq!(
+            names(&pickup),
+            ["b", "c"],
+            "a is gone, the others wait for their acks"
+        );
     }
 
     fn file_with(bytes: &[u8]) -> std::fs::File {

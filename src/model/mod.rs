@@ -2,11 +2,13 @@
 //! status, message flags and submissions. No I/O happens here.
 
 mod envelope;
+mod file_identity;
 mod nexthop;
 pub mod queue_id;
 mod submission;
 
 pub use envelope::{Envelope, MessageFlags, RcptStatus};
+pub use file_identity::{FileIdentity, FileKey};
 pub use nexthop::{BadNexthop, Nexthop};
 pub use queue_id::QueueId;
 pub use submission::{Ack, AckError, Source, Submission};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Envelope, MessageFlags, QueueId};
+use super::{Envelope, FileIdentity, MessageFlags, QueueId};
 
 /// Where a submission came from, so the submitter can be told once the message
 /// is durable (for a spool file: unlink it).
@@ -33,6 +33,9 @@ pub struct Submission {
     pub uid: u32,
     /// Whom to tell once the message is durable.
     pub source: Source,
+    /// For a spool file, which file it was (kept in the queue record, so a
+    /// restart does not queue a leftover file twice); `None` otherwise.
+    pub file_identity: Option<FileIdentity>,
 }
 
 /// Why a shard could not queue a submission.

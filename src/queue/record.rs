@@ -12,7 +12,7 @@
 //! A header of all zeros marks the end of the data (segments are
 //! preallocated with zeros).
 
-use crate::model::{MessageFlags, QueueId};
+use crate::model::{FileIdentity, FileKey, MessageFlags, QueueId};
 
 use super::QueueError;
 
@@ -65,6 +65,8 @@ pub struct MessageRef<'a> {
     pub message_id: &'a str,
     /// The wire form.
     pub wire: &'a [u8],
+    /// The spool file the message was read from, if any.
+    pub file_identity: Option<&'a FileIdentity>,
 }
 
 /// A decoded message record, borrowing from the segment.
@@ -115,8 +117,20 @@ pub fn message_payload_len(m: &MessageRef<'_>) -> Result<usize, QueueError> {
     }
     u32::try_from(m.recipients.len()).map_err(|_| QueueError::TooBig("recipient count"))?;
     len += 4 + m.wire.len();
+    if let Some(f) = m.file_identity {
+        len += FILE_IDENTITY_FIXED_LEN + 2 + short_len(f.key.name.len(), "spool file name")?;
+    }
     Ok(len)
 }
+
+/// Set in a message record's flags word when a spool file identity follows
+/// the wire form (format version 2). Not a message property: never part of
+/// the decoded [`MessageFlags`].
+const FLAG_FILE_IDENTITY: u32 = 1 << 31;
+
+/// Bytes of a file identity before its name: dev, ino, size, mtime, ctime
+/// (8 each) and the CRC (4).
+const FILE_IDENTITY_FIXED_LEN: usize = 5 * 8 + 4;
 
 fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
     if n > u16::MAX as usize {
@@ -139,7 +153,12 @@ pub fn encode_message(m: &MessageRef<'_>, out: &mut [u8]) -> Result<usize, Queue
     };
     w.u64(m.id.raw());
     w.u64(m.arrival_micros);
-    w.u32(m.flags.0);
+    let identity_flag = if m.file_identity.is_some() {
+        FLAG_FILE_IDENTITY
+    } else {
+        0
+    };
+    w.u32((m.flags.0 & !FLAG_FILE_IDENTITY) | identity_flag);
     w.u32(m.uid);
     w.u32(m.recipients.len() as u32);
     w.short_bytes(m.sender.as_bytes());
@@ -149,6 +168,15 @@ pub fn encode_message(m: &MessageRef<'_>, out: &mut [u8]) -> Result<usize, Queue
     w.short_bytes(m.message_id.as_bytes());
     w.u32(m.wire.len() as u32);
     w.bytes(m.wire);
+    if let Some(f) = m.file_identity {
+        w.u64(f.key.dev);
+        w.u64(f.key.ino);
+        w.u64(f.key.size);
+        w.u64(f.key.mtime_ns as u64);
+        w.u64(f.key.ctime_ns as u64);
+        w.u32(f.crc32c);
+        w.short_bytes(&f.key.name);
+    }
     debug_assert_eq!(w.pos, HEADER_LEN + payload_len);
     finish_header(out, Kind::Message, payload_len, aux_len);
     Ok(HEADER_LEN + payload_len)
@@ -250,7 +278,8 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
     };
     let id = QueueId::from_raw(r.u64()?);
     let arrival_micros = r.u64()?;
-    let flags = MessageFlags(r.u32()?);
+    let raw_flags = r.u32()?;
+    let flags = MessageFlags(raw_flags & !FLAG_FILE_IDENTITY);
     let uid = r.u32()?;
     let nrcpt = r.u32()? as usize;
     let sender = r.short_str()?;
@@ -261,6 +290,10 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
     let message_id = r.short_str()?;
     let wire_len = r.u32()? as usize;
     let wire = r.take(wire_len)?;
+    if raw_flags & FLAG_FILE_IDENTITY != 0 {
+        r.take(FILE_IDENTITY_FIXED_LEN)?;
+        r.short_bytes()?;
+    }
     if r.pos != payload.len() {
         return Err(QueueError::BadRecord("trailing bytes in message record"));
     }
@@ -274,6 +307,48 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
         message_id,
         wire,
     })
+}
+
+/// The spool file identity of a message payload (already CRC-checked by
+/// [`scan`]), or `None` for a message that did not come from a spool file.
+/// Only recovery asks, so the fields before it are skipped, not decoded.
+pub fn decode_file_identity(payload: &[u8]) -> Result<Option<FileIdentity>, QueueError> {
+    let mut r = Reader {
+        buf: payload,
+        pos: 0,
+    };
+    r.take(16)?;
+    if r.u32()? & FLAG_FILE_IDENTITY == 0 {
+        return Ok(None);
+    }
+    r.take(4)?;
+    let nrcpt = r.u32()? as usize;
+    for _ in 0..nrcpt + 2 {
+        r.short_bytes()?;
+    }
+    let wire_len = r.u32()? as usize;
+    r.take(wire_len)?;
+    let dev = r.u64()?;
+    let ino = r.u64()?;
+    let size = r.u64()?;
+    let mtime_ns = r.u64()? as i64;
+    let ctime_ns = r.u64()? as i64;
+    let crc32c = r.u32()?;
+    let name = r.short_bytes()?.to_vec();
+    if r.pos != payload.len() {
+        return Err(QueueError::BadRecord("trailing bytes in message record"));
+    }
+    Ok(Some(FileIdentity {
+        key: FileKey {
+            name,
+            dev,
+            ino,
+            size,
+            mtime_ns,
+            ctime_ns,
+        },
+        crc32c,
+    }))
 }
 
 /// Reads only the queue ID and recipient count of a message payload: what
@@ -359,10 +434,13 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn short_str(&mut self) -> Result<&'a str, QueueError> {
+    fn short_bytes(&mut self) -> Result<&'a [u8], QueueError> {
         let b = self.take(2)?;
         let n = u16::from_le_bytes([b[0], b[1]]) as usize;
-        std::str::from_utf8(self.take(n)?)
+        self.take(n)
+    }
+    fn short_str(&mut self) -> Result<&'a str, QueueError> {
+        std::str::from_utf8(self.short_bytes()?)
             .map_err(|_| QueueError::BadRecord("address is not UTF-8"))
     }
 }
@@ -381,6 +459,7 @@ mod tests {
             recipients: rcpts,
             message_id: "abc@host",
             wire: b"Subject: hi\r\n\r\nhello\r\n",
+            file_identity: None,
         }
     }
 
@@ -419,6 +498,64 @@ mod tests {
         assert_eq!(v.wire, m.wire);
         assert_eq!(v.flags, m.flags);
         assert_eq!(peek_message(payload).unwrap(), (m.id, m.arrival_micros, 2));
+    }
+
+    fn identity() -> FileIdentity {
+        FileIdentity {
+            key: FileKey {
+                name: b"pickup/msg-\xff.eml".to_vec(),
+                dev: 0x0803,
+                ino: 1_234_567,
+                size: 2048,
+                mtime_ns: 1_700_000_000_123_456_789,
+                ctime_ns: -5,
+            },
+            crc32c: 0xdead_beef,
+        }
+    }
+
+    #[test]
+    fn a_file_identity_round_trips_and_leaves_the_message_as_it_was() {
+        let rcpts = vec!["a@x.example".to_string()];
+        let id = identity();
+        let plain = sample(&rcpts);
+        let m = MessageRef {
+            file_identity: Some(&id),
+            ..plain
+        };
+        let buf = encode(&m);
+        let Scan::Record { payload, .. } = scan(&buf) else {
+            panic!("not a record")
+        };
+        let v = decode_message(payload).unwrap();
+        assert_eq!(v.flags, m.flags, "the identity bit is not a message flag");
+        assert_eq!(v.wire, m.wire);
+        assert_eq!(v.recipients, vec!["a@x.example"]);
+        assert_eq!(decode_file_identity(payload).unwrap(), Some(id));
+        let buf = encode(&plain);
+        let Scan::Record { payload, .. } = scan(&buf) else {
+            panic!("not a record")
+        };
+        assert_eq!(decode_file_identity(payload).unwrap(), None);
+    }
+
+    #[test]
+    fn a_cut_file_identity_is_an_error_not_a_guess() {
+        let rcpts = vec!["a@x.example".to_string()];
+        let id = identity();
+        let m = MessageRef {
+            file_identity: Some(&id),
+            ..sample(&rcpts)
+        };
+        let len = message_payload_len(&m).unwrap();
+        let mut out = vec![0u8; record_len(len, 1)];
+        encode_message(&m, &mut out).unwrap();
+        let payload = &out[HEADER_LEN..HEADER_LEN + len];
+        for cut in [1, 3, 10] {
+            let short = &payload[..len - cut];
+            assert!(decode_message(short).is_err(), "cut {cut}");
+            assert!(decode_file_identity(short).is_err(), "cut {cut}");
+        }
     }
 
     #[test]

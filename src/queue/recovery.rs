@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::model::{FileIdentity, QueueId};
+
 use super::record::{self, Kind, Scan};
 use super::segment::FILE_HEADER_LEN;
 
@@ -102,6 +104,10 @@ pub struct RecoveryReport {
     pub recipients: usize,
     /// Torn records cut (one at most per segment).
     pub torn: usize,
+    /// Message records whose spool file is among the leftovers recovery
+    /// was asked about (see [`Store::open_matching`](super::Store::open_matching)),
+    /// delivered or not: those files are queued already.
+    pub already_queued: Vec<(FileIdentity, QueueId)>,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -121,7 +127,7 @@ impl Stopwatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{MessageFlags, QueueId};
+    use crate::model::MessageFlags;
     use crate::queue::record::{encode_message, message_payload_len, record_len, MessageRef};
 
     fn segment_with(n: usize) -> (Vec<u8>, Vec<usize>) {
@@ -138,6 +144,7 @@ mod tests {
                 recipients: &rcpts,
                 message_id: "m@x",
                 wire: b"x\r\n",
+                file_identity: None,
             };
             let mut rec = vec![0u8; record_len(message_payload_len(&m).unwrap(), 1)];
             encode_message(&m, &mut rec).unwrap();

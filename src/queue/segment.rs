@@ -41,8 +41,13 @@ use super::QueueError;
 
 /// First bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"RMQSEG\r\n";
-/// The on-disk format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this code writes. Version 2 added the spool
+/// file identity to message records; a version-1 reader refuses such files
+/// rather than misread them.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this code still reads (version-1 segments are
+/// version-2 segments in which no record has a file identity).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the file header; the first record starts here.
 pub const FILE_HEADER_LEN: usize = 64;
 
@@ -95,9 +100,9 @@ impl SegmentHeader {
             return Err("header checksum mismatch".into());
         }
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}, this ringmail reads {FORMAT_VERSION}"
+                "format version {version}, this ringmail reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
             ));
         }
         Ok(SegmentHeader {
@@ -649,6 +654,32 @@ mod tests {
         h[8] = 9; // version
         std::fs::write(&p, h).unwrap();
         assert!(Segment::open(&p).is_err());
+        let newer = with_version(header(1).encode(), FORMAT_VERSION + 1);
+        std::fs::write(&p, newer).unwrap();
+        let Err(QueueError::BadSegment { reason, .. }) = Segment::open(&p) else {
+            panic!("a newer version opened");
+        };
+        assert!(reason.contains("format version 3"), "{reason}");
+    }
+
+    /// A header as `version` wrote it (checksum recomputed).
+    fn with_version(h: [u8; FILE_HEADER_LEN], version: u32) -> Vec<u8> {
+        let mut h = h.to_vec();
+        h[8..12].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32c::crc32c(&h[0..60]);
+        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn reads_version_1_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(file_name(1));
+        let mut bytes = with_version(header(1).encode(), 1);
+        bytes.resize(4096, 0);
+        std::fs::write(&p, bytes).unwrap();
+        let seg = Segment::open(&p).unwrap();
+        assert_eq!(seg.header().segno, 1);
     }
 
     #[test]

@@ -7,12 +7,12 @@
 //! submitters. One fdatasync per dirty file covers every record appended
 //! before `take_dirty` was called: that is the group commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::model::{now_micros, QueueId, RcptStatus, Submission};
+use crate::model::{now_micros, FileKey, QueueId, RcptStatus, Submission};
 
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
@@ -98,6 +98,27 @@ impl Store {
         shard_count: usize,
         segment_size: u64,
     ) -> Result<(Store, RecoveryReport), QueueError> {
+        Store::open_matching(
+            queue_root,
+            shard,
+            shard_count,
+            segment_size,
+            &HashSet::new(),
+        )
+    }
+
+    /// [`Store::open`], and also reports in
+    /// [`RecoveryReport::already_queued`] every message record (live or
+    /// not) read from a spool file whose key is in `leftovers`: the files
+    /// still in the spool directories at start, which a killed daemon may
+    /// have queued without unlinking.
+    pub fn open_matching(
+        queue_root: &Path,
+        shard: usize,
+        shard_count: usize,
+        segment_size: u64,
+        leftovers: &HashSet<FileKey>,
+    ) -> Result<(Store, RecoveryReport), QueueError> {
         let clock = Stopwatch::start();
         let dir = queue_root.join(shard.to_string());
         std::fs::create_dir_all(&dir).map_err(|e| QueueError::io("mkdir", &dir, e))?;
@@ -115,7 +136,7 @@ impl Store {
         };
         let mut report = RecoveryReport::default();
         for d in owned_dirs(queue_root, shard, shard_count)? {
-            store.recover_dir(&d, d == dir, &mut report)?;
+            store.recover_dir(&d, d == dir, leftovers, &mut report)?;
         }
         store.next_seq = store.next_seq.max(now_micros() / 1000);
         store.roll_over(0)?;
@@ -127,6 +148,7 @@ impl Store {
         &mut self,
         dir: &Path,
         own: bool,
+        leftovers: &HashSet<FileKey>,
         report: &mut RecoveryReport,
     ) -> Result<(), QueueError> {
         let mut segnos = Vec::new();
@@ -159,7 +181,7 @@ impl Store {
             if own {
                 self.next_seq = self.next_seq.max(seg.header().seq_floor);
             }
-            self.adopt_segment(seg, report)?;
+            self.adopt_segment(seg, leftovers, report)?;
         }
         Ok(())
     }
@@ -167,6 +189,7 @@ impl Store {
     fn adopt_segment(
         &mut self,
         seg: Segment,
+        leftovers: &HashSet<FileKey>,
         report: &mut RecoveryReport,
     ) -> Result<(), QueueError> {
         let seg_idx = self.segs.len() as u32;
@@ -185,6 +208,17 @@ impl Store {
             };
             if id.shard() == self.shard {
                 self.next_seq = self.next_seq.max(id.seq() + 1);
+            }
+            if !leftovers.is_empty() {
+                match record::decode_file_identity(found.payload) {
+                    Ok(Some(file)) if leftovers.contains(&file.key) => {
+                        report.already_queued.push((file, id));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(target: "qmgr", "{}: record at offset {}: spool file identity unreadable: {e}", seg.path().display(), found.offset);
+                    }
+                }
             }
             let live = found
                 .aux
@@ -288,6 +322,7 @@ impl Store {
             recipients: &sub.envelope.recipients,
             message_id: clip(&sub.message_id, MAX_MESSAGE_ID),
             wire: &sub.wire,
+            file_identity: sub.file_identity.as_ref(),
         };
         if m.recipients.is_empty() {
             return Err(QueueError::TooBig("a message needs at least one recipient"));
@@ -602,6 +637,7 @@ mod tests {
             arrival_micros: now_micros(),
             uid: 0,
             source: Source::Internal(i as u64),
+            file_identity: None,
         }
     }
 
@@ -638,6 +674,49 @@ mod tests {
         assert_eq!(status.to_vec(), [0, RcptStatus::Sent as u8]);
         // New IDs continue above the recovered ones.
         assert!(ids.iter().all(|&id| id < QueueId::new(0, store.next_seq)));
+    }
+
+    #[test]
+    fn recovery_reports_the_records_of_leftover_spool_files_delivered_or_not() {
+        use crate::model::{FileIdentity, FileKey};
+        let file = |name: &str, ino: u64| FileIdentity {
+            key: FileKey {
+                name: format!("pickup/{name}").into_bytes(),
+                dev: 1,
+                ino,
+                size: 100,
+                mtime_ns: 5,
+                ctime_ns: 6,
+            },
+            crc32c: ino as u32,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut ids = vec![];
+        {
+            let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+            for (i, name) in ["a", "b", "c"].iter().enumerate() {
+                let mut s = sub(i, 1);
+                s.file_identity = Some(file(name, i as u64 + 10));
+                ids.push(store.append(&s).unwrap());
+            }
+            ids.push(store.append(&sub(3, 1)).unwrap());
+            // a was delivered before the kill: still reported.
+            store.set_status(ids[0], 0, RcptStatus::Sent).unwrap();
+            sync(&mut store);
+        }
+        let leftovers: HashSet<FileKey> = [file("a", 10).key, file("c", 12).key, file("x", 99).key]
+            .into_iter()
+            .collect();
+        let (_, report) = Store::open_matching(dir.path(), 0, 1, 1 << 20, &leftovers).unwrap();
+        let mut found = report.already_queued.clone();
+        found.sort_by_key(|(_, id)| *id);
+        assert_eq!(found, [(file("a", 10), ids[0]), (file("c", 12), ids[2])]);
+        assert_eq!(report.messages, 3, "a is delivered, the rest live");
+        let (_, plain) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        assert!(
+            plain.already_queued.is_empty(),
+            "nothing asked, nothing reported"
+        );
     }
 
     /// What a `kill -9` keeps: statuses written with `flush_statuses` are

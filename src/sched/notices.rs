@@ -114,6 +114,7 @@ pub fn queue_notice(
         arrival_micros: now_micros(),
         uid: 0,
         source: Source::Internal(id.raw()),
+        file_identity: None,
     };
     let new_id = store
         .append(&sub)

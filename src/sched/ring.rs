@@ -69,6 +69,7 @@ mod tests {
             arrival_micros: 0,
             uid: 0,
             source: Source::Internal(i),
+            file_identity: None,
         })
     }
 

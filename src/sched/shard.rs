@@ -2,6 +2,7 @@
 //! into it in batches with one group commit per batch.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::model::{Ack, AckError, QueueId, Submission};
+use crate::model::{Ack, AckError, FileKey, QueueId, Submission};
 use crate::queue::recovery::RecoveryReport;
 use crate::queue::{QueueError, Store};
 use crate::rt::{self, IoBackend};
@@ -74,6 +75,9 @@ pub struct ShardContext {
     pub flush: Arc<AtomicU64>,
     /// Connection slots per next hop, shared by all shards.
     pub slots: Arc<super::slots::DestinationSlots>,
+    /// The files in the spool directories at start: recovery reports the
+    /// records that came from one of them (see `inject::leftovers`).
+    pub leftovers: Arc<HashSet<FileKey>>,
 }
 
 /// Status bytes and defer records written by delivery are committed at most
@@ -87,11 +91,12 @@ const DRAIN_DELIVERIES: Duration = Duration::from_millis(1500);
 /// Runs one shard until `stop` is set and the ring is empty. Returns the
 /// number of messages it queued.
 pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, ShardError> {
-    let opened = Store::open(
+    let opened = Store::open_matching(
         &ctx.queue_root,
         ctx.index,
         ctx.shard_count,
         ctx.segment_size,
+        &ctx.leftovers,
     );
     let store = match opened {
         Ok((store, report)) => {
