@@ -3,7 +3,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringmail::queue::record::{decode_defer, decode_message, peek_message, Kind};
+use ringmail::queue::record::{
+    decode_defer, decode_file_identity, decode_message, peek_message, Kind,
+};
 use ringmail::queue::recovery::Records;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             Kind::Message => {
                 let _ = decode_message(found.payload);
                 let _ = peek_message(found.payload);
+                let _ = decode_file_identity(found.payload);
             }
             Kind::Defer => {
                 let _ = decode_defer(found.payload);
