@@ -755,7 +755,7 @@ impl State {
         let cfg = self.cfg.clone();
         let store = self.store.clone();
         let store = store.borrow();
-        let Some((view, status)) = store.get(id) else {
+        let Some((view, status)) = store.peek(id) else {
             self.msgs.remove(&id);
             return Vec::new();
         };
@@ -885,7 +885,7 @@ impl State {
         let attempts = self.msgs.get(&job.id).map(|m| m.attempts).unwrap_or(0);
         let next_retry = now + self.backoff(attempts + 1).as_micros() as u64;
         let mut store = self.store.borrow_mut();
-        let Some((view, _)) = store.get(job.id) else {
+        let Some((view, _)) = store.peek(job.id) else {
             return;
         };
         let arrival = view.arrival_micros;
