@@ -263,8 +263,9 @@ impl Pickup {
                 offered += 1;
                 if !acks.is_empty() {
                     // Committed files are unlinked as soon as possible: a
-                    // committed file not yet unlinked is queued again if
-                    // the daemon is killed.
+                    // committed file not yet unlinked when the daemon is
+                    // killed waits in the spool for the next start (which
+                    // recognises it, see `leftovers`).
                     self.drain_acks(acks);
                 }
             }
@@ -497,14 +498,14 @@ impl Pickup {
 
     /// Called once the shards have stopped: handles acknowledgements that
     /// came after [`Pickup::run`] returned and waits for every unlink, so no
-    /// committed file is left behind to be queued again after a restart.
+    /// committed file is left behind for the next start to recognise.
     /// Gives up after `limit` (logging how many unlinks were left).
     pub fn finish(&mut self, acks: &Receiver<Ack>, limit: Duration) -> PickupStats {
         self.retire_in_flight(acks, Instant::now() + limit);
         if self.unlinker.outstanding() > 0 {
             tracing::warn!(
                 target: "pickup",
-                "{} committed files not unlinked at exit: they will be queued again",
+                "{} committed files not unlinked at exit: the next start recognises them as queued and removes them",
                 self.unlinker.outstanding()
             );
         }
