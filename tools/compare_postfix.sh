@@ -41,6 +41,9 @@
 #   --sessions K           smtp-source parallel sessions (20)
 #   --both-backends        ringmail with RINGMAIL_IO=uring and =epoll
 #                          (default: one run, io backend auto)
+#   --epoll-first          with --both-backends: epoll before io_uring (the
+#                          default order is io_uring first; alternate runs
+#                          to see whether the order matters)
 #   --postfix-inject MODE  staged | live | both (staged)
 #   --parallel P           parallel sendmail processes for Postfix (8)
 #   --skip-bench           no `ringmail bench` (bundled sink) figure
@@ -67,6 +70,7 @@ PF_N=20000
 SIZE=2048
 SESSIONS=20
 BOTH=0
+EPOLL_FIRST=0
 PF_INJECT=staged
 PARALLEL=8
 SKIP_BENCH=0
@@ -90,6 +94,7 @@ while [ $# -gt 0 ]; do
     --size) posint "$1" "${2-}"; SIZE=$2; shift 2 ;;
     --sessions) posint "$1" "${2-}"; SESSIONS=$2; shift 2 ;;
     --both-backends) BOTH=1; shift ;;
+    --epoll-first) EPOLL_FIRST=1; shift ;;
     --postfix-inject)
       case "${2-}" in staged|live|both) PF_INJECT=$2 ;; *) die "--postfix-inject is staged, live or both" ;; esac
       shift 2 ;;
@@ -471,7 +476,11 @@ ceiling() { # WHEN: before | after
 ceiling before
 
 # ---------------------------------------------------------------- 2. ringmail
-if [ "$BOTH" = 1 ]; then backends=(uring epoll); else backends=(auto); fi
+if [ "$BOTH" = 1 ]; then
+  if [ "$EPOLL_FIRST" = 1 ]; then backends=(epoll uring); else backends=(uring epoll); fi
+else
+  backends=(auto)
+fi
 for be in "${backends[@]}"; do
   d=$WORK/ringmail-$be
   mkdir -p "$d/spool/maildrop" "$d/spool/pickup" "$d/spool/queue" "$d/spool/corrupt"
@@ -640,6 +649,6 @@ fi
 ceiling after
 
 # ---------------------------------------------------------------- 4. report
-meta=$(printf '{"messages":%s,"postfix_messages":%s,"size":%s,"sessions":%s,"parallel":%s,"sink_port":%s,"workdir":"%s","cpus":%s,"staged_files_synced":%s}' \
-  "$N" "$PF_N" "$SIZE" "$SESSIONS" "$PARALLEL" "$SINK_PORT" "$WORKDIR" "$(nproc)" "$([ "$SYNC" = 1 ] && echo true || echo false)")
+meta=$(printf '{"messages":%s,"postfix_messages":%s,"size":%s,"sessions":%s,"parallel":%s,"sink_port":%s,"workdir":"%s","cpus":%s,"staged_files_synced":%s,"backend_order":"%s"}' \
+  "$N" "$PF_N" "$SIZE" "$SESSIONS" "$PARALLEL" "$SINK_PORT" "$WORKDIR" "$(nproc)" "$([ "$SYNC" = 1 ] && echo true || echo false)" "${backends[*]}")
 h report "$RESULTS" "$JSON" "$meta"

@@ -228,7 +228,7 @@ impl Pickup {
                 if stop.load(Ordering::Acquire) {
                     return offered;
                 }
-                let sub = match self.read_one(&dir_fd, &path, kind) {
+                let mut sub = match self.read_one(&dir_fd, &path, kind) {
                     Some(Read::Offer(sub)) => sub,
                     Some(Read::AlreadyQueued) => {
                         self.stats.already_queued += 1;
@@ -241,7 +241,6 @@ impl Pickup {
                     }
                     None => continue,
                 };
-                let mut sub = sub;
                 loop {
                     match offer(sub) {
                         Ok(()) => break,
