@@ -34,6 +34,17 @@ pub struct FileIdentity {
 }
 
 impl FileKey {
+    /// A 64-bit digest of the whole key, for sets of many keys (a spool
+    /// with a million files left in it at start): equal keys have equal
+    /// digests within one process; a digest that matches by chance is
+    /// caught by the full comparison that follows it.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish()
+    }
+
     /// The key of a file named `name` (relative to the spool) with this
     /// metadata.
     pub fn from_metadata(name: Vec<u8>, meta: &std::fs::Metadata) -> FileKey {

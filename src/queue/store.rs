@@ -12,7 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::model::{now_micros, FileKey, QueueId, RcptStatus, Submission};
+use crate::model::{now_micros, QueueId, RcptStatus, Submission};
 
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
@@ -109,7 +109,8 @@ impl Store {
 
     /// [`Store::open`], and also reports in
     /// [`RecoveryReport::already_queued`] every message record (live or
-    /// not) read from a spool file whose key is in `leftovers`: the files
+    /// not) read from a spool file whose key's digest
+    /// ([`crate::model::FileKey::digest`]) is in `leftovers`: the files
     /// still in the spool directories at start, which a killed daemon may
     /// have queued without unlinking.
     pub fn open_matching(
@@ -117,7 +118,7 @@ impl Store {
         shard: usize,
         shard_count: usize,
         segment_size: u64,
-        leftovers: &HashSet<FileKey>,
+        leftovers: &HashSet<u64>,
     ) -> Result<(Store, RecoveryReport), QueueError> {
         let clock = Stopwatch::start();
         let dir = queue_root.join(shard.to_string());
@@ -148,7 +149,7 @@ impl Store {
         &mut self,
         dir: &Path,
         own: bool,
-        leftovers: &HashSet<FileKey>,
+        leftovers: &HashSet<u64>,
         report: &mut RecoveryReport,
     ) -> Result<(), QueueError> {
         let mut segnos = Vec::new();
@@ -189,7 +190,7 @@ impl Store {
     fn adopt_segment(
         &mut self,
         seg: Segment,
-        leftovers: &HashSet<FileKey>,
+        leftovers: &HashSet<u64>,
         report: &mut RecoveryReport,
     ) -> Result<(), QueueError> {
         let seg_idx = self.segs.len() as u32;
@@ -211,7 +212,7 @@ impl Store {
             }
             if !leftovers.is_empty() {
                 match record::decode_file_identity(found.payload) {
-                    Ok(Some(file)) if leftovers.contains(&file.key) => {
+                    Ok(Some(file)) if leftovers.contains(&file.key.digest()) => {
                         report.already_queued.push((file, id));
                     }
                     Ok(_) => {}
@@ -722,8 +723,9 @@ mod tests {
             store.set_status(ids[0], 0, RcptStatus::Sent).unwrap();
             sync(&mut store);
         }
-        let leftovers: HashSet<FileKey> = [file("a", 10).key, file("c", 12).key, file("x", 99).key]
-            .into_iter()
+        let leftovers: HashSet<u64> = [file("a", 10), file("c", 12), file("x", 99)]
+            .iter()
+            .map(|f| f.key.digest())
             .collect();
         let (_, report) = Store::open_matching(dir.path(), 0, 1, 1 << 20, &leftovers).unwrap();
         let mut found = report.already_queued.clone();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use crate::model::{Ack, AckError, FileKey, QueueId, Submission};
+use crate::model::{Ack, AckError, QueueId, Submission};
 use crate::queue::recovery::RecoveryReport;
 use crate::queue::{QueueError, Store};
 use crate::rt::{self, IoBackend};
@@ -75,9 +75,10 @@ pub struct ShardContext {
     pub flush: Arc<AtomicU64>,
     /// Connection slots per next hop, shared by all shards.
     pub slots: Arc<super::slots::DestinationSlots>,
-    /// The files in the spool directories at start: recovery reports the
-    /// records that came from one of them (see `inject::leftovers`).
-    pub leftovers: Arc<HashSet<FileKey>>,
+    /// Digests of the keys of the files in the spool directories at start:
+    /// recovery reports the records that came from one of them (see
+    /// `inject::leftovers`).
+    pub leftovers: Arc<HashSet<u64>>,
 }
 
 /// Status bytes and defer records written by delivery are committed at most
