@@ -70,7 +70,15 @@ fn kill9_mid_pickup(io: &str) {
         d.wait_until("pickup/ empty after restart", || {
             count_in(&sb.pickup()) == 0
         });
-        let after = recipient_counts(&sb.queue_list());
+        let listed_after = sb.queue_list();
+        let after = recipient_counts(&listed_after);
+        // Each message names the file it came from.
+        for m in &listed_after {
+            let addr = &m.recipients[0].address;
+            let i: usize = addr[1..addr.find('@').unwrap()].parse().unwrap();
+            let want = format!("pickup/{}", file_name(i));
+            assert_eq!(m.source_file.as_deref(), Some(want.as_str()), "{m:?}");
+        }
 
         let mut recognised = 0;
         for i in 0..N {

@@ -42,6 +42,9 @@ pub struct QueuedMessage {
     pub message_id: String,
     /// Every recipient with its status.
     pub recipients: Vec<QueuedRecipient>,
+    /// The spool file the message was read from (`pickup/NAME` or
+    /// `maildrop/NAME`, invalid UTF-8 replaced), if it came from one.
+    pub source_file: Option<String>,
 }
 
 /// Lists the messages with at least one live recipient under `queue_root`
@@ -116,6 +119,10 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                                     reason: None,
                                 })
                                 .collect(),
+                            source_file: record::decode_file_identity(found.payload)
+                                .ok()
+                                .flatten()
+                                .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
                         });
                     }
                     Kind::Defer => {

@@ -638,6 +638,8 @@ pub struct Listed {
     pub size: u64,
     pub message_id: String,
     pub recipients: Vec<ListedRcpt>,
+    #[serde(default)]
+    pub source_file: Option<String>,
 }
 
 /// One recipient in the JSON listing.
