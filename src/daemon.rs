@@ -180,6 +180,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         Box::new(move |data, kind, uid, path| prepare(data, kind, uid, path, &site)),
     );
     pickup.set_already_queued(AlreadyQueued::new(already_queued));
+    // The shards have let go of theirs: this frees the set.
     drop(leftovers);
     let ring_for_pickup = Arc::clone(&ring);
     pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);

@@ -52,7 +52,8 @@ pub fn scan_leftovers(maildrop: &Path, pickup: &Path) -> HashSet<u64> {
             if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
-            if let Ok(meta) = std::fs::symlink_metadata(entry.path()) {
+            // Relative to the directory, not following a symbolic link.
+            if let Ok(meta) = entry.metadata() {
                 if meta.is_file() {
                     keys.insert(file_key(kind, &name, &meta).digest());
                 }

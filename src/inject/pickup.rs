@@ -229,14 +229,17 @@ impl Pickup {
                     return offered;
                 }
                 let mut sub = match self.read_one(&dir_fd, &path, kind) {
-                    Some(Read::Offer(sub)) => sub,
-                    Some(Read::AlreadyQueued) => {
+                    Some(ReadOutcome::Offer(sub)) => sub,
+                    Some(ReadOutcome::AlreadyQueued) => {
                         self.stats.already_queued += 1;
                         self.inflight
                             .insert(path.clone().into_os_string(), Arc::clone(&dir_fd));
                         self.leftovers_unlinking
                             .insert(path.clone().into_os_string());
                         self.unlinker.push(Arc::clone(&dir_fd), path);
+                        // At once: the name is unlinked, so the sooner the
+                        // less room for a new file renamed over it.
+                        self.unlinker.flush();
                         continue;
                     }
                     None => continue,
@@ -274,7 +277,7 @@ impl Pickup {
 }
 
 /// What reading a spool file came to.
-enum Read {
+enum ReadOutcome {
     /// A submission to offer to the queue.
     Offer(Box<Submission>),
     /// The file was queued before a restart: remove it.
@@ -358,7 +361,7 @@ impl Pickup {
     }
 
     /// Reads and prepares one file; quarantines it when it cannot be queued.
-    fn read_one(&mut self, dir: &OwnedFd, path: &Path, kind: SpoolKind) -> Option<Read> {
+    fn read_one(&mut self, dir: &OwnedFd, path: &Path, kind: SpoolKind) -> Option<ReadOutcome> {
         let mut file = match open_spool_file(dir, path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None, // vanished meanwhile
@@ -419,13 +422,13 @@ impl Pickup {
         if !self.already_queued.is_empty() {
             if let Some(id) = self.already_queued.take(&identity) {
                 tracing::info!(target: "pickup", "{}: queued already as {id} before the restart; removing the file", path.display());
-                return Some(Read::AlreadyQueued);
+                return Some(ReadOutcome::AlreadyQueued);
             }
         }
         match (self.prepare)(&data, kind, meta.uid(), path) {
             Ok(mut sub) => {
                 sub.file_identity = Some(identity);
-                Some(Read::Offer(Box::new(sub)))
+                Some(ReadOutcome::Offer(Box::new(sub)))
             }
             Err(reason) => {
                 self.reject(path, &reason);
@@ -504,7 +507,7 @@ impl Pickup {
         if self.unlinker.outstanding() > 0 {
             tracing::warn!(
                 target: "pickup",
-                "{} committed files not unlinked at exit: the next start recognises them as queued and removes them",
+                "{} committed files not unlinked at exit: the next start recognises them as queued (while their queue segment exists) and removes them",
                 self.unlinker.outstanding()
             );
         }

@@ -112,15 +112,23 @@ pub fn message_payload_len(m: &MessageRef<'_>) -> Result<usize, QueueError> {
         len += 2 + short_len(r.len(), "recipient")?;
     }
     len += 2 + short_len(m.message_id.len(), "message-id")?;
-    if m.wire.len() > u32::MAX as usize - len - 64 {
+    if let Some(f) = m.file_identity {
+        len += FILE_IDENTITY_FIXED_LEN + 2 + short_len(f.key.name.len(), "spool file name")?;
+    }
+    if m.wire.len() > (u32::MAX as usize).saturating_sub(len + 64) {
         return Err(QueueError::TooBig("message body"));
     }
     u32::try_from(m.recipients.len()).map_err(|_| QueueError::TooBig("recipient count"))?;
     len += 4 + m.wire.len();
-    if let Some(f) = m.file_identity {
-        len += FILE_IDENTITY_FIXED_LEN + 2 + short_len(f.key.name.len(), "spool file name")?;
-    }
     Ok(len)
+}
+
+fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
+    if n > u16::MAX as usize {
+        Err(QueueError::TooBig(what))
+    } else {
+        Ok(n)
+    }
 }
 
 /// Set in a message record's flags word when a spool file identity follows
@@ -131,14 +139,6 @@ const FLAG_FILE_IDENTITY: u32 = 1 << 31;
 /// Bytes of a file identity before its name: dev, ino, size, mtime, ctime
 /// (8 each) and the CRC (4).
 const FILE_IDENTITY_FIXED_LEN: usize = 5 * 8 + 4;
-
-fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
-    if n > u16::MAX as usize {
-        Err(QueueError::TooBig(what))
-    } else {
-        Ok(n)
-    }
-}
 
 /// Encodes a complete message record (header, payload, zeroed status area,
 /// padding) into `out`, which must be exactly [`record_len`] long and zeroed.
@@ -323,7 +323,8 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
 
 /// The spool file identity of a message payload (already CRC-checked by
 /// [`scan`]), or `None` for a message that did not come from a spool file.
-/// Only recovery asks, so the fields before it are skipped, not decoded.
+/// Recovery and the queue listing ask; the fields before it are skipped,
+/// not decoded.
 pub fn decode_file_identity(payload: &[u8]) -> Result<Option<FileIdentity>, QueueError> {
     let mut r = Reader {
         buf: payload,
@@ -335,7 +336,8 @@ pub fn decode_file_identity(payload: &[u8]) -> Result<Option<FileIdentity>, Queu
     }
     r.take(4)?;
     let nrcpt = r.u32()? as usize;
-    for _ in 0..nrcpt + 2 {
+    // The sender, each recipient, the Message-ID.
+    for _ in 0..nrcpt.saturating_add(2) {
         r.short_bytes()?;
     }
     let wire_len = r.u32()? as usize;

@@ -139,10 +139,34 @@ impl Store {
         for d in owned_dirs(queue_root, shard, shard_count)? {
             store.recover_dir(&d, d == dir, leftovers, &mut report)?;
         }
+        if !report.already_queued.is_empty() {
+            // A matching record may be only in the page cache (written but
+            // not yet fdatasync'd when the previous run was killed). Pickup
+            // deletes the files these records came from, so the records
+            // must be on disk first; if that fails, no file is deleted.
+            if let Err(e) = store.sync_recovered() {
+                tracing::warn!(target: "qmgr", "{e}; the {} files left in the spool that are queued already will be queued again", report.already_queued.len());
+                report.already_queued.clear();
+            }
+        }
         store.next_seq = store.next_seq.max(now_micros() / 1000);
         store.roll_over(0)?;
         report.elapsed = clock.elapsed();
         Ok((store, report))
+    }
+
+    /// fdatasyncs every recovered segment (the records of a matched
+    /// leftover file may be in any of them, and so may bounce notices for
+    /// its message).
+    fn sync_recovered(&self) -> Result<(), QueueError> {
+        for state in self.segs.iter().flatten() {
+            state
+                .seg
+                .file()
+                .sync_data()
+                .map_err(|e| QueueError::io("fdatasync", state.seg.path(), e))?;
+        }
+        Ok(())
     }
 
     fn recover_dir(

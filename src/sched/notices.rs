@@ -82,6 +82,9 @@ pub fn queue_notice(
 ) -> Result<Option<QueueId>, NoticeError> {
     let (sender, wire, arrival) = {
         let Some((view, _)) = store.get(id) else {
+            if store.peek(id).is_some() {
+                tracing::error!(target: "qmgr", "{id}: queue record fails its checksum: no notice can be built from it");
+            }
             return Ok(None);
         };
         (

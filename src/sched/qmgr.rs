@@ -856,7 +856,15 @@ impl State {
     /// The message data a job sends.
     fn outgoing(&self, job: &Job) -> Option<deliver::session::Outgoing> {
         let store = self.store.borrow();
-        let (view, _) = store.get(job.id)?;
+        let Some((view, _)) = store.get(job.id) else {
+            if store.peek(job.id).is_some() {
+                // Readable but damaged since it was verified: never send
+                // it, and say so at each attempt (the record stays for
+                // inspection; it is retried like a deferral).
+                tracing::error!(target: "qmgr", "{}: queue record fails its checksum: not sent; left in the queue", job.id);
+            }
+            return None;
+        };
         Some(deliver::session::Outgoing {
             sender: view.sender.to_string(),
             recipients: job

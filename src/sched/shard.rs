@@ -91,14 +91,17 @@ const DRAIN_DELIVERIES: Duration = Duration::from_millis(1500);
 
 /// Runs one shard until `stop` is set and the ring is empty. Returns the
 /// number of messages it queued.
-pub async fn run_shard(ctx: ShardContext, backend: IoBackend) -> Result<u64, ShardError> {
+pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64, ShardError> {
+    // Needed only for recovery: let it go afterwards.
+    let leftovers = std::mem::take(&mut ctx.leftovers);
     let opened = Store::open_matching(
         &ctx.queue_root,
         ctx.index,
         ctx.shard_count,
         ctx.segment_size,
-        &ctx.leftovers,
+        &leftovers,
     );
+    drop(leftovers);
     let store = match opened {
         Ok((store, report)) => {
             tracing::info!(
