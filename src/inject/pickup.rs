@@ -592,22 +592,29 @@ mod tests {
         Pickup::new(cfg, prepare)
     }
 
+    /// One pass of `p` over its spool, taking every submission offered.
+    fn scan_all(p: &mut Pickup, acks: &Receiver<Ack>) -> Vec<Submission> {
+        let mut offered = Vec::new();
+        let n = p.scan_once(
+            &mut |sub| {
+                offered.push(*sub);
+                Ok(())
+            },
+            acks,
+            &AtomicBool::new(false),
+        );
+        assert_eq!(n, offered.len(), "the count is what was offered");
+        offered
+    }
+
     #[test]
     fn a_file_is_unlinked_only_after_its_ack_and_finish_handles_late_acks() {
         let (dir, pickup) = spool_with(&["a", "b", "c"]);
         let mut p = scanner(dir.path());
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = AtomicBool::new(false);
-        let mut offered = Vec::new();
-        let n = p.scan_once(
-            &mut |sub| {
-                offered.push(sub);
-                Ok(())
-            },
-            &rx,
-            &stop,
-        );
-        assert_eq!(n, 3);
+        let offered = scan_all(&mut p, &rx);
+        assert_eq!(offered.len(), 3);
         assert_eq!(
             names(&pickup),
             ["a", "b", "c"],
@@ -643,16 +650,7 @@ mod tests {
         let (dir, pickup) = spool_with(&["a", "b", "c"]);
         let mut first = scanner(dir.path());
         let (_tx, rx) = crossbeam_channel::unbounded();
-        let stop = AtomicBool::new(false);
-        let mut offered = Vec::new();
-        first.scan_once(
-            &mut |sub| {
-                offered.push(sub);
-                Ok(())
-            },
-            &rx,
-            &stop,
-        );
+        let offered = scan_all(&mut first, &rx);
         // Each submission carries its file's identity.
         let ids: Vec<FileIdentity> = offered
             .iter()
@@ -675,16 +673,12 @@ mod tests {
             (ids[0].clone(), QueueId::new(0, 1)),
             (other_b, QueueId::new(0, 2)),
         ]));
-        let mut offered_again = Vec::new();
-        let n = restarted.scan_once(
-            &mut |sub| {
-                offered_again.push(sub);
-                Ok(())
-            },
-            &rx,
-            &stop,
+        let offered_again = scan_all(&mut restarted, &rx);
+        assert_eq!(
+            offered_again.len(),
+            2,
+            "b (other contents) and c are queued"
         );
-        assert_eq!(n, 2, "b (other contents) and c are queued");
         let names_offered: Vec<_> = offered_again
             .iter()
             .map(|s| s.file_identity.as_ref().unwrap().key.name.clone())
