@@ -12,9 +12,9 @@ use std::time::Duration;
 use crate::cleanup::intake::{prepare, SiteParams};
 use crate::config::Config;
 use crate::deliver::{DeliveryConfig, Router};
-use crate::inject::leftovers::AlreadyQueued;
+use crate::inject::leftovers::{AlreadyQueued, QueuedAs};
 use crate::inject::{Pickup, PickupConfig, PickupStats};
-use crate::model::Ack;
+use crate::model::{Ack, QueueId};
 use crate::rt::{self, IoBackend};
 use crate::sched::qmgr::QmgrConfig;
 use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
@@ -116,7 +116,10 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let (ready_tx, ready_rx) = crossbeam_channel::unbounded();
     let shard_stop = Arc::new(AtomicBool::new(false));
     let mut shards: Vec<ShardHandle> = Vec::new();
+    let mut release_txs = Vec::with_capacity(shard_count);
     for index in 0..shard_count {
+        let (release_tx, released) = crossbeam_channel::unbounded::<Vec<QueueId>>();
+        release_txs.push(release_tx);
         let ctx = ShardContext {
             index,
             shard_count,
@@ -135,6 +138,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             flush: Arc::clone(&flushes),
             slots: Arc::clone(&slots),
             leftovers: Arc::clone(&leftovers),
+            released,
         };
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))
@@ -148,7 +152,15 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let mut already_queued = Vec::new();
     for _ in 0..shard_count {
         match ready_rx.recv() {
-            Ok(Ok(report)) => already_queued.extend(report.already_queued),
+            Ok(Ok(report)) => {
+                let shard = report.shard;
+                already_queued.extend(
+                    report
+                        .already_queued
+                        .into_iter()
+                        .map(|(file, id)| (file, QueuedAs { shard, id })),
+                );
+            }
             Ok(Err(reason)) => start_error = Some(reason),
             Err(_) => start_error = Some("a shard thread ended during start".into()),
         }
@@ -180,6 +192,13 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         Box::new(move |data, kind, uid, path| prepare(data, kind, uid, path, &site)),
     );
     pickup.set_already_queued(AlreadyQueued::new(already_queued));
+    pickup.set_release(Box::new(move |shard, ids| {
+        if let Some(tx) = release_txs.get(shard) {
+            // A shard that has stopped keeps the segment; the next start
+            // finds the file gone and lets it go.
+            let _ = tx.send(ids);
+        }
+    }));
     // The shards have let go of theirs: this frees the set.
     drop(leftovers);
     let ring_for_pickup = Arc::clone(&ring);

@@ -1486,6 +1486,95 @@ fn kill9_mid_delivery(io: &str) {
 }
 daemon_test!(kill9_mid_delivery);
 
+/// Sets or clears the append-only attribute of directory `dir` (`chattr`):
+/// names can be added to an append-only directory but not removed, even by
+/// root, and the files in it keep their ctime.
+fn set_append_only(dir: &Path, on: bool) {
+    let flag = if on { "+a" } else { "-a" };
+    let out = Command::new("chattr")
+        .arg(flag)
+        .arg(dir)
+        .output()
+        .expect("run chattr (e2fsprogs)");
+    assert!(
+        out.status.success(),
+        "chattr {flag} {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Spool files whose messages were delivered but which could not be
+/// unlinked (their directory made append-only) keep their queue records,
+/// even once the segments holding them are sealed and every message in
+/// them delivered: after a kill -9 and a restart the files are recognised
+/// and removed, not delivered a second time, and only then (pickup's
+/// releases reaching the shard) are those segments deleted. Before records
+/// were held until their file's unlink was durable, the segments went with
+/// the last delivery and the files were queued and delivered again.
+fn undeletable_files_are_not_delivered_twice_after_a_crash(io: &str) {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: chattr +a needs root");
+        return;
+    }
+    // About 3 MB: three 1 MiB segments on the one shard.
+    const N: usize = 100;
+    let sink = start_sink(SinkConfig::default());
+    let sb = Sandbox::with(Settings {
+        shards: 1,
+        extra: format!("{FAST_RETRY}{}", relay(sink.local_addr)),
+        ..Settings::default()
+    });
+    let pad = "x".repeat(30_000);
+    fs::create_dir_all(sb.pickup()).unwrap();
+    for i in 0..N {
+        let mut m = message("stuck", i, &to_net(i));
+        m.extend_from_slice(pad.as_bytes());
+        m.extend_from_slice(b"\n");
+        sb.drop_file(&format!("stuck-{i:06}.eml"), &m);
+    }
+    set_append_only(&sb.pickup(), true);
+    let ids: Vec<String> = (0..N).map(|i| mid("stuck", i)).collect();
+    let mut d = sb.start_daemon_nth(io, 0);
+    d.wait_recovered(1);
+    wait_delivered(&mut d, &sink, &ids, DEADLINE);
+    wait_queue_empty(&mut d, &sb, DEADLINE);
+    d.wait_until("every failed unlink logged", || {
+        count_lines(&d_log(&sb, 0), &["queued but cannot unlink"]) == N
+    });
+    let held = sb.segment_files().len();
+    assert!(
+        held >= 3,
+        "every segment kept while its files exist: {held} segment files"
+    );
+    d.kill9();
+
+    set_append_only(&sb.pickup(), false);
+    let mut d = sb.start_daemon_nth(io, 1);
+    d.wait_recovered(1);
+    d.wait_until("every file recognised as queued already", || {
+        count_lines(&d_log(&sb, 1), &["queued already as"]) == N
+            || d_log(&sb, 1).contains("status=sent")
+    });
+    d.wait_until("the files removed", || count_in(&sb.pickup()) == 0);
+    d.wait_until("the held segments deleted once released", || {
+        sb.segment_files().len() == 1
+    });
+    // A wrongly re-queued copy would be delivered within a second or two.
+    std::thread::sleep(Duration::from_secs(2));
+    d.stop();
+    assert_eq!(
+        count_lines(&d_log(&sb, 1), &["status=sent"]),
+        0,
+        "the restarted daemon sent nothing"
+    );
+    let counts = sink.message_id_counts();
+    for id in &ids {
+        assert_eq!(counts.get(id), Some(&1), "{id} delivered once");
+    }
+}
+daemon_test!(undeletable_files_are_not_delivered_twice_after_a_crash);
+
 // ---------------------------------------------------------------------------
 // Postfix's smtp-sink as the receiver
 // ---------------------------------------------------------------------------

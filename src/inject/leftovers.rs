@@ -63,20 +63,31 @@ pub fn scan_leftovers(maildrop: &Path, pickup: &Path) -> HashSet<u64> {
     keys
 }
 
+/// Where a message read from a spool file is queued: the shard that holds
+/// its record, and its queue ID. That shard keeps the record's segment
+/// until pickup releases the message (the file's unlink is durable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuedAs {
+    /// The shard whose store holds the record.
+    pub shard: usize,
+    /// The message's queue ID.
+    pub id: QueueId,
+}
+
 /// Leftover files whose messages are queued already, as recovery found
 /// them. Empty in a daemon that started with clean spool directories.
 #[derive(Debug, Default)]
 pub struct AlreadyQueued {
-    files: HashMap<FileKey, (u32, QueueId)>,
+    files: HashMap<FileKey, (u32, QueuedAs)>,
 }
 
 impl AlreadyQueued {
     /// From what recovery reported, every shard's list together.
-    pub fn new(found: impl IntoIterator<Item = (FileIdentity, QueueId)>) -> AlreadyQueued {
+    pub fn new(found: impl IntoIterator<Item = (FileIdentity, QueuedAs)>) -> AlreadyQueued {
         AlreadyQueued {
             files: found
                 .into_iter()
-                .map(|(file, id)| (file.key, (file.crc32c, id)))
+                .map(|(file, queued)| (file.key, (file.crc32c, queued)))
                 .collect(),
         }
     }
@@ -92,16 +103,23 @@ impl AlreadyQueued {
     }
 
     /// If `file` (same key, same contents) is queued already, forgets it and
-    /// returns the queue ID it was queued under. A file with the same key
-    /// but other contents was rewritten in place: it is not the queued one.
-    pub fn take(&mut self, file: &FileIdentity) -> Option<QueueId> {
+    /// returns where it was queued. A file with the same key but other
+    /// contents was rewritten in place: it is not the queued one.
+    pub fn take(&mut self, file: &FileIdentity) -> Option<QueuedAs> {
         match self.files.get(&file.key) {
-            Some(&(crc, id)) if crc == file.crc32c => {
+            Some(&(crc, queued)) if crc == file.crc32c => {
                 self.files.remove(&file.key);
-                Some(id)
+                Some(queued)
             }
             _ => None,
         }
+    }
+
+    /// Forgets every file still expected and returns where each was
+    /// queued: once pickup has looked at every file in the spool, those
+    /// records match no file there, and their segments need not be kept.
+    pub fn drain(&mut self) -> Vec<QueuedAs> {
+        self.files.drain().map(|(_, (_, queued))| queued).collect()
     }
 }
 
@@ -149,7 +167,10 @@ mod tests {
         std::fs::write(dir.path().join("b"), b"hello").unwrap();
         let a = identity(dir.path(), "a", 7);
         let b = identity(dir.path(), "b", 7);
-        let id = QueueId::new(0, 42);
+        let id = QueuedAs {
+            shard: 1,
+            id: QueueId::new(0, 42),
+        };
         let mut known = AlreadyQueued::new([(a.clone(), id)]);
         assert_eq!(known.len(), 1);
         assert_eq!(known.take(&b), None, "another file");
@@ -161,5 +182,25 @@ mod tests {
         assert_eq!(known.take(&a), Some(id));
         assert_eq!(known.take(&a), None, "forgotten once matched");
         assert!(known.is_empty());
+    }
+
+    #[test]
+    fn drain_gives_back_the_records_no_file_matched() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), b"1").unwrap();
+        std::fs::write(dir.path().join("b"), b"2").unwrap();
+        let queued = |seq| QueuedAs {
+            shard: 0,
+            id: QueueId::new(0, seq),
+        };
+        let a = identity(dir.path(), "a", 1);
+        let mut known = AlreadyQueued::new([
+            (a.clone(), queued(1)),
+            (identity(dir.path(), "b", 2), queued(2)),
+        ]);
+        assert_eq!(known.take(&a), Some(queued(1)));
+        assert_eq!(known.drain(), [queued(2)]);
+        assert!(known.is_empty());
+        assert!(known.drain().is_empty());
     }
 }

@@ -6,6 +6,7 @@ pub mod leftovers;
 pub mod maildrop;
 pub mod pickup;
 pub mod quarantine;
+pub mod release;
 pub mod sendmail;
 pub mod sendmail_args;
 pub mod smtp_stdin;

@@ -26,8 +26,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::model::{Ack, FileIdentity, Source, Submission};
 
-use super::leftovers::{file_key, AlreadyQueued};
+use super::leftovers::{file_key, AlreadyQueued, QueuedAs};
 use super::quarantine::quarantine;
+use super::release::{ReleaseSink, Releases};
 use super::unlinker::{open_dir, Unlinked, Unlinker, UNLINK_THREADS};
 
 /// How long shutdown waits for the queue to acknowledge files in flight.
@@ -94,15 +95,20 @@ pub struct Pickup {
     /// `OsString` is one pass over the bytes, hashing a `PathBuf` walks its
     /// components, which showed in profiles of scans of large directories),
     /// with the directory it was read from, open, to unlink it relative to.
-    inflight: HashMap<OsString, Arc<OwnedFd>>,
+    inflight: HashMap<OsString, InFlight>,
     /// Queued files that could not be unlinked: never read again.
     stuck: HashSet<OsString>,
     /// Leftover files that recovery found queued already.
     already_queued: AlreadyQueued,
+    /// After the first complete scan that starts at or after this, the
+    /// leftover records no file matched are released.
+    leftovers_settled_at: Instant,
     /// Those of them being unlinked now (not counted as queued by this run).
     leftovers_unlinking: HashSet<OsString>,
     /// Unlinks queued files.
     unlinker: Unlinker,
+    /// Tells the shards which files are gone for good.
+    releases: Releases,
     stats: PickupStats,
     /// After a queue failure, wait this long before offering files again.
     pause_until: Option<Instant>,
@@ -112,16 +118,25 @@ impl Pickup {
     /// A scanner for `cfg` that builds submissions with `prepare`.
     pub fn new(cfg: PickupConfig, prepare: Box<Prepare>) -> Pickup {
         Pickup {
-            cfg,
             prepare,
             inflight: HashMap::new(),
             stuck: HashSet::new(),
             already_queued: AlreadyQueued::default(),
+            leftovers_settled_at: Instant::now() + cfg.settle,
             leftovers_unlinking: HashSet::new(),
             unlinker: Unlinker::new(UNLINK_THREADS),
+            releases: Releases::new(vec![cfg.maildrop.clone(), cfg.pickup.clone()]),
             stats: PickupStats::default(),
             pause_until: None,
+            cfg,
         }
+    }
+
+    /// Where to say that a queued message's spool file is gone for good
+    /// (unlinked, and the unlink made durable): the shard holding its
+    /// record may then delete the record's segment once delivered.
+    pub fn set_release(&mut self, sink: Box<ReleaseSink>) {
+        self.releases.set_sink(sink);
     }
 
     /// Tells the scanner which leftover files are queued already (from
@@ -146,11 +161,23 @@ impl Pickup {
         while !stop.load(Ordering::Acquire) {
             self.drain_acks(acks);
             let paused = self.pause_until.is_some_and(|t| Instant::now() < t);
+            let scan_started = Instant::now();
             let offered = if paused {
                 0
             } else {
                 self.scan_once(offer, acks, stop)
             };
+            if !paused
+                && !stop.load(Ordering::Acquire)
+                && !self.already_queued.is_empty()
+                && scan_started >= self.leftovers_settled_at
+            {
+                // Every file in the spool has been looked at: the records
+                // still expected match none of them.
+                for queued in self.already_queued.drain() {
+                    self.releases.push(queued);
+                }
+            }
             if offered == 0 && !self.idle_until_next_scan(acks, stop) {
                 break;
             }
@@ -230,10 +257,15 @@ impl Pickup {
                 }
                 let mut sub = match self.read_one(&dir_fd, &path, kind) {
                     Some(ReadOutcome::Offer(sub)) => sub,
-                    Some(ReadOutcome::AlreadyQueued) => {
+                    Some(ReadOutcome::AlreadyQueued(queued)) => {
                         self.stats.already_queued += 1;
-                        self.inflight
-                            .insert(path.clone().into_os_string(), Arc::clone(&dir_fd));
+                        self.inflight.insert(
+                            path.clone().into_os_string(),
+                            InFlight {
+                                dir: Arc::clone(&dir_fd),
+                                queued_as: Some(queued),
+                            },
+                        );
                         self.leftovers_unlinking
                             .insert(path.clone().into_os_string());
                         self.unlinker.push(Arc::clone(&dir_fd), path);
@@ -259,8 +291,13 @@ impl Pickup {
                         }
                     }
                 }
-                self.inflight
-                    .insert(path.into_os_string(), Arc::clone(&dir_fd));
+                self.inflight.insert(
+                    path.into_os_string(),
+                    InFlight {
+                        dir: Arc::clone(&dir_fd),
+                        queued_as: None,
+                    },
+                );
                 self.stats.offered += 1;
                 offered += 1;
                 if !acks.is_empty() {
@@ -280,8 +317,16 @@ impl Pickup {
 enum ReadOutcome {
     /// A submission to offer to the queue.
     Offer(Box<Submission>),
-    /// The file was queued before a restart: remove it.
-    AlreadyQueued,
+    /// The file was queued before a restart, as this: remove it.
+    AlreadyQueued(QueuedAs),
+}
+
+/// A file offered and not yet retired.
+struct InFlight {
+    /// The directory it was read from, open.
+    dir: Arc<OwnedFd>,
+    /// Where its message is queued, once acknowledged (or recognised).
+    queued_as: Option<QueuedAs>,
 }
 
 /// Opens a spool file for reading: never through a symbolic link, never
@@ -420,9 +465,9 @@ impl Pickup {
             crc32c: crc32c::crc32c(&data),
         };
         if !self.already_queued.is_empty() {
-            if let Some(id) = self.already_queued.take(&identity) {
-                tracing::info!(target: "pickup", "{}: queued already as {id} before the restart; removing the file", path.display());
-                return Some(ReadOutcome::AlreadyQueued);
+            if let Some(queued) = self.already_queued.take(&identity) {
+                tracing::info!(target: "pickup", "{}: queued already as {} before the restart; removing the file", path.display(), queued.id);
+                return Some(ReadOutcome::AlreadyQueued(queued));
             }
         }
         match (self.prepare)(&data, kind, meta.uid(), path) {
@@ -463,6 +508,7 @@ impl Pickup {
         self.unlinker.flush();
         let done = self.unlinker.try_done();
         self.handle_unlinked(done);
+        self.releases.flush(false);
     }
 
     fn handle_ack(&mut self, ack: Ack) {
@@ -470,10 +516,17 @@ impl Pickup {
             return;
         };
         let e = match ack.result {
-            Ok(_) => {
+            Ok(id) => {
                 // Durable now: unlink, and keep it in flight until it is gone.
-                let dir = match self.inflight.get(path.as_os_str()) {
-                    Some(dir) => Ok(Arc::clone(dir)),
+                let queued = QueuedAs {
+                    shard: id.shard(),
+                    id,
+                };
+                let dir = match self.inflight.get_mut(path.as_os_str()) {
+                    Some(f) => {
+                        f.queued_as = Some(queued);
+                        Ok(Arc::clone(&f.dir))
+                    }
                     // Not offered by this scanner (cannot happen): still
                     // the file is queued, so it must go.
                     None => open_dir(path.parent().unwrap_or(Path::new("."))),
@@ -504,6 +557,7 @@ impl Pickup {
     /// Gives up after `limit` (logging how many unlinks were left).
     pub fn finish(&mut self, acks: &Receiver<Ack>, limit: Duration) -> PickupStats {
         self.retire_in_flight(acks, Instant::now() + limit);
+        self.releases.flush(true);
         if self.unlinker.outstanding() > 0 {
             tracing::warn!(
                 target: "pickup",
@@ -518,15 +572,27 @@ impl Pickup {
     /// never read again (its message is queued already).
     fn handle_unlinked(&mut self, done: Vec<Unlinked>) {
         for (path, error) in done {
-            self.inflight.remove(path.as_os_str());
+            let queued_as = self
+                .inflight
+                .remove(path.as_os_str())
+                .and_then(|f| f.queued_as);
             if self.leftovers_unlinking.is_empty()
                 || !self.leftovers_unlinking.remove(path.as_os_str())
             {
                 self.stats.queued += 1;
             }
-            if let Some(e) = error {
-                tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
-                self.stuck.insert(path.into_os_string());
+            match error {
+                None => {
+                    if let Some(queued) = queued_as {
+                        self.releases.push(queued);
+                    }
+                }
+                Some(e) => {
+                    // Still in the spool: its record must stay, so the next
+                    // start recognises it.
+                    tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
+                    self.stuck.insert(path.into_os_string());
+                }
             }
         }
     }
@@ -592,6 +658,18 @@ mod tests {
         Pickup::new(cfg, prepare)
     }
 
+    /// Collects what `p` releases, as (shard, queue ID) pairs.
+    fn releases_of(p: &mut Pickup) -> Arc<std::sync::Mutex<Vec<(usize, QueueId)>>> {
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&got);
+        p.set_release(Box::new(move |shard, ids| {
+            sink.lock()
+                .unwrap()
+                .extend(ids.into_iter().map(|id| (shard, id)))
+        }));
+        got
+    }
+
     /// One pass of `p` over its spool, taking every submission offered.
     fn scan_all(p: &mut Pickup, acks: &Receiver<Ack>) -> Vec<Submission> {
         let mut offered = Vec::new();
@@ -611,6 +689,7 @@ mod tests {
     fn a_file_is_unlinked_only_after_its_ack_and_finish_handles_late_acks() {
         let (dir, pickup) = spool_with(&["a", "b", "c"]);
         let mut p = scanner(dir.path());
+        let released = releases_of(&mut p);
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = AtomicBool::new(false);
         let offered = scan_all(&mut p, &rx);
@@ -629,7 +708,7 @@ mod tests {
         // one that failed and must stay.
         for (i, sub) in offered.into_iter().enumerate() {
             let result = match i {
-                0 | 1 => Ok(QueueId::new(0, i as u64)),
+                0 | 1 => Ok(QueueId::new(i, 7)),
                 _ => Err(AckError::QueueWrite("disk full".into())),
             };
             tx.send(Ack {
@@ -643,6 +722,13 @@ mod tests {
         assert_eq!(stats.queued, 2);
         assert_eq!(stats.failed, 1);
         assert_eq!(names(&pickup), ["c"]);
+        let mut released = released.lock().unwrap().clone();
+        released.sort();
+        assert_eq!(
+            released,
+            [(0, QueueId::new(0, 7)), (1, QueueId::new(1, 7))],
+            "the unlinked files' messages are released to their shards, the failed one is not"
+        );
     }
 
     #[test]
@@ -667,13 +753,28 @@ mod tests {
         // The restart: recovery found a and b queued; b's record has other
         // contents (as if b had been rewritten in place since).
         let mut restarted = scanner(dir.path());
+        let released = releases_of(&mut restarted);
         let mut other_b = ids[1].clone();
         other_b.crc32c ^= 1;
+        let queued_as = |seq| QueuedAs {
+            shard: 1,
+            id: QueueId::new(0, seq),
+        };
         restarted.set_already_queued(AlreadyQueued::new([
-            (ids[0].clone(), QueueId::new(0, 1)),
-            (other_b, QueueId::new(0, 2)),
+            (ids[0].clone(), queued_as(1)),
+            (other_b, queued_as(2)),
         ]));
-        let offered_again = scan_all(&mut restarted, &rx);
+        // Runs until the acknowledgement channel is gone (no ack comes).
+        drop(_tx);
+        let mut offered_again = Vec::new();
+        restarted.run(
+            &mut |sub| {
+                offered_again.push(*sub);
+                Ok(())
+            },
+            &rx,
+            &AtomicBool::new(false),
+        );
         assert_eq!(
             offered_again.len(),
             2,
@@ -684,7 +785,6 @@ mod tests {
             .map(|s| s.file_identity.as_ref().unwrap().key.name.clone())
             .collect();
         assert_eq!(names_offered, [b"pickup/b".to_vec(), b"pickup/c".to_vec()]);
-        drop(_tx);
         let stats = restarted.finish(&rx, Duration::from_secs(10));
         assert_eq!(stats.already_queued, 1);
         assert_eq!(
@@ -695,6 +795,13 @@ mod tests {
             names(&pickup),
             ["b", "c"],
             "a is gone, the others wait for their acks"
+        );
+        let mut released = released.lock().unwrap().clone();
+        released.sort();
+        assert_eq!(
+            released,
+            [(1, QueueId::new(0, 1)), (1, QueueId::new(0, 2))],
+            "a's record once a was unlinked; b's stale record once the whole spool was scanned"
         );
     }
 

@@ -94,6 +94,8 @@ impl<'a> Iterator for Records<'a> {
 /// What recovery found in one shard's queue, for the start-up log line.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// The shard that recovered (so what it reports goes back to it).
+    pub shard: usize,
     /// Segment files read.
     pub segments: usize,
     /// Segment files deleted because none of their messages was live.
@@ -106,7 +108,9 @@ pub struct RecoveryReport {
     pub torn: usize,
     /// Message records whose spool file is among the leftovers recovery
     /// was asked about (see [`Store::open_matching`](super::Store::open_matching)),
-    /// delivered or not: those files are queued already.
+    /// delivered or not: those files are queued already. Their segments
+    /// are kept until each is released
+    /// ([`Store::release_file`](super::Store::release_file)).
     pub already_queued: Vec<(FileIdentity, QueueId)>,
     /// Time taken.
     pub elapsed: Duration,

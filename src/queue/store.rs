@@ -42,6 +42,9 @@ struct SegState {
     seg: Segment,
     live_msgs: u32,
     dirty: bool,
+    /// Message records in it whose spool file may still exist (see
+    /// [`Store::release_file`]): the segment is kept while any is.
+    held_files: u32,
 }
 
 /// The recipient status bytes of one message as last set, written to the
@@ -83,6 +86,10 @@ pub struct Store {
     /// Segments with status bytes set since the last
     /// [`Store::flush_statuses`] (so it need not look at every segment).
     statuses_set: Vec<u32>,
+    /// Messages whose spool file may still exist, with their segment: a
+    /// restart recognises such a file only by its record, so the segment
+    /// stays until pickup says the file's unlink is durable.
+    held: HashMap<QueueId, u32>,
     poisoned: bool,
 }
 
@@ -133,9 +140,13 @@ impl Store {
             segment_size,
             index: HashMap::new(),
             statuses_set: Vec::new(),
+            held: HashMap::new(),
             poisoned: false,
         };
-        let mut report = RecoveryReport::default();
+        let mut report = RecoveryReport {
+            shard,
+            ..RecoveryReport::default()
+        };
         for d in owned_dirs(queue_root, shard, shard_count)? {
             store.recover_dir(&d, d == dir, leftovers, &mut report)?;
         }
@@ -146,7 +157,9 @@ impl Store {
             // must be on disk first; if that fails, no file is deleted.
             if let Err(e) = store.sync_recovered() {
                 tracing::warn!(target: "qmgr", "{e}; the {} files left in the spool that are queued already will be queued again", report.already_queued.len());
-                report.already_queued.clear();
+                for (_, id) in std::mem::take(&mut report.already_queued) {
+                    store.release_file(id)?;
+                }
             }
         }
         store.next_seq = store.next_seq.max(now_micros() / 1000);
@@ -219,6 +232,7 @@ impl Store {
     ) -> Result<(), QueueError> {
         let seg_idx = self.segs.len() as u32;
         let mut live_msgs = 0u32;
+        let mut held_files = 0u32;
         let mut records = Records::new(seg.bytes());
         for found in records.by_ref() {
             if found.kind != Kind::Message {
@@ -237,6 +251,11 @@ impl Store {
             if !leftovers.is_empty() {
                 match record::decode_file_identity(found.payload) {
                     Ok(Some(file)) if leftovers.contains(&file.key.digest()) => {
+                        // Kept until pickup has removed the file (or found
+                        // it is not this record's).
+                        if self.held.insert(id, seg_idx).is_none() {
+                            held_files += 1;
+                        }
                         report.already_queued.push((file, id));
                     }
                     Ok(_) => {}
@@ -285,7 +304,7 @@ impl Store {
                 seg.path().display()
             );
         }
-        if live_msgs == 0 {
+        if live_msgs == 0 && held_files == 0 {
             let path = seg.path().to_path_buf();
             drop(seg);
             remove_segment_file(&path)?;
@@ -296,6 +315,7 @@ impl Store {
                 seg,
                 live_msgs,
                 dirty: false,
+                held_files,
             }));
         }
         Ok(())
@@ -320,6 +340,7 @@ impl Store {
             seg,
             live_msgs: 0,
             dirty: false,
+            held_files: 0,
         }));
         if let Some(old) = old {
             if let Some(state) = self.segs[old as usize].as_mut() {
@@ -367,6 +388,10 @@ impl Store {
         };
         state.dirty = true;
         state.live_msgs += 1;
+        if sub.file_identity.is_some() {
+            state.held_files += 1;
+            self.held.insert(id, active);
+        }
         self.next_seq += 1;
         self.index.insert(
             id,
@@ -563,12 +588,37 @@ impl Store {
         Ok(false)
     }
 
-    /// Deletes a sealed segment that holds no live message.
+    /// Says that the spool file message `id` was read from is gone for
+    /// good (its unlink is durable, or recovery's match was not that
+    /// file): the record no longer needs to outlive delivery, and its
+    /// segment is deleted once nothing else keeps it. Unknown IDs (not
+    /// from a file, or released already) are ignored.
+    pub fn release_file(&mut self, id: QueueId) -> Result<(), QueueError> {
+        let Some(idx) = self.held.remove(&id) else {
+            return Ok(());
+        };
+        if let Some(state) = self.segs.get_mut(idx as usize).and_then(Option::as_mut) {
+            state.held_files = state.held_files.saturating_sub(1);
+        }
+        self.collect_if_empty(idx)
+    }
+
+    /// Number of messages whose spool file may still exist.
+    pub fn held_files(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Deletes a sealed segment that holds no live message and no record
+    /// of a spool file that may still exist.
     fn collect_if_empty(&mut self, idx: u32) -> Result<(), QueueError> {
         let Some(state) = self.segs[idx as usize].as_ref() else {
             return Ok(());
         };
-        if state.live_msgs > 0 || !state.seg.is_sealed() || self.active == Some(idx) {
+        if state.live_msgs > 0
+            || state.held_files > 0
+            || !state.seg.is_sealed()
+            || self.active == Some(idx)
+        {
             return Ok(());
         }
         let path = state.seg.path().to_path_buf();
@@ -761,6 +811,120 @@ mod tests {
             plain.already_queued.is_empty(),
             "nothing asked, nothing reported"
         );
+    }
+
+    fn identity(name: &str, ino: u64) -> crate::model::FileIdentity {
+        crate::model::FileIdentity {
+            key: crate::model::FileKey {
+                name: format!("pickup/{name}").into_bytes(),
+                dev: 1,
+                ino,
+                size: 300_000,
+                mtime_ns: 5,
+                ctime_ns: 6,
+            },
+            crc32c: ino as u32,
+        }
+    }
+
+    /// A message of about 300 kB read from spool file `name` (so a few
+    /// fill a 1 MiB segment).
+    fn big_from_file(name: &str, ino: u64) -> Submission {
+        let mut s = sub(ino as usize, 1);
+        s.wire = vec![b'x'; 300_000];
+        s.file_identity = Some(identity(name, ino));
+        s
+    }
+
+    fn segment_files(dir: &Path) -> usize {
+        std::fs::read_dir(dir.join("0")).unwrap().count()
+    }
+
+    #[test]
+    fn a_delivered_message_from_a_spool_file_keeps_its_segment_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        let a = store.append(&big_from_file("a", 1)).unwrap();
+        let internal = {
+            let mut s = sub(9, 1);
+            s.wire = vec![b'y'; 300_000];
+            store.append(&s).unwrap()
+        };
+        assert_eq!(store.held_files(), 1, "only the message read from a file");
+        // Fill the segment until it rolls over and is sealed.
+        let later: Vec<_> = (2..6)
+            .map(|i| store.append(&big_from_file("n", i)).unwrap())
+            .collect();
+        sync(&mut store);
+        let before = segment_files(dir.path());
+        // The first segment holds a, internal and later[0].
+        store.set_status(a, 0, RcptStatus::Sent).unwrap();
+        store.set_status(internal, 0, RcptStatus::Sent).unwrap();
+        store.set_status(later[0], 0, RcptStatus::Sent).unwrap();
+        store.release_file(later[0]).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            before,
+            "delivered, but a's file may still be in the spool"
+        );
+        store.release_file(internal).unwrap();
+        store.release_file(QueueId::new(0, 999_999)).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            before,
+            "unknown IDs change nothing"
+        );
+        store.release_file(a).unwrap();
+        assert_eq!(segment_files(dir.path()), before - 1, "now it goes");
+        // Released before delivery: the segment goes with the last delivery.
+        for id in &later[1..] {
+            store.release_file(*id).unwrap();
+        }
+        assert_eq!(store.held_files(), 0);
+        assert_eq!(store.len(), 3);
+    }
+
+    #[test]
+    fn recovery_keeps_a_matched_segment_across_restarts_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<QueueId> = {
+            let (mut store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+            let ids: Vec<_> = (1..6)
+                .map(|i| store.append(&big_from_file("f", i)).unwrap())
+                .collect();
+            for id in &ids {
+                store.set_status(*id, 0, RcptStatus::Sent).unwrap();
+            }
+            sync(&mut store);
+            ids
+        };
+        // Killed with everything delivered but file 1 not yet unlinked.
+        let leftovers: HashSet<u64> = [identity("f", 1).key.digest()].into_iter().collect();
+        for restart in 0..2 {
+            let (store, report) =
+                Store::open_matching(dir.path(), 0, 1, 1 << 20, &leftovers).unwrap();
+            assert_eq!(
+                report.already_queued,
+                [(identity("f", 1), ids[0])],
+                "restart {restart}: still recognised"
+            );
+            assert_eq!(report.messages, 0);
+            assert_eq!(store.held_files(), 1);
+            // Killed again before pickup removed the file.
+        }
+        let (mut store, report) =
+            Store::open_matching(dir.path(), 0, 1, 1 << 20, &leftovers).unwrap();
+        assert_eq!(report.already_queued.len(), 1);
+        let with_held = segment_files(dir.path());
+        store.release_file(ids[0]).unwrap();
+        assert_eq!(
+            segment_files(dir.path()),
+            with_held - 1,
+            "released: deleted"
+        );
+        drop(store);
+        let (_, report) = Store::open_matching(dir.path(), 0, 1, 1 << 20, &leftovers).unwrap();
+        assert!(report.already_queued.is_empty());
     }
 
     #[test]

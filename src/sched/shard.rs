@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::model::{Ack, AckError, QueueId, Submission};
 use crate::queue::recovery::RecoveryReport;
@@ -79,6 +79,9 @@ pub struct ShardContext {
     /// recovery reports the records that came from one of them (see
     /// `inject::leftovers`).
     pub leftovers: Arc<HashSet<u64>>,
+    /// From pickup: messages whose spool file is gone for good, so their
+    /// records need not outlive delivery (see [`Store::release_file`]).
+    pub released: Receiver<Vec<QueueId>>,
 }
 
 /// Status bytes and defer records written by delivery are committed at most
@@ -147,6 +150,7 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
     let mut batch: Vec<(Box<Submission>, Result<QueueId, AckError>)> =
         Vec::with_capacity(MAX_BATCH);
     loop {
+        release_files(&store, &ctx.released, ctx.index);
         while batch.len() < MAX_BATCH {
             let Some(sub) = ctx.ring.pop() else { break };
             let result = store.borrow_mut().append(&sub).map_err(|e| {
@@ -228,6 +232,19 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
     }
     tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);
     Ok(queued)
+}
+
+/// Applies the releases pickup sent (segments of delivered messages whose
+/// files are gone may be deleted now).
+fn release_files(store: &RefCell<Store>, released: &Receiver<Vec<QueueId>>, shard: usize) {
+    while let Ok(ids) = released.try_recv() {
+        let mut store = store.borrow_mut();
+        for id in ids {
+            if let Err(e) = store.release_file(id) {
+                tracing::warn!(target: "qmgr", "shard {shard}: {e}");
+            }
+        }
+    }
 }
 
 /// One group commit: write what the segments gathered and fdatasync every
