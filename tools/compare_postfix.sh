@@ -5,7 +5,10 @@
 # smtp-source reaches straight into that sink.
 #
 #   1. ceiling   smtp-source -s SESSIONS -d -l SIZE -m N  ->  smtp-sink,
-#                measured first and again last; the mean is the ceiling
+#                measured first, after each ringmail run, and last; each
+#                ringmail figure is compared with the mean of the two
+#                ceilings measured just before and just after it (the mean
+#                of all is shown too)
 #   2. ringmail  N staged files renamed into spool/pickup/ of a running
 #                `ringmail serve` (relayhost = the sink), timed until the
 #                daemon has logged N `status=sent`; then `ringmail bench`
@@ -245,6 +248,23 @@ def movefiles(src, dst):
         os.rename(os.path.join(src, name), os.path.join(dst, name)); n += 1
     print(n)
 
+def cpu_ticks():
+    """(all, steal) jiffies of the whole machine from /proc/stat."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(f[:8]), f[7] if len(f) > 7 else 0
+
+def steal_percent(before, after):
+    """Share of the machine's time the hypervisor gave to others between
+    two cpu_ticks() readings: a run with much steal says little."""
+    total = after[0] - before[0]
+    return 100.0 * (after[1] - before[1]) / total if total > 0 else 0.0
+
+def stealsnap():
+    print("%d %d" % cpu_ticks())
+
+def stealsince(all_ticks, steal):
+    print("%.1f" % steal_percent((int(all_ticks), int(steal)), cpu_ticks()))
+
 def run(a):
     """Times from just before the renames (if any) until the log, read from
     its size at the start, has `count` status=sent lines."""
@@ -256,6 +276,7 @@ def run(a):
     else:
         offset = os.path.getsize(log) if os.path.exists(log) else 0
     names = sorted(os.listdir(a["src"])) if a.get("src") else []
+    ticks0 = cpu_ticks()
     t0 = time.monotonic()
     if a.get("ready"):
         open(a["ready"], "w").close()
@@ -322,7 +343,8 @@ def run(a):
         sys.exit(f"{bounced} messages bounced ({sent} sent); see {log}")
     out = {"seconds": t1 - t0, "rename_seconds": t_renamed - t0, "renamed": len(names),
            "sent": sent, "deferred": deferred, "bounced": bounced, "input_files_left": left,
-           "messages_per_second": count / (t1 - t0)}
+           "messages_per_second": count / (t1 - t0),
+           "steal_percent": steal_percent(ticks0, cpu_ticks())}
     if pid:
         f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
         out["daemon_cpu_seconds"] = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
@@ -356,11 +378,23 @@ def report(path, as_json, meta):
     spool = [r for r in rows if r["kind"] == "ringmail_spool"]
     bench = [r for r in rows if r["kind"] == "ringmail_bench"]
     pfx = [r for r in rows if r["kind"] == "postfix"]
+    def adjacent_ceiling(r):
+        """The mean of the ceilings measured just before and just after
+        run r (file order), or the overall mean when r has no neighbour."""
+        i = rows.index(r)
+        before = [c for c in rows[:i] if c["kind"] == "ceiling"][-1:]
+        after = [c for c in rows[i + 1:] if c["kind"] == "ceiling"][:1]
+        near = before + after
+        if not near:
+            return ceiling["messages_per_second"]
+        return sum(c["messages_per_second"] for c in near) / len(near)
     comps = []
     for r in spool:
         c = {"io_backend": r["io_backend"], "ringmail_messages_per_second": r["messages_per_second"]}
         if ceiling:
-            c["percent_of_ceiling"] = 100.0 * r["messages_per_second"] / ceiling["messages_per_second"]
+            c["adjacent_ceiling_messages_per_second"] = adjacent_ceiling(r)
+            c["percent_of_ceiling"] = 100.0 * r["messages_per_second"] / c["adjacent_ceiling_messages_per_second"]
+            c["percent_of_mean_ceiling"] = 100.0 * r["messages_per_second"] / ceiling["messages_per_second"]
         for p in pfx:
             c[f"ratio_to_postfix_{p['inject']}"] = r["messages_per_second"] / p["messages_per_second"]
         comps.append(c)
@@ -391,13 +425,15 @@ def report(path, as_json, meta):
     def line(label, r, notes=""):
         print(f"{label:<{w}} {r['messages']:>9} {r['seconds']:>8.2f} {r['messages_per_second']:>8.0f}  {notes}")
     if ceiling:
-        runs = ", ".join(f"{r['when']} {r['messages_per_second']:.0f}" for r in ceilings)
+        runs = ", ".join(f"{r['when']} {r['messages_per_second']:.0f}"
+                         + (f" ({r['steal_percent']:.0f} % steal)" if r.get("steal_percent") else "")
+                         for r in ceilings)
         line(f"ceiling: smtp-source -s {meta['sessions']} -d -> smtp-sink (mean)", ceiling,
              f"{runs}; sink counted {ceiling['sink_counted']} (least)")
     for r in spool:
         line(f"ringmail spool (pickup/ rename) -> smtp-sink [{r['io_backend']}]", r,
              f"sink counted {r['sink_counted']}, daemon CPU {r['daemon_cpu_seconds']:.1f} s, {r['shards']} shards, "
-             f"{r.get('input_files_left', 0)} input files left at the end")
+             f"{r.get('input_files_left', 0)} input files left at the end, {r.get('steal_percent', 0):.0f} % steal")
     for r in bench:
         line(f"ringmail bench, bundled sink [{r['io_backend']}]", r,
              f"lost {r['lost']}, duplicates {r['duplicates']}, p99 {r['latency_p99_ms']:.0f} ms")
@@ -415,7 +451,9 @@ def report(path, as_json, meta):
             ratio = c["ratio_to_postfix_" + p["inject"]]
             parts.append(f"{ratio:.1f}x Postfix ({p['inject']})")
         if ceiling:
-            parts.append(f"{c['percent_of_ceiling']:.0f} % of the ceiling")
+            parts.append(f"{c['percent_of_ceiling']:.0f} % of the ceiling measured around it "
+                         f"({c['adjacent_ceiling_messages_per_second']:.0f}; "
+                         f"{c['percent_of_mean_ceiling']:.0f} % of the mean of all)")
         print(f"ringmail [{c['io_backend']}]: " + ", ".join(parts))
 
 if __name__ == "__main__":
@@ -427,6 +465,8 @@ if __name__ == "__main__":
     elif cmd == "waitfor": waitfor(*args)
     elif cmd == "movefiles": movefiles(*args)
     elif cmd == "run": run(dict(kv.split("=", 1) for kv in args))
+    elif cmd == "stealsnap": stealsnap()
+    elif cmd == "stealsince": stealsince(*args)
     elif cmd == "merge": merge(args[0], args[1:])
     elif cmd == "report": report(args[0], args[1] == "1", args[2])
     else: sys.exit(f"unknown helper command {cmd}")
@@ -461,15 +501,17 @@ ceiling() { # WHEN: before | after
   say "ceiling ($1): smtp-source -s $SESSIONS -d -l $SIZE -m $N -> smtp-sink"
   local before t0 t1 counted rate
   before=$(h sinkcount "$WORK/sink.out")
+  snap=$(h stealsnap)
   t0=$(now)
   "$SMTP_SOURCE" -d -s "$SESSIONS" -l "$SIZE" -m "$N" -c -M bench.localhost \
     -f sender@example.com -t rcpt@example.net "127.0.0.1:$SINK_PORT" > "$WORK/source.out" 2>&1 \
     || { tail -5 "$WORK/source.out" >&2; die "smtp-source failed"; }
   t1=$(now)
+  steal=$(h stealsince $snap)
   sink_alive
   counted=$(sink_delta "$before")
   rate=$(python3 -c "print($N/($t1-$t0))")
-  echo "{\"kind\":\"ceiling\",\"when\":\"$1\",\"messages\":$N,\"seconds\":$(python3 -c "print($t1-$t0)"),\"messages_per_second\":$rate,\"sink_counted\":$counted,\"sessions\":$SESSIONS}" >> "$RESULTS"
+  echo "{\"kind\":\"ceiling\",\"when\":\"$1\",\"messages\":$N,\"seconds\":$(python3 -c "print($t1-$t0)"),\"messages_per_second\":$rate,\"sink_counted\":$counted,\"sessions\":$SESSIONS,\"steal_percent\":$steal}" >> "$RESULTS"
   say "ceiling ($1): $(printf %.0f "$rate") msg/s (sink counted $counted)"
   [ "$counted" = "$N" ] || say "warning: the sink counted $counted messages, not $N"
 }
@@ -514,6 +556,10 @@ TOML
   [ "$counted" = "$N" ] || say "warning: the sink counted $counted messages, not $N"
   [ "$sent_total" = "$N" ] || say "warning: the daemon logged $sent_total status=sent, not $N"
   [ "$KEEP" = 1 ] || rm -rf "$d/spool" "$d/staging"
+  # Right after each ringmail run: its figure is compared with the mean of
+  # the ceilings measured just before and just after it (the machine's
+  # speed drifts within minutes on a shared host).
+  ceiling "after-$be"
 done
 
 if [ "$SKIP_BENCH" = 0 ]; then
