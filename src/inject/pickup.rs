@@ -561,7 +561,7 @@ impl Pickup {
         if self.unlinker.outstanding() > 0 {
             tracing::warn!(
                 target: "pickup",
-                "{} committed files not unlinked at exit: the next start recognises them as queued (while their queue segment exists) and removes them",
+                "{} committed files not unlinked at exit: the next start recognises them as queued and removes them",
                 self.unlinker.outstanding()
             );
         }
