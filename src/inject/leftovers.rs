@@ -78,18 +78,23 @@ pub struct QueuedAs {
 /// them. Empty in a daemon that started with clean spool directories.
 #[derive(Debug, Default)]
 pub struct AlreadyQueued {
-    files: HashMap<FileKey, (u32, QueuedAs)>,
+    /// Per file, every record recovery matched to it (normally one; more
+    /// if the file was queued again after an earlier failure), with the
+    /// CRC-32C of the bytes it was queued with.
+    files: HashMap<FileKey, Vec<(u32, QueuedAs)>>,
 }
 
 impl AlreadyQueued {
     /// From what recovery reported, every shard's list together.
     pub fn new(found: impl IntoIterator<Item = (FileIdentity, QueuedAs)>) -> AlreadyQueued {
-        AlreadyQueued {
-            files: found
-                .into_iter()
-                .map(|(file, queued)| (file.key, (file.crc32c, queued)))
-                .collect(),
+        let mut files: HashMap<FileKey, Vec<(u32, QueuedAs)>> = HashMap::new();
+        for (file, queued) in found {
+            files
+                .entry(file.key)
+                .or_default()
+                .push((file.crc32c, queued));
         }
+        AlreadyQueued { files }
     }
 
     /// How many files are still expected.
@@ -102,24 +107,46 @@ impl AlreadyQueued {
         self.files.is_empty()
     }
 
-    /// If `file` (same key, same contents) is queued already, forgets it and
-    /// returns where it was queued. A file with the same key but other
-    /// contents was rewritten in place: it is not the queued one.
-    pub fn take(&mut self, file: &FileIdentity) -> Option<QueuedAs> {
-        match self.files.get(&file.key) {
-            Some(&(crc, queued)) if crc == file.crc32c => {
-                self.files.remove(&file.key);
-                Some(queued)
+    /// If `file` (same key, same contents) is queued already, forgets the
+    /// records that match it and returns where it was queued: the first is
+    /// the one to keep until the file is removed, any others are spare
+    /// (one record is enough to recognise the file). Empty when the file is
+    /// not known; a file with the same key but other contents was rewritten
+    /// in place, and is not the queued one (those records stay, and go
+    /// with [`AlreadyQueued::drain_gone`]).
+    pub fn take(&mut self, file: &FileIdentity) -> Vec<QueuedAs> {
+        let Some(records) = self.files.get_mut(&file.key) else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        records.retain(|&(crc, queued)| {
+            let same = crc == file.crc32c;
+            if same {
+                taken.push(queued);
             }
-            _ => None,
+            !same
+        });
+        if records.is_empty() {
+            self.files.remove(&file.key);
         }
+        taken
     }
 
-    /// Forgets every file still expected and returns where each was
-    /// queued: once pickup has looked at every file in the spool, those
-    /// records match no file there, and their segments need not be kept.
-    pub fn drain(&mut self) -> Vec<QueuedAs> {
-        self.files.drain().map(|(_, (_, queued))| queued).collect()
+    /// Forgets the files for which `still_there` says no (gone from the
+    /// spool, or another file under that name now) and returns where their
+    /// records are: those records match no file any more, and their
+    /// segments need not be kept. A file still there (one that could not
+    /// be read yet, or that was rewritten in place) keeps its records.
+    pub fn drain_gone(&mut self, mut still_there: impl FnMut(&FileKey) -> bool) -> Vec<QueuedAs> {
+        let mut gone = Vec::new();
+        self.files.retain(|key, records| {
+            if still_there(key) {
+                return true;
+            }
+            gone.extend(records.iter().map(|&(_, queued)| queued));
+            false
+        });
+        gone
     }
 }
 
@@ -173,34 +200,59 @@ mod tests {
         };
         let mut known = AlreadyQueued::new([(a.clone(), id)]);
         assert_eq!(known.len(), 1);
-        assert_eq!(known.take(&b), None, "another file");
+        assert_eq!(known.take(&b), [], "another file");
         let rewritten = FileIdentity {
             crc32c: 8,
             ..a.clone()
         };
-        assert_eq!(known.take(&rewritten), None, "same key, other bytes");
-        assert_eq!(known.take(&a), Some(id));
-        assert_eq!(known.take(&a), None, "forgotten once matched");
+        assert_eq!(known.take(&rewritten), [], "same key, other bytes");
+        assert_eq!(known.take(&a), [id]);
+        assert_eq!(known.take(&a), [], "forgotten once matched");
         assert!(known.is_empty());
     }
 
     #[test]
-    fn drain_gives_back_the_records_no_file_matched() {
+    fn a_file_queued_twice_gives_back_both_records() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), b"1").unwrap();
-        std::fs::write(dir.path().join("b"), b"2").unwrap();
+        let a = identity(dir.path(), "a", 1);
+        let queued = |shard, seq| QueuedAs {
+            shard,
+            id: QueueId::new(shard, seq),
+        };
+        let mut known = AlreadyQueued::new([(a.clone(), queued(0, 1)), (a.clone(), queued(1, 2))]);
+        assert_eq!(known.len(), 1, "one file");
+        assert_eq!(known.take(&a), [queued(0, 1), queued(1, 2)]);
+        assert!(known.is_empty());
+    }
+
+    #[test]
+    fn drain_gone_gives_back_the_records_of_files_no_longer_there() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
         let queued = |seq| QueuedAs {
             shard: 0,
             id: QueueId::new(0, seq),
         };
-        let a = identity(dir.path(), "a", 1);
+        let (a, b, c) = (
+            identity(dir.path(), "a", 1),
+            identity(dir.path(), "b", 2),
+            identity(dir.path(), "c", 3),
+        );
         let mut known = AlreadyQueued::new([
             (a.clone(), queued(1)),
-            (identity(dir.path(), "b", 2), queued(2)),
+            (b.clone(), queued(2)),
+            (c.clone(), queued(3)),
         ]);
-        assert_eq!(known.take(&a), Some(queued(1)));
-        assert_eq!(known.drain(), [queued(2)]);
+        assert_eq!(known.take(&a), [queued(1)]);
+        // b is gone, c is still there (not read yet).
+        let mut gone = known.drain_gone(|key| key == &c.key);
+        gone.sort_by_key(|q| q.id);
+        assert_eq!(gone, [queued(2)]);
+        assert_eq!(known.len(), 1);
+        assert_eq!(known.drain_gone(|_| false), [queued(3)]);
         assert!(known.is_empty());
-        assert!(known.drain().is_empty());
     }
 }

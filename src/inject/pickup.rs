@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::model::{Ack, FileIdentity, Source, Submission};
+use crate::model::{Ack, FileIdentity, FileKey, Source, Submission};
 
 use super::leftovers::{file_key, AlreadyQueued, QueuedAs};
 use super::quarantine::quarantine;
@@ -173,8 +173,14 @@ impl Pickup {
                 && scan_started >= self.leftovers_settled_at
             {
                 // Every file in the spool has been looked at: the records
-                // still expected match none of them.
-                for queued in self.already_queued.drain() {
+                // still expected whose file is gone match nothing any more.
+                // (A file still there that could not be read yet keeps its
+                // records until it is.)
+                let (maildrop, pickup) = (&self.cfg.maildrop, &self.cfg.pickup);
+                for queued in self
+                    .already_queued
+                    .drain_gone(|key| still_in_spool(maildrop, pickup, key))
+                {
                     self.releases.push(queued);
                 }
             }
@@ -310,6 +316,27 @@ impl Pickup {
             }
         }
         offered
+    }
+}
+
+/// True when the file `key` names (`maildrop/NAME` or `pickup/NAME`) is
+/// still in the spool with that key. When in doubt (the name cannot be
+/// placed, or stat fails for another reason than the file being gone), says
+/// yes: a record kept too long costs disk space, one released too early
+/// could let its file be queued twice.
+fn still_in_spool(maildrop: &Path, pickup: &Path, key: &FileKey) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let name = key.name.as_slice();
+    let path = if let Some(rest) = name.strip_prefix(b"maildrop/") {
+        maildrop.join(std::ffi::OsStr::from_bytes(rest))
+    } else if let Some(rest) = name.strip_prefix(b"pickup/") {
+        pickup.join(std::ffi::OsStr::from_bytes(rest))
+    } else {
+        return true;
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => FileKey::from_metadata(key.name.clone(), &meta) == *key,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
@@ -465,8 +492,13 @@ impl Pickup {
             crc32c: crc32c::crc32c(&data),
         };
         if !self.already_queued.is_empty() {
-            if let Some(queued) = self.already_queued.take(&identity) {
+            let taken = self.already_queued.take(&identity);
+            if let Some((&queued, spare)) = taken.split_first() {
                 tracing::info!(target: "pickup", "{}: queued already as {} before the restart; removing the file", path.display(), queued.id);
+                // One held record is enough to recognise the file.
+                for &q in spare {
+                    self.releases.push(q);
+                }
                 return Some(ReadOutcome::AlreadyQueued(queued));
             }
         }
@@ -796,13 +828,19 @@ mod tests {
             ["b", "c"],
             "a is gone, the others wait for their acks"
         );
+        assert_eq!(
+            *released.lock().unwrap(),
+            [(1, QueueId::new(0, 1))],
+            "a's record once a was unlinked; b's stale record waits while a file with its key is there"
+        );
+        // b goes (as once its new message is queued): the next complete
+        // scan finds its file gone and lets the stale record go.
+        std::fs::remove_file(pickup.join("b")).unwrap();
+        restarted.run(&mut |_| panic!("nothing new"), &rx, &AtomicBool::new(false));
+        restarted.finish(&rx, Duration::from_secs(10));
         let mut released = released.lock().unwrap().clone();
         released.sort();
-        assert_eq!(
-            released,
-            [(1, QueueId::new(0, 1)), (1, QueueId::new(0, 2))],
-            "a's record once a was unlinked; b's stale record once the whole spool was scanned"
-        );
+        assert_eq!(released, [(1, QueueId::new(0, 1)), (1, QueueId::new(0, 2))]);
     }
 
     fn file_with(bytes: &[u8]) -> std::fs::File {

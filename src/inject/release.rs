@@ -80,7 +80,9 @@ impl Releases {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_unstable_by_key(|q| q.shard);
         for run in pending.chunk_by(|a, b| a.shard == b.shard) {
-            sink(run[0].shard, run.iter().map(|q| q.id).collect());
+            // `chunk_by` yields no empty slice.
+            let Some(first) = run.first() else { continue };
+            sink(first.shard, run.iter().map(|q| q.id).collect());
         }
     }
 }

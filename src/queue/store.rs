@@ -158,7 +158,11 @@ impl Store {
             if let Err(e) = store.sync_recovered() {
                 tracing::warn!(target: "qmgr", "{e}; the {} files left in the spool that are queued already will be queued again", report.already_queued.len());
                 for (_, id) in std::mem::take(&mut report.already_queued) {
-                    store.release_file(id)?;
+                    // Not fatal: a segment that cannot go now goes at the
+                    // next start (no file will match it then).
+                    if let Err(e) = store.release_file(id) {
+                        tracing::warn!(target: "qmgr", "{e}");
+                    }
                 }
             }
         }
@@ -253,7 +257,10 @@ impl Store {
                     Ok(Some(file)) if leftovers.contains(&file.key.digest()) => {
                         // Kept until pickup has removed the file (or found
                         // it is not this record's).
-                        if self.held.insert(id, seg_idx).is_none() {
+                        // Counted once, where first found (a queue ID found
+                        // twice keeps its first place here).
+                        if let std::collections::hash_map::Entry::Vacant(e) = self.held.entry(id) {
+                            e.insert(seg_idx);
                             held_files += 1;
                         }
                         report.already_queued.push((file, id));
