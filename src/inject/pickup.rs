@@ -181,7 +181,7 @@ impl Pickup {
                     .already_queued
                     .drain_gone(|key| still_in_spool(maildrop, pickup, key))
                 {
-                    self.releases.push(queued);
+                    self.releases.push(queued, None);
                 }
             }
             if offered == 0 && !self.idle_until_next_scan(acks, stop) {
@@ -497,7 +497,7 @@ impl Pickup {
                 tracing::info!(target: "pickup", "{}: queued already as {} before the restart; removing the file", path.display(), queued.id);
                 // One held record is enough to recognise the file.
                 for &q in spare {
-                    self.releases.push(q);
+                    self.releases.push(q, None);
                 }
                 return Some(ReadOutcome::AlreadyQueued(queued));
             }
@@ -616,7 +616,7 @@ impl Pickup {
             match error {
                 None => {
                     if let Some(queued) = queued_as {
-                        self.releases.push(queued);
+                        self.releases.push(queued, path.parent());
                     }
                 }
                 Some(e) => {

@@ -27,6 +27,8 @@ pub type ReleaseSink = dyn FnMut(usize, Vec<QueueId>) + Send;
 /// Gathers released messages and hands them over after a directory fsync.
 pub struct Releases {
     dirs: Vec<PathBuf>,
+    /// Per directory: names were removed from it since its last fsync.
+    touched: Vec<bool>,
     pending: Vec<QueuedAs>,
     sink: Option<Box<ReleaseSink>>,
     last: Instant,
@@ -36,6 +38,7 @@ impl Releases {
     /// Releases whose unlinks happen in `dirs` (fsync'd before each hand-over).
     pub fn new(dirs: Vec<PathBuf>) -> Releases {
         Releases {
+            touched: vec![false; dirs.len()],
             dirs,
             pending: Vec::new(),
             sink: None,
@@ -49,10 +52,17 @@ impl Releases {
         self.sink = Some(sink);
     }
 
-    /// Gathers one message whose file was unlinked (or that matched no file).
-    pub fn push(&mut self, queued: QueuedAs) {
-        if self.sink.is_some() {
-            self.pending.push(queued);
+    /// Gathers one message whose file was unlinked from `dir` (one of
+    /// the directories given to [`Releases::new`]; only those touched are
+    /// fsync'd), or that matched no file (`None`: all are fsync'd).
+    pub fn push(&mut self, queued: QueuedAs, dir: Option<&std::path::Path>) {
+        if self.sink.is_none() {
+            return;
+        }
+        self.pending.push(queued);
+        match dir.and_then(|d| self.dirs.iter().position(|known| known == d)) {
+            Some(i) => self.touched[i] = true,
+            None => self.touched.iter_mut().for_each(|t| *t = true),
         }
     }
 
@@ -68,11 +78,15 @@ impl Releases {
             return;
         }
         self.last = Instant::now();
-        for dir in &self.dirs {
+        for (dir, touched) in self.dirs.iter().zip(self.touched.iter_mut()) {
+            if !*touched {
+                continue;
+            }
             if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
                 tracing::warn!(target: "pickup", "{}: cannot fsync: {e}; queue segments of {} delivered messages are kept until it succeeds", dir.display(), self.pending.len());
                 return;
             }
+            *touched = false;
         }
         let Some(sink) = self.sink.as_mut() else {
             return;
@@ -115,9 +129,10 @@ mod tests {
     fn hands_over_per_shard_after_the_interval_or_when_told() {
         let dir = tempfile::tempdir().unwrap();
         let (mut r, got) = collecting(vec![dir.path().to_path_buf()]);
-        r.push(q(1, 10));
-        r.push(q(0, 11));
-        r.push(q(1, 12));
+        let d = Some(dir.path());
+        r.push(q(1, 10), d);
+        r.push(q(0, 11), d);
+        r.push(q(1, 12), d);
         r.flush(false);
         assert!(got.lock().unwrap().is_empty(), "not before the interval");
         assert_eq!(r.pending(), 3);
@@ -140,7 +155,7 @@ mod tests {
         let gone = dir.path().join("gone");
         std::fs::create_dir(&gone).unwrap();
         let (mut r, got) = collecting(vec![gone.clone()]);
-        r.push(q(0, 1));
+        r.push(q(0, 1), Some(&gone));
         std::fs::remove_dir(&gone).unwrap();
         r.flush(true);
         assert!(got.lock().unwrap().is_empty());
@@ -151,9 +166,24 @@ mod tests {
     }
 
     #[test]
+    fn fsyncs_only_the_directories_names_were_removed_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        // b does not exist: fsyncing it would fail and keep the IDs.
+        let (mut r, got) = collecting(vec![a.clone(), b.clone()]);
+        r.push(q(0, 1), Some(&a));
+        r.flush(true);
+        assert_eq!(got.lock().unwrap().len(), 1, "only a was synced");
+        r.push(q(0, 2), None);
+        r.flush(true);
+        assert_eq!(r.pending(), 1, "no file behind it: both synced, b fails");
+    }
+
+    #[test]
     fn gathers_nothing_without_a_sink() {
         let mut r = Releases::new(Vec::new());
-        r.push(q(0, 1));
+        r.push(q(0, 1), None);
         assert_eq!(r.pending(), 0);
     }
 }
