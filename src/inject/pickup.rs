@@ -29,7 +29,7 @@ use crate::model::{Ack, FileIdentity, FileKey, Source, Submission};
 use super::leftovers::{file_key, AlreadyQueued, QueuedAs};
 use super::quarantine::quarantine;
 use super::release::{ReleaseSink, Releases};
-use super::unlinker::{open_dir, Unlinked, Unlinker, UNLINK_THREADS};
+use super::unlinker::{open_dir, Inode, UnlinkOutcome, Unlinked, Unlinker, UNLINK_THREADS};
 
 /// How long shutdown waits for the queue to acknowledge files in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -261,20 +261,24 @@ impl Pickup {
                 if stop.load(Ordering::Acquire) {
                     return offered;
                 }
-                let mut sub = match self.read_one(&dir_fd, &path, kind) {
-                    Some(ReadOutcome::Offer(sub)) => sub,
-                    Some(ReadOutcome::AlreadyQueued(queued)) => {
+                let (mut sub, inode) = match self.read_one(&dir_fd, &path, kind) {
+                    Some(ReadOutcome::Offer(sub)) => {
+                        let inode = sub.file_identity.as_ref().map(|f| (f.key.dev, f.key.ino));
+                        (sub, inode)
+                    }
+                    Some(ReadOutcome::AlreadyQueued(queued, inode)) => {
                         self.stats.already_queued += 1;
                         self.inflight.insert(
                             path.clone().into_os_string(),
                             InFlight {
                                 dir: Arc::clone(&dir_fd),
+                                inode: Some(inode),
                                 queued_as: Some(queued),
                             },
                         );
                         self.leftovers_unlinking
                             .insert(path.clone().into_os_string());
-                        self.unlinker.push(Arc::clone(&dir_fd), path);
+                        self.unlinker.push(Arc::clone(&dir_fd), path, Some(inode));
                         // At once: the name is unlinked, so the sooner the
                         // less room for a new file renamed over it.
                         self.unlinker.flush();
@@ -301,6 +305,7 @@ impl Pickup {
                     path.into_os_string(),
                     InFlight {
                         dir: Arc::clone(&dir_fd),
+                        inode,
                         queued_as: None,
                     },
                 );
@@ -344,14 +349,16 @@ fn still_in_spool(maildrop: &Path, pickup: &Path, key: &FileKey) -> bool {
 enum ReadOutcome {
     /// A submission to offer to the queue.
     Offer(Box<Submission>),
-    /// The file was queued before a restart, as this: remove it.
-    AlreadyQueued(QueuedAs),
+    /// The file (this inode) was queued before a restart, as this: remove it.
+    AlreadyQueued(QueuedAs, Inode),
 }
 
 /// A file offered and not yet retired.
 struct InFlight {
     /// The directory it was read from, open.
     dir: Arc<OwnedFd>,
+    /// Its device and inode when read: only that file is unlinked.
+    inode: Option<Inode>,
     /// Where its message is queued, once acknowledged (or recognised).
     queued_as: Option<QueuedAs>,
 }
@@ -499,7 +506,10 @@ impl Pickup {
                 for &q in spare {
                     self.releases.push(q, None);
                 }
-                return Some(ReadOutcome::AlreadyQueued(queued));
+                return Some(ReadOutcome::AlreadyQueued(
+                    queued,
+                    (identity.key.dev, identity.key.ino),
+                ));
             }
         }
         match (self.prepare)(&data, kind, meta.uid(), path) {
@@ -557,14 +567,14 @@ impl Pickup {
                 let dir = match self.inflight.get_mut(path.as_os_str()) {
                     Some(f) => {
                         f.queued_as = Some(queued);
-                        Ok(Arc::clone(&f.dir))
+                        Ok((Arc::clone(&f.dir), f.inode))
                     }
                     // Not offered by this scanner (cannot happen): still
                     // the file is queued, so it must go.
-                    None => open_dir(path.parent().unwrap_or(Path::new("."))),
+                    None => open_dir(path.parent().unwrap_or(Path::new("."))).map(|d| (d, None)),
                 };
                 match dir {
-                    Ok(dir) => self.unlinker.push(dir, path),
+                    Ok((dir, inode)) => self.unlinker.push(dir, path, inode),
                     Err(e) => {
                         tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display())
                     }
@@ -603,7 +613,7 @@ impl Pickup {
     /// Retires unlinked files; a queued file that cannot be unlinked is
     /// never read again (its message is queued already).
     fn handle_unlinked(&mut self, done: Vec<Unlinked>) {
-        for (path, error) in done {
+        for (path, outcome) in done {
             let queued_as = self
                 .inflight
                 .remove(path.as_os_str())
@@ -613,13 +623,21 @@ impl Pickup {
             {
                 self.stats.queued += 1;
             }
-            match error {
-                None => {
+            match outcome {
+                UnlinkOutcome::Removed => {
                     if let Some(queued) = queued_as {
                         self.releases.push(queued, path.parent());
                     }
                 }
-                Some(e) => {
+                UnlinkOutcome::Replaced => {
+                    // The file that was read is gone (the rename removed
+                    // it); the new one is read by the next scan.
+                    tracing::info!(target: "pickup", "{}: another file was put under this name after it was read; that file is left to be picked up", path.display());
+                    if let Some(queued) = queued_as {
+                        self.releases.push(queued, path.parent());
+                    }
+                }
+                UnlinkOutcome::Failed(e) => {
                     // Still in the spool: its record must stay, so the next
                     // start recognises it.
                     tracing::error!(target: "pickup", "{}: queued but cannot unlink: {e}", path.display());
@@ -761,6 +779,37 @@ mod tests {
             [(0, QueueId::new(0, 7)), (1, QueueId::new(1, 7))],
             "the unlinked files' messages are released to their shards, the failed one is not"
         );
+    }
+
+    #[test]
+    fn a_new_file_renamed_over_a_name_in_flight_is_not_deleted_but_read() {
+        let (dir, pickup) = spool_with(&["m.eml"]);
+        let mut p = scanner(dir.path());
+        let released = releases_of(&mut p);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let offered = scan_all(&mut p, &rx);
+        assert_eq!(offered.len(), 1);
+        // A writer that reuses the name puts the next message there before
+        // the first one's acknowledgement.
+        let tmp = pickup.join(".tmp");
+        std::fs::write(&tmp, "Subject: second\n\nbody\n").unwrap();
+        std::fs::rename(&tmp, pickup.join("m.eml")).unwrap();
+        tx.send(Ack {
+            source: offered[0].source.clone(),
+            result: Ok(QueueId::new(0, 1)),
+        })
+        .unwrap();
+        let stats = p.finish(&rx, Duration::from_secs(10));
+        assert_eq!(stats.queued, 1, "the first message is queued");
+        assert_eq!(names(&pickup), ["m.eml"], "the second file is still there");
+        assert_eq!(
+            *released.lock().unwrap(),
+            [(0, QueueId::new(0, 1))],
+            "the first file is gone, so its record may go"
+        );
+        let again = scan_all(&mut p, &rx);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].wire, b"Subject: second\n\nbody\n");
     }
 
     #[test]

@@ -27,15 +27,33 @@ pub const UNLINK_THREADS: usize = 16;
 /// share a burst, large enough that a thread is not woken per file.
 const CHUNK: usize = 8;
 
-/// The outcome of one unlink: the path, and why it failed (a file that is
-/// already gone counts as unlinked).
-pub type Unlinked = (PathBuf, Option<String>);
+/// What became of one file handed to the unlinker.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UnlinkOutcome {
+    /// The name is gone (unlinked now, or already gone).
+    Removed,
+    /// Another file has been put under the name since the file was read
+    /// (renamed over it, which removed the file that was read): the name
+    /// is left alone, so the new file is read by a later scan.
+    Replaced,
+    /// The unlink failed: why.
+    Failed(String),
+}
 
-/// A file to unlink: the directory it was read from, open, and its path.
-/// The name is removed relative to that directory (`unlinkat`), which
-/// spares the kernel a walk of the whole path per file and removes the
-/// entry that was read even if the directory was renamed meanwhile.
-pub type Doomed = (Arc<OwnedFd>, PathBuf);
+/// The outcome of one unlink, with the path it was for.
+pub type Unlinked = (PathBuf, UnlinkOutcome);
+
+/// The device and inode numbers of a file as it was read.
+pub type Inode = (u64, u64);
+
+/// A file to unlink: the directory it was read from, open, its path, and
+/// the device and inode it had when read (if known). The name is removed
+/// relative to that directory (`unlinkat`), which spares the kernel a walk
+/// of the whole path per file and removes the entry that was read even if
+/// the directory was renamed meanwhile; and only while it still names that
+/// inode (a stat just before the unlink), so that a new file renamed over
+/// the name after the read is not deleted unread.
+pub type Doomed = (Arc<OwnedFd>, PathBuf, Option<Inode>);
 
 /// The pool: queue paths with [`Unlinker::push`], send them off with
 /// [`Unlinker::flush`], collect outcomes with [`Unlinker::try_done`].
@@ -90,8 +108,8 @@ impl Unlinker {
     /// Queues `path`, found in the open directory `dir`, for unlinking; it
     /// goes out with the next flush (or at once, with others, when enough
     /// are queued).
-    pub fn push(&mut self, dir: Arc<OwnedFd>, path: PathBuf) {
-        self.pending.push((dir, path));
+    pub fn push(&mut self, dir: Arc<OwnedFd>, path: PathBuf, inode: Option<Inode>) {
+        self.pending.push((dir, path, inode));
         if self.pending.len() >= CHUNK * self.threads.len().max(1) {
             self.flush();
         }
@@ -166,14 +184,27 @@ impl Drop for Unlinker {
     }
 }
 
-/// Unlinks one file; a file already gone counts as unlinked.
-fn unlink_one((dir, path): Doomed) -> Unlinked {
+/// Unlinks one file if its name still holds the inode that was read; a
+/// file already gone counts as removed.
+fn unlink_one((dir, path, inode): Doomed) -> Unlinked {
+    use rustix::fs::AtFlags;
+    let failed = |e: rustix::io::Errno| UnlinkOutcome::Failed(std::io::Error::from(e).to_string());
     let Some(name) = path.file_name() else {
-        return (path, Some("not a file name".into()));
+        return (path, UnlinkOutcome::Failed("not a file name".into()));
     };
-    match rustix::fs::unlinkat(&*dir, name, rustix::fs::AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => (path, None),
-        Err(e) => (path, Some(std::io::Error::from(e).to_string())),
+    if let Some((dev, ino)) = inode {
+        match rustix::fs::statat(&*dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if st.st_dev != dev || st.st_ino != ino => {
+                return (path, UnlinkOutcome::Replaced);
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::NOENT) => return (path, UnlinkOutcome::Removed),
+            Err(e) => return (path, failed(e)),
+        }
+    }
+    match rustix::fs::unlinkat(&*dir, name, AtFlags::empty()) {
+        Ok(()) | Err(rustix::io::Errno::NOENT) => (path, UnlinkOutcome::Removed),
+        Err(e) => (path, failed(e)),
     }
 }
 
@@ -196,7 +227,7 @@ mod tests {
     fn doomed(paths: &[PathBuf]) -> Vec<Doomed> {
         paths
             .iter()
-            .map(|p| (open_dir(p.parent().unwrap()).unwrap(), p.clone()))
+            .map(|p| (open_dir(p.parent().unwrap()).unwrap(), p.clone(), None))
             .collect()
     }
 
@@ -223,14 +254,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = files(dir.path(), 300);
         let mut u = Unlinker::new(4);
-        for (d, p) in doomed(&paths) {
-            u.push(d, p);
+        for (d, p, i) in doomed(&paths) {
+            u.push(d, p, i);
         }
         u.flush();
         let mut got = collect_all(&mut u);
         got.sort();
         assert_eq!(got.len(), 300);
-        assert!(got.iter().all(|(_, e)| e.is_none()));
+        assert!(got.iter().all(|(_, o)| *o == UnlinkOutcome::Removed));
         let mut want = paths.clone();
         want.sort();
         assert_eq!(got.into_iter().map(|(p, _)| p).collect::<Vec<_>>(), want);
@@ -243,8 +274,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let paths = files(dir.path(), 3);
         let mut u = Unlinker::new(0);
-        for (d, p) in doomed(&paths) {
-            u.push(d, p);
+        for (d, p, i) in doomed(&paths) {
+            u.push(d, p, i);
         }
         assert!(paths[0].exists(), "nothing happens before the flush");
         u.flush();
@@ -261,15 +292,57 @@ mod tests {
         std::fs::create_dir(&not_a_file).unwrap();
         std::fs::write(not_a_file.join("inside"), b"x").unwrap();
         let mut u = Unlinker::new(2);
-        for (d, p) in doomed(&[gone.clone(), not_a_file.clone()]) {
-            u.push(d, p);
+        for (d, p, i) in doomed(&[gone.clone(), not_a_file.clone()]) {
+            u.push(d, p, i);
         }
         u.flush();
         let mut got = collect_all(&mut u);
         got.sort();
         assert_eq!(got[0].0, not_a_file);
-        assert!(got[0].1.is_some(), "unlinking a directory fails");
-        assert_eq!(got[1], (gone, None));
+        assert!(
+            matches!(got[0].1, UnlinkOutcome::Failed(_)),
+            "unlinking a directory fails"
+        );
+        assert_eq!(got[1], (gone, UnlinkOutcome::Removed));
+    }
+
+    #[test]
+    fn a_name_that_now_holds_another_file_is_left_alone() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path(), 2);
+        let read: Vec<Inode> = paths
+            .iter()
+            .map(|p| {
+                let m = std::fs::metadata(p).unwrap();
+                (m.dev(), m.ino())
+            })
+            .collect();
+        // A new file renamed over the first name after it was read.
+        let new = dir.path().join(".new");
+        std::fs::write(&new, b"new message").unwrap();
+        std::fs::rename(&new, &paths[0]).unwrap();
+        let mut u = Unlinker::new(1);
+        let d = open_dir(dir.path()).unwrap();
+        for (p, i) in paths.iter().zip(&read) {
+            u.push(Arc::clone(&d), p.clone(), Some(*i));
+        }
+        u.flush();
+        let mut got = collect_all(&mut u);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                (paths[0].clone(), UnlinkOutcome::Replaced),
+                (paths[1].clone(), UnlinkOutcome::Removed)
+            ]
+        );
+        assert_eq!(
+            std::fs::read(&paths[0]).unwrap(),
+            b"new message",
+            "not deleted unread"
+        );
+        assert!(!paths[1].exists());
     }
 
     #[test]
@@ -278,8 +351,8 @@ mod tests {
         let paths = files(dir.path(), 50);
         {
             let mut u = Unlinker::new(3);
-            for (d, p) in doomed(&paths) {
-                u.push(d, p);
+            for (d, p, i) in doomed(&paths) {
+                u.push(d, p, i);
             }
         }
         assert!(paths.iter().all(|p| !p.exists()));
