@@ -36,6 +36,31 @@ pub fn file_key(kind: SpoolKind, name: &OsStr, meta: &std::fs::Metadata) -> File
     FileKey::from_metadata(rel, meta)
 }
 
+/// True when the file `key` names (`maildrop/NAME` or `pickup/NAME`, as
+/// [`file_key`] writes it) is still in the spool with that key. When in
+/// doubt (the name cannot be placed, or stat fails for another reason than
+/// the file being gone), says yes: a record kept too long costs disk space,
+/// one released too early could let its file be queued twice.
+pub fn still_in_spool(maildrop: &Path, pickup: &Path, key: &FileKey) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let placed = [(SpoolKind::Maildrop, maildrop), (SpoolKind::Pickup, pickup)]
+        .into_iter()
+        .find_map(|(kind, dir)| {
+            let rest = key
+                .name
+                .strip_prefix(kind.dir_name().as_bytes())?
+                .strip_prefix(b"/")?;
+            Some(dir.join(OsStr::from_bytes(rest)))
+        });
+    let Some(path) = placed else {
+        return true;
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => FileKey::from_metadata(key.name.clone(), &meta) == *key,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
 /// The digests ([`FileKey::digest`]) of the keys of the regular files (not
 /// dot-files) now in `maildrop` and `pickup`: eight bytes a file, so a
 /// large backlog costs little memory. A directory that cannot be read adds
@@ -254,5 +279,38 @@ mod tests {
         assert_eq!(known.len(), 1);
         assert_eq!(known.drain_gone(|_| false), [queued(3)]);
         assert!(known.is_empty());
+    }
+
+    #[test]
+    fn still_in_spool_follows_the_name_and_the_key() {
+        let spool = tempfile::tempdir().unwrap();
+        let (md, pu) = (spool.path().join("maildrop"), spool.path().join("pickup"));
+        std::fs::create_dir_all(&md).unwrap();
+        std::fs::create_dir_all(&pu).unwrap();
+        std::fs::write(md.join("m"), b"x").unwrap();
+        std::fs::write(pu.join("p"), b"y").unwrap();
+        let key = |dir: &Path, kind, name: &str| {
+            file_key(
+                kind,
+                OsStr::new(name),
+                &std::fs::symlink_metadata(dir.join(name)).unwrap(),
+            )
+        };
+        let m = key(&md, SpoolKind::Maildrop, "m");
+        let p = key(&pu, SpoolKind::Pickup, "p");
+        assert!(still_in_spool(&md, &pu, &m));
+        assert!(still_in_spool(&md, &pu, &p));
+        // Another file under p's name: not the same key.
+        std::fs::remove_file(pu.join("p")).unwrap();
+        std::fs::write(pu.join(".n"), b"longer").unwrap();
+        std::fs::rename(pu.join(".n"), pu.join("p")).unwrap();
+        assert!(!still_in_spool(&md, &pu, &p));
+        std::fs::remove_file(md.join("m")).unwrap();
+        assert!(!still_in_spool(&md, &pu, &m), "gone");
+        let odd = FileKey {
+            name: b"elsewhere/x".to_vec(),
+            ..m.clone()
+        };
+        assert!(still_in_spool(&md, &pu, &odd), "cannot be placed: kept");
     }
 }

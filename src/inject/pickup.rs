@@ -24,9 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::model::{Ack, FileIdentity, FileKey, Source, Submission};
+use crate::model::{Ack, FileIdentity, Source, Submission};
 
-use super::leftovers::{file_key, AlreadyQueued, QueuedAs};
+use super::leftovers::{file_key, still_in_spool, AlreadyQueued, QueuedAs};
 use super::quarantine::quarantine;
 use super::release::{ReleaseSink, Releases};
 use super::unlinker::{open_dir, Inode, UnlinkOutcome, Unlinked, Unlinker, UNLINK_THREADS};
@@ -100,8 +100,8 @@ pub struct Pickup {
     stuck: HashSet<OsString>,
     /// Leftover files that recovery found queued already.
     already_queued: AlreadyQueued,
-    /// After the first complete scan that starts at or after this, the
-    /// leftover records no file matched are released.
+    /// After each complete scan that starts at or after this, the leftover
+    /// records whose file is no longer in the spool are released.
     leftovers_settled_at: Instant,
     /// Those of them being unlinked now (not counted as queued by this run).
     leftovers_unlinking: HashSet<OsString>,
@@ -321,27 +321,6 @@ impl Pickup {
             }
         }
         offered
-    }
-}
-
-/// True when the file `key` names (`maildrop/NAME` or `pickup/NAME`) is
-/// still in the spool with that key. When in doubt (the name cannot be
-/// placed, or stat fails for another reason than the file being gone), says
-/// yes: a record kept too long costs disk space, one released too early
-/// could let its file be queued twice.
-fn still_in_spool(maildrop: &Path, pickup: &Path, key: &FileKey) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let name = key.name.as_slice();
-    let path = if let Some(rest) = name.strip_prefix(b"maildrop/") {
-        maildrop.join(std::ffi::OsStr::from_bytes(rest))
-    } else if let Some(rest) = name.strip_prefix(b"pickup/") {
-        pickup.join(std::ffi::OsStr::from_bytes(rest))
-    } else {
-        return true;
-    };
-    match std::fs::symlink_metadata(&path) {
-        Ok(meta) => FileKey::from_metadata(key.name.clone(), &meta) == *key,
-        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
     }
 }
 
@@ -624,15 +603,12 @@ impl Pickup {
                 self.stats.queued += 1;
             }
             match outcome {
-                UnlinkOutcome::Removed => {
-                    if let Some(queued) = queued_as {
-                        self.releases.push(queued, path.parent());
+                UnlinkOutcome::Removed | UnlinkOutcome::Replaced => {
+                    if outcome == UnlinkOutcome::Replaced {
+                        // The file that was read is gone (the rename
+                        // removed it); the new one is read by the next scan.
+                        tracing::info!(target: "pickup", "{}: another file was put under this name after it was read; that file is left to be picked up", path.display());
                     }
-                }
-                UnlinkOutcome::Replaced => {
-                    // The file that was read is gone (the rename removed
-                    // it); the new one is read by the next scan.
-                    tracing::info!(target: "pickup", "{}: another file was put under this name after it was read; that file is left to be picked up", path.display());
                     if let Some(queued) = queued_as {
                         self.releases.push(queued, path.parent());
                     }

@@ -255,10 +255,8 @@ impl Store {
             if !leftovers.is_empty() {
                 match record::decode_file_identity(found.payload) {
                     Ok(Some(file)) if leftovers.contains(&file.key.digest()) => {
-                        // Kept until pickup has removed the file (or found
-                        // it is not this record's).
-                        // Counted once, where first found (a queue ID found
-                        // twice keeps its first place here).
+                        // Held until pickup has removed the file (or found
+                        // it gone); counted once, where first found.
                         if let std::collections::hash_map::Entry::Vacant(e) = self.held.entry(id) {
                             e.insert(seg_idx);
                             held_files += 1;
