@@ -68,6 +68,13 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// The bundled sink refuses commands pipelined after the end of DATA
+    /// (503, as Haraka does): shows the cost of the safe path.
+    #[arg(long)]
+    pub strict_pipelining: bool,
+    /// The daemon's `smtp_transaction_chaining`: auto, on or off.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub chaining: String,
 }
 
 /// What a run measured.
@@ -91,6 +98,12 @@ struct Report {
     shards: usize,
     via: String,
     max_concurrent_connections: u64,
+    /// `smtp_transaction_chaining` of the run.
+    chaining: String,
+    /// The bundled sink refused commands pipelined after the end of DATA.
+    strict_pipelining: bool,
+    /// Commands the sink refused as pipelined after the end of DATA.
+    pipelined_after_data: u64,
 }
 
 fn micros_now() -> u64 {
@@ -144,6 +157,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 listen: "127.0.0.1:0".parse().context("sink address")?,
                 on_accept: Some(hook),
                 threads: 1,
+                strict_pipelining: args.strict_pipelining,
                 ..SinkConfig::default()
             };
             Some(sink::start(cfg).context("starting the bundled sink")?)
@@ -163,11 +177,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     std::fs::write(
         &config,
         format!(
-            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\n",
+            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\nsmtp_transaction_chaining = {:?}\n",
             sink_addr.ip(),
             sink_addr.port(),
             args.shards,
-            args.io_backend
+            args.io_backend,
+            args.chaining
         ),
     )?;
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
@@ -445,6 +460,9 @@ fn drive(
         shards,
         via: format!("{:?}", args.via).to_lowercase(),
         max_concurrent_connections: final_snap.max_concurrent_connections,
+        chaining: args.chaining.clone(),
+        strict_pipelining: args.strict_pipelining,
+        pipelined_after_data: final_snap.pipelined_after_data,
     })
 }
 
@@ -461,12 +479,18 @@ fn process_cpu_seconds(pid: u32) -> f64 {
 
 fn print_report(r: &Report) {
     println!(
-        "ringmail bench: {} messages × {} recipient(s), via {}, {} shards, io backend {}",
+        "ringmail bench: {} messages × {} recipient(s), via {}, {} shards, io backend {}, chaining {}{}",
         r.messages,
         r.recipients / r.messages.max(1) as u64,
         r.via,
         r.shards,
-        r.io_backend
+        r.io_backend,
+        r.chaining,
+        if r.strict_pipelining {
+            " (sink refuses commands pipelined after end of data)"
+        } else {
+            ""
+        }
     );
     println!("  time            {:.2} s", r.seconds);
     println!(
@@ -489,6 +513,12 @@ fn print_report(r: &Report) {
             "  connections     at most {} at once at the sink",
             r.max_concurrent_connections
         );
+        if r.strict_pipelining {
+            println!(
+                "  refused         {} commands pipelined after end of data (each retried unchained)",
+                r.pipelined_after_data
+            );
+        }
         println!("  lost {}, delivered twice {}", r.lost, r.duplicates);
     } else {
         println!(

@@ -75,6 +75,10 @@ pub struct SinkArgs {
     /// Offer and accept AUTH without TLS too.
     #[arg(long)]
     pub auth_plaintext: bool,
+    /// Answer 503 to every command pipelined after the end of DATA (sent
+    /// before the reply to the final dot), as Haraka does.
+    #[arg(long)]
+    pub strict_pipelining: bool,
 }
 
 /// Parses `USER:PASSWORD` (the password may contain colons).
@@ -129,6 +133,7 @@ pub fn run(args: SinkArgs) -> anyhow::Result<()> {
         tls,
         auth: args.auth,
         auth_plaintext: args.auth_plaintext,
+        strict_pipelining: args.strict_pipelining,
         ..SinkConfig::default()
     };
     let stop = Arc::new(AtomicBool::new(false));

@@ -22,6 +22,27 @@ pub enum InetProtocols {
     Ipv6,
 }
 
+/// `smtp_transaction_chaining`: whether a connection's next transaction
+/// (MAIL, RCPT, DATA) goes out in the same write as the previous message's
+/// final dot, saving a round trip per message. Some receivers (Haraka
+/// 3.3 and later) refuse commands pipelined after the end of DATA; a
+/// chained transaction they refuse is sent again unchained on the same
+/// connection, never bounced or deferred because of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionChaining {
+    /// Chain where the server offers PIPELINING; once a destination has
+    /// refused a chained transaction (and taken it unchained right
+    /// after), stop chaining there for the daemon's lifetime.
+    #[default]
+    Auto,
+    /// Chain where PIPELINING is offered, even to destinations that
+    /// refused before (each refusal costs a retry; for measurements).
+    On,
+    /// Never chain: each transaction waits for the previous final reply.
+    Off,
+}
+
 /// `smtp_tls_security_level`, as Postfix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

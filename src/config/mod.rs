@@ -13,7 +13,7 @@ pub mod internet;
 
 pub use internet::{
     domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
-    TlsPolicyConfig, TlsSecurityLevel,
+    TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
 };
 
 /// The system-wide configuration file, used when no other is named.
@@ -169,6 +169,8 @@ pub struct Config {
     pub smtp_sasl_password: Vec<SaslPasswordConfig>,
     /// Allow sending credentials over a connection without TLS.
     pub smtp_sasl_plaintext: bool,
+    /// Chain transactions on a connection (`auto`, `on`, `off`).
+    pub smtp_transaction_chaining: TransactionChaining,
     /// Messages per interval to any one destination (`N/s`, `N/m`, `N/h`);
     /// empty means no limit.
     pub default_destination_rate_limit: String,
@@ -242,6 +244,7 @@ impl Default for Config {
             tls_policy: Vec::new(),
             smtp_sasl_password: Vec::new(),
             smtp_sasl_plaintext: false,
+            smtp_transaction_chaining: TransactionChaining::Auto,
             default_destination_rate_limit: String::new(),
             rate_limit: Vec::new(),
             bounce_queue_lifetime: 5 * 86400,

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, DnsConfig, InetProtocols};
+use crate::config::{Config, DnsConfig, InetProtocols, TransactionChaining};
 use crate::proto::{ProtoError, Reply};
 use crate::rt::IoBackend;
 
@@ -66,6 +66,8 @@ pub struct DeliveryConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// AUTH is allowed without TLS.
     pub sasl_plaintext: bool,
+    /// Whether transactions are chained (see [`TransactionChaining`]).
+    pub chaining: TransactionChaining,
 }
 
 impl DeliveryConfig {
@@ -92,6 +94,7 @@ impl DeliveryConfig {
             inet_protocols: c.inet_protocols,
             tls_ca_file: c.smtp_tls_ca_file.clone(),
             sasl_plaintext: c.smtp_sasl_plaintext,
+            chaining: c.smtp_transaction_chaining,
         }
     }
 }
@@ -193,35 +196,30 @@ pub enum DeliverError {
 
 impl DeliverError {
     /// True when the failure is temporary (retry later); false when the
-    /// next hop refused permanently (5xx greeting).
+    /// next hop refused permanently (5xx greeting). A 5xx that blames the
+    /// conversation ([`Reply::is_protocol_error`], e.g. `503` to RSET) is
+    /// temporary: our protocol choices never bounce mail.
     pub fn is_transient(&self) -> bool {
         match self {
-            DeliverError::Refused { reply, .. } => !reply.is_permanent(),
+            DeliverError::Refused { reply, .. } => {
+                !reply.is_permanent() || reply.is_protocol_error()
+            }
             DeliverError::Route(e) => e.is_transient(),
             DeliverError::Dns(e) => e.is_transient(),
             _ => true,
         }
     }
 
-    /// True when the destination itself failed (cannot connect, refused
-    /// the session), as opposed to one transaction going wrong: feeds the
-    /// dead-destination logic.
-    pub fn is_destination_failure(&self) -> bool {
-        matches!(
-            self,
-            DeliverError::Connect { .. }
-                | DeliverError::Refused { .. }
-                | DeliverError::Route(_)
-                | DeliverError::Dns(_)
-                | DeliverError::TlsRequired { .. }
-                | DeliverError::TlsHandshake { .. }
-                | DeliverError::Auth { .. }
-        ) || matches!(self, DeliverError::Timeout { stage, .. } if *stage == STAGE_CONNECT || *stage == STAGE_GREETING)
-    }
-
     /// The enhanced status code to log.
     pub fn dsn(&self) -> String {
         match self {
+            DeliverError::Refused { reply, .. } if reply.is_protocol_error() => {
+                // Deferred, so class 4 with the server's subject and detail.
+                match reply.enhanced {
+                    Some(e) => format!("4.{}.{}", e.subject, e.detail),
+                    None => "4.5.0".into(),
+                }
+            }
             DeliverError::Refused { reply, .. } => reply.dsn(),
             DeliverError::Route(e) => e.dsn().to_string(),
             DeliverError::Dns(e) => e.dsn().to_string(),

@@ -52,6 +52,9 @@ struct Active<T> {
     tag: T,
     /// Started while an earlier transaction of the chain was in flight.
     chained: bool,
+    /// This is the unchained retry of a chained transaction whose MAIL
+    /// got this refusal.
+    retry_of: Option<Reply>,
     tx: Transaction,
     msg: Outgoing,
     rcpts: usize,
@@ -108,6 +111,22 @@ pub struct Session {
     broken: bool,
     /// The TLS session, once STARTTLS succeeded.
     tls: Option<TlsInfo>,
+    /// The server refused a chained transaction and took it unchained:
+    /// no more chaining on this connection.
+    refuses_chaining: bool,
+    /// That refusal, until the caller takes it.
+    chain_refusal: Option<Reply>,
+}
+
+/// The largest command group (MAIL, RCPTs, DATA) sent behind a final dot.
+/// Haraka drops the connection when more than 8,192 bytes arrive before
+/// its reply to the dot; a larger group waits for that reply instead.
+pub const CHAIN_MAX_COMMAND_BYTES: usize = 4096;
+
+/// About how many bytes `msg`'s MAIL, RCPT and DATA commands take.
+fn command_group_len(msg: &Outgoing) -> usize {
+    // "MAIL FROM:<>" + parameters + CRLF, "RCPT TO:<>" + CRLF, "DATA" + CRLF.
+    64 + msg.sender.len() + msg.recipients.iter().map(|r| r.len() + 12).sum::<usize>()
 }
 
 impl Session {
@@ -165,6 +184,8 @@ impl Session {
             needs_rset: false,
             broken: false,
             tls: None,
+            refuses_chaining: false,
+            chain_refusal: None,
         };
         let greeting = s.read_reply(t.helo, STAGE_GREETING).await?;
         if !greeting.is_positive() {
@@ -375,8 +396,14 @@ impl Session {
         cfg: &DeliveryConfig,
     ) -> Result<Vec<RcptResult>, DeliverError> {
         let mut result = None;
-        self.send_chain(((), msg.clone()), cfg, || None, |(), r| result = Some(r))
-            .await;
+        self.send_chain(
+            ((), msg.clone()),
+            cfg,
+            false,
+            || None,
+            |(), r| result = Some(r),
+        )
+        .await;
         match result {
             Some(ChainResult::Done(r)) => Ok(r),
             Some(ChainResult::Failed(e)) => Err(e),
@@ -384,12 +411,24 @@ impl Session {
         }
     }
 
-    /// Sends `first`, then, with PIPELINING, as many more messages as
-    /// `next` hands out, overlapping transactions: the next message's MAIL,
-    /// RCPT and DATA go out in the same write as the previous body and its
-    /// final dot (RFC 2920 section 3.1 lets the message content open a
-    /// command group), so each message costs one round trip instead of two.
-    /// `done` gets each message's result, in order, as soon as it is known.
+    /// Sends `first`, then, when `chain` is true and the server offers
+    /// PIPELINING, as many more messages as `next` hands out, overlapping
+    /// transactions: the next message's MAIL, RCPT and DATA go out in the
+    /// same write as the previous body and its final dot (RFC 2920 section
+    /// 3.1 lets the message content open a command group), so each message
+    /// costs one round trip instead of two. `done` gets each message's
+    /// result, in order, as soon as it is known.
+    ///
+    /// A chained transaction whose MAIL the server refuses was refused
+    /// possibly only because it was chained (Haraka answers `503 5.5.1 Bad
+    /// sequence of commands - pipelined after end of DATA` to anything sent
+    /// before its reply to the dot): it is sent again at once on the same
+    /// connection, unchained, and only that second answer counts. If the
+    /// second MAIL is accepted, the server refuses chaining: chaining stops
+    /// for the rest of the session and [`Session::take_chain_refusal`]
+    /// reports it. A command group larger than [`CHAIN_MAX_COMMAND_BYTES`]
+    /// is never chained.
+    ///
     /// A message whose commands were sent but that got no reply before the
     /// connection ended is [`ChainResult::NotAttempted`]: nothing of it was
     /// accepted, so it can go out again on another connection. `next` is
@@ -400,6 +439,7 @@ impl Session {
         &mut self,
         first: (T, Outgoing),
         cfg: &DeliveryConfig,
+        chain: bool,
         mut next: impl FnMut() -> Option<(T, Outgoing)>,
         mut done: impl FnMut(T, ChainResult),
     ) {
@@ -413,12 +453,14 @@ impl Session {
                 return;
             }
         }
-        let chaining = self.caps.pipelining && self.esmtp;
+        let mut chaining = chain && !self.refuses_chaining && self.caps.pipelining && self.esmtp;
         // Transactions whose commands are out, oldest first (at most two:
         // one waiting for its final reply, one for its first replies).
         let mut active: VecDeque<Active<T>> = VecDeque::new();
         let mut out: Vec<u8> = Vec::new();
         let mut pending = Some(first);
+        // The refusal of a chained MAIL that made `pending` a retry.
+        let mut pending_retry: Option<Reply> = None;
         let mut first_tx = true;
         loop {
             // Start the next transaction when nothing is in flight.
@@ -433,9 +475,13 @@ impl Session {
                     }
                 }
                 match self.begin(tag, msg, &mut out, &mut done) {
-                    Some(a) => active.push_back(a),
+                    Some(mut a) => {
+                        a.retry_of = pending_retry.take();
+                        active.push_back(a);
+                    }
                     None => {
                         // Refused without I/O (SIZE, SMTPUTF8): take another.
+                        pending_retry = None;
                         pending = if chaining && self.may_chain(cfg, 0) {
                             next()
                         } else {
@@ -459,8 +505,17 @@ impl Session {
                     proto::command::end_of_data(&mut out);
                     front.body_sent = true;
                     // Open the next transaction in the same write.
-                    while chaining && active.len() == 1 && self.may_chain(cfg, 1) {
+                    while chaining
+                        && pending.is_none()
+                        && active.len() == 1
+                        && self.may_chain(cfg, 1)
+                    {
                         let Some((tag, msg)) = next() else { break };
+                        if command_group_len(&msg) > CHAIN_MAX_COMMAND_BYTES {
+                            // Too large to chain safely: after this one.
+                            pending = Some((tag, msg));
+                            break;
+                        }
                         if let Some(mut a) = self.begin(tag, msg, &mut out, &mut done) {
                             a.chained = true;
                             active.push_back(a);
@@ -469,7 +524,8 @@ impl Session {
                     let stage = "while sending message content";
                     let bytes = std::mem::take(&mut out);
                     if let Err(e) = self.write(bytes, t.data_xfer, stage).await {
-                        return self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                        self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                        return self.not_attempted(pending.take(), &mut done);
                     }
                     continue;
                 }
@@ -478,7 +534,6 @@ impl Session {
                     let Some(a) = active.pop_front() else {
                         continue;
                     };
-                    self.transactions += 1;
                     self.needs_rset = outcome.needs_rset;
                     if outcome.closing {
                         // 421: the server is closing the connection.
@@ -492,10 +547,38 @@ impl Session {
                             for rest in active.drain(..) {
                                 done(rest.tag, ChainResult::NotAttempted);
                             }
-                            return;
+                            return self.not_attempted(pending.take(), &mut done);
                         }
                     }
+                    if a.chained && !outcome.mail.is_positive() && !self.broken {
+                        // Perhaps refused only because it was chained: not
+                        // attempted. Send it again, unchained, right away.
+                        debug_assert!(active.is_empty(), "a chained transaction is the last");
+                        for rest in active.drain(..) {
+                            done(rest.tag, ChainResult::NotAttempted);
+                        }
+                        if let Some(later) = pending.take() {
+                            // Held back for its size; it goes after the retry.
+                            done(later.0, ChainResult::NotAttempted);
+                        }
+                        chaining = false;
+                        pending_retry = Some(outcome.mail.clone());
+                        pending = Some((a.tag, a.msg));
+                        continue;
+                    }
+                    self.transactions += 1;
                     first_tx = false;
+                    if let Some(refusal) = a.retry_of {
+                        if outcome.mail.is_positive() {
+                            // Refused chained, accepted unchained: this
+                            // server does not take chained transactions.
+                            self.refuses_chaining = true;
+                            self.chain_refusal = Some(refusal);
+                        } else {
+                            // Refused either way: the refusal was real.
+                            chaining = chain && self.caps.pipelining && self.esmtp;
+                        }
+                    }
                     let peer = self.peer.clone();
                     let results = outcome
                         .rcpts
@@ -508,9 +591,10 @@ impl Session {
                         for rest in active.drain(..) {
                             done(rest.tag, ChainResult::NotAttempted);
                         }
-                        return;
+                        return self.not_attempted(pending.take(), &mut done);
                     }
-                    if active.is_empty() && chaining && self.may_chain(cfg, 0) {
+                    if active.is_empty() && pending.is_none() && chaining && self.may_chain(cfg, 0)
+                    {
                         pending = next();
                     }
                     continue;
@@ -520,7 +604,8 @@ impl Session {
             if !out.is_empty() {
                 let bytes = std::mem::take(&mut out);
                 if let Err(e) = self.write(bytes, t.mail, "while sending commands").await {
-                    return self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                    self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                    return self.not_attempted(pending.take(), &mut done);
                 }
             }
             let Some(front) = active.front() else {
@@ -529,7 +614,10 @@ impl Session {
             let (timeout, stage) = front.reply_stage(t);
             let reply = match self.read_reply(timeout, stage).await {
                 Ok(r) => r,
-                Err(e) => return self.fail_all(&mut active, e, reused || !first_tx, &mut done),
+                Err(e) => {
+                    self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                    return self.not_attempted(pending.take(), &mut done);
+                }
             };
             let Some(front) = active.front_mut() else {
                 continue;
@@ -540,9 +628,28 @@ impl Session {
                     peer: self.peer.to_string(),
                     source,
                 };
-                return self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                self.fail_all(&mut active, e, reused || !first_tx, &mut done);
+                return self.not_attempted(pending.take(), &mut done);
             }
         }
+    }
+
+    /// A message taken for this session that never went out: give it back.
+    fn not_attempted<T>(
+        &mut self,
+        held: Option<(T, Outgoing)>,
+        done: &mut impl FnMut(T, ChainResult),
+    ) {
+        if let Some((tag, _)) = held {
+            done(tag, ChainResult::NotAttempted);
+        }
+    }
+
+    /// The refused chained MAIL that showed, this session, that the server
+    /// does not take chained transactions (the same message was accepted
+    /// unchained right after); `None` otherwise. Reported once.
+    pub fn take_chain_refusal(&mut self) -> Option<Reply> {
+        self.chain_refusal.take()
     }
 
     /// RSET before a transaction, after one that ended early.
@@ -623,6 +730,7 @@ impl Session {
         let mut a = Active {
             tag,
             chained: false,
+            retry_of: None,
             tx,
             rcpts: msg.recipients.len(),
             msg,
@@ -822,6 +930,7 @@ mod tests {
             inet_protocols: crate::config::InetProtocols::All,
             tls_ca_file: None,
             sasl_plaintext: false,
+            chaining: crate::config::TransactionChaining::Auto,
         }
     }
 
@@ -999,7 +1108,7 @@ mod tests {
             };
             let mut queue = vec![(3u8, msg(3, "c@y.test")), (2u8, msg(2, "b@y.test"))];
             let mut got = Vec::new();
-            s.send_chain((1u8, msg(1, "a@y.test")), &c, || queue.pop(), |n, r| got.push((n, r)))
+            s.send_chain((1u8, msg(1, "a@y.test")), &c, true, || queue.pop(), |n, r| got.push((n, r)))
                 .await;
             assert_eq!(got.len(), 3, "{got:?}");
             assert!(
@@ -1012,6 +1121,181 @@ mod tests {
             );
             assert!(matches!(&got[2], (3, ChainResult::NotAttempted)), "{got:?}");
             assert!(!s.reusable(&c));
+            srv.await.unwrap();
+        });
+    }
+
+    /// A server that refuses anything pipelined after the end of DATA, as
+    /// Haraka does: the chained message is sent again unchained on the
+    /// same connection (after RSET) and delivered, nothing is bounced, the
+    /// refusal is reported once, and the session chains no more.
+    #[test]
+    fn a_refused_chained_transaction_is_sent_again_unchained() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let srv = tokio::spawn(async move {
+                let mut r = BufReader::new(server);
+                let mut line = String::new();
+                async fn lines(r: &mut BufReader<tokio::io::DuplexStream>, n: usize) -> Vec<String> {
+                    let mut out = Vec::new();
+                    for _ in 0..n {
+                        let mut line = String::new();
+                        tokio::time::timeout(Duration::from_secs(3), r.read_line(&mut line))
+                            .await
+                            .expect("a line from the client")
+                            .unwrap();
+                        out.push(line);
+                    }
+                    out
+                }
+                r.get_mut().write_all(b"220 strict.test ESMTP Haraka\r\n").await.unwrap();
+                r.read_line(&mut line).await.unwrap();
+                r.get_mut()
+                    .write_all(b"250-strict.test\r\n250 PIPELINING\r\n")
+                    .await
+                    .unwrap();
+                assert_eq!(lines(&mut r, 3).await[0], "MAIL FROM:<s@x.test>\r\n");
+                r.get_mut().write_all(b"250 ok\r\n250 ok\r\n354 go\r\n").await.unwrap();
+                // Body 1, its dot and message 2's chained envelope.
+                let seen = lines(&mut r, 6).await;
+                assert_eq!(seen[2], ".\r\n");
+                assert_eq!(seen[3], "MAIL FROM:<s@x.test>\r\n");
+                let refusal = "503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n";
+                r.get_mut()
+                    .write_all(format!("250 2.0.0 one\r\n{refusal}{refusal}{refusal}").as_bytes())
+                    .await
+                    .unwrap();
+                // Message 2 again, unchained: RSET first (nothing was begun).
+                assert_eq!(lines(&mut r, 1).await, ["RSET\r\n"]);
+                r.get_mut().write_all(b"250 ok\r\n").await.unwrap();
+                let env = lines(&mut r, 3).await;
+                assert_eq!(env[1], "RCPT TO:<b@y.test>\r\n");
+                r.get_mut().write_all(b"250 ok\r\n250 ok\r\n354 go\r\n").await.unwrap();
+                let body = lines(&mut r, 3).await;
+                assert_eq!(body, ["Subject: 2\r\n", "\r\n", ".\r\n"]);
+                r.get_mut().write_all(b"250 2.0.0 two\r\n").await.unwrap();
+                // Message 3 (a new call): not chained either; then QUIT.
+                let env = lines(&mut r, 3).await;
+                assert_eq!(env[1], "RCPT TO:<c@y.test>\r\n");
+                r.get_mut().write_all(b"250 ok\r\n250 ok\r\n354 go\r\n").await.unwrap();
+                let body = lines(&mut r, 3).await;
+                assert_eq!(body[2], ".\r\n");
+                r.get_mut().write_all(b"250 2.0.0 three\r\n").await.unwrap();
+                assert_eq!(lines(&mut r, 1).await, ["QUIT\r\n"]);
+                r.get_mut().write_all(b"221 bye\r\n").await.unwrap();
+            });
+            let peer = Peer {
+                host: "strict.test".into(),
+                addr: "127.0.0.1:25".parse().unwrap(),
+            };
+            let c = cfg();
+            let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default())
+                .await
+                .unwrap();
+            let msg = |n: u8, rcpt: &str| Outgoing {
+                sender: "s@x.test".into(),
+                recipients: vec![rcpt.to_string()],
+                wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
+                flags: MessageFlags::default(),
+            };
+            let mut queue = vec![(2u8, msg(2, "b@y.test"))];
+            let mut got = Vec::new();
+            s.send_chain((1u8, msg(1, "a@y.test")), &c, true, || queue.pop(), |n, r| got.push((n, r)))
+                .await;
+            assert_eq!(got.len(), 2, "{got:?}");
+            for (i, (n, r)) in got.iter().enumerate() {
+                assert_eq!(usize::from(*n), i + 1);
+                assert!(
+                    matches!(r, ChainResult::Done(r) if matches!(r[0], RcptResult::Sent { .. })),
+                    "{got:?}"
+                );
+            }
+            let refusal = s.take_chain_refusal().expect("the refusal is reported");
+            assert_eq!(refusal.code, 503);
+            assert!(s.take_chain_refusal().is_none(), "reported once");
+            let mut more = vec![(4u8, msg(4, "d@y.test"))];
+            let mut got = Vec::new();
+            s.send_chain((3u8, msg(3, "c@y.test")), &c, true, || more.pop(), |n, r| got.push((n, r)))
+                .await;
+            assert_eq!(got.len(), 1, "message 4 is not chained: {got:?}");
+            assert!(matches!(&got[0], (3, ChainResult::Done(r)) if matches!(r[0], RcptResult::Sent { .. })));
+            assert_eq!(more.len(), 1);
+            s.quit(&c).await;
+            srv.await.unwrap();
+        });
+    }
+
+    /// A chained MAIL refused again when sent unchained was refused for
+    /// its own sake: the second answer counts, and chaining goes on.
+    #[test]
+    fn a_chained_refusal_repeated_unchained_is_the_real_answer() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, server) = tokio::io::duplex(1 << 16);
+            let srv = tokio::spawn(async move {
+                let mut r = BufReader::new(server);
+                async fn lines(r: &mut BufReader<tokio::io::DuplexStream>, n: usize) -> Vec<String> {
+                    let mut out = Vec::new();
+                    for _ in 0..n {
+                        let mut line = String::new();
+                        tokio::time::timeout(Duration::from_secs(3), r.read_line(&mut line))
+                            .await
+                            .expect("a line from the client")
+                            .unwrap();
+                        out.push(line);
+                    }
+                    out
+                }
+                r.get_mut().write_all(b"220 t ESMTP\r\n").await.unwrap();
+                lines(&mut r, 1).await;
+                r.get_mut().write_all(b"250-t\r\n250 PIPELINING\r\n").await.unwrap();
+                lines(&mut r, 3).await;
+                r.get_mut().write_all(b"250 ok\r\n250 ok\r\n354 go\r\n").await.unwrap();
+                lines(&mut r, 6).await;
+                let no = "550 5.7.1 sender blocked\r\n";
+                r.get_mut()
+                    .write_all(format!("250 one\r\n{no}503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                assert_eq!(lines(&mut r, 1).await, ["RSET\r\n"]);
+                r.get_mut().write_all(b"250 ok\r\n").await.unwrap();
+                lines(&mut r, 3).await;
+                r.get_mut()
+                    .write_all(format!("{no}503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n").as_bytes())
+                    .await
+                    .unwrap();
+            });
+            let peer = Peer {
+                host: "t".into(),
+                addr: "127.0.0.1:25".parse().unwrap(),
+            };
+            let c = cfg();
+            let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default())
+                .await
+                .unwrap();
+            let msg = |n: u8| Outgoing {
+                sender: "s@x.test".into(),
+                recipients: vec!["a@y.test".to_string()],
+                wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
+                flags: MessageFlags::default(),
+            };
+            let mut queue = vec![(2u8, msg(2))];
+            let mut got = Vec::new();
+            s.send_chain((1u8, msg(1)), &c, true, || queue.pop(), |n, r| got.push((n, r)))
+                .await;
+            assert_eq!(got.len(), 2, "{got:?}");
+            assert!(
+                matches!(&got[1], (2, ChainResult::Done(r)) if matches!(&r[0], RcptResult::Bounced { dsn, .. } if dsn == "5.7.1")),
+                "{got:?}"
+            );
+            assert!(s.take_chain_refusal().is_none());
             srv.await.unwrap();
         });
     }

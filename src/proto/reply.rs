@@ -141,6 +141,25 @@ impl Reply {
         self.code / 100 == 5
     }
 
+    /// A 5xx that blames the conversation, not the message or an address:
+    /// `500` (syntax error, line too long), `502` (not implemented), `503`
+    /// (bad sequence, as Haraka answers a command pipelined after the end
+    /// of DATA), `504` (parameter not implemented), `555` (MAIL/RCPT
+    /// parameters not recognised), and `501` only with an enhanced code
+    /// 5.5.x (a `501 5.1.3` is a bad address). Such a refusal comes from
+    /// the client's protocol choice, so it must never bounce a message:
+    /// the recipient is deferred instead. `550 5.5.0` (Microsoft's "mailbox
+    /// unavailable") is not one: the basic code decides.
+    pub fn is_protocol_error(&self) -> bool {
+        match self.code {
+            500 | 502 | 503 | 504 | 555 => true,
+            501 => self
+                .enhanced
+                .is_some_and(|e| e.class == 5 && e.subject == 5),
+            _ => false,
+        }
+    }
+
     /// The text of all lines joined with single spaces (empty lines skipped).
     pub fn text(&self) -> String {
         let mut out = String::new();

@@ -8,7 +8,8 @@
 //! How replies become results:
 //!
 //! - MAIL refused: every recipient gets that reply (4xx deferred, 5xx
-//!   bounced). With PIPELINING the RCPT and DATA replies are still read.
+//!   bounced, except a 5xx that blames the protocol, such as `503 bad
+//!   sequence`: deferred, see [`Reply::is_protocol_error`]). With PIPELINING the RCPT and DATA replies are still read.
 //! - RCPT refused: that recipient gets its own reply.
 //! - No recipient accepted: no body. If the server still answered DATA with
 //!   354 (it can, with PIPELINING), only the terminator `.` is sent and its
@@ -64,7 +65,9 @@ impl RcptOutcome {
 
     /// The status for `dsn=`: the reply's enhanced code when its class
     /// agrees with the outcome, otherwise `2.0.0`, `4.0.0` or `5.0.0` from
-    /// the outcome (a 250 to DATA defers with 4.0.0, not 2.0.0).
+    /// the outcome (a 250 to DATA defers with 4.0.0, not 2.0.0). A
+    /// permanent code deferred as a protocol error keeps its subject and
+    /// detail in class 4 (`503 5.5.1` defers with 4.5.1).
     pub fn dsn(&self) -> String {
         let class = match self {
             RcptOutcome::Delivered(_) => 2,
@@ -73,13 +76,16 @@ impl RcptOutcome {
         };
         match self.reply().enhanced {
             Some(e) if e.class == class => e.to_string(),
+            Some(e) if class == 4 && e.class == 5 => format!("4.{}.{}", e.subject, e.detail),
             _ => format!("{class}.0.0"),
         }
     }
 
-    /// The outcome of a reply that is not the success its stage needed.
+    /// The outcome of a reply that is not the success its stage needed. A
+    /// 5xx that blames the conversation ([`Reply::is_protocol_error`]) is
+    /// deferred, never bounced.
     fn failure(reply: &Reply) -> RcptOutcome {
-        if reply.is_permanent() {
+        if reply.is_permanent() && !reply.is_protocol_error() {
             RcptOutcome::Bounced(reply.clone())
         } else {
             RcptOutcome::Deferred(reply.clone())

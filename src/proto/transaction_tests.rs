@@ -207,6 +207,35 @@ fn mail_refused_one_by_one() {
     assert_eq!(verdicts(&o), [(Bounced, 553, Mail), (Bounced, 553, Mail)]);
 }
 
+/// A refusal that blames the conversation (ours) defers; one that blames
+/// the address or the message bounces.
+#[test]
+fn protocol_errors_defer_and_address_errors_bounce() {
+    let (_, o) = exchange(
+        false,
+        &["503 5.5.1 Bad sequence of commands - pipelined after end of DATA"],
+    );
+    assert_eq!(verdicts(&o), [(Deferred, 503, Mail), (Deferred, 503, Mail)]);
+    assert_eq!(o.rcpts[0].dsn(), "4.5.1");
+    for (reply, bounced) in [
+        ("500 5.5.2 line too long", false),
+        ("502 5.5.2 not recognised", false),
+        ("504 5.5.4 parameter not implemented", false),
+        ("555 5.5.4 unsupported parameter", false),
+        ("501 5.5.4 bad SIZE parameter", false),
+        ("501 5.1.3 bad recipient address syntax", true),
+        (
+            "550 5.5.0 Requested action not taken: mailbox unavailable",
+            true,
+        ),
+        ("553 5.1.8 sender rejected", true),
+    ] {
+        let (_, o) = exchange(false, &[reply]);
+        let bounce = matches!(o.rcpts[0], RcptOutcome::Bounced(_));
+        assert_eq!(bounce, bounced, "{reply}");
+    }
+}
+
 #[test]
 fn mail_refused_pipelined_reads_every_reply() {
     let (run, o) = exchange(

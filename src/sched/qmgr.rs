@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use super::notices::{failed_recipient, queue_notice, NoticeConfig};
 use super::slots::{DestinationSlots, SlotGuard};
 use crate::bounce::{FailedRecipient, NoticeKind};
-use crate::config::Config;
+use crate::config::{Config, TransactionChaining};
 use crate::deliver::session::ChainResult;
 use crate::deliver::{
     self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
@@ -513,9 +513,15 @@ impl Qmgr {
                 first: true,
             };
             let mut broke = false;
+            let chain = match cfg.delivery.chaining {
+                TransactionChaining::Off => false,
+                TransactionChaining::On => true,
+                TransactionChaining::Auto => !slots.chain_refusals.refuses(&hop),
+            };
             s.send_chain(
                 (first, msg),
                 &cfg.delivery,
+                chain,
                 || self.next_chained(&hop, policy.as_deref()),
                 |sent, result| {
                     let ok = self.chain_done(&hop, sent, result, &relay, &mut retry_fresh);
@@ -523,6 +529,18 @@ impl Qmgr {
                 },
             )
             .await;
+            if let Some(refusal) = s.take_chain_refusal() {
+                if cfg.delivery.chaining == TransactionChaining::Auto
+                    && slots.chain_refusals.remember(&hop)
+                {
+                    tracing::warn!(
+                        target: "smtp",
+                        "host {relay} refused a transaction pipelined after end of data \
+                         ({refusal}) and accepted it unpipelined: no longer chaining \
+                         transactions to {hop}"
+                    );
+                }
+            }
             if retry_fresh.is_some() || broke || !s.reusable(&cfg.delivery) {
                 if retry_fresh.is_some() || broke {
                     // The connection is in an unknown state (or closing).

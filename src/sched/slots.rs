@@ -14,6 +14,8 @@ pub struct DestinationSlots {
     open: Mutex<HashMap<Nexthop, usize>>,
     /// Message rate limits per next hop, shared the same way.
     pub rates: super::rate::RateLimits,
+    /// Next hops that refuse chained transactions, shared the same way.
+    pub chain_refusals: super::chaining::ChainRefusals,
 }
 
 impl DestinationSlots {

@@ -59,6 +59,11 @@ pub struct SinkConfig {
     pub auth: Option<(String, String)>,
     /// Offer and accept AUTH before STARTTLS too.
     pub auth_plaintext: bool,
+    /// Refuse commands pipelined after the end of DATA, as Haraka 3.3
+    /// does: every command that arrived before the reply to the final dot
+    /// was written gets `503 5.5.1 Bad sequence of commands - pipelined
+    /// after end of DATA` and is not carried out.
+    pub strict_pipelining: bool,
 }
 
 /// A callback told about every accepted message.
@@ -166,6 +171,7 @@ impl Default for SinkConfig {
             tls: None,
             auth: None,
             auth_plaintext: false,
+            strict_pipelining: false,
         }
     }
 }
@@ -221,6 +227,7 @@ impl fmt::Debug for SinkConfig {
             .field("hostname", &self.hostname)
             .field("pipelining", &self.pipelining)
             .field("esmtp", &self.esmtp)
+            .field("strict_pipelining", &self.strict_pipelining)
             .field("max_connections", &self.max_connections)
             .field("faults", &self.faults)
             .field("latency", &self.latency)

@@ -69,7 +69,7 @@ pub(crate) fn stats_line(now: &SinkSnapshot, before: &SinkSnapshot, elapsed: Dur
     let rate = now.messages.saturating_sub(before.messages) as f64 / secs;
     format!(
         "sink: {} msgs ({rate:.0}/s), {} rcpts, {:.1} MB, conns {} open (max {}, {} total, {} refused), \
-         ids {} unique {} dup {} missing, rejected mail {} rcpt {} data {}, 421 {}, \
+         ids {} unique {} dup {} missing, rejected mail {} rcpt {} data {} pipelined {}, 421 {}, \
          tls {}, auth {} ok {} failed",
         now.messages,
         now.recipients,
@@ -84,6 +84,7 @@ pub(crate) fn stats_line(now: &SinkSnapshot, before: &SinkSnapshot, elapsed: Dur
         now.rejected_mail,
         now.rejected_rcpt,
         now.rejected_data,
+        now.pipelined_after_data,
         now.disconnects,
         now.tls_sessions,
         now.auth_ok,

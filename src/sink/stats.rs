@@ -25,6 +25,7 @@ pub struct SinkStats {
     rejected_mail: AtomicU64,
     rejected_rcpt: AtomicU64,
     rejected_data: AtomicU64,
+    pipelined_after_data: AtomicU64,
     disconnects: AtomicU64,
     tls_sessions: AtomicU64,
     auth_ok: AtomicU64,
@@ -79,6 +80,10 @@ pub struct SinkSnapshot {
     pub rejected_rcpt: u64,
     /// Messages refused after DATA (injected faults, too big, not stored).
     pub rejected_data: u64,
+    /// Commands refused because they were pipelined after the end of DATA
+    /// (`--strict-pipelining`).
+    #[serde(default)]
+    pub pipelined_after_data: u64,
     /// Connections closed with an injected 421 or a broken STARTTLS.
     pub disconnects: u64,
     /// TLS handshakes completed after STARTTLS.
@@ -144,6 +149,7 @@ impl SinkStats {
         add(&self.rejected_mail, t.rejected_mail);
         add(&self.rejected_rcpt, t.rejected_rcpt);
         add(&self.rejected_data, t.rejected_data);
+        add(&self.pipelined_after_data, t.pipelined_after_data);
         add(&self.disconnects, t.injected_disconnects);
         add(&self.auth_ok, t.auth_ok);
         add(&self.auth_failed, t.auth_failed);
@@ -208,6 +214,7 @@ impl SinkStats {
             rejected_mail: self.rejected_mail.load(Relaxed),
             rejected_rcpt: self.rejected_rcpt.load(Relaxed),
             rejected_data: self.rejected_data.load(Relaxed),
+            pipelined_after_data: self.pipelined_after_data.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
             tls_sessions: self.tls_sessions.load(Relaxed),
             auth_ok: self.auth_ok.load(Relaxed),

@@ -54,6 +54,8 @@ pub struct SessionParams {
     auth: Option<(String, String)>,
     /// AUTH is allowed before TLS.
     auth_plaintext: bool,
+    /// Refuse commands pipelined after the end of DATA.
+    strict_pipelining: bool,
     greeting: Vec<u8>,
     helo: Vec<u8>,
     /// The EHLO reply before TLS and over TLS.
@@ -87,6 +89,7 @@ impl SessionParams {
             tls_broken: config.faults.tls_broken,
             auth: config.auth.clone(),
             auth_plaintext: config.auth_plaintext,
+            strict_pipelining: config.strict_pipelining,
             greeting: format!("220 {host} ESMTP ringmail-sink\r\n").into_bytes(),
             helo: format!("250 {host}\r\n").into_bytes(),
             ehlo_plain: ehlo_reply(config, starttls, auth && config.auth_plaintext),
@@ -162,6 +165,8 @@ pub struct Tally {
     pub rejected_rcpt: u32,
     /// Messages refused after DATA (faults, too big, not stored).
     pub rejected_data: u32,
+    /// Commands refused as pipelined after the end of DATA.
+    pub pipelined_after_data: u32,
     /// Connections closed with an injected 421 or a broken STARTTLS.
     pub injected_disconnects: u32,
     /// Successful AUTH commands.
@@ -252,6 +257,11 @@ const READY_FOR_TLS: Reply = reply("220", "2.0.0", "Ready to start TLS");
 const TLS_ACTIVE: Reply = reply("554", "5.5.1", "Error: TLS already active");
 const IN_TRANSACTION: Reply = reply("503", "5.5.1", "Error: MAIL transaction in progress");
 const NEED_AUTH: Reply = reply("530", "5.7.0", "Authentication required");
+const PIPELINED_AFTER_DATA: Reply = reply(
+    "503",
+    "5.5.1",
+    "Bad sequence of commands - pipelined after end of DATA",
+);
 
 /// What a broken STARTTLS sends instead of a TLS handshake.
 const NOT_TLS: &[u8] = b"ringmail-sink: this is not a TLS handshake (injected fault)\r\n";
@@ -286,6 +296,9 @@ pub struct Session {
     auth_user: Option<String>,
     /// LOGIN's user name, between its two answers.
     login_user: Vec<u8>,
+    /// (Strict pipelining) the end of DATA was read and its reply is not
+    /// written yet: commands now are refused.
+    after_dot: bool,
 }
 
 impl Session {
@@ -308,6 +321,7 @@ impl Session {
             tls: false,
             auth_user: None,
             login_user: Vec::new(),
+            after_dot: false,
         }
     }
 
@@ -334,11 +348,15 @@ impl Session {
                     if !end {
                         return (pos, Progress::NeedInput);
                     }
+                    self.after_dot = self.params.strict_pipelining;
                     self.end_of_data(out);
                 }
                 Phase::Connected | Phase::Ready | Phase::Mail | Phase::Auth(_) => {
                     let rest = &input[pos..];
                     let Some(lf) = find_byte(b'\n', rest) else {
+                        // The output is written before more is read: what
+                        // comes next was sent after the client saw it.
+                        self.after_dot = false;
                         if self.discarding || rest.len() > MAX_LINE {
                             self.discarding = true;
                             return (input.len(), Progress::NeedInput);
@@ -355,6 +373,12 @@ impl Session {
                         continue;
                     }
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if self.after_dot {
+                        // Sent before the reply to the dot: not carried out.
+                        self.tally.pipelined_after_data += 1;
+                        self.put(out, PIPELINED_AFTER_DATA);
+                        continue;
+                    }
                     match self.phase {
                         Phase::Auth(step) => self.auth_response(step, line, out),
                         _ => self.command(line, out),

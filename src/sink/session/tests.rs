@@ -472,3 +472,39 @@ fn connection_level_replies() {
         b"421 4.7.0 mx.test too many connections\r\n421 4.3.2 mx.test Service shutting down\r\n"
     );
 }
+
+/// `--strict-pipelining`: commands that arrive with the final dot (before
+/// its reply was written) get 503 each and are not carried out, as Haraka
+/// answers them; the same commands sent after the reply are served.
+#[test]
+fn strict_pipelining_refuses_commands_behind_the_dot() {
+    let strict = SinkConfig {
+        strict_pipelining: true,
+        ..SinkConfig::default()
+    };
+    let mut h = Harness::new(&strict);
+    h.send(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+    h.replies();
+    h.send(b"Message-ID: <1@z>\r\n\r\nx\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<c@y>\r\nDATA\r\n");
+    assert_eq!(
+        h.replies(),
+        "250 2.0.0 Ok: queued as 1\r\n\
+         503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n\
+         503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n\
+         503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n"
+    );
+    assert_eq!(h.session.take_tally().pipelined_after_data, 3);
+    // After the reply: an ordinary transaction (pipelined within itself).
+    h.send(b"MAIL FROM:<a@x>\r\nRCPT TO:<c@y>\r\nDATA\r\n");
+    assert_eq!(h.codes(), ["250", "250", "354"]);
+    h.send(b"Message-ID: <2@z>\r\n\r\ny\r\n.\r\n");
+    assert_eq!(h.codes(), ["250"]);
+    assert_eq!(h.messages.len(), 2);
+
+    // Without the option the chained transaction is served.
+    let mut h = Harness::new(&SinkConfig::default());
+    h.send(b"EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+    h.replies();
+    h.send(b"Message-ID: <1@z>\r\n\r\nx\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<c@y>\r\nDATA\r\n");
+    assert_eq!(h.codes(), ["250", "250", "250", "354"]);
+}
