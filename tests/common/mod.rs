@@ -9,6 +9,7 @@
 
 pub mod certs;
 pub mod dns;
+pub mod haraka;
 pub mod postfix;
 
 use std::collections::BTreeMap;
