@@ -3,7 +3,7 @@
 # talk to, then runs every test. Safe to run again: it installs only what
 # is missing. Needs root for apt-get on a fresh machine (as CI is).
 #
-# Peers: Postfix's smtp-sink/smtp-source and swaks (Debian), Python 3,
+# Peers: Postfix's smtp-sink/smtp-source, swaks and pflogsumm (Debian), Python 3,
 # chattr and mkfs.ext4 (e2fsprogs), Haraka (npm, into tests/haraka/).
 # Every test talks to loopback and temporary directories only.
 set -euo pipefail
@@ -19,6 +19,7 @@ command -v swaks >/dev/null || need_apt+=(swaks)
 command -v python3 >/dev/null || need_apt+=(python3)
 perl -MNet::SSLeay -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl)
 { command -v chattr >/dev/null && command -v mkfs.ext4 >/dev/null; } || need_apt+=(e2fsprogs)
+command -v pflogsumm >/dev/null || need_apt+=(pflogsumm)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   # "No configuration" keeps the package from starting a system Postfix.

@@ -116,7 +116,12 @@ pub fn load(path: Option<PathBuf>) -> anyhow::Result<Config> {
 fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
     let loaded = Config::load(path.as_deref())?;
     let config = loaded.config;
-    ringmail::obs::init(&config.myhostname, config.log_file.as_deref(), verbose)?;
+    ringmail::obs::init(
+        &config.myhostname,
+        &config.syslog_name,
+        config.log_file.as_deref(),
+        verbose,
+    )?;
     if let Some(file) = &loaded.path {
         if let Some(warning) = ringmail::config::credentials_warning(&config, file) {
             tracing::warn!(target: "master", "{warning}");

@@ -169,6 +169,10 @@ pub struct Config {
     pub smtp_sasl_password: Vec<SaslPasswordConfig>,
     /// Allow sending credentials over a connection without TLS.
     pub smtp_sasl_plaintext: bool,
+    /// The name before `/PROGRAM` in log lines (`ringmail/smtp[PID]`);
+    /// Postfix's `syslog_name`. Set `postfix` to keep log tools such as
+    /// pflogsumm working unchanged.
+    pub syslog_name: String,
     /// Chain transactions on a connection (`auto`, `on`, `off`).
     pub smtp_transaction_chaining: TransactionChaining,
     /// Messages per interval to any one destination (`N/s`, `N/m`, `N/h`);
@@ -244,6 +248,7 @@ impl Default for Config {
             tls_policy: Vec::new(),
             smtp_sasl_password: Vec::new(),
             smtp_sasl_plaintext: false,
+            syslog_name: "ringmail".into(),
             smtp_transaction_chaining: TransactionChaining::Auto,
             default_destination_rate_limit: String::new(),
             rate_limit: Vec::new(),
@@ -381,6 +386,17 @@ impl Config {
             return Err(bad(
                 "pickup_interval_ms",
                 "must be between 1 and 1000 (a new file is queued within a second)".into(),
+            ));
+        }
+        if self.syslog_name.is_empty()
+            || !self
+                .syslog_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        {
+            return Err(bad(
+                "syslog_name",
+                "must be a non-empty name of letters, digits, '-', '_', '.' or '/'".into(),
             ));
         }
         if self.pickup_ring_size < 2 {

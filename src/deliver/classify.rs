@@ -49,7 +49,7 @@ impl RcptResult {
                 text: reply.to_string(),
             };
         }
-        let text = format!("host {peer} said: {reply} (in reply to {stage})");
+        let text = format!("host {} said: {reply} (in reply to {stage})", peer.named());
         if reply.is_permanent() {
             RcptResult::Bounced { dsn, text }
         } else {
@@ -70,11 +70,11 @@ impl RcptResult {
             },
             RcptOutcome::Deferred(_) => RcptResult::Deferred {
                 dsn,
-                text: format!("host {peer} said: {reply} (in reply to {stage})"),
+                text: format!("host {} said: {reply} (in reply to {stage})", peer.named()),
             },
             RcptOutcome::Bounced(_) => RcptResult::Bounced {
                 dsn,
-                text: format!("host {peer} said: {reply} (in reply to {stage})"),
+                text: format!("host {} said: {reply} (in reply to {stage})", peer.named()),
             },
         }
     }
@@ -145,7 +145,7 @@ mod tests {
         assert_eq!(b.dsn(), "5.1.1");
         assert_eq!(
             b.text(),
-            "host mx.test[127.0.0.1]:25 said: 550 5.1.1 no such user (in reply to RCPT TO command)"
+            "host mx.test[127.0.0.1] said: 550 5.1.1 no such user (in reply to RCPT TO command)"
         );
         // A positive reply where the machine judged a deferral stays deferred.
         let odd = RcptResult::from_outcome(

@@ -108,6 +108,16 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
+impl Peer {
+    /// `host[ip]`: the peer as Postfix names it in reply and error texts
+    /// (`host mx[192.0.2.25] said: ...`, `lost connection with ...`), where
+    /// the port is left out; the `relay=` field and connection errors
+    /// carry it (the [`Display`](std::fmt::Display) form).
+    pub fn named(&self) -> String {
+        format!("{}[{}]", self.host, self.addr.ip())
+    }
+}
+
 impl std::fmt::Display for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}[{}]:{}", self.host, self.addr.ip(), self.addr.port())

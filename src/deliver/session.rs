@@ -242,7 +242,7 @@ impl Session {
             if security.tls_required {
                 self.broken = true;
                 return Err(DeliverError::TlsRequired {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     what: "was not offered by",
                 });
             }
@@ -256,7 +256,7 @@ impl Session {
             if security.tls_required || reply.code == 421 {
                 self.broken = true;
                 return Err(DeliverError::TlsRequired {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     what: "refused STARTTLS at",
                 });
             }
@@ -268,7 +268,7 @@ impl Session {
         let name =
             rustls_pki_types::ServerName::try_from(security.server_name.clone()).map_err(|e| {
                 DeliverError::TlsHandshake {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     detail: format!("bad server name {:?}: {e}", security.server_name),
                 }
             })?;
@@ -282,14 +282,14 @@ impl Session {
             Ok(Err(e)) => {
                 self.broken = true;
                 return Err(DeliverError::TlsHandshake {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     detail: e.to_string(),
                 });
             }
             Err(_) => {
                 self.broken = true;
                 return Err(DeliverError::TlsHandshake {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     detail: "timed out".into(),
                 });
             }
@@ -314,7 +314,7 @@ impl Session {
         let fail = |s: &mut Session, detail: String| {
             s.broken = true;
             DeliverError::Auth {
-                peer: s.peer.to_string(),
+                peer: s.peer.named(),
                 detail,
             }
         };
@@ -357,7 +357,7 @@ impl Session {
     fn protocol(&mut self, source: proto::ProtoError) -> DeliverError {
         self.broken = true;
         DeliverError::Protocol {
-            peer: self.peer.to_string(),
+            peer: self.peer.named(),
             source,
         }
     }
@@ -365,7 +365,7 @@ impl Session {
     fn refused(&mut self, reply: Reply) -> DeliverError {
         self.broken = true;
         DeliverError::Refused {
-            peer: self.peer.to_string(),
+            peer: self.peer.named(),
             reply,
         }
     }
@@ -625,7 +625,7 @@ impl Session {
             front.replies += 1;
             if let Err(source) = front.tx.on_reply(reply) {
                 let e = DeliverError::Protocol {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     source,
                 };
                 self.fail_all(&mut active, e, reused || !first_tx, &mut done);
@@ -662,7 +662,7 @@ impl Session {
         if !reply.is_positive() {
             self.broken = true;
             return Err(DeliverError::Refused {
-                peer: self.peer.to_string(),
+                peer: self.peer.named(),
                 reply,
             });
         }
@@ -698,7 +698,7 @@ impl Session {
         ) {
             Ok(p) => p,
             Err(e) => {
-                let text = format!("host {}: {e}", self.peer);
+                let text = format!("host {}: {e}", self.peer.named());
                 let result = if e.is_transient() {
                     RcptResult::deferred(&e.dsn(), text)
                 } else {
@@ -720,7 +720,7 @@ impl Session {
                 // An address the protocol cannot carry: this message fails,
                 // the connection is fine.
                 let e = DeliverError::Protocol {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     source,
                 };
                 done(tag, ChainResult::Failed(e));
@@ -772,7 +772,7 @@ impl Session {
     fn internal(&mut self) -> DeliverError {
         self.broken = true;
         DeliverError::Lost {
-            peer: self.peer.to_string(),
+            peer: self.peer.named(),
             stage: "while sending commands",
             detail: "internal error: no transaction in flight".into(),
         }
@@ -827,7 +827,7 @@ impl Session {
             Ok((Err(e), _)) => {
                 self.broken = true;
                 Err(DeliverError::Lost {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     stage,
                     detail: e.to_string(),
                 })
@@ -835,7 +835,7 @@ impl Session {
             Err(_) => {
                 self.broken = true;
                 Err(DeliverError::Timeout {
-                    peer: self.peer.to_string(),
+                    peer: self.peer.named(),
                     stage,
                 })
             }
@@ -856,7 +856,7 @@ impl Session {
                 Err(source) => {
                     self.broken = true;
                     return Err(DeliverError::Protocol {
-                        peer: self.peer.to_string(),
+                        peer: self.peer.named(),
                         source,
                     });
                 }
@@ -868,7 +868,7 @@ impl Session {
                     self.rbuf = buf;
                     self.broken = true;
                     return Err(DeliverError::Lost {
-                        peer: self.peer.to_string(),
+                        peer: self.peer.named(),
                         stage,
                         detail: "connection closed by the server".into(),
                     });
@@ -881,7 +881,7 @@ impl Session {
                     self.rbuf = buf;
                     self.broken = true;
                     return Err(DeliverError::Lost {
-                        peer: self.peer.to_string(),
+                        peer: self.peer.named(),
                         stage,
                         detail: e.to_string(),
                     });
@@ -892,7 +892,7 @@ impl Session {
                         self.rbuf = Vec::with_capacity(READ_BUF);
                     }
                     return Err(DeliverError::Timeout {
-                        peer: self.peer.to_string(),
+                        peer: self.peer.named(),
                         stage,
                     });
                 }

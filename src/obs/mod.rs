@@ -45,7 +45,8 @@ thread_local! {
 
 /// Formats events as Postfix-style syslog lines.
 struct PostfixFormat {
-    host: String,
+    /// `host syslog_name`: what comes between the time stamp and `/TARGET`.
+    origin: String,
     pid: u32,
 }
 
@@ -62,7 +63,7 @@ where
     ) -> fmt::Result {
         let meta = event.metadata();
         let target = meta.target().rsplit("::").next().unwrap_or("ringmail");
-        write_prefix(&mut w, &self.host, self.pid, target)?;
+        write_prefix(&mut w, &self.origin, self.pid, target)?;
         match *meta.level() {
             Level::ERROR => write!(w, "error: ")?,
             Level::WARN => write!(w, "warning: ")?,
@@ -80,8 +81,9 @@ where
     }
 }
 
-/// Writes the start of a line: `Nov 28 04:53:11 host ringmail/TARGET[PID]: `.
-fn write_prefix(w: &mut impl fmt::Write, host: &str, pid: u32, target: &str) -> fmt::Result {
+/// Writes the start of a line: `Nov 28 04:53:11 host ringmail/TARGET[PID]: `,
+/// where `origin` is `host ringmail` (the host name and the syslog name).
+fn write_prefix(w: &mut impl fmt::Write, origin: &str, pid: u32, target: &str) -> fmt::Result {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -92,7 +94,7 @@ fn write_prefix(w: &mut impl fmt::Write, host: &str, pid: u32, target: &str) -> 
             stamp.1 = chrono::Local::now().format("%b %e %H:%M:%S").to_string();
             stamp.0 = secs;
         }
-        write!(w, "{} {} ringmail/{}[{}]: ", stamp.1, host, target, pid)
+        write!(w, "{} {}/{}[{}]: ", stamp.1, origin, target, pid)
     })
 }
 
@@ -244,7 +246,8 @@ fn writer_thread(rx: crossbeam_channel::Receiver<LogMsg>, mut file: Option<File>
 /// What [`info`] needs to write a line itself: set by [`init`].
 struct Direct {
     tx: crossbeam_channel::Sender<LogMsg>,
-    host: String,
+    /// As [`PostfixFormat::origin`].
+    origin: String,
     pid: u32,
 }
 
@@ -276,7 +279,7 @@ pub fn info(target: &'static str, args: fmt::Arguments<'_>) {
     };
     LINE.with(|line| {
         let mut line = line.borrow_mut();
-        if direct_line(&mut line, &direct.host, direct.pid, target, args).is_ok() {
+        if direct_line(&mut line, &direct.origin, direct.pid, target, args).is_ok() {
             // Logging must never take the daemon down: a closed queue is ignored.
             let _ = direct.tx.send(LogMsg::Line(line.as_bytes().to_vec()));
         }
@@ -287,14 +290,14 @@ pub fn info(target: &'static str, args: fmt::Arguments<'_>) {
 /// event with message `args`.
 fn direct_line(
     line: &mut String,
-    host: &str,
+    origin: &str,
     pid: u32,
     target: &str,
     args: fmt::Arguments<'_>,
 ) -> fmt::Result {
     use fmt::Write as _;
     line.clear();
-    write_prefix(line, host, pid, target)?;
+    write_prefix(line, origin, pid, target)?;
     write!(Clean(&mut *line), "{args}")?;
     line.push('\n');
     Ok(())
@@ -323,9 +326,16 @@ pub fn flush() {
     }
 }
 
-/// Installs the global logger. `verbose` adds debug lines. Calling it twice
-/// keeps the first logger.
-pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<(), ObsError> {
+/// Installs the global logger: lines name the first label of `hostname`
+/// and `syslog_name/PROGRAM` (Postfix's `syslog_name`: an operator whose
+/// log tools look for `postfix/` can set it). `verbose` adds debug lines.
+/// Calling it twice keeps the first logger.
+pub fn init(
+    hostname: &str,
+    syslog_name: &str,
+    log_file: Option<&Path>,
+    verbose: bool,
+) -> Result<(), ObsError> {
     let file = match log_file {
         Some(p) => Some(
             OpenOptions::new()
@@ -352,12 +362,13 @@ pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<()
         })?;
     let _ = LOG_TX.set(tx.clone());
     let level = if verbose { Level::DEBUG } else { Level::INFO };
-    let host = hostname.split('.').next().unwrap_or(hostname).to_string();
+    let host = hostname.split('.').next().unwrap_or(hostname);
+    let origin = format!("{host} {syslog_name}");
     let pid = std::process::id();
     let installed = tracing_subscriber::fmt()
         .with_max_level(level)
         .event_format(PostfixFormat {
-            host: host.clone(),
+            origin: origin.clone(),
             pid,
         })
         .with_writer(Tee { tx: tx.clone() })
@@ -365,7 +376,7 @@ pub fn init(hostname: &str, log_file: Option<&Path>, verbose: bool) -> Result<()
     if installed.is_ok() {
         // Only when this logger is the global one: otherwise lines keep
         // going to whichever subscriber is installed.
-        let _ = DIRECT.set(Direct { tx, host, pid });
+        let _ = DIRECT.set(Direct { tx, origin, pid });
     }
     Ok(())
 }
@@ -404,7 +415,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .event_format(PostfixFormat {
-                    host: "mx".into(),
+                    origin: "mx ringmail".into(),
                     pid: 42,
                 })
                 .with_writer(make),
@@ -444,7 +455,7 @@ mod tests {
             info("qmgr", format_args!("{id}: removed"));
             direct_line(
                 &mut direct,
-                "mx",
+                "mx ringmail",
                 42,
                 "smtp",
                 format_args!("{id}: to=<a@b>, status=sent ({reply})"),
