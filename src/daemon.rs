@@ -40,6 +40,9 @@ pub enum DaemonError {
     /// A shard ended with an error.
     #[error(transparent)]
     Shard(#[from] ShardError),
+    /// The routing configuration cannot be used.
+    #[error(transparent)]
+    Router(#[from] crate::deliver::RouterConfigError),
 }
 
 impl DaemonError {
@@ -50,6 +53,7 @@ impl DaemonError {
             DaemonError::Runtime(e) => e.is_transient(),
             DaemonError::ShardStart { .. } => true,
             DaemonError::Shard(e) => e.is_transient(),
+            DaemonError::Router(e) => e.is_transient(),
         }
     }
 }
@@ -134,7 +138,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
                 shard_count,
                 DeliveryConfig::from_config(config, backend),
             ),
-            router: Router::from_config(config),
+            router: Router::from_config(config)?,
             flush: Arc::clone(&flushes),
             slots: Arc::clone(&slots),
             leftovers: Arc::clone(&leftovers),

@@ -406,12 +406,22 @@ impl Config {
             crate::model::Nexthop::parse(&self.relayhost)
                 .map_err(|e| bad("relayhost", e.to_string()))?;
         }
-        for r in &self.route {
+        let bad_route = |i: usize, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: entry_line(text, "route", i),
+            key: "route",
+            message,
+        };
+        for (i, r) in self.route.iter().enumerate() {
             crate::model::Nexthop::parse(&r.nexthop)
-                .map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
+                .map_err(|e| bad_route(i, format!("domain {:?}: {e}", r.domain)))?;
             let d = r.domain.trim_start_matches('.');
             if d.is_empty() || d.contains(char::is_whitespace) || d.contains('@') {
-                return Err(bad("route", format!("bad domain {:?}", r.domain)));
+                return Err(bad_route(i, format!("bad domain {:?}", r.domain)));
+            }
+            if let Some(rate) = &r.rate {
+                Rate::parse(rate)
+                    .map_err(|e| bad_route(i, format!("domain {:?}: {e}", r.domain)))?;
             }
         }
         for (key, value) in [
@@ -461,12 +471,6 @@ impl Config {
         }
         for p in &self.tls_policy {
             check_domain(&p.domain).map_err(|e| bad("tls_policy", e))?;
-        }
-        for r in &self.route {
-            if let Some(rate) = &r.rate {
-                Rate::parse(rate)
-                    .map_err(|e| bad("route", format!("domain {:?}: {e}", r.domain)))?;
-            }
         }
         if !self.default_destination_rate_limit.is_empty() {
             Rate::parse(&self.default_destination_rate_limit)
@@ -560,7 +564,8 @@ fn key_at_line(text: &str, line: usize) -> Option<&str> {
     (!key.is_empty() && !key.contains(char::is_whitespace)).then_some(key)
 }
 
-/// 1-based line where `key` is assigned in `text`, or 0.
+/// 1-based line where `key` is assigned in `text`, else the line of its
+/// first `[[key]]` or `[key]` table header, or 0.
 fn key_line(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| {
@@ -569,6 +574,25 @@ fn key_line(text: &str, key: &str) -> usize {
                 .is_some_and(|rest| rest.trim_start().starts_with('='))
         })
         .map(|i| i + 1)
+        .unwrap_or_else(|| entry_line(text, key, 0))
+}
+
+/// 1-based line of the `[[key]]` header of entry `index` (0-based) of an
+/// array of tables, or of the `[key]` header; 0 when there is none.
+fn entry_line(text: &str, key: &str, index: usize) -> usize {
+    let header = |l: &str| {
+        let l = l.trim();
+        let inner = l
+            .strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')));
+        inner.is_some_and(|k| k.trim() == key)
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| header(l))
+        .nth(index)
+        .map(|(i, _)| i + 1)
         .unwrap_or(0)
 }
 
@@ -592,6 +616,31 @@ mod tests {
             .to_string();
         assert!(err.starts_with("c.toml:3:"), "{err}");
         assert!(err.contains("`shards`"), "{err}");
+    }
+
+    #[test]
+    fn bad_route_entry_names_its_own_line() {
+        let text = "relayhost = \"[127.0.0.1]:2525\"\n\n\
+                    [[route]]\ndomain = \"a.test\"\nnexthop = \"[127.0.0.1]:25\"\n\n\
+                    [[route]]\ndomain = \"b.test\"\nnexthop = \"[bad\"\n\n\
+                    [[route]]\ndomain = \"c.test\"\nnexthop = \"x\"\nrate = \"fast\"\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:7:"), "the second [[route]]: {err}");
+        assert!(err.contains("b.test"), "{err}");
+        let text = text.replace("[bad", "[127.0.0.1]:26");
+        let err = Config::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:11:"), "the third [[route]]: {err}");
+        let err = Config::parse(
+            "[[tls_policy]]\ndomain = \"\"\nlevel = \"may\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("c.toml:1:"), "not line 0: {err}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::rt::IoBackend;
 
 pub use classify::RcptResult;
 pub use connect::Connector;
-pub use route::{HopPolicy, RouteError, Router};
+pub use route::{HopPolicy, RouteError, Router, RouterConfigError};
 pub use session::Session;
 
 /// Per-stage timeouts (RFC 5321 section 4.5.3.2 defaults, configurable).

@@ -34,6 +34,25 @@ impl RouteError {
     }
 }
 
+/// A configuration the router cannot use. `Config::load` validates every
+/// value the router reads, so this means a configuration that skipped
+/// validation; it fails the start instead of silently ignoring an entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration key `{key}`: {message}")]
+pub struct RouterConfigError {
+    /// The key of the unusable entry.
+    pub key: &'static str,
+    /// Why.
+    pub message: String,
+}
+
+impl RouterConfigError {
+    /// A bad configuration does not fix itself.
+    pub fn is_transient(&self) -> bool {
+        false
+    }
+}
+
 /// What applies to one next hop besides its address: TLS level, rate limit,
 /// relay credentials.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,30 +81,62 @@ pub struct Router {
 }
 
 impl Router {
-    /// The router for a configuration (validated, so hops and rates parse).
-    pub fn from_config(c: &Config) -> Router {
+    /// The router for a configuration. Every next hop and rate must parse
+    /// (validation has checked them); one that does not is an error, never
+    /// dropped.
+    pub fn from_config(c: &Config) -> Result<Router, RouterConfigError> {
+        let bad = |key: &'static str| {
+            move |e: &dyn std::fmt::Display| RouterConfigError {
+                key,
+                message: e.to_string(),
+            }
+        };
+        let hop = |key: &'static str, text: &str| {
+            Nexthop::parse(text).map_err(|e| bad(key)(&format!("{text:?}: {e}")))
+        };
+        let rate = |key: &'static str, text: &str| {
+            Rate::parse(text).map_err(|e| bad(key)(&format!("{text:?}: {e}")))
+        };
         let mut route_tls = HashMap::new();
         let mut route_rate = HashMap::new();
         let mut routes = Vec::new();
         for r in &c.route {
-            let Ok(hop) = Nexthop::parse(&r.nexthop) else {
-                continue;
-            };
+            let hop = hop("route", &r.nexthop)?;
             if let Some(level) = r.tls {
                 route_tls.entry(hop.clone()).or_insert(level);
             }
-            if let Some(rate) = r.rate.as_deref().and_then(|s| Rate::parse(s).ok()) {
-                route_rate.entry(hop.clone()).or_insert(rate);
+            if let Some(text) = r.rate.as_deref() {
+                route_rate
+                    .entry(hop.clone())
+                    .or_insert(rate("route", text)?);
             }
             routes.push((r.domain.to_ascii_lowercase(), hop));
         }
-        Router {
+        let relayhost = if c.relayhost.is_empty() {
+            None
+        } else {
+            Some(hop("relayhost", &c.relayhost)?)
+        };
+        let rate_default = if c.default_destination_rate_limit.is_empty() {
+            None
+        } else {
+            Some(rate(
+                "default_destination_rate_limit",
+                &c.default_destination_rate_limit,
+            )?)
+        };
+        let mut rate_policy = Vec::new();
+        for r in &c.rate_limit {
+            rate_policy.push((r.destination.clone(), rate("rate_limit", &r.rate)?));
+        }
+        let mut sasl = Vec::new();
+        for a in &c.smtp_sasl_password {
+            let h = hop("smtp_sasl_password", &a.nexthop)?;
+            sasl.push((h, a.username.clone(), a.password.clone()));
+        }
+        Ok(Router {
             routes,
-            relayhost: if c.relayhost.is_empty() {
-                None
-            } else {
-                Nexthop::parse(&c.relayhost).ok()
-            },
+            relayhost,
             smtp_port: c.smtp_port,
             route_tls,
             route_rate,
@@ -95,24 +146,10 @@ impl Router {
                 .iter()
                 .map(|p| (p.domain.clone(), p.level))
                 .collect(),
-            rate_default: Rate::parse(&c.default_destination_rate_limit).ok(),
-            rate_policy: c
-                .rate_limit
-                .iter()
-                .filter_map(|r| Some((r.destination.clone(), Rate::parse(&r.rate).ok()?)))
-                .collect(),
-            sasl: c
-                .smtp_sasl_password
-                .iter()
-                .filter_map(|a| {
-                    Some((
-                        Nexthop::parse(&a.nexthop).ok()?,
-                        a.username.clone(),
-                        a.password.clone(),
-                    ))
-                })
-                .collect(),
-        }
+            rate_default,
+            rate_policy,
+            sasl,
+        })
     }
 
     /// The next hop for a recipient address: the first `[[route]]` whose
@@ -208,7 +245,7 @@ mod tests {
                 rate: None,
             },
         ];
-        let r = Router::from_config(&c);
+        let r = Router::from_config(&c).unwrap();
         assert_eq!(r.route("a@Special.Example").unwrap().host, "127.0.0.2");
         assert_eq!(r.route("a@x.sub.example").unwrap().host, "127.0.0.3");
         assert_eq!(r.route("a@sub.example").unwrap().host, "127.0.0.1");
@@ -223,7 +260,7 @@ mod tests {
         );
         c.relayhost.clear();
         c.smtp_port = 2525;
-        let r = Router::from_config(&c);
+        let r = Router::from_config(&c).unwrap();
         let mx = r.route("a@Other.Example").unwrap();
         assert_eq!(
             mx,
@@ -253,7 +290,7 @@ mod tests {
             std::path::Path::new("c.toml"),
         )
         .unwrap();
-        let r = Router::from_config(&c);
+        let r = Router::from_config(&c).unwrap();
         let relay = r.route("x@anything.example").unwrap();
         let p = r.policy(&relay);
         assert_eq!(p.tls, TlsSecurityLevel::Encrypt);

@@ -1188,7 +1188,7 @@ mod tests {
         let qmgr = Qmgr::new(
             Rc::new(RefCell::new(store)),
             cfg,
-            Router::from_config(&config),
+            Router::from_config(&config).unwrap(),
             DestinationSlots::new(),
         );
         let (a, b) = (QueueId::new(0, 1), QueueId::new(0, 2));

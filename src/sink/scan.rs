@@ -1,31 +1,10 @@
-//! Byte scanning for the hot path: finding a byte eight at a time, and the
+//! Byte scanning for the hot path: finding a byte (memchr), and the
 //! end of a message's header section.
 
-const LO: u64 = 0x0101_0101_0101_0101;
-const HI: u64 = 0x8080_8080_8080_8080;
-
-/// The index of the first `needle` in `hay`, scanning a word at a time.
+/// The index of the first `needle` in `hay` (the `memchr` crate's
+/// vectorised search).
 pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
-    let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // A byte of x is zero where the needle is; the lowest flagged byte
-        // is always a true zero (borrows only propagate upwards).
-        let zeros = x.wrapping_sub(LO) & !x & HI;
-        if zeros != 0 {
-            return Some(base + (zeros.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| base + i)
+    memchr::memchr(needle, hay)
 }
 
 /// True when `buf` contains the end of a header section (an empty line:
@@ -52,25 +31,6 @@ pub(crate) fn has_header_end(buf: &[u8], from: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn find_byte_matches_naive_search() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        for len in 0..80 {
-            for _ in 0..50 {
-                let hay: Vec<u8> = (0..len)
-                    .map(|_| {
-                        *rng.choice(&[b'a', b'\n', b'\r', 0x80, 0xff, 0x0a ^ 0x80])
-                            .unwrap()
-                    })
-                    .collect();
-                let naive = hay.iter().position(|&b| b == b'\n');
-                assert_eq!(find_byte(b'\n', &hay), naive, "{hay:?}");
-            }
-        }
-        assert_eq!(find_byte(b'x', b""), None);
-        assert_eq!(find_byte(b'.', b"abcdefghijklmnop."), Some(16));
-    }
 
     #[test]
     fn header_end() {
