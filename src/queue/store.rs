@@ -11,8 +11,10 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::model::{now_micros, QueueId, RcptStatus, Submission};
+use crate::obs::throttle::{Throttle, REPEAT_EVERY};
 
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
@@ -73,15 +75,58 @@ impl RcptStatuses<'_> {
     }
 }
 
+/// After a segment could not be created, how long appends that need a new
+/// one fail at once before the creation is tried again: a full disk must
+/// not cost a create, a failed fallocate and an unlink per message.
+const CREATE_RETRY: Duration = Duration::from_secs(1);
+
+/// The part of a segment that new mail leaves to the queue manager's own
+/// records: 1/32 of a segment (2 MiB of the default 64 MiB), at least
+/// 256 KiB, at most a quarter of it.
+fn intake_reserve(segment_size: u64) -> usize {
+    (segment_size / 32)
+        .max(256 << 10)
+        .min(segment_size / 4)
+        .try_into()
+        .unwrap_or(usize::MAX)
+}
+
+/// While no new segment can be created.
+struct NoRoom {
+    /// Why the last attempt failed.
+    reason: String,
+    /// When it was made.
+    last_try: Instant,
+    /// When the first attempt failed.
+    since: Instant,
+    /// Appends refused since then.
+    refused: u64,
+}
+
 /// One shard's queue.
 pub struct Store {
     shard: usize,
     dir: PathBuf,
     segs: Vec<Option<SegState>>,
+    /// Where records are appended: the newest segment, unsealed; or, when
+    /// none could be continued or created, the last segment of the shard's
+    /// directory, sealed, kept so that its records keep the queue ID
+    /// sequence (see [`Store::open_matching`]) until a new one exists.
     active: Option<u32>,
     next_segno: u64,
     next_seq: u64,
     segment_size: u64,
+    /// Bytes of the active segment that [`Store::append`] (new mail) leaves
+    /// free for [`Store::append_notice`] and [`Store::append_defer`]: when
+    /// the disk is full and no new segment can be created, the queue
+    /// manager can still record deferrals and queue bounce notices.
+    intake_reserve: usize,
+    /// Set while no new segment can be created.
+    no_room: Option<NoRoom>,
+    /// How long appends fail at once after a failed creation.
+    create_retry: Duration,
+    /// Says that no segment can be created: once, then once a minute.
+    no_room_log: Throttle,
     index: HashMap<QueueId, Slot>,
     /// Segments with status bytes set since the last
     /// [`Store::flush_statuses`] (so it need not look at every segment).
@@ -98,7 +143,9 @@ impl Store {
     /// every segment in `queue_root/<k>` for each `k` with
     /// `k % shard_count == shard` (so mail queued under an earlier, larger
     /// shard count is adopted, never orphaned), deletes segments with no live
-    /// message, and creates a fresh active segment.
+    /// message, and continues the last segment of `queue_root/<shard>`
+    /// where it is intact, else creates a new one (see
+    /// [`Store::open_matching`]).
     pub fn open(
         queue_root: &Path,
         shard: usize,
@@ -120,6 +167,19 @@ impl Store {
     /// ([`crate::model::FileKey::digest`]) is in `leftovers`: the files
     /// still in the spool directories at start, which a killed daemon may
     /// have queued without unlinking.
+    ///
+    /// The last segment of the shard's own directory is kept even when
+    /// none of its messages is live, and appends continue in it when it
+    /// can be continued safely ([`Segment::resume_at`]: it ends at its end
+    /// marker, not at a torn record, with nothing but zeros after it, in
+    /// the current format). No disk space is needed for that, so a shard
+    /// starts on a full disk. Otherwise a new segment is created; when that
+    /// fails, the shard still starts: its queued mail is delivered, status
+    /// bytes are written in place, and appends fail with
+    /// [`QueueError::NoRoom`] until a segment can be created. The kept
+    /// segment carries the queue ID sequence across restarts until then
+    /// (IDs issued after a segment's creation are in its records, those
+    /// before are below its `seq_floor`).
     pub fn open_matching(
         queue_root: &Path,
         shard: usize,
@@ -138,6 +198,10 @@ impl Store {
             next_segno: 1,
             next_seq: 0,
             segment_size,
+            intake_reserve: intake_reserve(segment_size),
+            no_room: None,
+            create_retry: CREATE_RETRY,
+            no_room_log: Throttle::new(REPEAT_EVERY),
             index: HashMap::new(),
             statuses_set: Vec::new(),
             held: HashMap::new(),
@@ -167,7 +231,26 @@ impl Store {
             }
         }
         store.next_seq = store.next_seq.max(now_micros() / 1000);
-        store.roll_over(0)?;
+        let continued = store.active.filter(|&a| store.seg_free(a) > 0);
+        match continued {
+            Some(a) => {
+                if let Some(state) = &store.segs[a as usize] {
+                    report.continued = Some(state.seg.path().to_path_buf());
+                }
+            }
+            None => {
+                // Today, not on the first message: its header records the
+                // sequence floor. Failing is not fatal (see above).
+                let old = store.active;
+                match store.roll_over(0) {
+                    Ok(()) | Err(QueueError::NoRoom { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                if old.is_some_and(|o| store.segs[o as usize].is_none()) {
+                    report.segments_removed += 1;
+                }
+            }
+        }
         report.elapsed = clock.elapsed();
         Ok((store, report))
     }
@@ -205,6 +288,7 @@ impl Store {
             }
         }
         segnos.sort_unstable();
+        let last = segnos.last().copied();
         for segno in segnos {
             if own {
                 self.next_segno = self.next_segno.max(segno + 1);
@@ -223,14 +307,19 @@ impl Store {
             if own {
                 self.next_seq = self.next_seq.max(seg.header().seq_floor);
             }
-            self.adopt_segment(seg, leftovers, report)?;
+            let last_own = own && Some(segno) == last;
+            self.adopt_segment(seg, last_own, leftovers, report)?;
         }
         Ok(())
     }
 
+    /// Reads `seg` into the index. `last_own` marks the newest segment of
+    /// the shard's own directory: it is kept and becomes the active
+    /// segment, continued if it can be (see [`Store::open_matching`]).
     fn adopt_segment(
         &mut self,
-        seg: Segment,
+        mut seg: Segment,
+        last_own: bool,
         leftovers: &HashSet<u64>,
         report: &mut RecoveryReport,
     ) -> Result<(), QueueError> {
@@ -295,7 +384,9 @@ impl Store {
             }
             report.recipients += live as usize;
         }
-        if let Some((offset, reason)) = records.torn() {
+        let end = records.end();
+        let torn = records.torn();
+        if let Some((offset, reason)) = torn {
             report.torn += 1;
             let rest = &seg.bytes()[offset..];
             let nonzero = rest
@@ -309,7 +400,22 @@ impl Store {
                 seg.path().display()
             );
         }
-        if live_msgs == 0 && held_files == 0 {
+        if last_own {
+            // Continued only where nothing can be behind the end marker;
+            // else kept sealed, and a new segment is created.
+            let continued =
+                torn.is_none() && seg.header().shard as usize == self.shard && seg.resume_at(end);
+            if !continued && torn.is_none() {
+                tracing::info!(target: "qmgr", "{}: not continued (another format version or shard, or bytes after the last record); new mail goes to a new segment", seg.path().display());
+            }
+            self.active = Some(seg_idx);
+            self.segs.push(Some(SegState {
+                seg,
+                live_msgs,
+                dirty: false,
+                held_files,
+            }));
+        } else if live_msgs == 0 && held_files == 0 {
             let path = seg.path().to_path_buf();
             drop(seg);
             remove_segment_file(&path)?;
@@ -326,8 +432,17 @@ impl Store {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one big enough for `need` bytes.
+    /// Seals the active segment and starts a new one big enough for `need`
+    /// bytes. When that fails (full disk), fails with
+    /// [`QueueError::NoRoom`], and so does every call in the next
+    /// `create_retry` without trying.
     fn roll_over(&mut self, need: usize) -> Result<(), QueueError> {
+        if let Some(no_room) = &self.no_room {
+            if no_room.last_try.elapsed() < self.create_retry {
+                let reason = no_room.reason.clone();
+                return Err(self.refuse(reason));
+            }
+        }
         let size = self
             .segment_size
             .max((need + FILE_HEADER_LEN + record::ALIGN) as u64);
@@ -338,7 +453,31 @@ impl Store {
             seq_floor: self.next_seq,
             size,
         };
-        let seg = Segment::create(&self.dir, header)?;
+        let seg = match self.create_segment(header) {
+            Ok(seg) => seg,
+            Err(e) => {
+                let now = Instant::now();
+                let since = self.no_room.as_ref().map_or(now, |n| n.since);
+                let refused = self.no_room.as_ref().map_or(0, |n| n.refused);
+                self.no_room = Some(NoRoom {
+                    reason: e.to_string(),
+                    last_try: now,
+                    since,
+                    refused,
+                });
+                return Err(self.refuse(e.to_string()));
+            }
+        };
+        if let Some(no_room) = self.no_room.take() {
+            self.no_room_log.reset();
+            tracing::info!(
+                target: "qmgr",
+                "shard {}: queue segment created after {} s without room; new mail is accepted again ({} queue writes were refused meanwhile)",
+                self.shard,
+                no_room.since.elapsed().as_secs(),
+                no_room.refused
+            );
+        }
         self.next_segno += 1;
         let old = self.active.replace(self.segs.len() as u32);
         self.segs.push(Some(SegState {
@@ -356,10 +495,58 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a message record with a new queue ID. The record is in the
-    /// mapping but not durable until the next commit ([`Store::take_dirty`]
-    /// plus fdatasync).
+    /// [`Segment::create`], or a full disk at the test fail point.
+    fn create_segment(&self, header: SegmentHeader) -> Result<Segment, QueueError> {
+        #[cfg(test)]
+        {
+            tests::CREATES.with(|c| c.set(c.get() + 1));
+            if tests::DISK_FULL.with(|f| f.get()) {
+                return Err(QueueError::io(
+                    "fallocate",
+                    self.dir.join(segment::file_name(header.segno)),
+                    std::io::Error::from_raw_os_error(28),
+                ));
+            }
+        }
+        Segment::create(&self.dir, header)
+    }
+
+    /// Counts one append refused for want of a segment and says so in the
+    /// log: the first time, then at most once a minute.
+    fn refuse(&mut self, reason: String) -> QueueError {
+        if let Some(n) = self.no_room.as_mut() {
+            n.refused += 1;
+        }
+        if let Some(held) = self.no_room_log.hit() {
+            if held == 0 {
+                tracing::warn!(target: "qmgr", "shard {}: no room for a new queue segment: {reason}; new mail is refused with a temporary error until there is room again; queued mail is still delivered", self.shard);
+            } else {
+                tracing::warn!(target: "qmgr", "shard {}: still no room for a new queue segment: {reason}; {held} more queue writes refused since the last warning", self.shard);
+            }
+        }
+        QueueError::NoRoom { reason }
+    }
+
+    /// Appends a message record of new mail with a new queue ID. The record
+    /// is in the mapping but not durable until the next commit
+    /// ([`Store::take_dirty`] plus fdatasync). New mail leaves the last
+    /// part of the active segment to [`Store::append_notice`] and
+    /// [`Store::append_defer`]: when it does not fit in front of that, a
+    /// new segment is created, and if that fails (full disk) the append
+    /// fails with [`QueueError::NoRoom`].
     pub fn append(&mut self, sub: &Submission) -> Result<QueueId, QueueError> {
+        self.append_message(sub, self.intake_reserve)
+    }
+
+    /// [`Store::append`] for a message the queue manager makes (a bounce
+    /// or delay notice): it may use the whole active segment.
+    pub fn append_notice(&mut self, sub: &Submission) -> Result<QueueId, QueueError> {
+        self.append_message(sub, 0)
+    }
+
+    /// Appends a message record, leaving `keep_free` bytes of the active
+    /// segment free.
+    fn append_message(&mut self, sub: &Submission, keep_free: usize) -> Result<QueueId, QueueError> {
         if self.poisoned {
             return Err(QueueError::Poisoned);
         }
@@ -380,7 +567,7 @@ impl Store {
         }
         let payload_len = record::message_payload_len(&m)?;
         let len = record::record_len(payload_len, m.recipients.len());
-        let active = self.active_with_room(len)?;
+        let active = self.active_with_room(len, keep_free)?;
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
@@ -413,7 +600,8 @@ impl Store {
     }
 
     /// Appends a defer record: why recipient `rcpt` of `id` was deferred
-    /// and when it is retried (shown by `mailq`). Durable with the next commit.
+    /// and when it is retried (shown by `mailq`). Durable with the next
+    /// commit. May use the whole active segment (see [`Store::append`]).
     pub fn append_defer(
         &mut self,
         id: QueueId,
@@ -430,7 +618,7 @@ impl Store {
             next_attempt_micros,
             reason,
         });
-        let active = self.active_with_room(rec.len())?;
+        let active = self.active_with_room(rec.len(), 0)?;
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
@@ -450,12 +638,14 @@ impl Store {
         self.segs.iter().flatten().any(|s| s.dirty)
     }
 
-    /// The active segment if `len` more bytes fit, else a new one that fits.
-    fn active_with_room(&mut self, len: usize) -> Result<u32, QueueError> {
+    /// The active segment if `len` more bytes fit with `keep_free` bytes to
+    /// spare, else a new one where they do.
+    fn active_with_room(&mut self, len: usize, keep_free: usize) -> Result<u32, QueueError> {
+        let need = len.saturating_add(keep_free);
         match self.active {
-            Some(a) if self.seg_free(a) >= len => Ok(a),
+            Some(a) if self.seg_free(a) >= need => Ok(a),
             _ => {
-                self.roll_over(len)?;
+                self.roll_over(need)?;
                 self.active
                     .ok_or(QueueError::BadRecord("no active segment"))
             }
@@ -654,6 +844,12 @@ impl Store {
         self.index.keys().copied()
     }
 
+    /// True while appends that need a new segment are refused because the
+    /// last attempt to create one failed.
+    pub fn is_out_of_room(&self) -> bool {
+        self.no_room.is_some()
+    }
+
     /// Number of segment files currently open.
     pub fn segment_count(&self) -> usize {
         self.segs.iter().flatten().count()
@@ -720,6 +916,21 @@ fn remove_segment_file(path: &Path) -> Result<(), QueueError> {
 mod tests {
     use super::*;
     use crate::model::{Envelope, MessageFlags, Source};
+
+    thread_local! {
+        /// Fail point: segment creations on this thread fail with ENOSPC.
+        pub(super) static DISK_FULL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Segment creations tried on this thread.
+        pub(super) static CREATES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn disk_full(full: bool) {
+        DISK_FULL.with(|f| f.set(full));
+    }
+
+    fn creates() -> usize {
+        CREATES.with(|c| c.get())
+    }
 
     fn sub(i: usize, rcpts: usize) -> Submission {
         Submission {
