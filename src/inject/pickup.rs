@@ -735,6 +735,39 @@ mod tests {
         offered
     }
 
+    /// A full disk refuses every file: once the first refusal is back, the
+    /// scan stops offering (and reading) files until the retry, instead of
+    /// offering every file in the spool to be refused one by one.
+    #[test]
+    fn a_temporary_failure_stops_the_scan_until_the_retry() {
+        let (dir, pickup) = spool_with(&["a", "b", "c", "d", "e"]);
+        let mut p = scanner(dir.path());
+        p.cfg.interval = Duration::from_secs(60);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = AtomicBool::new(false);
+        let mut offered = Vec::new();
+        let n = p.scan_once(
+            &mut |sub| {
+                offered.push(sub.source.clone());
+                let _ = tx.send(Ack {
+                    source: sub.source,
+                    result: Err(AckError::QueueWrite("no room in the queue".into())),
+                });
+                Ok(())
+            },
+            &rx,
+            &stop,
+        );
+        assert_eq!(n, 1, "{offered:?}");
+        assert!(p.is_paused());
+        assert_eq!(p.scan_once(&mut |_| panic!("offered while paused"), &rx, &stop), 0);
+        assert_eq!(names(&pickup), ["a", "b", "c", "d", "e"], "all left in place");
+        assert_eq!(p.stats().failed, 1);
+        // The retry offers them again.
+        p.pause_until = None;
+        assert_eq!(scan_all(&mut p, &rx).len(), 5);
+    }
+
     #[test]
     fn a_file_is_unlinked_only_after_its_ack_and_finish_handles_late_acks() {
         let (dir, pickup) = spool_with(&["a", "b", "c"]);

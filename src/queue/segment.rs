@@ -211,8 +211,10 @@ impl Segment {
         })
     }
 
-    /// Opens an existing segment for recovery. It starts sealed: recovery
-    /// never appends to an old segment, so a cut torn tail stays untouched.
+    /// Opens an existing segment for recovery. It starts sealed: nothing is
+    /// appended to it unless recovery continues it with
+    /// [`Segment::resume_at`] (never after a torn record, so a cut tail
+    /// stays untouched).
     pub fn open(path: &Path) -> Result<Segment, QueueError> {
         let file = OpenOptions::new()
             .read(true)
@@ -728,6 +730,58 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         let seg = Segment::open(&p).unwrap();
         assert_eq!(seg.header().segno, 1);
+    }
+
+    #[test]
+    fn resume_at_continues_only_before_zeros_in_the_current_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), header(8)).unwrap();
+        let fill = |v: u8| {
+            move |b: &mut [u8]| {
+                b.fill(v);
+                Ok::<(), QueueError>(())
+            }
+        };
+        seg.append(32, fill(1)).unwrap().unwrap();
+        seg.flush().unwrap();
+        drop(seg);
+        let path = dir.path().join(file_name(8));
+        let end = FILE_HEADER_LEN + 32;
+        let mut seg = Segment::open(&path).unwrap();
+        assert_eq!(seg.free(), 0, "opened sealed");
+        assert!(!seg.resume_at(end - 1), "not in front of written bytes");
+        assert!(seg.resume_at(end));
+        assert_eq!(seg.free(), (1 << 20) - end);
+        assert_eq!(seg.append(16, fill(2)).unwrap().unwrap(), end);
+        assert_eq!(seg.record_at(end)[..16], [2; 16]);
+        seg.flush().unwrap();
+        drop(seg);
+        let seg = Segment::open(&path).unwrap();
+        assert_eq!(seg.bytes()[end - 1..end + 17], {
+            let mut want = [2u8; 18];
+            want[0] = 1;
+            want[17] = 0;
+            want
+        });
+        drop(seg);
+        // A byte far behind the end: refused.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&[9], 500_000)
+            .unwrap();
+        let mut seg = Segment::open(&path).unwrap();
+        assert!(!seg.resume_at(end + 16));
+        assert!(seg.is_sealed());
+        // An older format version: refused.
+        let p1 = dir.path().join(file_name(1));
+        let mut bytes = with_version(header(1).encode(), 1);
+        bytes.resize(4096, 0);
+        std::fs::write(&p1, bytes).unwrap();
+        let mut old = Segment::open(&p1).unwrap();
+        assert_eq!(old.format_version(), 1);
+        assert!(!old.resume_at(FILE_HEADER_LEN));
     }
 
     #[test]
