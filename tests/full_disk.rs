@@ -309,7 +309,11 @@ fn start_and_deliver_on_a_full_disk(io: &str) {
     std::thread::sleep(Duration::from_secs(3));
     d.assert_running();
     let big_files: Vec<String> = (0..BIG).map(|i| format!("b-big-{i:04}.eml")).collect();
-    assert_eq!(names_in(&sb.pickup()), big_files, "left in place while full");
+    assert_eq!(
+        names_in(&sb.pickup()),
+        big_files,
+        "left in place while full"
+    );
     let log = d.log();
     assert_said_once(&log, started);
     assert!(log.contains("No space left on device"), "{log}");
@@ -321,7 +325,11 @@ fn start_and_deliver_on_a_full_disk(io: &str) {
     let rec = d.wait_recovered(1);
     assert_eq!(rec[0].messages, 0, "{rec:?}");
     d.wait_for_log("not queued, will retry");
-    assert_eq!(names_in(&sb.pickup()), big_files, "left in place while full");
+    assert_eq!(
+        names_in(&sb.pickup()),
+        big_files,
+        "left in place while full"
+    );
     assert_said_once(&d.log(), restarted);
 
     // Room again: new mail is taken by itself.
@@ -337,7 +345,9 @@ fn start_and_deliver_on_a_full_disk(io: &str) {
         b"Subject: room again\nMessage-ID: <room@test.example>\n\nbody\n",
     );
     wait_delivered(&mut d, &sink, &["<room@test.example>".to_string()]);
-    wait(&mut d, "the queue empty", DEADLINE, || sb.queue_list().is_empty());
+    wait(&mut d, "the queue empty", DEADLINE, || {
+        sb.queue_list().is_empty()
+    });
     d.stop();
     assert_no_panic(&d.log());
 
@@ -377,7 +387,9 @@ fn delivering_the_backlog_makes_room(io: &str) {
     wait(&mut d, "pickup/ empty", DEADLINE, || {
         count_in(&sb.pickup()) == 0
     });
-    wait(&mut d, "the queue empty", DEADLINE, || sb.queue_list().is_empty());
+    wait(&mut d, "the queue empty", DEADLINE, || {
+        sb.queue_list().is_empty()
+    });
     d.stop();
     assert!(fs.filler().exists(), "the room came from the queue itself");
     assert_no_panic(&d.log());

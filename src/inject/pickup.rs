@@ -760,8 +760,15 @@ mod tests {
         );
         assert_eq!(n, 1, "{offered:?}");
         assert!(p.is_paused());
-        assert_eq!(p.scan_once(&mut |_| panic!("offered while paused"), &rx, &stop), 0);
-        assert_eq!(names(&pickup), ["a", "b", "c", "d", "e"], "all left in place");
+        assert_eq!(
+            p.scan_once(&mut |_| panic!("offered while paused"), &rx, &stop),
+            0
+        );
+        assert_eq!(
+            names(&pickup),
+            ["a", "b", "c", "d", "e"],
+            "all left in place"
+        );
         assert_eq!(p.stats().failed, 1);
         // The retry offers them again.
         p.pause_until = None;

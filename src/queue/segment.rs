@@ -189,8 +189,7 @@ impl Segment {
             let _ = std::fs::remove_file(&path);
             e
         };
-        let map = map_ro(&file)
-            .map_err(|e| remove_on_error(QueueError::io("mmap", &path, e)))?;
+        let map = map_ro(&file).map_err(|e| remove_on_error(QueueError::io("mmap", &path, e)))?;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| remove_on_error(QueueError::io("write", &path, e)))?;
         file.sync_data()

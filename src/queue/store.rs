@@ -546,7 +546,11 @@ impl Store {
 
     /// Appends a message record, leaving `keep_free` bytes of the active
     /// segment free.
-    fn append_message(&mut self, sub: &Submission, keep_free: usize) -> Result<QueueId, QueueError> {
+    fn append_message(
+        &mut self,
+        sub: &Submission,
+        keep_free: usize,
+    ) -> Result<QueueId, QueueError> {
         if self.poisoned {
             return Err(QueueError::Poisoned);
         }
@@ -1452,7 +1456,10 @@ mod tests {
         sync(&mut store);
         assert_eq!(store.len(), 0);
         disk_full(false);
-        assert!(store.append(&sub(7, 1)).is_err(), "still within the interval");
+        assert!(
+            store.append(&sub(7, 1)).is_err(),
+            "still within the interval"
+        );
         store.create_retry = Duration::ZERO;
         let id = store.append(&sub(7, 1)).unwrap();
         assert!(!store.is_out_of_room());
