@@ -1077,7 +1077,8 @@ mod tests {
             .collect();
         sync(&mut store);
         let before = segment_files(dir.path());
-        // The first segment holds a, internal and later[0].
+        // The first segment holds a and internal (new mail leaves the
+        // reserve free, so a third does not fit); later[0] is in the next.
         store.set_status(a, 0, RcptStatus::Sent).unwrap();
         store.set_status(internal, 0, RcptStatus::Sent).unwrap();
         store.set_status(later[0], 0, RcptStatus::Sent).unwrap();
