@@ -8,11 +8,13 @@
 //! - [`store`]: a shard's set of segments, its in-memory index, group
 //!   commit bookkeeping and garbage collection.
 //! - [`recovery`]: replaying segments at start, cutting a torn tail.
+//! - `room`: what a shard does while no segment can be created (full disk).
 //! - [`listing`]: reading every shard's queue read-only, for `mailq`.
 
 pub mod listing;
 pub mod record;
 pub mod recovery;
+mod room;
 pub mod segment;
 pub mod store;
 
