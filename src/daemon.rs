@@ -152,29 +152,47 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     drop(ready_tx);
 
     // Start pickup only once every shard has recovered its queue.
-    let mut start_error = None;
+    let mut start_error: Option<(usize, String)> = None;
+    let mut reported = vec![false; shard_count];
     let mut already_queued = Vec::new();
     for _ in 0..shard_count {
-        match ready_rx.recv() {
+        let failed = match ready_rx.recv() {
             Ok(Ok(report)) => {
                 let shard = report.shard;
+                if let Some(r) = reported.get_mut(shard) {
+                    *r = true;
+                }
                 already_queued.extend(
                     report
                         .already_queued
                         .into_iter()
                         .map(|(file, id)| (file, QueuedAs { shard, id })),
                 );
+                continue;
             }
-            Ok(Err(reason)) => start_error = Some(reason),
-            Err(_) => start_error = Some("a shard thread ended during start".into()),
-        }
+            Ok(Err((index, reason))) => {
+                if let Some(r) = reported.get_mut(index) {
+                    *r = true;
+                }
+                (index, reason)
+            }
+            Err(_) => {
+                // Every shard thread ended; one of those that did not
+                // report ended without a word (it panicked).
+                let index = reported.iter().position(|r| !r).unwrap_or(0);
+                let failed = (index, "the shard thread ended during start".to_string());
+                start_error = Some(first_failure(start_error, failed));
+                break;
+            }
+        };
+        start_error = Some(first_failure(start_error, failed));
     }
-    if let Some(reason) = start_error {
+    if let Some((index, reason)) = start_error {
         shard_stop.store(true, Ordering::Release);
         for h in shards {
             let _ = h.join();
         }
-        return Err(DaemonError::ShardStart { index: 0, reason });
+        return Err(DaemonError::ShardStart { index, reason });
     }
 
     let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
@@ -251,6 +269,15 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     match first_error {
         Some(e) => Err(e),
         None => Ok(report),
+    }
+}
+
+/// Of two shards that failed to start, the lower-numbered one: the one
+/// reported.
+fn first_failure(earlier: Option<(usize, String)>, now: (usize, String)) -> (usize, String) {
+    match earlier {
+        Some(e) if e.0 <= now.0 => e,
+        _ => now,
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::model::{Ack, FileIdentity, Source, Submission};
+use crate::obs::throttle::{Throttle, REPEAT_EVERY};
 
 use super::leftovers::{file_key, still_in_spool, AlreadyQueued, QueuedAs};
 use super::quarantine::quarantine;
@@ -112,6 +113,9 @@ pub struct Pickup {
     stats: PickupStats,
     /// After a queue failure, wait this long before offering files again.
     pause_until: Option<Instant>,
+    /// Files not queued for a temporary reason (a full disk refuses every
+    /// one): logged once, then once a minute.
+    retry_log: Throttle,
 }
 
 impl Pickup {
@@ -128,6 +132,7 @@ impl Pickup {
             releases: Releases::new(vec![cfg.maildrop.clone(), cfg.pickup.clone()]),
             stats: PickupStats::default(),
             pause_until: None,
+            retry_log: Throttle::new(REPEAT_EVERY),
             cfg,
         }
     }
@@ -160,7 +165,7 @@ impl Pickup {
     ) -> PickupStats {
         while !stop.load(Ordering::Acquire) {
             self.drain_acks(acks);
-            let paused = self.pause_until.is_some_and(|t| Instant::now() < t);
+            let paused = self.is_paused();
             let scan_started = Instant::now();
             let offered = if paused {
                 0
@@ -258,7 +263,9 @@ impl Pickup {
                 }
             };
             for path in self.list(&dir) {
-                if stop.load(Ordering::Acquire) {
+                // After a temporary failure the rest of the scan waits for
+                // the retry: a full disk refuses the next file as well.
+                if stop.load(Ordering::Acquire) || self.is_paused() {
                     return offered;
                 }
                 let (mut sub, inode) = match self.read_one(&dir_fd, &path, kind) {
@@ -538,6 +545,8 @@ impl Pickup {
         };
         let e = match ack.result {
             Ok(id) => {
+                // Queueing works (again): the next failure is logged at once.
+                self.retry_log.reset();
                 // Durable now: unlink, and keep it in flight until it is gone.
                 let queued = QueuedAs {
                     shard: id.shard(),
@@ -568,8 +577,23 @@ impl Pickup {
         } else {
             self.stats.failed += 1;
             self.pause_until = Some(Instant::now() + self.cfg.interval * 5);
-            tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display());
+            match self.retry_log.hit() {
+                Some(0) => {
+                    tracing::warn!(target: "pickup", "{}: not queued, will retry: {e}", path.display())
+                }
+                Some(held) => tracing::warn!(
+                    target: "pickup",
+                    "{}: not queued, will retry: {e} ({held} more files not queued since the last warning)",
+                    path.display()
+                ),
+                None => {}
+            }
         }
+    }
+
+    /// True while offering files waits after a temporary failure.
+    fn is_paused(&self) -> bool {
+        self.pause_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// Called once the shards have stopped: handles acknowledgements that
@@ -709,6 +733,46 @@ mod tests {
         );
         assert_eq!(n, offered.len(), "the count is what was offered");
         offered
+    }
+
+    /// A full disk refuses every file: once the first refusal is back, the
+    /// scan stops offering (and reading) files until the retry, instead of
+    /// offering every file in the spool to be refused one by one.
+    #[test]
+    fn a_temporary_failure_stops_the_scan_until_the_retry() {
+        let (dir, pickup) = spool_with(&["a", "b", "c", "d", "e"]);
+        let mut p = scanner(dir.path());
+        p.cfg.interval = Duration::from_secs(60);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let stop = AtomicBool::new(false);
+        let mut offered = Vec::new();
+        let n = p.scan_once(
+            &mut |sub| {
+                offered.push(sub.source.clone());
+                let _ = tx.send(Ack {
+                    source: sub.source,
+                    result: Err(AckError::QueueWrite("no room in the queue".into())),
+                });
+                Ok(())
+            },
+            &rx,
+            &stop,
+        );
+        assert_eq!(n, 1, "{offered:?}");
+        assert!(p.is_paused());
+        assert_eq!(
+            p.scan_once(&mut |_| panic!("offered while paused"), &rx, &stop),
+            0
+        );
+        assert_eq!(
+            names(&pickup),
+            ["a", "b", "c", "d", "e"],
+            "all left in place"
+        );
+        assert_eq!(p.stats().failed, 1);
+        // The retry offers them again.
+        p.pause_until = None;
+        assert_eq!(scan_all(&mut p, &rx).len(), 5);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! Postfix program that does the same step: `pickup`, `cleanup`, `qmgr`,
 //! `smtp`, `master`, `sendmail`.
 
+pub mod throttle;
+
+pub use throttle::Throttle;
+
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -8,11 +8,13 @@
 //! - [`store`]: a shard's set of segments, its in-memory index, group
 //!   commit bookkeeping and garbage collection.
 //! - [`recovery`]: replaying segments at start, cutting a torn tail.
+//! - `room`: what a shard does while no segment can be created (full disk).
 //! - [`listing`]: reading every shard's queue read-only, for `mailq`.
 
 pub mod listing;
 pub mod record;
 pub mod recovery;
+mod room;
 pub mod segment;
 pub mod store;
 
@@ -48,6 +50,15 @@ pub enum QueueError {
     /// A message does not fit the record format (too many recipients, field too long).
     #[error("message does not fit a queue record: {0}")]
     TooBig(&'static str),
+    /// A record needs a new segment and none can be created (disk full,
+    /// quota, I/O error; the reason says which). Creation is tried again
+    /// at most once a second ([`Store::append`] says how); meanwhile such
+    /// appends fail at once.
+    #[error("no room in the queue: {reason}")]
+    NoRoom {
+        /// Why the last attempt to create a segment failed.
+        reason: String,
+    },
     /// An earlier fdatasync failed: what is on disk is unknown, so the store
     /// takes no more writes until the daemon restarts and recovers.
     #[error("queue writes disabled after an earlier fdatasync failure; restart to recover")]
@@ -58,7 +69,16 @@ impl QueueError {
     /// True when retrying later may succeed (disk full, I/O error): the
     /// submitter keeps the message and tries again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, QueueError::Io { .. } | QueueError::Poisoned)
+        matches!(
+            self,
+            QueueError::Io { .. } | QueueError::Poisoned | QueueError::NoRoom { .. }
+        )
+    }
+
+    /// True for [`QueueError::NoRoom`]: the store has logged the condition
+    /// (once a minute), so callers need not log each refused write.
+    pub fn is_no_room(&self) -> bool {
+        matches!(self, QueueError::NoRoom { .. })
     }
 
     /// Builds an [`QueueError::Io`] from a std error.

@@ -112,6 +112,9 @@ pub struct RecoveryReport {
     /// are kept until each is released
     /// ([`Store::release_file`](super::Store::release_file)).
     pub already_queued: Vec<(FileIdentity, QueueId)>,
+    /// The segment new records are appended to, when the last one of the
+    /// shard's directory was continued rather than a new one created.
+    pub continued: Option<std::path::PathBuf>,
     /// Time taken.
     pub elapsed: Duration,
 }

@@ -158,6 +158,8 @@ pub struct Segment {
     /// its allocation).
     scratch: Vec<u8>,
     header: SegmentHeader,
+    /// The format version in the file header.
+    version: u32,
     /// Next append offset.
     write_pos: usize,
     /// True once no more records may be appended (recovered or rolled over).
@@ -180,14 +182,19 @@ impl Segment {
             let _ = std::fs::remove_file(&path);
             return Err(QueueError::io("fallocate", &path, e));
         }
-        let map = map_ro(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
-        if let Err(e) = file.write_all_at(&header.encode(), 0) {
+        // From here on a failure removes the file again: a segment that was
+        // never handed out must not keep its number (the next attempt
+        // creates the same name) nor its disk space.
+        let remove_on_error = |e: QueueError| {
             let _ = std::fs::remove_file(&path);
-            return Err(QueueError::io("write", &path, e));
-        }
+            e
+        };
+        let map = map_ro(&file).map_err(|e| remove_on_error(QueueError::io("mmap", &path, e)))?;
+        file.write_all_at(&header.encode(), 0)
+            .map_err(|e| remove_on_error(QueueError::io("write", &path, e)))?;
         file.sync_data()
-            .map_err(|e| QueueError::io("fdatasync", &path, e))?;
-        sync_dir(dir)?;
+            .map_err(|e| remove_on_error(QueueError::io("fdatasync", &path, e)))?;
+        sync_dir(dir).map_err(remove_on_error)?;
         Ok(Segment {
             path,
             file: Arc::new(file),
@@ -197,13 +204,16 @@ impl Segment {
             pending: BTreeMap::new(),
             scratch: Vec::new(),
             header,
+            version: FORMAT_VERSION,
             write_pos: FILE_HEADER_LEN,
             sealed: false,
         })
     }
 
-    /// Opens an existing segment for recovery. It starts sealed: recovery
-    /// never appends to an old segment, so a cut torn tail stays untouched.
+    /// Opens an existing segment for recovery. It starts sealed: nothing is
+    /// appended to it unless recovery continues it with
+    /// [`Segment::resume_at`] (never after a torn record, so a cut tail
+    /// stays untouched).
     pub fn open(path: &Path) -> Result<Segment, QueueError> {
         let file = OpenOptions::new()
             .read(true)
@@ -215,6 +225,8 @@ impl Segment {
             path: path.to_path_buf(),
             reason,
         })?;
+        // Checked by `decode`: the header is there and its checksum matches.
+        let version = u32::from_le_bytes([map[8], map[9], map[10], map[11]]);
         Ok(Segment {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -224,9 +236,34 @@ impl Segment {
             pending: BTreeMap::new(),
             scratch: Vec::new(),
             header,
+            version,
             write_pos: FILE_HEADER_LEN,
             sealed: true,
         })
+    }
+
+    /// Unseals a segment opened with [`Segment::open`] so that appends
+    /// continue at `end`, the offset just past the last record recovery
+    /// found (which stopped at the end marker, not at a torn record).
+    /// Refused (returning false, the segment stays sealed) unless every
+    /// byte from `end` to the end of the file is zero: anything else there
+    /// is left from a write that was cut short (pages written out of order
+    /// before a power loss), and records appended in front of it could
+    /// make a later recovery walk on into it. Also refused for a segment of
+    /// an older format version and while anything is unflushed.
+    pub fn resume_at(&mut self, end: usize) -> bool {
+        if self.version != FORMAT_VERSION
+            || self.has_unflushed()
+            || end < FILE_HEADER_LEN
+            || end > self.map.len()
+            || !all_zero(&self.map[end..])
+        {
+            return false;
+        }
+        self.tail_start = end;
+        self.write_pos = end;
+        self.sealed = false;
+        true
     }
 
     /// The file's path.
@@ -237,6 +274,11 @@ impl Segment {
     /// The decoded file header.
     pub fn header(&self) -> &SegmentHeader {
         &self.header
+    }
+
+    /// The format version the file header names.
+    pub fn format_version(&self) -> u32 {
+        self.version
     }
 
     /// The file, shared so a commit can fdatasync it off the shard's thread.
@@ -441,6 +483,13 @@ pub fn map_ro(file: &File) -> std::io::Result<Mmap> {
     // checksums detect that, and the daemon only reads a record after
     // writing it.
     unsafe { MmapOptions::new().map(file) }
+}
+
+/// True when every byte of `b` is zero (checked a page at a time, which
+/// the compiler vectorises).
+fn all_zero(b: &[u8]) -> bool {
+    b.chunks(4096)
+        .all(|page| page.iter().fold(0u8, |acc, &x| acc | x) == 0)
 }
 
 /// Reserves `size` bytes of disk for `file`, falling back to writing zeros
@@ -680,6 +729,58 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         let seg = Segment::open(&p).unwrap();
         assert_eq!(seg.header().segno, 1);
+    }
+
+    #[test]
+    fn resume_at_continues_only_before_zeros_in_the_current_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seg = Segment::create(dir.path(), header(8)).unwrap();
+        let fill = |v: u8| {
+            move |b: &mut [u8]| {
+                b.fill(v);
+                Ok::<(), QueueError>(())
+            }
+        };
+        seg.append(32, fill(1)).unwrap().unwrap();
+        seg.flush().unwrap();
+        drop(seg);
+        let path = dir.path().join(file_name(8));
+        let end = FILE_HEADER_LEN + 32;
+        let mut seg = Segment::open(&path).unwrap();
+        assert_eq!(seg.free(), 0, "opened sealed");
+        assert!(!seg.resume_at(end - 1), "not in front of written bytes");
+        assert!(seg.resume_at(end));
+        assert_eq!(seg.free(), (1 << 20) - end);
+        assert_eq!(seg.append(16, fill(2)).unwrap().unwrap(), end);
+        assert_eq!(seg.record_at(end)[..16], [2; 16]);
+        seg.flush().unwrap();
+        drop(seg);
+        let seg = Segment::open(&path).unwrap();
+        assert_eq!(seg.bytes()[end - 1..end + 17], {
+            let mut want = [2u8; 18];
+            want[0] = 1;
+            want[17] = 0;
+            want
+        });
+        drop(seg);
+        // A byte far behind the end: refused.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&[9], 500_000)
+            .unwrap();
+        let mut seg = Segment::open(&path).unwrap();
+        assert!(!seg.resume_at(end + 16));
+        assert!(seg.is_sealed());
+        // An older format version: refused.
+        let p1 = dir.path().join(file_name(1));
+        let mut bytes = with_version(header(1).encode(), 1);
+        bytes.resize(4096, 0);
+        std::fs::write(&p1, bytes).unwrap();
+        let mut old = Segment::open(&p1).unwrap();
+        assert_eq!(old.format_version(), 1);
+        assert!(!old.resume_at(FILE_HEADER_LEN));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::model::{now_micros, QueueId, RcptStatus, Submission};
 
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
+use super::room::{intake_reserve, Room};
 use super::segment::{self, Segment, SegmentHeader, FILE_HEADER_LEN};
 use super::QueueError;
 
@@ -78,10 +79,21 @@ pub struct Store {
     shard: usize,
     dir: PathBuf,
     segs: Vec<Option<SegState>>,
+    /// Where records are appended: the newest segment, unsealed; or, when
+    /// none could be continued or created, the last segment of the shard's
+    /// directory, sealed, kept so that its records keep the queue ID
+    /// sequence (see [`Store::open_matching`]) until a new one exists.
     active: Option<u32>,
     next_segno: u64,
     next_seq: u64,
     segment_size: u64,
+    /// Bytes of the active segment that [`Store::append`] (new mail) leaves
+    /// free for [`Store::append_notice`] and [`Store::append_defer`]: when
+    /// the disk is full and no new segment can be created, the queue
+    /// manager can still record deferrals and queue bounce notices.
+    intake_reserve: usize,
+    /// Whether segments can be created (a full disk), and its log.
+    room: Room,
     index: HashMap<QueueId, Slot>,
     /// Segments with status bytes set since the last
     /// [`Store::flush_statuses`] (so it need not look at every segment).
@@ -98,7 +110,9 @@ impl Store {
     /// every segment in `queue_root/<k>` for each `k` with
     /// `k % shard_count == shard` (so mail queued under an earlier, larger
     /// shard count is adopted, never orphaned), deletes segments with no live
-    /// message, and creates a fresh active segment.
+    /// message, and continues the last segment of `queue_root/<shard>`
+    /// where it is intact, else creates a new one (see
+    /// [`Store::open_matching`]).
     pub fn open(
         queue_root: &Path,
         shard: usize,
@@ -120,6 +134,19 @@ impl Store {
     /// ([`crate::model::FileKey::digest`]) is in `leftovers`: the files
     /// still in the spool directories at start, which a killed daemon may
     /// have queued without unlinking.
+    ///
+    /// The last segment of the shard's own directory is kept even when
+    /// none of its messages is live, and appends continue in it when it
+    /// can be continued safely ([`Segment::resume_at`]: it ends at its end
+    /// marker, not at a torn record, with nothing but zeros after it, in
+    /// the current format). No disk space is needed for that, so a shard
+    /// starts on a full disk. Otherwise a new segment is created; when that
+    /// fails, the shard still starts: its queued mail is delivered, status
+    /// bytes are written in place, and appends fail with
+    /// [`QueueError::NoRoom`] until a segment can be created. The kept
+    /// segment carries the queue ID sequence across restarts until then
+    /// (IDs issued after a segment's creation are in its records, those
+    /// before are below its `seq_floor`).
     pub fn open_matching(
         queue_root: &Path,
         shard: usize,
@@ -138,6 +165,8 @@ impl Store {
             next_segno: 1,
             next_seq: 0,
             segment_size,
+            intake_reserve: intake_reserve(segment_size),
+            room: Room::new(shard),
             index: HashMap::new(),
             statuses_set: Vec::new(),
             held: HashMap::new(),
@@ -167,7 +196,26 @@ impl Store {
             }
         }
         store.next_seq = store.next_seq.max(now_micros() / 1000);
-        store.roll_over(0)?;
+        let continued = store.active.filter(|&a| store.seg_free(a) > 0);
+        match continued {
+            Some(a) => {
+                if let Some(state) = &store.segs[a as usize] {
+                    report.continued = Some(state.seg.path().to_path_buf());
+                }
+            }
+            None => {
+                // Today, not on the first message: its header records the
+                // sequence floor. Failing is not fatal (see above).
+                let old = store.active;
+                match store.roll_over(0) {
+                    Ok(()) | Err(QueueError::NoRoom { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                if old.is_some_and(|o| store.segs[o as usize].is_none()) {
+                    report.segments_removed += 1;
+                }
+            }
+        }
         report.elapsed = clock.elapsed();
         Ok((store, report))
     }
@@ -205,6 +253,7 @@ impl Store {
             }
         }
         segnos.sort_unstable();
+        let last = segnos.last().copied();
         for segno in segnos {
             if own {
                 self.next_segno = self.next_segno.max(segno + 1);
@@ -223,14 +272,19 @@ impl Store {
             if own {
                 self.next_seq = self.next_seq.max(seg.header().seq_floor);
             }
-            self.adopt_segment(seg, leftovers, report)?;
+            let last_own = own && Some(segno) == last;
+            self.adopt_segment(seg, last_own, leftovers, report)?;
         }
         Ok(())
     }
 
+    /// Reads `seg` into the index. `last_own` marks the newest segment of
+    /// the shard's own directory: it is kept and becomes the active
+    /// segment, continued if it can be (see [`Store::open_matching`]).
     fn adopt_segment(
         &mut self,
-        seg: Segment,
+        mut seg: Segment,
+        last_own: bool,
         leftovers: &HashSet<u64>,
         report: &mut RecoveryReport,
     ) -> Result<(), QueueError> {
@@ -295,7 +349,9 @@ impl Store {
             }
             report.recipients += live as usize;
         }
-        if let Some((offset, reason)) = records.torn() {
+        let end = records.end();
+        let torn = records.torn();
+        if let Some((offset, reason)) = torn {
             report.torn += 1;
             let rest = &seg.bytes()[offset..];
             let nonzero = rest
@@ -309,7 +365,22 @@ impl Store {
                 seg.path().display()
             );
         }
-        if live_msgs == 0 && held_files == 0 {
+        if last_own {
+            // Continued only where nothing can be behind the end marker;
+            // else kept sealed, and a new segment is created.
+            let continued =
+                torn.is_none() && seg.header().shard as usize == self.shard && seg.resume_at(end);
+            if !continued && torn.is_none() {
+                tracing::info!(target: "qmgr", "{}: not continued (another format version or shard, or bytes after the last record); new mail goes to a new segment", seg.path().display());
+            }
+            self.active = Some(seg_idx);
+            self.segs.push(Some(SegState {
+                seg,
+                live_msgs,
+                dirty: false,
+                held_files,
+            }));
+        } else if live_msgs == 0 && held_files == 0 {
             let path = seg.path().to_path_buf();
             drop(seg);
             remove_segment_file(&path)?;
@@ -326,8 +397,12 @@ impl Store {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one big enough for `need` bytes.
+    /// Seals the active segment and starts a new one big enough for `need`
+    /// bytes. When that fails (full disk), fails with
+    /// [`QueueError::NoRoom`], and so does every call in the next
+    /// second without trying (see [`super::room`]).
     fn roll_over(&mut self, need: usize) -> Result<(), QueueError> {
+        self.room.check()?;
         let size = self
             .segment_size
             .max((need + FILE_HEADER_LEN + record::ALIGN) as u64);
@@ -338,7 +413,10 @@ impl Store {
             seq_floor: self.next_seq,
             size,
         };
-        let seg = Segment::create(&self.dir, header)?;
+        let seg = self
+            .create_segment(header)
+            .map_err(|e| self.room.failed(&e))?;
+        self.room.created();
         self.next_segno += 1;
         let old = self.active.replace(self.segs.len() as u32);
         self.segs.push(Some(SegState {
@@ -356,10 +434,47 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a message record with a new queue ID. The record is in the
-    /// mapping but not durable until the next commit ([`Store::take_dirty`]
-    /// plus fdatasync).
+    /// [`Segment::create`], or a full disk at the test fail point.
+    fn create_segment(&self, header: SegmentHeader) -> Result<Segment, QueueError> {
+        #[cfg(test)]
+        {
+            use super::room::fail::{CREATES, DISK_FULL};
+            CREATES.with(|c| c.set(c.get() + 1));
+            if DISK_FULL.with(|f| f.get()) {
+                return Err(QueueError::io(
+                    "fallocate",
+                    self.dir.join(segment::file_name(header.segno)),
+                    std::io::Error::from_raw_os_error(28),
+                ));
+            }
+        }
+        Segment::create(&self.dir, header)
+    }
+
+    /// Appends a message record of new mail with a new queue ID. The record
+    /// is in the mapping but not durable until the next commit
+    /// ([`Store::take_dirty`] plus fdatasync). New mail leaves the last
+    /// part of the active segment to [`Store::append_notice`] and
+    /// [`Store::append_defer`]: when it does not fit in front of that, a
+    /// new segment is created, and if that fails (full disk) the append
+    /// fails with [`QueueError::NoRoom`].
     pub fn append(&mut self, sub: &Submission) -> Result<QueueId, QueueError> {
+        self.append_message(sub, self.intake_reserve)
+    }
+
+    /// [`Store::append`] for a message the queue manager makes (a bounce
+    /// or delay notice): it may use the whole active segment.
+    pub fn append_notice(&mut self, sub: &Submission) -> Result<QueueId, QueueError> {
+        self.append_message(sub, 0)
+    }
+
+    /// Appends a message record, leaving `keep_free` bytes of the active
+    /// segment free.
+    fn append_message(
+        &mut self,
+        sub: &Submission,
+        keep_free: usize,
+    ) -> Result<QueueId, QueueError> {
         if self.poisoned {
             return Err(QueueError::Poisoned);
         }
@@ -380,7 +495,7 @@ impl Store {
         }
         let payload_len = record::message_payload_len(&m)?;
         let len = record::record_len(payload_len, m.recipients.len());
-        let active = self.active_with_room(len)?;
+        let active = self.active_with_room(len, keep_free)?;
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
@@ -413,7 +528,8 @@ impl Store {
     }
 
     /// Appends a defer record: why recipient `rcpt` of `id` was deferred
-    /// and when it is retried (shown by `mailq`). Durable with the next commit.
+    /// and when it is retried (shown by `mailq`). Durable with the next
+    /// commit. May use the whole active segment (see [`Store::append`]).
     pub fn append_defer(
         &mut self,
         id: QueueId,
@@ -430,7 +546,7 @@ impl Store {
             next_attempt_micros,
             reason,
         });
-        let active = self.active_with_room(rec.len())?;
+        let active = self.active_with_room(rec.len(), 0)?;
         let state = self.segs[active as usize]
             .as_mut()
             .ok_or(QueueError::BadRecord("active segment missing"))?;
@@ -450,12 +566,14 @@ impl Store {
         self.segs.iter().flatten().any(|s| s.dirty)
     }
 
-    /// The active segment if `len` more bytes fit, else a new one that fits.
-    fn active_with_room(&mut self, len: usize) -> Result<u32, QueueError> {
+    /// The active segment if `len` more bytes fit with `keep_free` bytes to
+    /// spare, else a new one where they do.
+    fn active_with_room(&mut self, len: usize, keep_free: usize) -> Result<u32, QueueError> {
+        let need = len.saturating_add(keep_free);
         match self.active {
-            Some(a) if self.seg_free(a) >= len => Ok(a),
+            Some(a) if self.seg_free(a) >= need => Ok(a),
             _ => {
-                self.roll_over(len)?;
+                self.roll_over(need)?;
                 self.active
                     .ok_or(QueueError::BadRecord("no active segment"))
             }
@@ -717,11 +835,15 @@ fn remove_segment_file(path: &Path) -> Result<(), QueueError> {
 }
 
 #[cfg(test)]
+#[path = "store_room_tests.rs"]
+mod room_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Envelope, MessageFlags, Source};
 
-    fn sub(i: usize, rcpts: usize) -> Submission {
+    pub(super) fn sub(i: usize, rcpts: usize) -> Submission {
         Submission {
             envelope: Envelope {
                 sender: "s@example.com".into(),
@@ -739,7 +861,7 @@ mod tests {
         }
     }
 
-    fn sync(store: &mut Store) {
+    pub(super) fn sync(store: &mut Store) {
         for f in store.take_dirty().unwrap() {
             f.sync_data().unwrap();
         }
@@ -862,7 +984,8 @@ mod tests {
             .collect();
         sync(&mut store);
         let before = segment_files(dir.path());
-        // The first segment holds a, internal and later[0].
+        // The first segment holds a and internal (new mail leaves the
+        // reserve free, so a third does not fit); later[0] is in the next.
         store.set_status(a, 0, RcptStatus::Sent).unwrap();
         store.set_status(internal, 0, RcptStatus::Sent).unwrap();
         store.set_status(later[0], 0, RcptStatus::Sent).unwrap();

@@ -61,12 +61,21 @@ pub enum NoticeError {
     /// The queue could not take it now.
     #[error("cannot queue the notification: {0}")]
     Queue(String),
+    /// The queue has no room for it now (full disk); the store logs that
+    /// condition itself, once a minute.
+    #[error("cannot queue the notification: {0}")]
+    NoRoom(String),
 }
 
 impl NoticeError {
     /// True when trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, NoticeError::Queue(_))
+        matches!(self, NoticeError::Queue(_) | NoticeError::NoRoom(_))
+    }
+
+    /// True for [`NoticeError::NoRoom`]: logged already, not per notice.
+    pub fn is_no_room(&self) -> bool {
+        matches!(self, NoticeError::NoRoom(_))
     }
 }
 
@@ -119,9 +128,11 @@ pub fn queue_notice(
         source: Source::Internal(id.raw()),
         file_identity: None,
     };
-    let new_id = store
-        .append(&sub)
-        .map_err(|e| NoticeError::Queue(e.to_string()))?;
+    // A notice may use the part of the segment new mail leaves free.
+    let new_id = store.append_notice(&sub).map_err(|e| match e {
+        crate::queue::QueueError::NoRoom { .. } => NoticeError::NoRoom(e.to_string()),
+        e => NoticeError::Queue(e.to_string()),
+    })?;
     let what = match kind {
         NoticeKind::Failure => "non-delivery",
         NoticeKind::Delay => "delay",

@@ -952,8 +952,14 @@ impl State {
                 result.text()
             );
             if let RcptResult::Deferred { text, .. } = result {
-                if let Err(e) = store.append_defer(job.id, i, next_retry, text) {
-                    tracing::error!(target: "qmgr", "{}: cannot record deferral: {e}", job.id);
+                match store.append_defer(job.id, i, next_retry, text) {
+                    // Without room (logged by the store) only the reason
+                    // shown by `mailq` is lost: the status byte below is
+                    // written in place.
+                    Err(e) if !e.is_no_room() => {
+                        tracing::error!(target: "qmgr", "{}: cannot record deferral: {e}", job.id)
+                    }
+                    _ => {}
                 }
                 if let Some(m) = self.msgs.get_mut(&job.id) {
                     m.delayed.push(failed_recipient(addr, result));
@@ -1040,8 +1046,11 @@ impl State {
             }
             Err(e) if e.is_transient() => {
                 // The recipients stay live: tried again, bounced again, and
-                // the notice with them. Never lost.
-                tracing::error!(target: "bounce", "{id}: {e}; will try again");
+                // the notice with them. Never lost. A full disk is logged
+                // by the store, once a minute.
+                if !e.is_no_room() {
+                    tracing::error!(target: "bounce", "{id}: {e}; will try again");
+                }
             }
             Err(e) => {
                 tracing::error!(target: "bounce", "{id}: {e}; recipients marked bounced without a notice");
@@ -1087,6 +1096,8 @@ impl State {
                     m.warned = true;
                 }
             }
+            // Not warned yet: tried again with the next deferral.
+            Err(e) if e.is_no_room() => {}
             Err(e) => tracing::error!(target: "bounce", "{id}: delay warning: {e}"),
         }
     }

@@ -64,9 +64,9 @@ pub struct ShardContext {
     pub acks: Sender<Ack>,
     /// Set once no more work will be pushed: drain the ring, commit, return.
     pub stop: Arc<AtomicBool>,
-    /// Told once recovery is done (or failed), so the daemon starts pickup
-    /// only when every shard is ready.
-    pub ready: Sender<Result<RecoveryReport, String>>,
+    /// Told once recovery is done (or failed: this shard's index and why),
+    /// so the daemon starts pickup only when every shard is ready.
+    pub ready: Sender<Result<RecoveryReport, (usize, String)>>,
     /// Delivery scheduling settings (this shard's share of the limits).
     pub qmgr: QmgrConfig,
     /// Recipient domain → next hop.
@@ -107,9 +107,13 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
     drop(leftovers);
     let store = match opened {
         Ok((store, report)) => {
+            let continued = match &report.continued {
+                Some(path) => format!("; continuing {}", path.display()),
+                None => String::new(),
+            };
             tracing::info!(
                 target: "qmgr",
-                "shard {}: recovered {} messages, {} recipients from {} segments in {} ms ({} torn records cut, {} empty segments removed)",
+                "shard {}: recovered {} messages, {} recipients from {} segments in {} ms ({} torn records cut, {} empty segments removed{continued})",
                 ctx.index,
                 report.messages,
                 report.recipients,
@@ -122,7 +126,7 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
             store
         }
         Err(source) => {
-            let _ = ctx.ready.send(Err(source.to_string()));
+            let _ = ctx.ready.send(Err((ctx.index, source.to_string())));
             return Err(ShardError::Queue {
                 index: ctx.index,
                 source,
@@ -154,7 +158,11 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
         while batch.len() < MAX_BATCH {
             let Some(sub) = ctx.ring.pop() else { break };
             let result = store.borrow_mut().append(&sub).map_err(|e| {
-                tracing::error!(target: "qmgr", "shard {}: cannot queue message: {e}", ctx.index);
+                // Without room the store says so once a minute, not for
+                // every message refused (the submitter keeps it).
+                if !e.is_no_room() {
+                    tracing::error!(target: "qmgr", "shard {}: cannot queue message: {e}", ctx.index);
+                }
                 if e.is_transient() {
                     AckError::QueueWrite(e.to_string())
                 } else {
