@@ -156,10 +156,18 @@ impl Spool {
             Some(g) => group_id(g)?,
             None => rustix::process::getegid().as_raw(),
         };
-        std::os::unix::fs::chown(&dir, None, Some(gid))
-            .map_err(|e| SpoolError::io("chown (pickup_group)", &dir, e))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| SpoolError::io("chmod (pickup_mode)", &dir, e))
+        // Only what differs is changed: a daemon that is not root may be
+        // unable to chown a directory that already has the right group.
+        let meta = std::fs::metadata(&dir).map_err(|e| SpoolError::io("stat", &dir, e))?;
+        if std::os::unix::fs::MetadataExt::gid(&meta) != gid {
+            std::os::unix::fs::chown(&dir, None, Some(gid))
+                .map_err(|e| SpoolError::io("chown (pickup_group)", &dir, e))?;
+        }
+        if meta.permissions().mode() & 0o7777 != mode {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| SpoolError::io("chmod (pickup_mode)", &dir, e))?;
+        }
+        Ok(())
     }
 
     /// Takes the daemon lock (flock on `ringmail.pid`, which then holds our
