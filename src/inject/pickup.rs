@@ -445,11 +445,16 @@ impl Pickup {
             }
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 if self.unreadable.insert(path.as_os_str().to_owned()) {
+                    let uid = rustix::process::geteuid();
+                    let why = if uid.is_root() {
+                        e.to_string() // a security module, not the mode
+                    } else {
+                        format!("permission denied: this daemon runs as uid {} and reads only its own files there (run `ringmail serve` as root)", uid.as_raw())
+                    };
                     tracing::warn!(
                         target: "pickup",
-                        "{}: cannot open: permission denied: this daemon runs as uid {} and reads only its own files there (run `ringmail serve` as root); the file stays and is tried again",
-                        path.display(),
-                        rustix::process::geteuid().as_raw()
+                        "{}: cannot open: {why}; the file stays and is tried again",
+                        path.display()
                     );
                 }
                 return None;
