@@ -147,7 +147,8 @@ pub const FILE_MODE: u32 = 0o600;
 
 /// Writes `contents` durably into `dir` under a fresh name: a dot-named
 /// temp file (mode [`FILE_MODE`]), fsync, rename, then the new directory
-/// entry made durable ([`sync_new_entry`]). Returns the final path.
+/// entry made durable (an fsync of `dir`, or `syncfs` for a user who
+/// cannot open it: see `sync_new_entry`). Returns the final path.
 ///
 /// When the entry cannot be made durable, the file is removed again before
 /// the error is returned, so a failure means the message was not queued.

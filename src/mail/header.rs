@@ -81,7 +81,7 @@ impl HeaderError {
 
 /// Splits a message into header fields and body.
 ///
-/// Line ends may be CRLF, LF or a bare CR, mixed ([`super::line`]: a bare
+/// Line ends may be CRLF, LF or a bare CR, mixed ([`line`](mod@super::line): a bare
 /// CR ends a line here as it does in the wire form). A first line starting with `From `
 /// (an mbox separator) is dropped, as Postfix's sendmail does. The header
 /// section is the longest run of field lines (a name of printable ASCII

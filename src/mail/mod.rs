@@ -6,7 +6,7 @@
 //! - [`address_list`]: the addresses in an address-list header value.
 //! - [`bytes`]: fast byte searches for whole-message scans.
 //! - [`header`]: splitting a message into header fields and body.
-//! - [`line`]: where a line ends (CRLF, a bare LF or a bare CR).
+//! - [`line`](mod@line): where a line ends (CRLF, a bare LF or a bare CR).
 //! - [`envelope_headers`]: sender and recipients taken from header fields.
 //! - [`x_envelope`]: `X-Sender:`/`X-Receiver:` lines of .NET/IIS pickup files.
 
