@@ -86,6 +86,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let spool = Spool::new(&config.spool_dir);
     spool.create_dirs()?;
     let _lock = spool.lock()?;
+    spool.apply_pickup_permissions(config.pickup_group.as_deref(), config.pickup_mode.bits())?;
     let control = spool.bind_control()?;
 
     let stale = crate::inject::maildrop::remove_stale_temp_files(

@@ -3,7 +3,7 @@
 //! ```text
 //! spool_dir/
 //!   maildrop/     written by `ringmail sendmail` (temp name, fsync, rename)
-//!   pickup/       the drop-in directory for users and programs
+//!   pickup/       the drop-in directory for users and programs (`pickup_group`, `pickup_mode`)
 //!   queue/<n>/    shard n's segment files
 //!   corrupt/      quarantined input, each file with a `.reason` beside it
 //!   ringmail.pid  locked (flock) by the running daemon
@@ -45,12 +45,28 @@ pub enum SpoolError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// This user may not use the control socket (only root and the
+    /// daemon's user may).
+    #[error(
+        "permission denied: {path}: only root or the user running the daemon may send it commands"
+    )]
+    PermissionDenied {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// `pickup_group` names no group.
+    #[error("pickup_group {0:?}: no such group in /etc/group (a group number works too)")]
+    NoSuchGroup(String),
 }
 
 impl SpoolError {
-    /// True when trying again later may work.
+    /// True when trying again later may work: not for a missing permission
+    /// or group, which need an administrator.
     pub fn is_transient(&self) -> bool {
-        true
+        !matches!(
+            self,
+            SpoolError::PermissionDenied { .. } | SpoolError::NoSuchGroup(_)
+        )
     }
 
     fn io(op: &'static str, path: &Path, source: std::io::Error) -> SpoolError {
@@ -103,14 +119,17 @@ impl Spool {
         self.root.join("control.sock")
     }
 
-    /// Creates the spool's directories if missing. `maildrop/` and `pickup/`
-    /// are made writable by all with the sticky bit (like /tmp), so local
-    /// users can submit without privileges.
+    /// Creates the spool's directories if missing, with the modes of the
+    /// permission model (docs/ARCHITECTURE.md, "Spool permissions"):
+    /// `maildrop/` writable by all with the sticky bit and without read
+    /// permission (1733), so any local user can submit but not list or
+    /// remove other users' files; `pickup/` private until
+    /// [`Spool::apply_pickup_permissions`] sets its group and mode.
     pub fn create_dirs(&self) -> Result<(), SpoolError> {
         for (dir, mode) in [
             (self.root.clone(), 0o755),
             (self.maildrop(), 0o1733),
-            (self.pickup(), 0o1777),
+            (self.pickup(), 0o700),
             (self.queue(), 0o700),
             (self.corrupt(), 0o700),
         ] {
@@ -119,6 +138,34 @@ impl Spool {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
                     .map_err(|e| SpoolError::io("chmod", &dir, e))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Gives `pickup/` its group and mode (`pickup_group`, `pickup_mode`),
+    /// at every start, so a changed configuration (or the world-writable
+    /// 1777 of older versions) takes effect. `group` is a name from
+    /// /etc/group or a number; `None` means this process's group.
+    pub fn apply_pickup_permissions(
+        &self,
+        group: Option<&str>,
+        mode: u32,
+    ) -> Result<(), SpoolError> {
+        let dir = self.pickup();
+        let gid = match group {
+            Some(g) => group_id(g)?,
+            None => rustix::process::getegid().as_raw(),
+        };
+        // Only what differs is changed: a daemon that is not root may be
+        // unable to chown a directory that already has the right group.
+        let meta = std::fs::metadata(&dir).map_err(|e| SpoolError::io("stat", &dir, e))?;
+        if std::os::unix::fs::MetadataExt::gid(&meta) != gid {
+            std::os::unix::fs::chown(&dir, None, Some(gid))
+                .map_err(|e| SpoolError::io("chown (pickup_group)", &dir, e))?;
+        }
+        if meta.permissions().mode() & 0o7777 != mode {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| SpoolError::io("chmod (pickup_mode)", &dir, e))?;
         }
         Ok(())
     }
@@ -154,6 +201,9 @@ impl Spool {
         let path = self.control_socket();
         let _ = std::fs::remove_file(&path);
         let sock = UnixDatagram::bind(&path).map_err(|e| SpoolError::io("bind", &path, e))?;
+        // Only root and the daemon's user may send commands, whatever the umask.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| SpoolError::io("chmod", &path, e))?;
         sock.set_nonblocking(true)
             .map_err(|e| SpoolError::io("set_nonblocking", &path, e))?;
         Ok(sock)
@@ -165,8 +215,32 @@ impl Spool {
         let sock = UnixDatagram::unbound().map_err(|e| SpoolError::io("socket", &path, e))?;
         sock.send_to(command.as_bytes(), &path)
             .map(|_| ())
-            .map_err(|source| SpoolError::NotRunning { path, source })
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::PermissionDenied => SpoolError::PermissionDenied { path },
+                _ => SpoolError::NotRunning { path, source },
+            })
     }
+}
+
+/// The number of group `name` (a number is taken as it is), looked up in
+/// /etc/group as `inject::user` looks up login names in /etc/passwd.
+pub fn group_id(name: &str) -> Result<u32, SpoolError> {
+    if let Ok(gid) = name.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    group_id_in(&groups, name).ok_or_else(|| SpoolError::NoSuchGroup(name.to_string()))
+}
+
+/// The number of group `name` in the text of a group file.
+fn group_id_in(groups: &str, name: &str) -> Option<u32> {
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let group = fields.next()?;
+        let _password = fields.next()?;
+        let gid = fields.next()?.parse().ok()?;
+        (group == name).then_some(gid)
+    })
 }
 
 /// fsyncs a directory so that creations, renames and unlinks in it are durable.
@@ -194,9 +268,44 @@ mod tests {
             Err(SpoolError::NotRunning { .. })
         ));
         let sock = spool.bind_control().unwrap();
+        let mode = std::fs::metadata(spool.control_socket())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         spool.send_control("flush").unwrap();
         let mut buf = [0u8; 16];
         let n = sock.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"flush");
+    }
+
+    #[test]
+    fn pickup_gets_its_group_and_mode_at_every_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        spool.create_dirs().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&spool.maildrop()), 0o1733);
+        assert_eq!(mode(&spool.pickup()), 0o700);
+        // An older spool's world-writable pickup/ is narrowed.
+        std::fs::set_permissions(spool.pickup(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+        spool.apply_pickup_permissions(None, 0o1770).unwrap();
+        assert_eq!(mode(&spool.pickup()), 0o1770);
+        let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(spool.pickup()).unwrap());
+        assert_eq!(gid, rustix::process::getegid().as_raw());
+        assert!(matches!(
+            spool.apply_pickup_permissions(Some("no-such-group-here"), 0o1770),
+            Err(SpoolError::NoSuchGroup(_))
+        ));
+    }
+
+    #[test]
+    fn groups_are_found_by_name_or_number() {
+        let groups = "root:x:0:\n# comment\nmail:x:8:\npostdrop:x:115:alice,bob\n";
+        assert_eq!(group_id_in(groups, "postdrop"), Some(115));
+        assert_eq!(group_id_in(groups, "mail"), Some(8));
+        assert_eq!(group_id_in(groups, "post"), None);
+        assert_eq!(group_id("4242").unwrap(), 4242);
+        assert_eq!(group_id("root").unwrap(), 0);
     }
 }

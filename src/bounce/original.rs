@@ -71,7 +71,13 @@ pub(super) fn returned(wire: &[u8], kind: NoticeKind, full: bool, limit: usize) 
 /// a space, or [`Returned::Nothing`] when it has none or they cannot be
 /// split.
 fn headers_only(wire: &[u8], why: HeadersOnly) -> Returned {
-    let section = unstuff(&wire[..header_end(wire)]);
+    let mut section = unstuff(&wire[..header_end(wire)]);
+    // Cleanup stores none, but a message queued by an older version may
+    // have one: kept, it would end a line where the original had none.
+    let bare: Vec<usize> = bare_crs(&section).collect();
+    for i in bare {
+        section[i] = b' ';
+    }
     let Ok(parts) = split_message(&section) else {
         return Returned::Nothing;
     };
@@ -79,11 +85,6 @@ fn headers_only(wire: &[u8], why: HeadersOnly) -> Returned {
         return Returned::Nothing;
     }
     let mut fields: Vec<u8> = parts.fields.iter().flat_map(|f| f.raw).copied().collect();
-    // A CR that does not end a line would be the notice's only one.
-    let bare: Vec<usize> = bare_crs(&fields).collect();
-    for i in bare {
-        fields[i] = b' ';
-    }
     end_with_crlf(&mut fields);
     Returned::Headers(fields, why)
 }

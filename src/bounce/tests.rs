@@ -175,6 +175,8 @@ fn assert_same(got: &[u8], want: &[u8]) {
 /// un-stuffed, is over 998 octets.
 fn assert_lines_ok(wire: &[u8]) {
     assert!(wire.ends_with(b"\r\n"));
+    // What delivery asserts before sending a body.
+    assert_eq!(crate::mail::line::check_wire_form(wire), Ok(()));
     for (i, &b) in wire.iter().enumerate() {
         if b == b'\n' {
             assert!(i > 0 && wire[i - 1] == b'\r', "bare LF at {i}");

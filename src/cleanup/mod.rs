@@ -2,11 +2,12 @@
 //!
 //! [`cleanup`] takes a submitted message and its envelope and returns what
 //! the queue stores: the message with Bcc removed, Message-ID, Date and From
-//! added when missing, CRLF line ends, dot-stuffed once (no final `.`
-//! line), plus the flags delivery needs (8BITMIME, SMTPUTF8). No I/O.
+//! added when missing, CRLF line ends (a bare CR or LF becomes CRLF),
+//! dot-stuffed once (no final `.` line), plus the flags delivery needs
+//! (8BITMIME, SMTPUTF8). No I/O.
 //!
 //! - [`headers`]: which fields stay and which are added.
-//! - [`wire`]: CRLF line ends and dot-stuffing.
+//! - [`wire`]: CRLF line ends (bare CR and LF included) and dot-stuffing.
 //! - [`message_id`], [`date`], [`from_field`], [`encoded_word`]: the
 //!   text of added fields.
 

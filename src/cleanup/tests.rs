@@ -141,9 +141,28 @@ fn no_trailing_newline_and_no_separator_are_completed() {
 }
 
 #[test]
-fn bare_cr_inside_a_line_is_kept() {
-    let c = run(&with_full_header(b"\na\rb\r\n"));
-    assert!(c.wire.ends_with(b"\r\n\r\na\rb\r\n"));
+fn bare_cr_and_bare_lf_become_crlf() {
+    let c = run(&with_full_header(b"\na\rb\r\nc\nd"));
+    assert!(c.wire.ends_with(b"\r\n\r\na\r\nb\r\nc\r\nd\r\n"));
+}
+
+#[test]
+fn a_smuggled_transaction_is_stuffed_body_text() {
+    let body = b"\nx\r.\rMAIL FROM:<evil@x.test>\rRCPT TO:<victim@y.test>\rDATA\r\n.\n";
+    let c = run(&with_full_header(body));
+    assert_eq!(crate::mail::line::check_wire_form(&c.wire), Ok(()));
+    assert!(c.wire.ends_with(
+        b"\r\n\r\nx\r\n..\r\nMAIL FROM:<evil@x.test>\r\nRCPT TO:<victim@y.test>\r\nDATA\r\n..\r\n"
+    ));
+}
+
+#[test]
+fn a_field_hidden_behind_a_bare_cr_is_a_field() {
+    let raw = b"To: a@x.example\rBcc: hidden@y.example\nSubject: s\n\nbody\n";
+    let c = run(raw);
+    assert_eq!(crate::mail::line::check_wire_form(&c.wire), Ok(()));
+    assert!(!text(&c.wire).contains("hidden"), "{}", text(&c.wire));
+    assert!(text(&c.wire).starts_with("To: a@x.example\r\nSubject: s\r\n"));
 }
 
 #[test]

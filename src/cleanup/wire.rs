@@ -1,39 +1,34 @@
 //! The canonical wire form: CRLF line ends and dot-stuffing (RFC 5321
 //! 4.5.2), written in one pass into a buffer sized up front.
+//!
+//! **Line ends.** A bare CR and a bare LF each become CRLF, as a CRLF
+//! does (the rule of [`crate::mail::line`]): the stored form has no CR or
+//! LF outside a CRLF, so no receiver can read a line end where another
+//! reads content (SMTP smuggling, RFC 5321 2.3.8). Dot-stuffing runs on
+//! the lines so made, so a `\r.\r` in the input becomes a stuffed `..`
+//! line, never an end of data.
 
-use crate::mail::bytes::{count_byte, find_byte};
+use crate::mail::line::{line_end, max_line_ends};
 
-/// Most bytes [`push_lines`] can write for `input`: each line may gain a CR
-/// and a stuffed dot, and an unterminated last line a CRLF.
+/// Most bytes [`push_lines`] can write for `input`: each line may gain a
+/// CR or an LF and a stuffed dot, and an unterminated last line a CRLF.
 pub fn max_wire_len(input: &[u8]) -> usize {
-    input.len() + 2 * count_byte(b'\n', input) + 3
+    input.len() + 2 * max_line_ends(input) + 3
 }
 
 /// Appends `input`, which starts at the beginning of a line, to `out` with
-/// every line ending in CRLF (LF or CRLF in the input; a CR not before LF
-/// stays as it is), a `.` doubled at the start of each line, and a CRLF
-/// added when the last line has no line end. Empty input writes nothing.
+/// every line ending in CRLF (a line ends at CRLF, at a bare LF or at a
+/// bare CR), a `.` doubled at the start of each line, and a CRLF added
+/// when the last line has no line end. Empty input writes nothing.
 pub fn push_lines(out: &mut Vec<u8>, mut input: &[u8]) {
     while let Some(&first) = input.first() {
         if first == b'.' {
             out.push(b'.');
         }
-        match find_byte(b'\n', input) {
-            Some(lf) => {
-                if lf > 0 && input[lf - 1] == b'\r' {
-                    out.extend_from_slice(&input[..=lf]);
-                } else {
-                    out.extend_from_slice(&input[..lf]);
-                    out.extend_from_slice(b"\r\n");
-                }
-                input = &input[lf + 1..];
-            }
-            None => {
-                out.extend_from_slice(input);
-                out.extend_from_slice(b"\r\n");
-                return;
-            }
-        }
+        let (content, end) = line_end(input);
+        out.extend_from_slice(&input[..content]);
+        out.extend_from_slice(b"\r\n");
+        input = &input[content + end..];
     }
 }
 
@@ -54,9 +49,22 @@ mod tests {
     fn line_ends_become_crlf() {
         assert_eq!(wire(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n");
         assert_eq!(wire(b"\n\n"), b"\r\n\r\n");
-        assert_eq!(wire(b"bare\rcr\n"), b"bare\rcr\r\n");
-        assert_eq!(wire(b"x\r\r\n"), b"x\r\r\n");
         assert_eq!(wire(b""), b"");
+    }
+
+    #[test]
+    fn a_bare_cr_becomes_crlf() {
+        assert_eq!(wire(b"bare\rcr\n"), b"bare\r\ncr\r\n");
+        assert_eq!(wire(b"x\r\r\n"), b"x\r\n\r\n");
+        assert_eq!(wire(b"end\r"), b"end\r\n");
+        assert_eq!(wire(b"\r\r"), b"\r\n\r\n");
+        assert_eq!(wire(b"\n\r"), b"\r\n\r\n");
+    }
+
+    #[test]
+    fn a_smuggled_end_of_data_is_stuffed_body_text() {
+        let got = wire(b"x\r.\rMAIL FROM:<evil@x.test>\r\n.\n.\r\n");
+        assert_eq!(got, b"x\r\n..\r\nMAIL FROM:<evil@x.test>\r\n..\r\n..\r\n");
     }
 
     #[test]
@@ -71,5 +79,22 @@ mod tests {
         wire(b".\n.\n.\n.");
         wire(b"\n\n\n\n");
         wire(b".");
+        wire(b".\r.\r.\r.");
+        wire(b"\r\r\r\r");
+    }
+
+    #[test]
+    fn output_has_crlf_only_whatever_the_input() {
+        let mut rng = fastrand::Rng::with_seed(12);
+        for _ in 0..2000 {
+            let len = rng.usize(0..40);
+            let input: Vec<u8> = (0..len).map(|_| b"a.\r\n "[rng.usize(0..5)]).collect();
+            let out = wire(&input);
+            assert_eq!(
+                crate::mail::line::check_wire_form(&out),
+                Ok(()),
+                "{input:?} -> {out:?}"
+            );
+        }
     }
 }

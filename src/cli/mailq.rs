@@ -4,12 +4,29 @@
 use std::io::Write;
 
 use ringmail::config::Config;
-use ringmail::queue::{list_queue, QueuedMessage};
+use ringmail::queue::{list_queue, QueueError, QueuedMessage};
 use ringmail::spool::Spool;
+
+/// The queue could not be listed because this user may not read it
+/// (EX_NOPERM, 77).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot list the mail queue: permission denied: {path} (the queue is readable by root and the daemon's user only)")]
+pub struct PermissionDenied {
+    /// The directory or file that could not be read.
+    pub path: std::path::PathBuf,
+}
 
 /// Prints the listing of the queue under `config.spool_dir`.
 pub fn print(config: &Config, json: bool) -> anyhow::Result<()> {
-    let messages = list_queue(&Spool::new(&config.spool_dir).queue())?;
+    let messages = match list_queue(&Spool::new(&config.spool_dir).queue()) {
+        Ok(m) => m,
+        Err(QueueError::Io { path, source, .. })
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return Err(PermissionDenied { path }.into())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {

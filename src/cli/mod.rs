@@ -98,13 +98,27 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringmail: fatal: {e:#}");
-            // EX_CONFIG for a bad configuration, EX_TEMPFAIL for the rest.
-            if e.downcast_ref::<ringmail::config::ConfigError>().is_some() {
-                ExitCode::from(78)
-            } else {
-                ExitCode::from(75)
-            }
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// The sysexits code for a failed subcommand: EX_CONFIG (78) for a bad
+/// configuration (an unknown `pickup_group` included), EX_NOPERM (77) when
+/// this user may not do it, EX_TEMPFAIL (75) for the rest.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use ringmail::daemon::DaemonError;
+    use ringmail::spool::SpoolError;
+    let no_group = |s: &SpoolError| matches!(s, SpoolError::NoSuchGroup(_));
+    if e.downcast_ref::<ringmail::config::ConfigError>().is_some()
+        || e.downcast_ref::<SpoolError>().is_some_and(no_group)
+        || matches!(e.downcast_ref::<DaemonError>(), Some(DaemonError::Spool(s)) if no_group(s))
+    {
+        78
+    } else if e.downcast_ref::<mailq::PermissionDenied>().is_some() {
+        77
+    } else {
+        75
     }
 }
 
@@ -146,7 +160,8 @@ fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `queue flush` / `sendmail -q`: exit 69 (EX_UNAVAILABLE) when no daemon runs.
+/// `queue flush` / `sendmail -q`: exit 69 (EX_UNAVAILABLE) when no daemon
+/// runs, 77 (EX_NOPERM) when this user may not use the control socket.
 pub fn flush_exit(config: anyhow::Result<Config>) -> ExitCode {
     let config = match config {
         Ok(c) => c,
@@ -159,7 +174,10 @@ pub fn flush_exit(config: anyhow::Result<Config>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringmail: fatal: cannot flush mail queue: {e}");
-            ExitCode::from(69)
+            match e {
+                ringmail::spool::SpoolError::PermissionDenied { .. } => ExitCode::from(77),
+                _ => ExitCode::from(69),
+            }
         }
     }
 }

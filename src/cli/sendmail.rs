@@ -49,7 +49,7 @@ pub fn run(program: &str, args: Vec<OsString>) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sendmail: fatal: {e:#}");
-                ExitCode::from(75)
+                ExitCode::from(super::exit_code(&e))
             }
         },
         SendmailMode::Flush => super::flush_exit(Ok(loaded)),

@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod internet;
+pub mod mode;
 
 pub use internet::{
     domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
     TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
 };
+pub use mode::DirMode;
 
 /// The system-wide configuration file, used when no other is named.
 pub const SYSTEM_CONFIG: &str = "/etc/ringmail/ringmail.toml";
@@ -114,6 +116,12 @@ pub struct Config {
     pub pickup_settle_ms: u64,
     /// Capacity of the lock-free ring between pickup and the shards.
     pub pickup_ring_size: usize,
+    /// Group that owns `pickup/` (a name from /etc/group or a number);
+    /// unset means the primary group of the user who runs `ringmail serve`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pickup_group: Option<String>,
+    /// Mode of `pickup/` (octal digits), set by `ringmail serve` at start.
+    pub pickup_mode: DirMode,
     /// Also append log lines to this file (they always go to stderr).
     pub log_file: Option<PathBuf>,
     /// Per-domain next hops, overriding `relayhost` (`[[route]]` tables).
@@ -221,6 +229,8 @@ impl Default for Config {
             pickup_interval_ms: 200,
             pickup_settle_ms: 250,
             pickup_ring_size: 4096,
+            pickup_group: None,
+            pickup_mode: DirMode::new(0o1770),
             log_file: None,
             route: Vec::new(),
             default_destination_concurrency_limit: 20,
@@ -401,6 +411,14 @@ impl Config {
         }
         if self.pickup_ring_size < 2 {
             return Err(bad("pickup_ring_size", "must be at least 2".into()));
+        }
+        if let Some(group) = &self.pickup_group {
+            if group.is_empty() || group.contains(|c: char| c.is_whitespace() || c == ':') {
+                return Err(bad(
+                    "pickup_group",
+                    format!("{group:?} is not a group name or number"),
+                ));
+            }
         }
         if !self.relayhost.is_empty() {
             crate::model::Nexthop::parse(&self.relayhost)
@@ -712,6 +730,32 @@ mod tests {
         assert_eq!(credentials_warning(&Config::default(), &file), None);
         // Debug output never shows the password.
         assert!(!format!("{c:?}").contains("password: \"p\""));
+    }
+
+    #[test]
+    fn pickup_permissions_are_checked() {
+        let err = |t: &str| {
+            Config::parse(t, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("shards = 1\npickup_mode = 1770\n");
+        assert!(e.contains("c.toml:2") && e.contains("pickup_mode"), "{e}");
+        let e = err("pickup_mode = \"1779\"\n");
+        assert!(e.contains("c.toml:1") && e.contains("octal"), "{e}");
+        let e = err("pickup_group = \"mail users\"\n");
+        assert!(e.contains("pickup_group"), "{e}");
+        let c = Config::parse(
+            "pickup_group = \"postdrop\"\npickup_mode = \"3770\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.pickup_group.as_deref(), Some("postdrop"));
+        assert_eq!(c.pickup_mode.bits(), 0o3770);
+        let printed = Config::parse(&c.to_toml(), Path::new("printed")).unwrap();
+        assert_eq!(printed.pickup_mode, c.pickup_mode);
+        assert_eq!(Config::default().pickup_mode.bits(), 0o1770);
+        assert_eq!(Config::default().pickup_group, None);
     }
 
     #[test]

@@ -501,6 +501,14 @@ impl Session {
                     continue;
                 }
                 Action::SendBody => {
+                    // Cleanup and the bounce builder store only CRLF line
+                    // ends, dot-stuffed: a bare CR or LF here could smuggle
+                    // commands past a receiver (RFC 5321 2.3.8).
+                    debug_assert_eq!(
+                        crate::mail::line::check_wire_form(&front.msg.wire),
+                        Ok(()),
+                        "message body not in wire form"
+                    );
                     out.extend_from_slice(&front.msg.wire);
                     proto::command::end_of_data(&mut out);
                     front.body_sent = true;

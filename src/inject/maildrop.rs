@@ -12,11 +12,13 @@
 //! <message>
 //! ```
 //!
-//! Files are written under a name starting with `.` (ignored by pickup),
-//! fsynced, renamed to their final name and the directory fsynced: a
-//! visible maildrop file is always complete and durable.
+//! Files are written with mode 0600 under a name starting with `.`
+//! (ignored by pickup), fsynced, renamed to their final name, and the new
+//! directory entry is made durable (see [`write_durably`]): a visible
+//! maildrop file is always complete, and `sendmail` exits 0 only once it
+//! is durable.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -137,9 +139,32 @@ pub fn decode(data: &[u8]) -> Result<MaildropFile<'_>, MaildropError> {
     })
 }
 
+/// Mode of maildrop files: readable by their owner (the submitter) only.
+/// `maildrop/` is writable by every local user, so the file mode is what
+/// keeps one user's pending mail from another; the daemon reads them as
+/// root (see docs/ARCHITECTURE.md, "Spool permissions").
+pub const FILE_MODE: u32 = 0o600;
+
 /// Writes `contents` durably into `dir` under a fresh name: a dot-named
-/// temp file, fsync, rename, fsync of the directory. Returns the final path.
+/// temp file (mode [`FILE_MODE`]), fsync, rename, then the new directory
+/// entry made durable (an fsync of `dir`, or `syncfs` for a user who
+/// cannot open it: see `sync_new_entry`). Returns the final path.
+///
+/// When the entry cannot be made durable, the file is removed again before
+/// the error is returned, so a failure means the message was not queued.
+/// If the file is already gone at that point, the daemon took it, and it
+/// only removes a file after queueing its message durably: that is a
+/// success.
 pub fn write_durably(dir: &Path, contents: &[u8]) -> Result<PathBuf, MaildropError> {
+    write_durably_with(dir, contents, &sync_new_entry)
+}
+
+/// [`write_durably`] with the directory sync given, so tests can make it fail.
+fn write_durably_with(
+    dir: &Path,
+    contents: &[u8],
+    sync_entry: &dyn Fn(&Path, &File) -> std::io::Result<()>,
+) -> Result<PathBuf, MaildropError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let micros = crate::model::now_micros();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -150,23 +175,59 @@ pub fn write_durably(dir: &Path, contents: &[u8]) -> Result<PathBuf, MaildropErr
         let path = path.to_path_buf();
         move |source| MaildropError::Io { op, path, source }
     };
-    let result = (|| {
+    let written = (|| {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(FILE_MODE)
             .open(&tmp)
             .map_err(io("create", &tmp))?;
         f.write_all(contents).map_err(io("write", &tmp))?;
         f.sync_all().map_err(io("fsync", &tmp))?;
-        drop(f);
         std::fs::rename(&tmp, &dest).map_err(io("rename", &dest))?;
-        crate::spool::sync_dir(dir).map_err(io("fsync directory", dir))
+        Ok(f)
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let file = match written {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let Err(source) = sync_entry(dir, &file) else {
+        return Ok(dest);
+    };
+    // Not durable: take the file back, unless the daemon already has.
+    match std::fs::remove_file(&dest) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(dest),
+        Ok(()) => Err(io("fsync directory", dir)(source)),
+        Err(_) => Err(io(
+            "fsync directory (and the file could not be removed)",
+            dir,
+        )(source)),
     }
-    result.map(|()| dest)
+}
+
+/// Makes the directory entry of `file`, just renamed into `dir`, durable.
+///
+/// The owner of `dir` (and root) fsyncs the directory. Anyone else cannot:
+/// fsync needs an open file descriptor, `maildrop/` (mode 1733) cannot be
+/// opened for reading by them, and an `O_PATH` descriptor cannot be
+/// fsync'd (EBADF). For them `syncfs(2)` on the new file does it: it
+/// writes back the whole file system the file lives on, its metadata
+/// included (the new directory entry), and waits for it; since Linux 5.8
+/// it reports writeback errors. It costs more than a directory fsync on a
+/// busy file system, which is why the owner's path stays the fsync. An
+/// fsync of the file after the rename would be enough on ext4 and XFS (the
+/// rename is in the same journal transaction) but POSIX does not promise
+/// it, so it is not relied on.
+fn sync_new_entry(dir: &Path, file: &File) -> std::io::Result<()> {
+    match crate::spool::sync_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            rustix::fs::syncfs(file).map_err(std::io::Error::from)
+        }
+        other => other,
+    }
 }
 
 /// Removes temp files (`.tmp.*`) older than `max_age` that a `sendmail`
@@ -236,6 +297,38 @@ mod tests {
             1
         );
         assert!(dir.path().join("final").exists());
+    }
+
+    #[test]
+    fn files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_durably(dir.path(), b"hello").unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn a_file_whose_entry_cannot_be_made_durable_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = |_: &Path, _: &File| Err(std::io::Error::other("injected"));
+        let e = write_durably_with(dir.path(), b"hello", &failing).unwrap_err();
+        assert!(e.is_transient());
+        assert!(e.to_string().contains("fsync directory"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_file_the_daemon_took_meanwhile_counts_as_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        // The daemon queued and removed the file before the sync failed.
+        let taken = |dir: &Path, _: &File| {
+            for e in std::fs::read_dir(dir)? {
+                std::fs::remove_file(e?.path())?;
+            }
+            Err(std::io::Error::other("injected"))
+        };
+        assert!(write_durably_with(dir.path(), b"hello", &taken).is_ok());
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct Pickup {
     inflight: HashMap<OsString, InFlight>,
     /// Queued files that could not be unlinked: never read again.
     stuck: HashSet<OsString>,
+    /// Files this process may not read (another user's 0600 maildrop file
+    /// under a daemon that is not root): tried on every pass, logged once.
+    unreadable: HashSet<OsString>,
     /// Leftover files that recovery found queued already.
     already_queued: AlreadyQueued,
     /// After each complete scan that starts at or after this, the leftover
@@ -125,6 +128,7 @@ impl Pickup {
             prepare,
             inflight: HashMap::new(),
             stuck: HashSet::new(),
+            unreadable: HashSet::new(),
             already_queued: AlreadyQueued::default(),
             leftovers_settled_at: Instant::now() + cfg.settle,
             leftovers_unlinking: HashSet::new(),
@@ -262,7 +266,15 @@ impl Pickup {
                     continue;
                 }
             };
-            for path in self.list(&dir) {
+            let listed = self.list(&dir);
+            if !self.unreadable.is_empty() {
+                // Forget the ones that are gone.
+                let names: HashSet<&std::ffi::OsStr> =
+                    listed.iter().map(|p| p.as_os_str()).collect();
+                self.unreadable
+                    .retain(|p| !Path::new(p).starts_with(&dir) || names.contains(p.as_os_str()));
+            }
+            for path in listed {
                 // After a temporary failure the rest of the scan waits for
                 // the retry: a full disk refuses the next file as well.
                 if stop.load(Ordering::Acquire) || self.is_paused() {
@@ -438,11 +450,30 @@ impl Pickup {
                 self.reject(path, "not a regular file");
                 return None;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                if self.unreadable.insert(path.as_os_str().to_owned()) {
+                    let uid = rustix::process::geteuid();
+                    let why = if uid.is_root() {
+                        e.to_string() // a security module, not the mode
+                    } else {
+                        format!("permission denied: this daemon runs as uid {} and reads only its own files there (run `ringmail serve` as root)", uid.as_raw())
+                    };
+                    tracing::warn!(
+                        target: "pickup",
+                        "{}: cannot open: {why}; the file stays and is tried again",
+                        path.display()
+                    );
+                }
+                return None;
+            }
             Err(e) => {
                 tracing::warn!(target: "pickup", "{}: cannot open: {e}", path.display());
                 return None;
             }
         };
+        if !self.unreadable.is_empty() {
+            self.unreadable.remove(path.as_os_str());
+        }
         let meta = match file.metadata() {
             Ok(m) => m,
             Err(e) => {

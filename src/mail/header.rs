@@ -1,6 +1,7 @@
 //! Splitting a message into header fields and body (RFC 5322 section 2).
 
 use super::bytes::find_byte;
+use super::line::line_end;
 
 /// Longest header line in octets, excluding its line end (RFC 5322 2.1.1).
 pub const MAX_HEADER_LINE: usize = 998;
@@ -11,7 +12,8 @@ pub struct HeaderField<'a> {
     /// The field name as written (without the colon or blanks before it).
     pub name: &'a str,
     /// The whole field: name, colon, value, continuation lines and their
-    /// line ends (LF or CRLF as in the input; none if the input ended).
+    /// line ends (CRLF, LF or a bare CR as in the input; none if the input
+    /// ended).
     pub raw: &'a [u8],
 }
 
@@ -28,16 +30,12 @@ impl HeaderField<'_> {
             Some(i) => &self.raw[i + 1..],
             None => &[][..],
         };
-        let mut unfolded = Vec::with_capacity(after_colon.len());
-        let mut i = 0;
-        while i < after_colon.len() {
-            let b = after_colon[i];
-            let is_crlf = b == b'\r' && after_colon.get(i + 1) == Some(&b'\n');
-            if b != b'\n' && !is_crlf {
-                unfolded.push(b);
-            }
-            i += 1;
-        }
+        // Every CR and LF in a field is (part of) a line end: see `line`.
+        let unfolded: Vec<u8> = after_colon
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\r' && b != b'\n')
+            .collect();
         String::from_utf8_lossy(&unfolded).trim().to_string()
     }
 }
@@ -83,7 +81,8 @@ impl HeaderError {
 
 /// Splits a message into header fields and body.
 ///
-/// Line ends may be LF or CRLF, mixed. A first line starting with `From `
+/// Line ends may be CRLF, LF or a bare CR, mixed ([`line`](mod@super::line): a bare
+/// CR ends a line here as it does in the wire form). A first line starting with `From `
 /// (an mbox separator) is dropped, as Postfix's sendmail does. The header
 /// section is the longest run of field lines (a name of printable ASCII
 /// except `:`, optional blanks, then `:`) and continuation lines (starting
@@ -159,21 +158,11 @@ fn close<'a>(
     }
 }
 
-/// For the line starting at `start`: where its content ends (before CRLF or
-/// LF) and where the next line starts.
+/// For the line starting at `start`: where its content ends (before its
+/// line end) and where the next line starts.
 fn next_line(raw: &[u8], start: usize) -> (usize, usize) {
-    match find_byte(b'\n', &raw[start..]) {
-        Some(i) => {
-            let lf = start + i;
-            let content_end = if lf > start && raw[lf - 1] == b'\r' {
-                lf - 1
-            } else {
-                lf
-            };
-            (content_end, lf + 1)
-        }
-        None => (raw.len(), raw.len()),
-    }
+    let (content, end) = line_end(&raw[start..]);
+    (start + content, start + content + end)
 }
 
 /// The field name when `line` starts a header field.
@@ -246,6 +235,22 @@ mod tests {
         assert_eq!(p.fields[1].raw, b"B: no line end");
         assert!(p.body.is_empty());
         assert!(!p.has_separator);
+    }
+
+    #[test]
+    fn a_bare_cr_ends_a_header_line_as_it_does_on_the_wire() {
+        // A Bcc hidden behind a bare CR is a field of its own (and so
+        // removed by cleanup), not part of the Subject.
+        let p = split(b"Subject: hi\rBcc: secret@x.example\r\n\rbody\r.\r");
+        assert_eq!(p.fields.len(), 2);
+        assert_eq!(p.fields[0].raw, b"Subject: hi\r");
+        assert_eq!(p.fields[1].name, "Bcc");
+        assert!(p.has_separator);
+        assert_eq!(p.body, b"body\r.\r");
+        // A bare CR before a blank folds; the CR goes when unfolded.
+        let p = split(b"Subject: one\r two\n\n");
+        assert_eq!(p.fields.len(), 1);
+        assert_eq!(p.fields[0].value(), "one two");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`address_list`]: the addresses in an address-list header value.
 //! - [`bytes`]: fast byte searches for whole-message scans.
 //! - [`header`]: splitting a message into header fields and body.
+//! - [`line`](mod@line): where a line ends (CRLF, a bare LF or a bare CR).
 //! - [`envelope_headers`]: sender and recipients taken from header fields.
 //! - [`x_envelope`]: `X-Sender:`/`X-Receiver:` lines of .NET/IIS pickup files.
 
@@ -14,6 +15,7 @@ pub mod address_list;
 pub mod bytes;
 pub mod envelope_headers;
 pub mod header;
+pub mod line;
 pub mod x_envelope;
 
 pub use address::{needs_smtputf8, parse_envelope_address, split_address, AddressError};

@@ -83,9 +83,12 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
             .collect();
         segs.sort();
         for (_, path) in segs {
-            // A segment deleted between readdir and open was emptied: skip it.
-            let Ok(file) = File::open(&path) else {
-                continue;
+            // A segment deleted between readdir and open was emptied: skip
+            // it. Any other error (no permission) is not an empty queue.
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(QueueError::io("open", &path, e)),
             };
             let map = segment::map_ro(&file).map_err(|e| QueueError::io("mmap", &path, e))?;
             if segment::SegmentHeader::decode(&map).is_err() {

@@ -243,10 +243,15 @@ impl Sandbox {
     /// Like [`Sandbox::start_daemon`]; `run` numbers the log file so every
     /// start of the daemon in one test keeps its own log.
     pub fn start_daemon_nth(&self, io: &str, run: usize) -> Daemon {
+        self.start_daemon_from(self.cmd(), io, run)
+    }
+
+    /// Like [`Sandbox::start_daemon_nth`], from `cmd`, a `ringmail` command
+    /// already set up (run as another user, say).
+    pub fn start_daemon_from(&self, mut cmd: Command, io: &str, run: usize) -> Daemon {
         let log = self.root().join(format!("daemon-{run}.log"));
         let stderr = File::create(&log).expect("create daemon log");
-        let child = self
-            .cmd()
+        let child = cmd
             .args(["serve", "--config"])
             .arg(&self.config)
             .env("RINGMAIL_IO", io)
