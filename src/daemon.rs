@@ -86,7 +86,16 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let spool = Spool::new(&config.spool_dir);
     spool.create_dirs()?;
     let _lock = spool.lock()?;
-    spool.apply_pickup_permissions(config.pickup_group.as_deref(), config.pickup_mode.bits())?;
+    match spool.apply_pickup_permissions(config.pickup_group.as_deref(), config.pickup_mode.bits())
+    {
+        Ok(()) => {}
+        // The directory cannot be changed (append-only or immutable, a
+        // read-only bind mount, not ours): mail must still flow; say so.
+        Err(e @ SpoolError::Io { .. }) => {
+            tracing::warn!(target: "master", "{e}; pickup/ keeps its current owner group and mode");
+        }
+        Err(e) => return Err(e.into()),
+    }
     let control = spool.bind_control()?;
 
     let stale = crate::inject::maildrop::remove_stale_temp_files(
