@@ -113,6 +113,7 @@ pub fn queue_notice(
         envelope: notice.envelope(),
         wire: notice.wire,
         flags: notice.flags,
+        dsn: Default::default(),
         message_id: notice.message_id,
         arrival_micros: now_micros(),
         uid: 0,
