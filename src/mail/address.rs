@@ -138,7 +138,7 @@ pub fn refuse_control(input: &str) -> Result<(), AddressError> {
 }
 
 /// Checks and qualifies `inner`, the address without brackets, of the
-/// input `trimmed` (for messages).
+/// input `trimmed` (for messages), which holds no control character.
 fn parse_inner(
     trimmed: &str,
     inner: &str,
@@ -157,9 +157,7 @@ fn parse_inner(
         address: trimmed.to_string(),
         reason,
     };
-    if inner.chars().any(char::is_control) {
-        return Err(syntax("control character"));
-    }
+    // Control characters were refused before (`refuse_control`).
     let local_len = local_part_len(inner).map_err(syntax)?;
     let local = &inner[..local_len];
     check_local_part(local).map_err(syntax)?;

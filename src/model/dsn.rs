@@ -101,10 +101,10 @@ impl Notify {
     }
 
     /// Parses `NEVER` or a comma-separated list of `SUCCESS`, `FAILURE`,
-    /// `DELAY` (case-insensitive; blanks around items allowed, as
-    /// `sendmail -N` takes them; each item at most once is not required).
-    /// Refuses an empty list, an empty item, an unknown word, `NEVER` with
-    /// another word, and any control character.
+    /// `DELAY` (case-insensitive; blanks around items allowed and a word
+    /// may repeat, as `sendmail -N` takes them). Refuses an empty list, an
+    /// empty item, an unknown word, `NEVER` with another word, and any
+    /// control character.
     pub fn parse(list: &str) -> Option<Notify> {
         if list.chars().any(char::is_control) {
             return None;
