@@ -24,7 +24,7 @@ fn route(domain: &str, sink: &SinkHandle) -> String {
     )
 }
 
-/// One dumped message: its envelope JSON (as text) and its bytes.
+/// One dumped message: its envelope JSON and its bytes.
 struct Dumped {
     json: serde_json::Value,
     eml: String,
@@ -55,10 +55,17 @@ fn dumps(dir: &Path) -> Vec<Dumped> {
         let Some(stem) = name.strip_suffix(".json") else {
             continue;
         };
-        let json = fs::read_to_string(dir.join(&name)).expect("dump json");
+        // The sink writes `n.eml`, then `n.json`, neither atomically: a
+        // file that does not parse yet is still being written.
+        let Ok(json) = fs::read_to_string(dir.join(&name)) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_str(&json) else {
+            continue;
+        };
         let eml = fs::read(dir.join(format!("{stem}.eml"))).expect("dump eml");
         out.push(Dumped {
-            json: serde_json::from_str(&json).expect("dump JSON"),
+            json,
             eml: String::from_utf8_lossy(&eml).into_owned(),
         });
     }
