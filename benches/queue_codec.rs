@@ -22,6 +22,7 @@ fn wire(size: usize) -> Vec<u8> {
 fn codec(c: &mut Criterion) {
     let body = wire(2048);
     let rcpts = vec!["someone@example.net".to_string()];
+    let dsn = ringmail::model::DsnParams::default();
     let m = MessageRef {
         id: QueueId::new(0, 1),
         arrival_micros: 1,
@@ -32,6 +33,7 @@ fn codec(c: &mut Criterion) {
         message_id: "20261128.1234@host.example",
         wire: &body,
         file_identity: None,
+        dsn: &dsn,
     };
     let len = record::record_len(record::message_payload_len(&m).unwrap(), 1);
     let mut g = c.benchmark_group("record");
@@ -62,6 +64,7 @@ fn append_commit(c: &mut Criterion) {
         },
         wire: wire(2048),
         flags: MessageFlags::default(),
+        dsn: Default::default(),
         message_id: "20261128.1234@host.example".into(),
         arrival_micros: 1,
         uid: 0,

@@ -39,6 +39,7 @@ fn main() {
         },
         wire: b"From: sender@example.com\r\nSubject: small\r\n\r\nhello\r\n".to_vec(),
         flags: MessageFlags::default(),
+        dsn: Default::default(),
         message_id: "bench@host.example".into(),
         arrival_micros: 1,
         uid: 0,

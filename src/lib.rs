@@ -7,7 +7,8 @@
 //! `spool`).
 //!
 //! - [`config`]: the TOML configuration, defaults and validation.
-//! - [`model`]: plain types: queue IDs, envelopes, recipient status, submissions.
+//! - [`model`]: plain types: queue IDs, envelopes, recipient status, DSN
+//!   requests, submissions.
 //! - [`mail`]: RFC 5322 header and address parsing shared by injection and cleanup.
 //! - [`obs`]: Postfix-style log lines.
 //! - [`spool`]: the spool directory layout, the daemon lock and control socket.

@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let recipients = [
         FailedRecipient {
             address: "r@example.net".into(),
+            original_recipient: (seed & 4 != 0).then(|| format!("rfc822;{reply}")),
             status: "5.1.1".into(),
             diagnostic: Some(reply.clone()),
             remote_mta: Some(reply.clone()),
@@ -23,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         },
         FailedRecipient {
             address: "ü@example.net".into(),
+            original_recipient: None,
             status: "4.4.1".into(),
             diagnostic: None,
             remote_mta: None,
@@ -31,12 +33,13 @@ fuzz_target!(|data: &[u8]| {
     ];
     let now = chrono::Local::now();
     let req = BounceRequest {
-        kind: if seed & 1 == 0 {
-            NoticeKind::Failure
-        } else {
-            NoticeKind::Delay
+        kind: match seed % 3 {
+            0 => NoticeKind::Failure,
+            1 => NoticeKind::Delay,
+            _ => NoticeKind::Success,
         },
         queue_id: "3F2A1C0B9D1E",
+        envid: (seed & 8 != 0).then_some("envelope 1"),
         original_sender: "s@example.org",
         original_wire: original,
         arrival: now,
@@ -50,6 +53,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(Some(b)) => b,
         Ok(None) => panic!("no notice for a non-null sender"),
         Err(BounceError::NoBoundary) => return,
+        // An ORCPT made of the fuzzer's bytes may be unreportable.
+        Err(BounceError::BadAddress { .. }) if req.recipients[0].original_recipient.is_some() => {
+            return
+        }
         Err(e) => panic!("refused: {e}"),
     };
     let wire = &bounce.wire;

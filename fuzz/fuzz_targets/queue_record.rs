@@ -2,7 +2,9 @@
 //! never panic, whatever the bytes (a damaged or foreign segment). The
 //! decoders are also fed the raw bytes as a payload, and records are read
 //! without their checksum as `Store::peek` reads them, so the fuzzer need
-//! not forge CRCs to reach the field parsers.
+//! not forge CRCs to reach the field parsers. `decode_message` also reads
+//! the DSN block of format version 3 (flag bit 30), and
+//! `decode_file_identity` skips it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

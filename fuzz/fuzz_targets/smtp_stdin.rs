@@ -1,7 +1,9 @@
 //! Client lines from the fuzzer for `sendmail -bs`: the session must never
 //! panic, every reply must be one or more CRLF-terminated lines starting
 //! with a three-digit code, and every finished message must have a
-//! recipient and respect the size limit.
+//! recipient and respect the size limit, no envelope address may hold a
+//! control character, and the DSN requests must be storable (at most one
+//! entry per recipient, valid ENVID and ORCPT).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,9 +24,25 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!l.contains('\n') && !l.contains('\r'), "{r:?}");
                 }
             }
-            Step::Message { envelope, message } => {
+            Step::Message {
+                envelope,
+                dsn,
+                message,
+            } => {
                 assert!(!envelope.recipients.is_empty());
                 assert!(message.len() as u64 <= LIMIT + 2);
+                for a in std::iter::once(&envelope.sender).chain(&envelope.recipients) {
+                    assert!(!a.chars().any(char::is_control), "{a:?}");
+                }
+                assert!(dsn.rcpts.len() <= envelope.recipients.len());
+                if let Some(envid) = &dsn.envid {
+                    assert!(ringmail::model::dsn::valid_envid(envid), "{envid:?}");
+                }
+                for r in &dsn.rcpts {
+                    if let Some(o) = &r.orcpt {
+                        assert!(ringmail::model::dsn::valid_orcpt(o), "{o:?}");
+                    }
+                }
             }
         }
     }

@@ -24,6 +24,9 @@ pub enum BounceError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The ENVID is not 1 to 100 printable ASCII characters.
+    #[error("bad ENVID for a delivery status notification: {0:?}")]
+    BadEnvid(String),
     /// Every MIME boundary tried occurred in the content. Boundaries are
     /// random, so building the notice again will almost surely work.
     #[error("no MIME boundary found that is absent from the content")]

@@ -71,6 +71,11 @@ pub(super) fn assemble(
                 "text/rfc822-headers",
                 "message/global-headers",
             ),
+            (_, NoticeKind::Success) => (
+                "Message Headers",
+                "text/rfc822-headers",
+                "message/global-headers",
+            ),
         };
         part_start(&mut body, &boundary, description);
         // UTF-8 header fields (RFC 6532) make the part message/global or
@@ -118,6 +123,7 @@ fn top_header(req: &BounceRequest<'_>, message_id: &str, boundary: &str, ascii: 
     let subject = match req.kind {
         NoticeKind::Failure => "Undelivered Mail Returned to Sender",
         NoticeKind::Delay => "Delayed Mail (still being retried)",
+        NoticeKind::Success => "Successful Mail Delivery Report",
     };
     let mut h = String::with_capacity(512);
     h.push_str(&format!(

@@ -1,6 +1,7 @@
 //! Delivery status notifications (RFC 3464): the bounce message sent back
-//! to the envelope sender when delivery failed, and the optional warning
-//! when it is delayed, as Postfix's `bounce` daemon writes them. No I/O:
+//! to the envelope sender when delivery failed, the optional warning when
+//! it is delayed, and the success notice a sender asked for with
+//! `NOTIFY=SUCCESS`, as Postfix's `bounce` daemon writes them. No I/O:
 //! [`build`] turns a [`BounceRequest`] into a [`Bounce`] ready to be
 //! queued; the queue manager decides when and queues it.
 //!
@@ -9,7 +10,8 @@
 //! ```text
 //! From: MAILER-DAEMON@myhostname (Mail Delivery System)
 //! To: <original sender>
-//! Subject: Undelivered Mail Returned to Sender      (delay: Delayed Mail (still being retried))
+//! Subject: Undelivered Mail Returned to Sender      (delay: Delayed Mail (still being retried),
+//!                                                    success: Successful Mail Delivery Report)
 //! Date: ...                                         Message-ID: <time.queueid.random@myhostname>
 //! Auto-Submitted: auto-replied                      (RFC 3834: no auto-reply loops)
 //! MIME-Version: 1.0
@@ -17,10 +19,10 @@
 //!
 //! 1. text/plain               for people: "This is the mail system at host ...",
 //!                             then "<recipient>: reason" for each recipient
-//! 2. message/delivery-status  Reporting-MTA, X-Ringmail-Queue-ID, X-Ringmail-Sender,
-//!                             Arrival-Date; per recipient Final-Recipient,
-//!                             Original-Recipient, Action, Status, Remote-MTA,
-//!                             Diagnostic-Code
+//! 2. message/delivery-status  Original-Envelope-Id (with ENVID), Reporting-MTA,
+//!                             X-Ringmail-Queue-ID, X-Ringmail-Sender, Arrival-Date;
+//!                             per recipient Final-Recipient, Original-Recipient,
+//!                             Action, Status, Remote-MTA, Diagnostic-Code
 //! 3. message/rfc822           the whole original, or
 //!    text/rfc822-headers      only its header fields
 //! ```
@@ -31,11 +33,12 @@
 //!   itself) is never bounced: [`build`] returns `Ok(None)`. The notice is
 //!   sent from the null sender, so a notice that fails ends there.
 //! - **What is returned.** The whole original for a failure when
-//!   [`BounceRequest::return_full_message`] is set and its size (un-stuffed)
-//!   is at most [`BounceRequest::bounce_size_limit`] (Postfix's
-//!   `bounce_size_limit`, 50000 by default), else only its header fields, as
-//!   Postfix 2.5 and later do. Delay warnings always return the header only
-//!   (the message is still queued). An original with a NUL byte, a CR
+//!   [`BounceRequest::return_full_message`] is set (the caller clears it for
+//!   `RET=HDRS`) and its size (un-stuffed) is at most
+//!   [`BounceRequest::bounce_size_limit`] (Postfix's `bounce_size_limit`,
+//!   50000 by default), else only its header fields, as Postfix 2.5 and
+//!   later do. Delay warnings and success notices always return the header
+//!   only (RFC 3461 section 4.3: RET is about failed DSNs). An original with a NUL byte, a CR
 //!   not before LF or a line over 998 octets is returned as headers only
 //!   (with such CRs as spaces), so the notice itself stays within RFC
 //!   5322; one without any header field is not returned (the notice then
@@ -104,16 +107,26 @@ pub enum NoticeKind {
     /// Delivery is late but still being retried: `Action: delayed`,
     /// "Delayed Mail (still being retried)", headers only.
     Delay,
+    /// The next hop accepted the message for a recipient whose sender asked
+    /// for `NOTIFY=SUCCESS`: `Action: relayed` (ringmail relays over SMTP
+    /// and does not pass the DSN request on, so no later system will
+    /// confirm delivery), "Successful Mail Delivery Report", headers only.
+    Success,
 }
 
-/// One recipient the notice is about.
+/// One recipient the notice is about (failed, delayed or, for a success
+/// notice, relayed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRecipient {
     /// The envelope recipient as tried (without angle brackets):
-    /// `Final-Recipient` and `Original-Recipient`.
+    /// `Final-Recipient`, and `Original-Recipient` when there is no ORCPT.
     pub address: String,
+    /// The recipient's ORCPT (`addr-type;address`, decoded), for
+    /// `Original-Recipient`.
+    pub original_recipient: Option<String>,
     /// Enhanced status code (RFC 3463), e.g. `5.1.1`; `4.x.x` for a delay,
-    /// or for the last temporary error of an expired message.
+    /// or for the last temporary error of an expired message; `2.x.x` for
+    /// a success.
     pub status: String,
     /// The remote server's reply, e.g. `550 5.1.1 <x@y>: user unknown`:
     /// `Diagnostic-Code: smtp; ...`. None when no server answered.
@@ -134,6 +147,8 @@ pub struct BounceRequest<'a> {
     /// Queue ID of the original message (`X-Ringmail-Queue-ID`): letters and
     /// digits, at most 32 (ringmail's are 12 hex digits).
     pub queue_id: &'a str,
+    /// The ENVID the sender gave (decoded): `Original-Envelope-Id`.
+    pub envid: Option<&'a str>,
     /// Envelope sender of the original, without angle brackets. Empty (the
     /// null sender) means no notice.
     pub original_sender: &'a str,
@@ -150,7 +165,8 @@ pub struct BounceRequest<'a> {
     /// The notice's `Date:` and the time part of its Message-ID.
     pub now: DateTime<Local>,
     /// Return the whole original (`message/rfc822`) rather than its header
-    /// fields only (`text/rfc822-headers`). Ignored for delay warnings.
+    /// fields only (`text/rfc822-headers`). Ignored for delay warnings and
+    /// success notices.
     pub return_full_message: bool,
     /// Largest original, in octets after un-stuffing, returned whole; a
     /// larger one is returned as headers only. See
@@ -237,6 +253,14 @@ fn check_request(req: &BounceRequest<'_>) -> Result<(), BounceError> {
     report::typed_address(req.original_sender)?;
     for rcpt in req.recipients {
         report::typed_address(&rcpt.address)?;
+        if let Some(orcpt) = &rcpt.original_recipient {
+            report::original_recipient(orcpt)?;
+        }
+    }
+    if let Some(envid) = req.envid {
+        if !crate::model::dsn::valid_envid(envid) {
+            return Err(BounceError::BadEnvid(envid.to_string()));
+        }
     }
     Ok(())
 }

@@ -48,11 +48,12 @@ impl Returned {
 }
 
 /// Decides what to return of `wire` (the queue wire form: dot-stuffed once,
-/// CRLF line ends) and extracts it. Delay warnings return headers only;
-/// failures the whole message when `full` is asked for, its un-stuffed size
-/// is at most `limit` and it is fit to be returned as it is.
+/// CRLF line ends) and extracts it. Delay warnings and success notices
+/// return headers only; failures the whole message when `full` is asked
+/// for, its un-stuffed size is at most `limit` and it is fit to be returned
+/// as it is.
 pub(super) fn returned(wire: &[u8], kind: NoticeKind, full: bool, limit: usize) -> Returned {
-    if kind == NoticeKind::Delay || !full {
+    if kind != NoticeKind::Failure || !full {
         return headers_only(wire, HeadersOnly::Requested);
     }
     let size = unstuffed_len(wire);

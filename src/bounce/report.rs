@@ -15,6 +15,11 @@ const MAX_TYPED_ADDRESS: usize = 900;
 /// Addresses were checked by [`typed_address`] before.
 pub(super) fn delivery_status(req: &BounceRequest<'_>) -> Result<String, BounceError> {
     let mut out = String::with_capacity(256 + 256 * req.recipients.len());
+    if let Some(envid) = req.envid {
+        // First of the per-message fields (RFC 3464 section 2.2); checked
+        // to be printable ASCII by the caller.
+        out.push_str(&field("Original-Envelope-Id", envid));
+    }
     out.push_str(&field("Reporting-MTA", &format!("dns; {}", req.myhostname)));
     out.push_str(&field("X-Ringmail-Queue-ID", req.queue_id));
     out.push_str(&field(
@@ -37,10 +42,15 @@ fn recipient_fields(
 ) -> Result<(), BounceError> {
     let address = typed_address(&rcpt.address)?;
     out.push_str(&field("Final-Recipient", &address));
-    out.push_str(&field("Original-Recipient", &address));
+    let original = match &rcpt.original_recipient {
+        Some(orcpt) => original_recipient(orcpt)?,
+        None => address,
+    };
+    out.push_str(&field("Original-Recipient", &original));
     let action = match kind {
         NoticeKind::Failure => "failed",
         NoticeKind::Delay => "delayed",
+        NoticeKind::Success => "relayed",
     };
     out.push_str(&field("Action", action));
     out.push_str(&field("Status", &status_code(kind, &rcpt.status)));
@@ -92,12 +102,36 @@ pub(super) fn typed_address(address: &str) -> Result<String, BounceError> {
     Ok(typed)
 }
 
+/// The `Original-Recipient` value of an ORCPT (`addr-type;address`,
+/// decoded): `addr-type; address` when all ASCII, else the address typed
+/// as [`typed_address`] types it (7-bit `utf-8;` form). Refuses a value
+/// without `;`, with a control character, or too long to report.
+pub(super) fn original_recipient(orcpt: &str) -> Result<String, BounceError> {
+    let bad = |reason| BounceError::BadAddress {
+        address: orcpt.to_string(),
+        reason,
+    };
+    let (kind, address) = orcpt.split_once(';').ok_or(bad("ORCPT without a type"))?;
+    let (kind, address) = (kind.trim(), address.trim());
+    if kind.is_empty() || address.is_empty() || orcpt.chars().any(char::is_control) {
+        return Err(bad("not a valid ORCPT"));
+    }
+    if !orcpt.is_ascii() {
+        return typed_address(address);
+    }
+    let typed = format!("{kind}; {address}");
+    if typed.len() > MAX_TYPED_ADDRESS {
+        return Err(bad("too long to report"));
+    }
+    Ok(typed)
+}
+
 /// The `Status:` value: `status` when it is an enhanced status code
 /// (RFC 3463: class, subject and detail, 1-3 digits each) of a class that
 /// fits the notice, else the generic code of the notice's kind. A failure
 /// may carry a 5.x.x code, or a 4.x.x code when it is the last temporary
 /// error of a message that expired (as Postfix and sendmail report it); a
-/// delay warning only 4.x.x.
+/// delay warning only 4.x.x; a success only 2.x.x.
 pub(super) fn status_code(kind: NoticeKind, status: &str) -> String {
     let status = status.trim();
     let mut parts = status.split('.');
@@ -107,6 +141,7 @@ pub(super) fn status_code(kind: NoticeKind, status: &str) -> String {
     let class_ok = match kind {
         NoticeKind::Failure => class == "5" || class == "4",
         NoticeKind::Delay => class == "4",
+        NoticeKind::Success => class == "2",
     };
     if numbers_ok && class_ok {
         status.to_string()
@@ -114,6 +149,7 @@ pub(super) fn status_code(kind: NoticeKind, status: &str) -> String {
         match kind {
             NoticeKind::Failure => "5.0.0".to_string(),
             NoticeKind::Delay => "4.0.0".to_string(),
+            NoticeKind::Success => "2.0.0".to_string(),
         }
     }
 }
@@ -173,6 +209,21 @@ mod tests {
     }
 
     #[test]
+    fn orcpt_is_reported_typed() {
+        assert_eq!(
+            original_recipient("rfc822;Alias@x.example").unwrap(),
+            "rfc822; Alias@x.example"
+        );
+        assert_eq!(
+            original_recipient("utf-8;j\u{f6}rg@x").unwrap(),
+            "utf-8; j\\x{F6}rg@x"
+        );
+        for bad in ["no-type", ";a@x", "rfc822;", "rfc822;a\r\n@x"] {
+            assert!(original_recipient(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn status_codes_are_checked() {
         assert_eq!(status_code(NoticeKind::Failure, "5.1.1"), "5.1.1");
         assert_eq!(status_code(NoticeKind::Failure, " 5.7.133 "), "5.7.133");
@@ -185,6 +236,8 @@ mod tests {
         assert_eq!(status_code(NoticeKind::Delay, "4.4.1"), "4.4.1");
         assert_eq!(status_code(NoticeKind::Delay, "5.1.1"), "4.0.0");
         assert_eq!(status_code(NoticeKind::Delay, ""), "4.0.0");
+        assert_eq!(status_code(NoticeKind::Success, "2.6.0"), "2.6.0");
+        assert_eq!(status_code(NoticeKind::Success, "5.1.1"), "2.0.0");
     }
 
     #[test]
@@ -195,6 +248,7 @@ mod tests {
         assert_eq!(dns_name("bücher.example"), None);
         let mut r = FailedRecipient {
             address: "a@x".into(),
+            original_recipient: None,
             status: "5.1.1".into(),
             diagnostic: Some("550-5.1.1 first\r\n550 5.1.1 grüß".into()),
             remote_mta: None,

@@ -37,6 +37,7 @@ fn original() -> Vec<u8> {
 fn rcpt(address: &str, status: &str) -> FailedRecipient {
     FailedRecipient {
         address: address.to_string(),
+        original_recipient: None,
         status: status.to_string(),
         diagnostic: Some(format!("550 {status} <{address}>: Recipient address rejected: User unknown in virtual mailbox table")),
         remote_mta: Some("mx1.rcpt.example".to_string()),
@@ -48,6 +49,7 @@ fn request<'a>(wire: &'a [u8], recipients: &'a [FailedRecipient]) -> BounceReque
     BounceRequest {
         kind: NoticeKind::Failure,
         queue_id: QID,
+        envid: None,
         original_sender: SENDER,
         original_wire: wire,
         arrival: Local.with_ymd_and_hms(2026, 11, 28, 4, 53, 11).unwrap(),
@@ -659,6 +661,81 @@ fn arbitrary_originals_never_break_the_notice() {
             matches!(parts(&msg).len(), 2 | 3),
             "{}",
             String::from_utf8_lossy(&raw)
+        );
+    }
+}
+
+#[test]
+fn success_notice_says_relayed_and_returns_headers() {
+    let wire = original();
+    let mut r = rcpt("bob@rcpt.example", "2.0.0");
+    r.diagnostic = Some("250 2.0.0 Ok: queued as 4711".into());
+    r.reason = "delivery via mx1.rcpt.example[192.0.2.1]:25: 250 2.0.0 Ok: queued as 4711".into();
+    let mut r2 = rcpt("carol@rcpt.example", "5.1.1"); // wrong class for a success
+    r2.original_recipient = Some("rfc822;Carol@Rcpt.Example".into());
+    let rcpts = [r, r2];
+    let mut req = request(&wire, &rcpts);
+    req.kind = NoticeKind::Success;
+    req.envid = Some("campaign 7 / 42");
+    // RET=FULL is about failures: a success returns the header only.
+    req.return_full_message = true;
+    let bounce = build_ok(&req);
+    assert_lines_ok(&bounce.wire);
+    let raw = unstuffed(&bounce.wire);
+    let msg = parse(&raw);
+    assert_eq!(msg.subject(), Some("Successful Mail Delivery Report"));
+    let parts = parts(&msg);
+    assert_eq!(parts.len(), 3);
+    let text = parts[0].text_contents().expect("text");
+    assert!(text.contains("successfully delivered"), "{text}");
+    assert!(text.contains("delivery via mx1.rcpt.example"), "{text}");
+    let groups = status_groups(body_raw(&raw, parts[1]));
+    assert_eq!(groups[0][0].0, "Original-Envelope-Id", "first field");
+    assert_eq!(
+        get(&groups[0], "Original-Envelope-Id"),
+        Some("campaign 7 / 42")
+    );
+    assert_eq!(get(&groups[1], "Action"), Some("relayed"));
+    assert_eq!(get(&groups[1], "Status"), Some("2.0.0"));
+    assert_eq!(
+        get(&groups[1], "Diagnostic-Code"),
+        Some("smtp; 250 2.0.0 Ok: queued as 4711")
+    );
+    assert_eq!(
+        get(&groups[1], "Original-Recipient"),
+        Some("rfc822; bob@rcpt.example")
+    );
+    assert_eq!(get(&groups[2], "Status"), Some("2.0.0"));
+    assert_eq!(
+        get(&groups[2], "Original-Recipient"),
+        Some("rfc822; Carol@Rcpt.Example"),
+        "ORCPT, not the final recipient"
+    );
+    assert_eq!(mime_type(parts[2]), "text/rfc822-headers");
+}
+
+#[test]
+fn envid_and_ret_hdrs_in_a_failure() {
+    let wire = original();
+    let rcpts = [rcpt("bob@rcpt.example", "5.1.1")];
+    let mut req = request(&wire, &rcpts);
+    req.envid = Some("id-1");
+    req.return_full_message = false;
+    let raw = unstuffed(&build_ok(&req).wire);
+    let msg = parse(&raw);
+    let groups = status_groups(body_raw(&raw, parts_of(&msg, 1)));
+    assert_eq!(get(&groups[0], "Original-Envelope-Id"), Some("id-1"));
+    assert_eq!(mime_type(parts_of(&msg, 2)), "text/rfc822-headers");
+    // Without an ENVID there is no such field.
+    let raw = unstuffed(&build_ok(&request(&wire, &rcpts)).wire);
+    assert!(!raw.windows(20).any(|w| w == b"Original-Envelope-Id"));
+    // An ENVID that would break the field is refused.
+    for bad in ["", "a\r\nX-Evil: 1", "\u{e9}"] {
+        let mut req = request(&wire, &rcpts);
+        req.envid = Some(bad);
+        assert!(
+            matches!(build(&req), Err(BounceError::BadEnvid(_))),
+            "{bad:?}"
         );
     }
 }

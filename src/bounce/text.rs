@@ -48,6 +48,16 @@ pub(super) fn human_text(
                  notice.",
             );
         }
+        NoticeKind::Success => {
+            paragraph(
+                &mut out,
+                "Your message was successfully delivered to the destination(s) \
+                 listed below. It was relayed to a mail system that does not \
+                 confirm the final delivery, so you will receive no further \
+                 notification of success; you may still receive notifications of \
+                 mail delivery errors from other systems.",
+            );
+        }
     }
     paragraph(&mut out, &attachment_note(returned));
     paragraph(
@@ -99,6 +109,7 @@ fn recipient_line(kind: NoticeKind, rcpt: &FailedRecipient) -> String {
         let what = match kind {
             NoticeKind::Failure => "delivery failed",
             NoticeKind::Delay => "delivery is delayed",
+            NoticeKind::Success => "relayed",
         };
         format!("{what} (status {})", status_code(kind, &rcpt.status))
     };
@@ -127,6 +138,7 @@ mod tests {
     fn rcpt(address: &str, reason: &str, diagnostic: Option<&str>) -> FailedRecipient {
         FailedRecipient {
             address: address.into(),
+            original_recipient: None,
             status: "5.1.1".into(),
             diagnostic: diagnostic.map(Into::into),
             remote_mta: None,

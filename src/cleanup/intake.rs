@@ -11,7 +11,7 @@ use super::{cleanup_parts, CleanupOptions};
 use crate::inject::{maildrop, user, SpoolKind};
 use crate::mail::MessageParts;
 use crate::mail::{recipients_from_headers, sender_from_headers, split_message, strip_x_envelope};
-use crate::model::{Envelope, Source, Submission};
+use crate::model::{DsnParams, Envelope, Source, Submission};
 
 /// Site settings cleanup needs.
 #[derive(Clone, Debug)]
@@ -34,18 +34,18 @@ pub fn prepare(
     site: &SiteParams,
 ) -> Result<Submission, String> {
     let limit = site.message_size_limit;
-    let (uid, envelope, full_name, parts) = match kind {
+    let (uid, envelope, full_name, dsn, parts) = match kind {
         SpoolKind::Maildrop => {
             let m = maildrop::decode(data).map_err(|e| e.to_string())?;
             check_size(m.message, limit)?;
             let parts = split_message(m.message).map_err(|e| format!("malformed message: {e}"))?;
             // The file owner, not the uid line the writer claims: maildrop/ is
             // writable by every local user, so the owner is what can be trusted.
-            (owner_uid, m.envelope, m.full_name, parts)
+            (owner_uid, m.envelope, m.full_name, m.dsn, parts)
         }
         SpoolKind::Pickup => {
             let (envelope, parts) = pickup_envelope(data, owner_uid, site)?;
-            (owner_uid, envelope, None, parts)
+            (owner_uid, envelope, None, DsnParams::default(), parts)
         }
     };
     if envelope.recipients.is_empty() {
@@ -62,6 +62,7 @@ pub fn prepare(
         envelope,
         wire: cleaned.wire,
         flags: cleaned.flags,
+        dsn,
         message_id: cleaned.message_id,
         arrival_micros: crate::model::now_micros(),
         uid,

@@ -62,11 +62,16 @@ pub fn run(program: &str, args: Vec<OsString>) -> ExitCode {
         SendmailMode::Verify => {
             // Addresses were parsed by the flag parser; check them for real.
             for r in &args.recipients {
-                if let Err(e) = ringmail::mail::parse_envelope_address(r, loaded.origin(), false) {
-                    eprintln!("sendmail: {r}: undeliverable: {e}");
-                    return ExitCode::from(67);
+                let addresses = match ringmail::mail::argument_addresses(r, loaded.origin()) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        eprintln!("sendmail: {r:?}: undeliverable: {e}");
+                        return ExitCode::from(67);
+                    }
+                };
+                for a in addresses {
+                    println!("{a}: deliverable (address syntax ok; no delivery attempted)");
                 }
-                println!("{r}: deliverable (address syntax ok; no delivery attempted)");
             }
             ExitCode::SUCCESS
         }
@@ -118,18 +123,20 @@ fn smtp_stdin(config: &Config, full_name: Option<&str>) -> ExitCode {
                 let _ = send(&mut out, &r, false);
                 return ExitCode::SUCCESS;
             }
-            Step::Message { envelope, message } => {
-                match queue_envelope(config, &envelope, full_name, &message) {
-                    Ok(path) => {
-                        let name = path
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        session.queued(&name)
-                    }
-                    Err(e) => session.queue_failed(&e.to_string()),
+            Step::Message {
+                envelope,
+                dsn,
+                message,
+            } => match queue_envelope(config, &envelope, full_name, &dsn, &message) {
+                Ok(path) => {
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    session.queued(&name)
                 }
-            }
+                Err(e) => session.queue_failed(&e.to_string()),
+            },
         };
         if send(&mut out, &reply, more).is_err() {
             return ExitCode::from(74);

@@ -729,6 +729,7 @@ mod tests {
                 envelope: Envelope::default(),
                 wire: data.to_vec(),
                 flags: MessageFlags::default(),
+                dsn: Default::default(),
                 message_id: String::new(),
                 arrival_micros: 0,
                 uid,

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::mail::{
-    dedup_addresses, header_addresses, parse_envelope_address, recipients_from_headers,
+    argument_addresses, dedup_addresses, parse_envelope_address, recipients_from_headers,
     split_message,
 };
-use crate::model::Envelope;
+use crate::model::{DsnParams, Envelope};
 use crate::spool::Spool;
 
 use super::sendmail_args::SendmailArgs;
@@ -71,13 +71,8 @@ pub fn submit(
 
     let mut recipients = Vec::new();
     for arg in &args.recipients {
-        let parsed = if arg.contains(',') {
-            header_addresses(arg, origin)
-        } else {
-            parse_envelope_address(arg, origin, false).map(|a| vec![a])
-        };
         recipients.extend(
-            parsed.map_err(|e| {
+            argument_addresses(arg, origin).map_err(|e| {
                 SendmailError::Address(format!("bad recipient address {arg:?}: {e}"))
             })?,
         );
@@ -99,21 +94,38 @@ pub fn submit(
         }));
     }
 
+    let dsn = dsn_params(args, recipients.len());
     let envelope = Envelope { sender, recipients };
-    queue_envelope(config, &envelope, args.full_name.as_deref(), &message)
+    queue_envelope(config, &envelope, args.full_name.as_deref(), &dsn, &message)
 }
 
-/// Writes `message` with `envelope` durably to `maildrop/` (as the current
-/// user); returns the file's path. Used by plain `sendmail` and by
+/// What `-N`, `-R`, `-V` and `-B` ask, for a message with `nrcpt`
+/// recipients (`-N` applies to each of them).
+pub fn dsn_params(args: &SendmailArgs, nrcpt: usize) -> DsnParams {
+    let mut dsn = DsnParams {
+        ret: args.dsn_ret,
+        envid: args.envid.clone(),
+        body: args.body_type,
+        rcpts: Vec::new(),
+    };
+    if let Some(notify) = args.dsn_notify {
+        dsn.set_notify_all(notify, nrcpt);
+    }
+    dsn
+}
+
+/// Writes `message` with `envelope` and its DSN requests durably to
+/// `maildrop/` (as the current user); returns the file's path. Used by plain `sendmail` and by
 /// `sendmail -bs` for each message of the dialogue.
 pub fn queue_envelope(
     config: &Config,
     envelope: &Envelope,
     full_name: Option<&str>,
+    dsn: &DsnParams,
     message: &[u8],
 ) -> Result<PathBuf, SendmailError> {
     let uid = user::current_uid();
-    let data = maildrop::encode(uid, envelope, full_name, message);
+    let data = maildrop::encode(uid, envelope, full_name, dsn, message);
     let dir = Spool::new(&config.spool_dir).maildrop();
     if !dir.is_dir() {
         return Err(SendmailError::TempFail(format!(

@@ -22,6 +22,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use crate::model::dsn::valid_envid;
+use crate::model::{BodyType, DsnRet, Notify};
+
 /// `EX_USAGE` from sysexits.h.
 const EX_USAGE: u8 = 64;
 
@@ -82,13 +85,13 @@ pub struct SendmailArgs {
     pub ignore_dots: bool,
     /// How many times `-v` was given (saturating).
     pub verbose: u8,
-    /// `-B`: `"7BIT"` or `"8BITMIME"` (normalised to upper case).
-    pub body_type: Option<String>,
-    /// `-N`: `"never"`, or a non-empty subset of `success,delay,failure` in
-    /// that order (normalised to lower case, duplicates dropped).
-    pub dsn_notify: Option<String>,
-    /// `-R`: `"full"` or `"hdrs"` (normalised to lower case).
-    pub dsn_ret: Option<String>,
+    /// `-B`: the declared body type, `7BIT` or `8BITMIME`.
+    pub body_type: Option<BodyType>,
+    /// `-N`: `never`, or a non-empty list of `success`, `delay`, `failure`
+    /// (case-insensitive), for every recipient.
+    pub dsn_notify: Option<Notify>,
+    /// `-R`: `full` or `hdrs`.
+    pub dsn_ret: Option<DsnRet>,
     /// `-V`: the DSN envelope ID, 1 to 100 printable ASCII characters.
     pub envid: Option<String>,
     /// The operands, as given, in order.
@@ -142,7 +145,7 @@ pub enum ArgsError {
     /// Two options (or the program name and an option) that exclude each other.
     #[error("{option} cannot be used with {mode}")]
     Conflict {
-        /// The option that does not fit (`"-t"`, `"-N"`, `"-R"`).
+        /// The option that does not fit (`"-t"`, `"-N"`, `"-R"`, `"-V"`, `"-B"`).
         option: &'static str,
         /// What selected the mode, as given (`"-bp"`, `"mailq"`, `"-q30m"`).
         mode: String,
@@ -556,6 +559,24 @@ impl LowArgs {
                     return Err(ArgsError::NothingToVerify);
                 }
             }
+            SendmailMode::SmtpStdin
+                if dsn_notify.is_some()
+                    || dsn_ret.is_some()
+                    || envid.is_some()
+                    || body_type.is_some() =>
+            {
+                // The SMTP client says it with MAIL FROM / RCPT TO.
+                let option = if dsn_notify.is_some() {
+                    "-N"
+                } else if dsn_ret.is_some() {
+                    "-R"
+                } else if envid.is_some() {
+                    "-V"
+                } else {
+                    "-B"
+                };
+                return Err(conflict(option));
+            }
             SendmailMode::ListQueue
             | SendmailMode::Flush
             | SendmailMode::SmtpStdin
@@ -588,61 +609,35 @@ impl LowArgs {
     }
 }
 
-fn check_body_type(value: String) -> Result<String, ArgsError> {
-    let upper = value.to_ascii_uppercase();
-    match upper.as_str() {
-        "7BIT" | "8BITMIME" => Ok(upper),
-        _ => Err(ArgsError::BadValue {
-            option: 'B',
-            value,
-            expected: "7BIT or 8BITMIME",
-        }),
-    }
+fn check_body_type(value: String) -> Result<BodyType, ArgsError> {
+    BodyType::parse(&value).ok_or(ArgsError::BadValue {
+        option: 'B',
+        value,
+        expected: "7BIT or 8BITMIME",
+    })
 }
 
-fn check_dsn_notify(value: String) -> Result<String, ArgsError> {
-    const KEYWORDS: [&str; 3] = ["success", "delay", "failure"];
-    let bad = |value: String| ArgsError::BadValue {
+/// RFC 3461 NOTIFY: `never`, or a list of `success`, `delay`, `failure`.
+fn check_dsn_notify(value: String) -> Result<Notify, ArgsError> {
+    Notify::parse(&value).ok_or(ArgsError::BadValue {
         option: 'N',
         value,
         expected: "never, or a comma-separated list of success, delay, failure",
-    };
-    let lower = value.to_ascii_lowercase();
-    if lower.trim() == "never" {
-        return Ok("never".to_owned());
-    }
-    let mut seen = [false; 3];
-    for item in lower.split(',') {
-        match KEYWORDS.iter().position(|k| *k == item.trim()) {
-            Some(i) => seen[i] = true,
-            None => return Err(bad(value)),
-        }
-    }
-    let list: Vec<&str> = KEYWORDS
-        .iter()
-        .zip(seen)
-        .filter_map(|(k, on)| on.then_some(*k))
-        .collect();
-    Ok(list.join(","))
+    })
 }
 
-fn check_dsn_ret(value: String) -> Result<String, ArgsError> {
-    let lower = value.to_ascii_lowercase();
-    match lower.as_str() {
-        "full" | "hdrs" => Ok(lower),
-        _ => Err(ArgsError::BadValue {
-            option: 'R',
-            value,
-            expected: "full or hdrs",
-        }),
-    }
+/// RFC 3461 RET: `full` or `hdrs`.
+fn check_dsn_ret(value: String) -> Result<DsnRet, ArgsError> {
+    DsnRet::parse(&value).ok_or(ArgsError::BadValue {
+        option: 'R',
+        value,
+        expected: "full or hdrs",
+    })
 }
 
 /// RFC 3461 ENVID: at most 100 printable US-ASCII characters.
 fn check_envid(value: String) -> Result<String, ArgsError> {
-    let ok =
-        !value.is_empty() && value.len() <= 100 && value.bytes().all(|b| (0x20..0x7f).contains(&b));
-    if ok {
+    if valid_envid(&value) {
         Ok(value)
     } else {
         Err(ArgsError::BadValue {
@@ -980,16 +975,16 @@ mod tests {
     #[test]
     fn body_type() {
         assert_eq!(
-            ok(&["-B8BITMIME", "a@x"]).body_type.as_deref(),
-            Some("8BITMIME")
+            ok(&["-B8BITMIME", "a@x"]).body_type,
+            Some(BodyType::EightBitMime)
         );
         assert_eq!(
-            ok(&["-B", "7bit", "a@x"]).body_type.as_deref(),
-            Some("7BIT")
+            ok(&["-B", "7bit", "a@x"]).body_type,
+            Some(BodyType::SevenBit)
         );
         assert_eq!(
-            ok(&["-B8bitMime", "a@x"]).body_type.as_deref(),
-            Some("8BITMIME")
+            ok(&["-B8bitMime", "a@x"]).body_type,
+            Some(BodyType::EightBitMime)
         );
         let e = err(&["-B", "binarymime", "a@x"]);
         assert_eq!(
@@ -1005,16 +1000,24 @@ mod tests {
 
     #[test]
     fn dsn_notify() {
-        let n = |v: &str| parse(&["-N", v, "a@x"]).map(|a| a.dsn_notify);
-        assert_eq!(n("never"), Ok(Some("never".into())));
-        assert_eq!(n("NEVER"), Ok(Some("never".into())));
-        assert_eq!(n("failure,delay"), Ok(Some("delay,failure".into())));
+        let n = |v: &str| parse(&["-N", v, "a@x"]).map(|a| a.dsn_notify.map(|n| n.to_string()));
+        assert_eq!(n("never"), Ok(Some("NEVER".into())));
+        assert_eq!(n("NEVER"), Ok(Some("NEVER".into())));
+        assert_eq!(n("failure,delay"), Ok(Some("FAILURE,DELAY".into())));
         assert_eq!(
             n("Success, FAILURE,success"),
-            Ok(Some("success,failure".into()))
+            Ok(Some("SUCCESS,FAILURE".into()))
         );
-        assert_eq!(n("delay"), Ok(Some("delay".into())));
-        for bad in ["", "never,success", "failure,", "sometimes", ",delay"] {
+        assert_eq!(n("delay"), Ok(Some("DELAY".into())));
+        for bad in [
+            "",
+            "never,success",
+            "failure,",
+            "sometimes",
+            ",delay",
+            "never\r\n",
+            "failure\r\nRCPT TO:<evil@x.test>",
+        ] {
             assert!(
                 matches!(n(bad), Err(ArgsError::BadValue { option: 'N', .. })),
                 "{bad:?} accepted"
@@ -1024,8 +1027,8 @@ mod tests {
 
     #[test]
     fn dsn_ret() {
-        assert_eq!(ok(&["-R", "HDRS", "a@x"]).dsn_ret.as_deref(), Some("hdrs"));
-        assert_eq!(ok(&["-Rfull", "a@x"]).dsn_ret.as_deref(), Some("full"));
+        assert_eq!(ok(&["-R", "HDRS", "a@x"]).dsn_ret, Some(DsnRet::Headers));
+        assert_eq!(ok(&["-Rfull", "a@x"]).dsn_ret, Some(DsnRet::Full));
         assert!(matches!(
             err(&["-R", "all", "a@x"]),
             ArgsError::BadValue { option: 'R', .. }
@@ -1039,7 +1042,13 @@ mod tests {
             Some("abc 123")
         );
         let long = "x".repeat(101);
-        for bad in ["", "a\tb", "é", long.as_str()] {
+        for bad in [
+            "",
+            "a\tb",
+            "é",
+            "id\r\nRCPT TO:<evil@x.test>",
+            long.as_str(),
+        ] {
             assert!(
                 matches!(
                     err(&["-V", bad, "a@x"]),
@@ -1183,7 +1192,7 @@ mod tests {
         let a = ok(&["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "root"]);
         assert_eq!(a.full_name.as_deref(), Some("CronDaemon"));
         assert!(a.ignore_dots);
-        assert_eq!(a.body_type.as_deref(), Some("8BITMIME"));
+        assert_eq!(a.body_type, Some(BodyType::EightBitMime));
         assert_eq!(a.ignored, ["-oem"]);
         assert_eq!(a.recipients, ["root"]);
     }
@@ -1210,8 +1219,8 @@ mod tests {
             "b@y",
         ]);
         assert!(a.ignore_dots);
-        assert_eq!(a.dsn_notify.as_deref(), Some("delay,failure"));
-        assert_eq!(a.dsn_ret.as_deref(), Some("hdrs"));
+        assert_eq!(a.dsn_notify, Notify::parse("failure,delay"));
+        assert_eq!(a.dsn_ret, Some(DsnRet::Headers));
         assert_eq!(a.recipients, ["a@x", "b@y"]);
         assert_eq!(a.ignored, ["-oem"]);
     }

@@ -5,13 +5,16 @@
 //! `sendmail` does) before it sends the `250` for it, so a `250` means the
 //! message is on disk.
 //!
-//! Supported: HELO, EHLO (PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
-//! ENHANCEDSTATUSCODES), MAIL FROM with SIZE / BODY / SMTPUTF8, RCPT TO,
-//! DATA with dot-unstuffing, RSET, NOOP, QUIT. Refused: VRFY, EXPN,
-//! STARTTLS and AUTH (a local pipe needs neither), anything else.
+//! Supported: HELO, EHLO (PIPELINING, SIZE, 8BITMIME, SMTPUTF8, DSN,
+//! ENHANCEDSTATUSCODES), MAIL FROM with SIZE / BODY / SMTPUTF8 / RET /
+//! ENVID, RCPT TO with NOTIFY / ORCPT (RFC 3461, stored with the message
+//! as `sendmail -N/-R/-V` store theirs), DATA with dot-unstuffing, RSET,
+//! NOOP, QUIT. Refused: VRFY, EXPN, STARTTLS and AUTH (a local pipe needs
+//! neither), anything else.
 
-use crate::mail::parse_envelope_address;
-use crate::model::Envelope;
+use crate::mail::{parse_smtp_path, xtext};
+use crate::model::dsn::{valid_envid, valid_orcpt};
+use crate::model::{BodyType, DsnParams, DsnRet, Envelope, Notify, RcptDsn};
 
 /// Longest command line accepted (RFC 5321 allows 512; extensions more).
 const MAX_COMMAND_LINE: usize = 2048;
@@ -28,6 +31,8 @@ pub enum Step {
     Message {
         /// Envelope sender and recipients.
         envelope: Envelope,
+        /// RET, ENVID, BODY of MAIL FROM; NOTIFY, ORCPT of each RCPT TO.
+        dsn: DsnParams,
         /// The message as received, dot-unstuffed, CRLF line ends kept.
         message: Vec<u8>,
     },
@@ -43,6 +48,9 @@ pub struct StdinSession {
     size_limit: u64,
     sender: Option<String>,
     recipients: Vec<String>,
+    /// Message-level DSN requests from MAIL FROM; `rcpts` follows
+    /// `recipients`.
+    dsn: DsnParams,
     data: Option<Vec<u8>>,
     too_big: bool,
 }
@@ -56,6 +64,7 @@ impl StdinSession {
             size_limit,
             sender: None,
             recipients: Vec::new(),
+            dsn: DsnParams::default(),
             data: None,
             too_big: false,
         }
@@ -91,6 +100,11 @@ impl StdinSession {
         let Ok(text) = std::str::from_utf8(text) else {
             return reply("500 5.5.2 Error: command line is not UTF-8");
         };
+        // A CR, TAB, NUL... inside a command is never part of it: refuse
+        // the command rather than guess where it ends.
+        if text.chars().any(char::is_control) {
+            return reply("501 5.5.2 Error: control character in command");
+        }
         let (verb, arg) = match text.split_once(' ') {
             Some((v, a)) => (v, a.trim()),
             None => (text, ""),
@@ -103,7 +117,7 @@ impl StdinSession {
             "EHLO" if !arg.is_empty() => {
                 self.reset();
                 Step::Reply(format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n",
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n",
                     self.hostname, self.size_limit
                 ))
             }
@@ -143,6 +157,7 @@ impl StdinSession {
         let Some((path, params)) = path_arg(arg, "FROM:") else {
             return reply("501 5.5.4 Syntax: MAIL FROM:<address>");
         };
+        let mut dsn = DsnParams::default();
         for p in params.split_whitespace() {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             match k.to_ascii_uppercase().as_str() {
@@ -153,14 +168,26 @@ impl StdinSession {
                     Ok(_) => {}
                     Err(_) => return reply("501 5.5.4 Bad SIZE parameter"),
                 },
-                "BODY" if v.eq_ignore_ascii_case("8BITMIME") || v.eq_ignore_ascii_case("7BIT") => {}
+                "BODY" => match BodyType::parse(v) {
+                    Some(body) => dsn.body = Some(body),
+                    None => return reply(&format!("555 5.5.4 Unsupported option: {p}")),
+                },
                 "SMTPUTF8" if v.is_empty() => {}
+                "RET" if dsn.ret.is_none() => match DsnRet::parse(v) {
+                    Some(ret) => dsn.ret = Some(ret),
+                    None => return reply("501 5.5.4 Bad RET parameter syntax"),
+                },
+                "ENVID" if dsn.envid.is_none() => match xtext::decode(v) {
+                    Some(envid) if valid_envid(&envid) => dsn.envid = Some(envid),
+                    _ => return reply("501 5.5.4 Bad ENVID parameter syntax"),
+                },
                 _ => return reply(&format!("555 5.5.4 Unsupported option: {p}")),
             }
         }
-        match parse_envelope_address(path, &self.origin, true) {
+        match parse_smtp_path(path, &self.origin, true) {
             Ok(sender) => {
                 self.sender = Some(sender);
+                self.dsn = dsn;
                 reply("250 2.1.0 Ok")
             }
             Err(e) => reply(&format!("501 5.1.7 Bad sender address syntax: {e}")),
@@ -174,13 +201,33 @@ impl StdinSession {
         let Some((path, params)) = path_arg(arg, "TO:") else {
             return reply("501 5.5.4 Syntax: RCPT TO:<address>");
         };
-        if let Some(p) = params.split_whitespace().next() {
-            return reply(&format!("555 5.5.4 Unsupported option: {p}"));
+        let mut rcpt_dsn = RcptDsn::default();
+        for p in params.split_whitespace() {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k.to_ascii_uppercase().as_str() {
+                "NOTIFY" if !rcpt_dsn.notify.is_specified() => {
+                    match Notify::parse(v).filter(|n| n.is_specified()) {
+                        Some(n) => rcpt_dsn.notify = n,
+                        None => return reply("501 5.5.4 Bad NOTIFY parameter syntax"),
+                    }
+                }
+                "ORCPT" if rcpt_dsn.orcpt.is_none() => {
+                    let decoded = v.split_once(';').and_then(|(kind, addr)| {
+                        xtext::decode(addr).map(|a| format!("{kind};{a}"))
+                    });
+                    match decoded {
+                        Some(o) if valid_orcpt(&o) => rcpt_dsn.orcpt = Some(o),
+                        _ => return reply("501 5.5.4 Bad ORCPT parameter syntax"),
+                    }
+                }
+                _ => return reply(&format!("555 5.5.4 Unsupported option: {p}")),
+            }
         }
-        match parse_envelope_address(path, &self.origin, false) {
+        match parse_smtp_path(path, &self.origin, false) {
             Ok(rcpt) => {
                 if !self.recipients.contains(&rcpt) {
                     self.recipients.push(rcpt);
+                    self.dsn.rcpts.push(rcpt_dsn);
                 }
                 reply("250 2.1.5 Ok")
             }
@@ -197,10 +244,18 @@ impl StdinSession {
                 sender: self.sender.take().unwrap_or_default(),
                 recipients: std::mem::take(&mut self.recipients),
             };
+            let mut dsn = std::mem::take(&mut self.dsn);
+            if dsn.rcpts.iter().all(|r| *r == RcptDsn::default()) {
+                dsn.rcpts.clear();
+            }
             if too_big {
                 return reply("552 5.3.4 Error: message file too big");
             }
-            return Step::Message { envelope, message };
+            return Step::Message {
+                envelope,
+                dsn,
+                message,
+            };
         }
         let unstuffed = line.strip_prefix(b".").unwrap_or(line);
         if let Some(data) = self.data.as_mut() {
@@ -221,6 +276,7 @@ impl StdinSession {
     fn reset(&mut self) {
         self.sender = None;
         self.recipients.clear();
+        self.dsn = DsnParams::default();
         self.data = None;
     }
 }
@@ -291,7 +347,13 @@ mod tests {
         assert_eq!(x.on_line(b"\r\n"), Step::Nothing);
         assert_eq!(x.on_line(b"..leading dot\r\n"), Step::Nothing);
         match x.on_line(b".\r\n") {
-            Step::Message { envelope, message } => {
+            Step::Message {
+                envelope,
+                dsn,
+                message,
+            } => {
+                assert_eq!(dsn.body, Some(BodyType::EightBitMime));
+                assert!(dsn.rcpts.is_empty());
                 assert_eq!(envelope.sender, "a@b.example");
                 assert_eq!(envelope.recipients, ["c@d.example", "root@example.org"]);
                 assert_eq!(message, b"Subject: hi\r\n\r\n.leading dot\r\n");
@@ -318,7 +380,8 @@ mod tests {
         );
         assert!(text(x.on_line(b"MAIL FROM:<a@b>\r\n")).starts_with("503 "));
         assert!(text(x.on_line(b"RCPT TO:<>\r\n")).starts_with("501 5.1.3"));
-        assert!(text(x.on_line(b"RCPT TO:<c@d> NOTIFY=NEVER\r\n")).starts_with("555 "));
+        assert!(text(x.on_line(b"RCPT TO:<c@d> NOTIFY=NEVER,SUCCESS\r\n")).starts_with("501 "));
+        assert!(text(x.on_line(b"RCPT TO:<c@d> XYZ=1\r\n")).starts_with("555 "));
         assert!(text(x.on_line(b"DATA\r\n")).starts_with("554 "));
         assert!(text(x.on_line(b"RSET\r\n")).starts_with("250 "));
         assert!(text(x.on_line(b"MAIL FROM:<a@b> SIZE=99999999\r\n")).starts_with("552 "));
@@ -345,5 +408,83 @@ mod tests {
         assert!(text(x.on_line(b".\r\n")).starts_with("552 5.3.4"));
         // Still usable.
         assert!(text(x.on_line(b"MAIL FROM:<a@b>\r\n")).starts_with("250 "));
+    }
+
+    #[test]
+    fn control_characters_and_display_names_are_refused() {
+        let mut x = s();
+        for line in [
+            &b"MAIL FROM:a@b.example\t<evil@x.test>\r\n"[..],
+            b"MAIL FROM:a@b.example\r<evil@x.test>\r\n",
+            b"MAIL FROM:<a@b.example\x00>\r\n",
+            b"MAIL FROM:<a@b.example>\x0bSIZE=1\r\n",
+        ] {
+            let r = text(x.on_line(line));
+            assert!(r.starts_with("501 5.5.2"), "{line:?}: {r}");
+        }
+        for line in [
+            &b"MAIL FROM:Name<evil@x.test>\r\n"[..],
+            b"MAIL FROM:good@example.net<evil@x.test>\r\n",
+        ] {
+            let r = text(x.on_line(line));
+            assert!(r.starts_with("501 5.1.7"), "{line:?}: {r}");
+        }
+        assert!(text(x.on_line(b"MAIL FROM:<a@b.example>\r\n")).starts_with("250 "));
+        for line in [
+            &b"RCPT TO:good@example.net\r<evil@x.test>\r\n"[..],
+            b"RCPT TO:<good@example.net>\rRCPT TO:<evil@x.test>\r\n",
+        ] {
+            let r = text(x.on_line(line));
+            assert!(r.starts_with("501 5.5.2"), "{line:?}: {r}");
+        }
+        assert!(text(x.on_line(b"RCPT TO:Bob<evil@x.test>\r\n")).starts_with("501 5.1.3"));
+        // Nothing was accepted: DATA has no recipient.
+        assert!(text(x.on_line(b"DATA\r\n")).starts_with("554 "));
+    }
+
+    #[test]
+    fn dsn_parameters_are_kept_with_the_message() {
+        let mut x = s();
+        assert!(text(x.on_line(b"EHLO c\r\n")).contains("250-DSN\r\n"));
+        assert!(
+            text(x.on_line(b"MAIL FROM:<a@b.example> RET=FULL ENVID=abc+2Bdef\r\n"))
+                .starts_with("250 ")
+        );
+        assert!(text(x.on_line(
+            b"RCPT TO:<c@d.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;c+40d.example\r\n"
+        ))
+        .starts_with("250 "));
+        assert!(text(x.on_line(b"RCPT TO:<e@d.example>\r\n")).starts_with("250 "));
+        for bad in [
+            &b"RCPT TO:<f@d.example> NOTIFY=SOMETIMES\r\n"[..],
+            b"RCPT TO:<f@d.example> ORCPT=nosemicolon\r\n",
+            b"RCPT TO:<f@d.example> ORCPT=rfc822;a+0Db\r\n",
+        ] {
+            assert!(text(x.on_line(bad)).starts_with("501 "), "{bad:?}");
+        }
+        x.on_line(b"DATA\r\n");
+        x.on_line(b"Subject: s\r\n\r\nbody\r\n");
+        match x.on_line(b".\r\n") {
+            Step::Message { envelope, dsn, .. } => {
+                assert_eq!(envelope.recipients, ["c@d.example", "e@d.example"]);
+                assert_eq!(dsn.ret, Some(DsnRet::Full));
+                assert_eq!(dsn.envid.as_deref(), Some("abc+def"));
+                assert_eq!(dsn.notify(0), Notify::parse("success,delay").unwrap());
+                assert_eq!(dsn.orcpt(0), Some("rfc822;c@d.example"));
+                assert_eq!(dsn.notify(1), Notify::UNSPECIFIED);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            &b"MAIL FROM:<a@b> RET=ALL\r\n"[..],
+            b"MAIL FROM:<a@b> ENVID=a+0D+0Ab\r\n",
+            b"MAIL FROM:<a@b> BODY=BINARYMIME\r\n",
+        ] {
+            let r = text(x.on_line(bad));
+            assert!(
+                r.starts_with("501 ") || r.starts_with("555 "),
+                "{bad:?}: {r}"
+            );
+        }
     }
 }

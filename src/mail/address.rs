@@ -37,6 +37,26 @@ pub enum AddressError {
         /// The limit in octets.
         limit: usize,
     },
+    /// A control character (CR, LF, TAB, NUL, DEL, ...) anywhere in an
+    /// address argument or envelope line: refused as a whole, never cut
+    /// off or skipped, so a `CRLF RCPT TO:<...>` tail cannot pick the
+    /// address.
+    #[error("address {address:?} contains the control character {code}: refused")]
+    ControlCharacter {
+        /// The input as given (printed with escapes).
+        address: String,
+        /// The first control character, as `U+000D`.
+        code: String,
+    },
+    /// Text outside the angle brackets that is not a plain RFC 5322
+    /// display name (words, quoted strings, comments).
+    #[error("bad address {address:?}: {reason}")]
+    DisplayName {
+        /// The input as given.
+        address: String,
+        /// What is wrong with the text outside the angle brackets.
+        reason: &'static str,
+    },
     /// An address-list header value could not be split into addresses.
     #[error("bad address list {value:?}: {reason}")]
     HeaderList {
@@ -59,20 +79,72 @@ impl AddressError {
 /// `X-Sender:`/`X-Receiver:` line or a `Return-Path:` value.
 ///
 /// Accepts `a@b`, `<a@b>`, `Name <a@b>` (the angle part is taken) and
-/// surrounding whitespace; a source route (`<@x,@y:a@b>`) is dropped.
-/// `<>` or nothing is the null sender: `Ok(String::new())` when `allow_null`,
-/// else [`AddressError::NullNotAllowed`]. An unqualified address (no `@`)
-/// gets `@origin` appended. The result is checked against RFC 5321 with
-/// SMTPUTF8 (RFC 6531) extensions: dot-atom or quoted-string local part of at
-/// most 64 octets, a domain of letter/digit/hyphen (or UTF-8) labels or an
-/// address literal, no control characters, at most 254 octets in all.
+/// surrounding blanks; a source route (`<@x,@y:a@b>`) is dropped. Strict
+/// about everything outside the address, so that no text around it can
+/// choose which address is used:
+///
+/// - a control character anywhere (CR, LF, TAB, NUL, DEL, C1) refuses the
+///   whole input ([`AddressError::ControlCharacter`]);
+/// - text before `<` must be a plain RFC 5322 display name: words
+///   (atext, `.`, UTF-8), quoted strings and comments
+///   ([`AddressError::DisplayName`] otherwise, e.g. for
+///   `evil@x.example <good@y.example>`);
+/// - after `>` only blanks and comments may follow.
+///
+/// `<>` or nothing is the null sender: `Ok(String::new())` when
+/// `allow_null`, else [`AddressError::NullNotAllowed`]. An unqualified
+/// address (no `@`) gets `@origin` appended. The result is checked against
+/// RFC 5321 with SMTPUTF8 (RFC 6531) extensions: dot-atom or quoted-string
+/// local part of at most 64 octets, a domain of letter/digit/hyphen (or
+/// UTF-8) labels or an address literal, at most 254 octets in all.
 pub fn parse_envelope_address(
     input: &str,
     origin: &str,
     allow_null: bool,
 ) -> Result<String, AddressError> {
+    refuse_control(input)?;
     let trimmed = input.trim();
-    let inner = angle_part(trimmed)?;
+    let inner = angle_part(trimmed, true)?;
+    parse_inner(trimmed, inner, origin, allow_null)
+}
+
+/// Parses the path argument of an SMTP `MAIL FROM:` or `RCPT TO:` command
+/// (`sendmail -bs`): `<a@b>` or, as Postfix tolerates, a bare `a@b`. No
+/// display name and no comment: SMTP has none. Control characters are
+/// refused as in [`parse_envelope_address`]; the rest of the checks are
+/// the same.
+pub fn parse_smtp_path(
+    input: &str,
+    origin: &str,
+    allow_null: bool,
+) -> Result<String, AddressError> {
+    refuse_control(input)?;
+    let trimmed = input.trim();
+    let inner = angle_part(trimmed, false)?;
+    parse_inner(trimmed, inner, origin, allow_null)
+}
+
+/// Refuses `input` when it holds any control character. Every address
+/// that comes from outside (arguments, envelope lines, SMTP commands)
+/// passes here first.
+pub fn refuse_control(input: &str) -> Result<(), AddressError> {
+    match input.chars().find(|c| c.is_control()) {
+        Some(c) => Err(AddressError::ControlCharacter {
+            address: input.to_string(),
+            code: format!("U+{:04X}", u32::from(c)),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks and qualifies `inner`, the address without brackets, of the
+/// input `trimmed` (for messages), which holds no control character.
+fn parse_inner(
+    trimmed: &str,
+    inner: &str,
+    origin: &str,
+    allow_null: bool,
+) -> Result<String, AddressError> {
     let inner = strip_source_route(inner);
     if inner.is_empty() {
         return if allow_null {
@@ -85,9 +157,7 @@ pub fn parse_envelope_address(
         address: trimmed.to_string(),
         reason,
     };
-    if inner.chars().any(char::is_control) {
-        return Err(syntax("control character"));
-    }
+    // Control characters were refused before (`refuse_control`).
     let local_len = local_part_len(inner).map_err(syntax)?;
     let local = &inner[..local_len];
     check_local_part(local).map_err(syntax)?;
@@ -136,8 +206,9 @@ pub fn split_address(addr: &str) -> Option<(&str, &str)> {
 }
 
 /// The address inside angle brackets, or the whole input when there are
-/// none. Only blanks or a comment may follow the closing bracket.
-fn angle_part(trimmed: &str) -> Result<&str, AddressError> {
+/// none. With `display_name`, a plain display name may come before the
+/// `<` and blanks or comments after the `>`; without, nothing may.
+fn angle_part(trimmed: &str, display_name: bool) -> Result<&str, AddressError> {
     let syntax = |reason| AddressError::Syntax {
         address: trimmed.to_string(),
         reason,
@@ -154,27 +225,130 @@ fn angle_part(trimmed: &str) -> Result<&str, AddressError> {
     if find_unquoted(inner, b'<').is_some() {
         return Err(syntax("nested angle brackets"));
     }
-    let after = rest[close + 1..].trim();
-    let is_comment = after.starts_with('(') && after.ends_with(')');
-    if !after.is_empty() && !is_comment {
-        return Err(syntax("text after the angle address"));
+    let before = &trimmed[..open];
+    let after = &rest[close + 1..];
+    let outside = |reason| AddressError::DisplayName {
+        address: trimmed.to_string(),
+        reason,
+    };
+    if !display_name {
+        if !before.trim().is_empty() || !after.trim().is_empty() {
+            return Err(outside("text outside the angle brackets"));
+        }
+        return Ok(inner.trim());
+    }
+    check_display_name(before).map_err(outside)?;
+    if !only_comments(after) {
+        return Err(outside("text after the angle address"));
     }
     Ok(inner.trim())
 }
 
-/// Index of the first `byte` outside a quoted string.
+/// Checks that `text` is a plain RFC 5322 display name (a phrase, possibly
+/// empty): words of atext, `.` (obsolete phrase) or UTF-8 (RFC 6532),
+/// quoted strings and comments, separated by blanks. Control characters
+/// other than a folding TAB are refused; so is any other special
+/// character (`@`, `,`, `:`, `;`, `<`, `>`, `[`, `]`, a lone `\`).
+pub(crate) fn check_display_name(text: &str) -> Result<(), &'static str> {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {}
+            '"' => skip_quoted(&mut chars)?,
+            '(' => skip_comment(&mut chars)?,
+            c if c.is_control() => return Err("control character in the display name"),
+            c if is_atext(c) || c == '.' => {}
+            _ => {
+                return Err(
+                    "text outside the angle brackets is not a plain display name (quote it)",
+                )
+            }
+        }
+    }
+    Ok(())
+}
+
+/// True when `text` holds only blanks and comments.
+fn only_comments(text: &str) -> bool {
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => {}
+            '(' => {
+                if skip_comment(&mut chars).is_err() {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Skips the rest of a quoted string after its opening quote. Its content
+/// is printable text, UTF-8 or blanks; a backslash quotes the next one.
+fn skip_quoted(chars: &mut impl Iterator<Item = char>) -> Result<(), &'static str> {
+    let mut escaped = false;
+    for c in chars.by_ref() {
+        if c.is_control() && c != '\t' {
+            return Err("control character in a quoted string");
+        }
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return Ok(());
+        }
+    }
+    Err("unterminated quoted string")
+}
+
+/// Skips the rest of a (possibly nested) comment after its opening
+/// parenthesis, with the same character rules as a quoted string.
+fn skip_comment(chars: &mut impl Iterator<Item = char>) -> Result<(), &'static str> {
+    let mut depth = 1usize;
+    let mut escaped = false;
+    for c in chars.by_ref() {
+        if c.is_control() && c != '\t' {
+            return Err("control character in a comment");
+        }
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '(' {
+            depth += 1;
+        } else if c == ')' {
+            depth -= 1;
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+    Err("unterminated comment")
+}
+
+/// Index of the first `byte` outside a quoted string and outside a
+/// comment (a `<` in a comment does not start the address).
 fn find_unquoted(s: &str, byte: u8) -> Option<usize> {
     let mut in_quotes = false;
+    let mut comment = 0usize;
     let mut escaped = false;
     for (i, b) in s.bytes().enumerate() {
         if escaped {
             escaped = false;
-        } else if b == b'\\' && in_quotes {
+        } else if b == b'\\' && (in_quotes || comment > 0) {
             escaped = true;
-        } else if b == b'"' {
+        } else if b == b'"' && comment == 0 {
             in_quotes = !in_quotes;
-        } else if b == byte && !in_quotes {
-            return Some(i);
+        } else if !in_quotes {
+            match b {
+                b'(' => comment += 1,
+                b')' if comment > 0 => comment -= 1,
+                _ if b == byte && comment == 0 => return Some(i),
+                _ => {}
+            }
         }
     }
     None
@@ -405,7 +579,15 @@ mod tests {
             "(a)@c.example",
         ] {
             let e = reason(bad);
-            assert!(matches!(e, AddressError::Syntax { .. }), "{bad:?}: {e:?}");
+            assert!(
+                matches!(
+                    e,
+                    AddressError::Syntax { .. }
+                        | AddressError::ControlCharacter { .. }
+                        | AddressError::DisplayName { .. }
+                ),
+                "{bad:?}: {e:?}"
+            );
             assert!(!e.is_transient());
         }
         assert!(matches!(
@@ -422,6 +604,90 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn control_characters_anywhere_refuse_the_whole_input() {
+        // Issue 12: the text before `<` used to be dropped, whatever it held.
+        for bad in [
+            "a@b.c\r\nRCPT TO:<evil@x.test>",
+            "good@example.net\r\nRCPT TO:<evil@x.test>",
+            "a@b.c\r<evil@x.test>",
+            "a@b.c\n<evil@x.test>",
+            "\"a@b.c\r\n\" <evil@x.test>",
+            "Name (\r\n) <evil@x.test>",
+            "<good@example.net> (\r\nRCPT TO:<evil@x.test>)",
+            "good@example.net\n",
+            "\tgood@example.net",
+            "good@example.net\0",
+            "good@example.net\u{7f}",
+            "good@example.net\u{85}",
+        ] {
+            let e = reason(bad);
+            assert!(
+                matches!(e, AddressError::ControlCharacter { .. }),
+                "{bad:?}: {e:?}"
+            );
+            assert!(e.to_string().contains("control character U+"), "{e}");
+            // The message prints the input escaped, never raw.
+            assert!(!e.to_string().contains('\r'), "{e}");
+            assert!(parse_envelope_address(bad, "o.example", true).is_err());
+            assert!(parse_smtp_path(bad, "o.example", true).is_err());
+            assert!(refuse_control(bad).is_err());
+        }
+        assert_eq!(refuse_control("Jane <a@b.example>"), Ok(()));
+    }
+
+    #[test]
+    fn only_a_plain_display_name_may_precede_the_angle_address() {
+        // A phrase: words, dots, quoted strings, comments, UTF-8.
+        assert_eq!(ok("Jane Q. Doe <a@b.example>"), "a@b.example");
+        assert_eq!(ok("\"evil@x.test\" <good@example.net>"), "good@example.net");
+        assert_eq!(ok("(team) Jane <a@b.example> (work)"), "a@b.example");
+        assert_eq!(ok("(x<y@z>) <a@b.example>"), "a@b.example");
+        assert_eq!(ok("Jürgen <j@b.example>"), "j@b.example");
+        assert_eq!(ok("=?UTF-8?B?w4RsaWNl?= <e@x.example>"), "e@x.example");
+        // Anything else is refused, not skipped.
+        for bad in [
+            "evil@x.test <good@example.net>",
+            "good@example.net <evil@x.test>",
+            "a, b <good@example.net>",
+            "RCPT TO:<evil@x.test>",
+            "[1.2.3.4] <good@example.net>",
+            "Name; <good@example.net>",
+            "<good@example.net> trailing",
+            "<good@example.net> (ok) junk",
+        ] {
+            let e = reason(bad);
+            assert!(
+                matches!(e, AddressError::DisplayName { .. }),
+                "{bad:?}: {e:?}"
+            );
+        }
+        // Unbalanced quotes or comments swallow the bracket: refused too.
+        reason("\"unterminated <good@example.net>");
+        reason("(unterminated <good@example.net>");
+    }
+
+    #[test]
+    fn smtp_paths_take_no_display_name() {
+        let path = |s: &str| parse_smtp_path(s, "o.example", true);
+        assert_eq!(path("<a@b.example>"), Ok("a@b.example".into()));
+        assert_eq!(path("a@b.example"), Ok("a@b.example".into()));
+        assert_eq!(path("<>"), Ok(String::new()));
+        assert_eq!(path("<root>"), Ok("root@o.example".into()));
+        for bad in [
+            "Name<evil@x.test>",
+            "a@b.c<evil@x.test>",
+            "\"x\" <evil@x.test>",
+            "<evil@x.test> (comment)",
+        ] {
+            assert!(
+                matches!(path(bad), Err(AddressError::DisplayName { .. })),
+                "{bad:?}: {:?}",
+                path(bad)
+            );
+        }
     }
 
     #[test]

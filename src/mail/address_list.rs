@@ -6,7 +6,7 @@
 //! (`To: root`, which `sendmail -t` must qualify) and keeps a leading comment
 //! as part of the address.
 
-use super::address::{parse_envelope_address, AddressError};
+use super::address::{check_display_name, parse_envelope_address, refuse_control, AddressError};
 
 /// One mailbox being read: text outside angle brackets, the angle part.
 #[derive(Default)]
@@ -19,6 +19,18 @@ struct Pending {
     after: String,
 }
 
+/// How strict to be about the text around the addresses.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A header field of a message (`sendmail -t`, pickup files): a
+    /// folding TAB is a blank, and a display name may be any text
+    /// without control characters (`a@b.example <a@b.example>` is common).
+    Header,
+    /// A `sendmail` command-line argument: no control character at all,
+    /// and a display name must be a plain RFC 5322 phrase.
+    Argument,
+}
+
 /// Mailbox addresses from an address-list header value, in order.
 ///
 /// Display names, comments, quoted strings and groups are understood; an
@@ -26,8 +38,36 @@ struct Pending {
 /// address goes through [`parse_envelope_address`] with `origin` (so `root`
 /// becomes `root@origin`) and the null address is refused. A value that
 /// cannot be split into addresses gives [`AddressError::HeaderList`] naming
-/// the value; a bad address inside gives that address's error.
+/// the value; a bad address inside gives that address's error. A control
+/// character other than TAB (a blank left by unfolding) refuses the value.
 pub fn header_addresses(value: &str, origin: &str) -> Result<Vec<String>, AddressError> {
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(AddressError::HeaderList {
+            value: value.to_string(),
+            reason: "control character".to_string(),
+        });
+    }
+    // A TAB is a blank left by unfolding; the address parser takes none.
+    addresses(&value.replace('\t', " "), origin, Mode::Header)
+}
+
+/// The addresses of one `sendmail` recipient argument: a single address,
+/// or a comma-separated list in address-list syntax. Stricter than
+/// [`header_addresses`]: any control character refuses the argument
+/// ([`AddressError::ControlCharacter`]), and every display name (or group
+/// name) must be a plain RFC 5322 phrase ([`AddressError::DisplayName`]),
+/// so that no text around an address can choose which address is used.
+pub fn argument_addresses(value: &str, origin: &str) -> Result<Vec<String>, AddressError> {
+    refuse_control(value)?;
+    if !value.contains(',') {
+        return parse_envelope_address(value, origin, false).map(|a| vec![a]);
+    }
+    addresses(value, origin, Mode::Argument)
+}
+
+/// The address-list reader behind [`header_addresses`] and
+/// [`argument_addresses`].
+fn addresses(value: &str, origin: &str, mode: Mode) -> Result<Vec<String>, AddressError> {
     let list_err = |reason: &str| AddressError::HeaderList {
         value: value.to_string(),
         reason: reason.to_string(),
@@ -59,15 +99,21 @@ pub fn header_addresses(value: &str, origin: &str) -> Result<Vec<String>, Addres
                 target.push('[');
                 copy_until_bracket(&mut chars, target).map_err(list_err)?;
             }
-            ',' => finish(&mut cur, value, origin, &mut out)?,
+            ',' => finish(&mut cur, value, origin, mode, &mut out)?,
             ':' if !in_group && cur.angle.is_none() => {
                 // A group: what came before is its display name.
+                if mode == Mode::Argument {
+                    check_display_name(&cur.text).map_err(|reason| AddressError::DisplayName {
+                        address: value.to_string(),
+                        reason,
+                    })?;
+                }
                 in_group = true;
                 cur = Pending::default();
             }
             ':' => return Err(list_err("unexpected ':' (nested group?)")),
             ';' => {
-                finish(&mut cur, value, origin, &mut out)?;
+                finish(&mut cur, value, origin, mode, &mut out)?;
                 in_group = false;
             }
             c => {
@@ -76,7 +122,7 @@ pub fn header_addresses(value: &str, origin: &str) -> Result<Vec<String>, Addres
             }
         }
     }
-    finish(&mut cur, value, origin, &mut out)?;
+    finish(&mut cur, value, origin, mode, &mut out)?;
     Ok(out)
 }
 
@@ -95,11 +141,18 @@ fn finish(
     cur: &mut Pending,
     value: &str,
     origin: &str,
+    mode: Mode,
     out: &mut Vec<String>,
 ) -> Result<(), AddressError> {
     let done = std::mem::take(cur);
     let address = match done.angle {
         Some(angle) => {
+            if mode == Mode::Argument {
+                check_display_name(&done.text).map_err(|reason| AddressError::DisplayName {
+                    address: value.to_string(),
+                    reason,
+                })?;
+            }
             if !done.after.trim().is_empty() {
                 return Err(AddressError::HeaderList {
                     value: value.to_string(),
@@ -263,5 +316,45 @@ mod tests {
             header_addresses("<>", "o.example"),
             Err(AddressError::NullNotAllowed)
         ));
+    }
+
+    #[test]
+    fn arguments_are_strict_headers_lenient() {
+        let arg = |v: &str| argument_addresses(v, "o.example");
+        assert_eq!(
+            arg("a@x.example, Bob <b@x.example>"),
+            Ok(vec!["a@x.example".to_string(), "b@x.example".to_string()])
+        );
+        assert_eq!(arg("root"), Ok(vec!["root@o.example".to_string()]));
+        for bad in [
+            "good@example.net,\r\nRCPT TO:<evil@x.test>",
+            "good@example.net\r\nRCPT TO:<evil@x.test>",
+            "a@x.example,\tb@x.example",
+        ] {
+            assert!(
+                matches!(arg(bad), Err(AddressError::ControlCharacter { .. })),
+                "{bad:?}: {:?}",
+                arg(bad)
+            );
+        }
+        for bad in [
+            "a@x.example, evil@x.test <good@example.net>",
+            "a@x.example, x@y: b@x.example;",
+        ] {
+            assert!(
+                matches!(arg(bad), Err(AddressError::DisplayName { .. })),
+                "{bad:?}: {:?}",
+                arg(bad)
+            );
+        }
+        // In a header, a sloppy display name is common and harmless: the
+        // angle address is the one used; a folding TAB is a blank.
+        assert_eq!(
+            addrs("a@x.example <a@x.example>,\tb@x.example"),
+            ["a@x.example", "b@x.example"]
+        );
+        for bad in ["a@x.example\r<evil@x.test>", "x\u{1} <a@x.example>"] {
+            assert!(header_addresses(bad, "o.example").is_err(), "{bad:?}");
+        }
     }
 }

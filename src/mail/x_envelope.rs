@@ -136,4 +136,25 @@ mod tests {
         assert!(strip_x_envelope(b"X-Receiver: a b@x.example\n", "o").is_err());
         assert!(strip_x_envelope(b"X-Receiver: a@\xffx.example\n", "o").is_err());
     }
+
+    #[test]
+    fn control_characters_and_tricks_in_envelope_lines_are_errors() {
+        for raw in [
+            &b"X-Receiver: good@example.net\rRCPT TO:<evil@x.test>\r\n\r\n"[..],
+            b"X-Receiver: good@example.net\r\r\n\r\n",
+            b"X-Sender: a@b.example\x0b<evil@x.test>\n\n",
+            b"X-Receiver: evil@x.test <good@example.net>\n\n",
+            b"X-Receiver: \tgood@example.net\n\n",
+        ] {
+            assert!(
+                strip_x_envelope(raw, "o.example").is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let env = strip_x_envelope(b"X-Receiver: Bob <b@y.example>\r\n\r\n", "o")
+            .unwrap()
+            .unwrap();
+        assert_eq!(env.recipients, ["b@y.example"]);
+    }
 }

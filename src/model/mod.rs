@@ -1,12 +1,14 @@
 //! Plain data types shared by every stage: queue IDs, envelopes, recipient
-//! status, message flags and submissions. No I/O happens here.
+//! status, message flags, DSN requests and submissions. No I/O happens here.
 
+pub mod dsn;
 mod envelope;
 mod file_identity;
 mod nexthop;
 pub mod queue_id;
 mod submission;
 
+pub use dsn::{BodyType, DsnParams, DsnRet, Notify, RcptDsn};
 pub use envelope::{Envelope, MessageFlags, RcptStatus};
 pub use file_identity::{FileIdentity, FileKey};
 pub use nexthop::{BadNexthop, Nexthop};

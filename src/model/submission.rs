@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Envelope, FileIdentity, MessageFlags, QueueId};
+use super::{DsnParams, Envelope, FileIdentity, MessageFlags, QueueId};
 
 /// Where a submission came from, so the submitter can be told once the message
 /// is durable (for a spool file: unlink it).
@@ -25,6 +25,9 @@ pub struct Submission {
     pub wire: Vec<u8>,
     /// 8BITMIME / SMTPUTF8 needs.
     pub flags: MessageFlags,
+    /// DSN requests (NOTIFY, RET, ENVID, ORCPT) and the declared BODY;
+    /// per-recipient entries follow `envelope.recipients`.
+    pub dsn: DsnParams,
     /// The Message-ID (without angle brackets), for the cleanup log line.
     pub message_id: String,
     /// Arrival time in microseconds since the Unix epoch.

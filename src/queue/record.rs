@@ -12,7 +12,9 @@
 //! A header of all zeros marks the end of the data (segments are
 //! preallocated with zeros).
 
-use crate::model::{FileIdentity, FileKey, MessageFlags, QueueId};
+use crate::model::{
+    BodyType, DsnParams, DsnRet, FileIdentity, FileKey, MessageFlags, Notify, QueueId, RcptDsn,
+};
 
 use super::QueueError;
 
@@ -67,6 +69,9 @@ pub struct MessageRef<'a> {
     pub wire: &'a [u8],
     /// The spool file the message was read from, if any.
     pub file_identity: Option<&'a FileIdentity>,
+    /// DSN requests and the declared body type (format version 3); not
+    /// written when empty.
+    pub dsn: &'a DsnParams,
 }
 
 /// A decoded message record, borrowing from the segment.
@@ -88,6 +93,9 @@ pub struct MessageView<'a> {
     pub message_id: &'a str,
     /// The wire form.
     pub wire: &'a [u8],
+    /// DSN requests and the declared body type (empty for a record without
+    /// them, as every record of format versions 1 and 2).
+    pub dsn: DsnParams,
 }
 
 /// A decoded defer record.
@@ -115,6 +123,12 @@ pub fn message_payload_len(m: &MessageRef<'_>) -> Result<usize, QueueError> {
     if let Some(f) = m.file_identity {
         len += FILE_IDENTITY_FIXED_LEN + 2 + short_len(f.key.name.len(), "spool file name")?;
     }
+    if !m.dsn.is_empty() {
+        len += 1 + 1 + 2 + short_len(m.dsn.envid.as_deref().map_or(0, str::len), "ENVID")?;
+        for i in 0..m.recipients.len() {
+            len += 1 + 2 + short_len(m.dsn.orcpt(i).map_or(0, str::len), "ORCPT")?;
+        }
+    }
     if m.wire.len() > (u32::MAX as usize).saturating_sub(len + 64) {
         return Err(QueueError::TooBig("message body"));
     }
@@ -136,6 +150,14 @@ fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
 /// the decoded [`MessageFlags`].
 const FLAG_FILE_IDENTITY: u32 = 1 << 31;
 
+/// Set in a message record's flags word when a DSN block follows the wire
+/// form and the file identity (format version 3). Not a message property
+/// either.
+const FLAG_DSN: u32 = 1 << 30;
+
+/// The flag bits that describe the record's layout, not the message.
+const LAYOUT_FLAGS: u32 = FLAG_FILE_IDENTITY | FLAG_DSN;
+
 /// Bytes of a file identity before its name: dev, ino, size, mtime, ctime
 /// (8 each) and the CRC (4).
 const FILE_IDENTITY_FIXED_LEN: usize = 5 * 8 + 4;
@@ -153,12 +175,14 @@ pub fn encode_message(m: &MessageRef<'_>, out: &mut [u8]) -> Result<usize, Queue
     };
     w.u64(m.id.raw());
     w.u64(m.arrival_micros);
-    let identity_flag = if m.file_identity.is_some() {
-        FLAG_FILE_IDENTITY
-    } else {
-        0
-    };
-    w.u32((m.flags.0 & !FLAG_FILE_IDENTITY) | identity_flag);
+    let mut layout = 0;
+    if m.file_identity.is_some() {
+        layout |= FLAG_FILE_IDENTITY;
+    }
+    if !m.dsn.is_empty() {
+        layout |= FLAG_DSN;
+    }
+    w.u32((m.flags.0 & !LAYOUT_FLAGS) | layout);
     w.u32(m.uid);
     w.u32(m.recipients.len() as u32);
     w.short_bytes(m.sender.as_bytes());
@@ -177,9 +201,70 @@ pub fn encode_message(m: &MessageRef<'_>, out: &mut [u8]) -> Result<usize, Queue
         w.u32(f.crc32c);
         w.short_bytes(&f.key.name);
     }
+    if layout & FLAG_DSN != 0 {
+        write_dsn(&mut w, m.dsn, m.recipients.len());
+    }
     debug_assert_eq!(w.pos, HEADER_LEN + payload_len);
     finish_header(out, Kind::Message, payload_len, aux_len);
     Ok(HEADER_LEN + payload_len)
+}
+
+/// Writes the DSN block: RET (u8: 0 none, 1 FULL, 2 HDRS), BODY (u8: 0
+/// none, 1 7BIT, 2 8BITMIME), ENVID (2+n, empty for none), then per
+/// recipient NOTIFY (u8, [`Notify::bits`]) and ORCPT (2+n, empty for none).
+fn write_dsn(w: &mut Writer<'_>, dsn: &DsnParams, nrcpt: usize) {
+    w.bytes(&[
+        match dsn.ret {
+            None => 0,
+            Some(DsnRet::Full) => 1,
+            Some(DsnRet::Headers) => 2,
+        },
+        match dsn.body {
+            None => 0,
+            Some(BodyType::SevenBit) => 1,
+            Some(BodyType::EightBitMime) => 2,
+        },
+    ]);
+    w.short_bytes(dsn.envid.as_deref().unwrap_or("").as_bytes());
+    for i in 0..nrcpt {
+        w.bytes(&[dsn.notify(i).bits()]);
+        w.short_bytes(dsn.orcpt(i).unwrap_or("").as_bytes());
+    }
+}
+
+/// Reads the DSN block [`write_dsn`] wrote for `nrcpt` recipients.
+fn read_dsn(r: &mut Reader<'_>, nrcpt: usize) -> Result<DsnParams, QueueError> {
+    let codes = r.take(2)?;
+    let ret = match codes[0] {
+        0 => None,
+        1 => Some(DsnRet::Full),
+        2 => Some(DsnRet::Headers),
+        _ => return Err(QueueError::BadRecord("unknown RET in message record")),
+    };
+    let body = match codes[1] {
+        0 => None,
+        1 => Some(BodyType::SevenBit),
+        2 => Some(BodyType::EightBitMime),
+        _ => return Err(QueueError::BadRecord("unknown BODY in message record")),
+    };
+    let envid = Some(r.short_str()?)
+        .filter(|e| !e.is_empty())
+        .map(str::to_string);
+    let mut rcpts = Vec::with_capacity(nrcpt.min(r.buf.len() / 3));
+    for _ in 0..nrcpt {
+        let notify = Notify::from_bits(r.take(1)?[0])
+            .ok_or(QueueError::BadRecord("bad NOTIFY in message record"))?;
+        let orcpt = Some(r.short_str()?)
+            .filter(|o| !o.is_empty())
+            .map(str::to_string);
+        rcpts.push(RcptDsn { notify, orcpt });
+    }
+    Ok(DsnParams {
+        ret,
+        envid,
+        body,
+        rcpts,
+    })
 }
 
 /// Encodes a defer record into a fresh vector.
@@ -291,7 +376,7 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
     let id = QueueId::from_raw(r.u64()?);
     let arrival_micros = r.u64()?;
     let raw_flags = r.u32()?;
-    let flags = MessageFlags(raw_flags & !FLAG_FILE_IDENTITY);
+    let flags = MessageFlags(raw_flags & !LAYOUT_FLAGS);
     let uid = r.u32()?;
     let nrcpt = r.u32()? as usize;
     let sender = r.short_str()?;
@@ -306,6 +391,11 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
         r.take(FILE_IDENTITY_FIXED_LEN)?;
         r.short_bytes()?;
     }
+    let dsn = if raw_flags & FLAG_DSN != 0 {
+        read_dsn(&mut r, nrcpt)?
+    } else {
+        DsnParams::default()
+    };
     if r.pos != payload.len() {
         return Err(QueueError::BadRecord("trailing bytes in message record"));
     }
@@ -318,6 +408,7 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
         recipients,
         message_id,
         wire,
+        dsn,
     })
 }
 
@@ -331,7 +422,8 @@ pub fn decode_file_identity(payload: &[u8]) -> Result<Option<FileIdentity>, Queu
         pos: 0,
     };
     r.take(16)?;
-    if r.u32()? & FLAG_FILE_IDENTITY == 0 {
+    let raw_flags = r.u32()?;
+    if raw_flags & FLAG_FILE_IDENTITY == 0 {
         return Ok(None);
     }
     r.take(4)?;
@@ -349,6 +441,9 @@ pub fn decode_file_identity(payload: &[u8]) -> Result<Option<FileIdentity>, Queu
     let ctime_ns = r.u64()? as i64;
     let crc32c = r.u32()?;
     let name = r.short_bytes()?.to_vec();
+    if raw_flags & FLAG_DSN != 0 {
+        read_dsn(&mut r, nrcpt)?;
+    }
     if r.pos != payload.len() {
         return Err(QueueError::BadRecord("trailing bytes in message record"));
     }
@@ -463,6 +558,13 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    static NO_DSN: DsnParams = DsnParams {
+        ret: None,
+        envid: None,
+        body: None,
+        rcpts: Vec::new(),
+    };
+
     fn sample(rcpts: &[String]) -> MessageRef<'_> {
         MessageRef {
             id: QueueId::new(3, 12345),
@@ -474,6 +576,7 @@ mod tests {
             message_id: "abc@host",
             wire: b"Subject: hi\r\n\r\nhello\r\n",
             file_identity: None,
+            dsn: &NO_DSN,
         }
     }
 
@@ -636,5 +739,144 @@ mod tests {
             message_payload_len(&sample(&rcpts)),
             Err(QueueError::TooBig(_))
         ));
+    }
+
+    #[test]
+    fn dsn_requests_round_trip_and_are_not_flags() {
+        let rcpts = vec!["a@x.example".to_string(), "b@y.example".to_string()];
+        let dsn = DsnParams {
+            ret: Some(DsnRet::Headers),
+            envid: Some("env-1".into()),
+            body: Some(BodyType::EightBitMime),
+            rcpts: vec![RcptDsn {
+                notify: Notify::NEVER,
+                orcpt: Some("rfc822;a@x.example".into()),
+            }],
+        };
+        let id = identity();
+        for file_identity in [None, Some(&id)] {
+            let m = MessageRef {
+                dsn: &dsn,
+                file_identity,
+                ..sample(&rcpts)
+            };
+            let buf = encode(&m);
+            let Scan::Record { payload, .. } = scan(&buf) else {
+                panic!("not a record")
+            };
+            let v = decode_message(payload).unwrap();
+            assert_eq!(v.flags, m.flags, "layout bits are not message flags");
+            assert_eq!(v.recipients, vec!["a@x.example", "b@y.example"]);
+            assert_eq!(v.dsn.ret, dsn.ret);
+            assert_eq!(v.dsn.envid, dsn.envid);
+            assert_eq!(v.dsn.body, dsn.body);
+            // Every recipient has an entry once decoded; the second has
+            // no request.
+            assert_eq!(v.dsn.notify(0), Notify::NEVER);
+            assert_eq!(v.dsn.orcpt(0), Some("rfc822;a@x.example"));
+            assert_eq!(v.dsn.rcpts[1], RcptDsn::default());
+            assert_eq!(
+                decode_file_identity(payload).unwrap(),
+                file_identity.cloned()
+            );
+            for cut in [1, 5] {
+                let short = &payload[..payload.len() - cut];
+                assert!(decode_message(short).is_err(), "cut {cut}");
+            }
+        }
+        // No request: no block, the record is as version 2 wrote it.
+        let plain = encode(&sample(&rcpts));
+        let with = encode(&MessageRef {
+            dsn: &dsn,
+            ..sample(&rcpts)
+        });
+        assert!(plain.len() < with.len());
+    }
+
+    #[test]
+    fn a_bad_dsn_block_is_an_error() {
+        let rcpts = vec!["a@x.example".to_string()];
+        let dsn = DsnParams {
+            ret: Some(DsnRet::Full),
+            ..DsnParams::default()
+        };
+        let mut buf = encode(&MessageRef {
+            dsn: &dsn,
+            ..sample(&rcpts)
+        });
+        let len = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]) as usize;
+        let payload_end = HEADER_LEN + len;
+        // RET, BODY, ENVID (2), NOTIFY, ORCPT (2): 7 bytes before the end.
+        let ret_at = payload_end - 7;
+        assert_eq!(buf[ret_at], 1);
+        for (at, value) in [(ret_at, 3u8), (ret_at + 1, 9), (payload_end - 3, 0x18)] {
+            let mut b = buf.clone();
+            b[at] = value;
+            assert!(
+                decode_message(&b[HEADER_LEN..payload_end]).is_err(),
+                "{at}={value}"
+            );
+        }
+        buf[ret_at] = 2;
+        let v = decode_message(&buf[HEADER_LEN..payload_end]).unwrap();
+        assert_eq!(v.dsn.ret, Some(DsnRet::Headers));
+    }
+
+    /// A segment written by format version 2 (before the DSN block):
+    /// `fixtures/segment_v2.bin` is the head of a real segment file, made
+    /// by the version-2 code (two messages, one with a spool file
+    /// identity, one from the null sender with the 8-bit flag).
+    #[test]
+    fn reads_a_version_2_segment() {
+        let bytes = include_bytes!("fixtures/segment_v2.bin");
+        assert_eq!(
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+            2
+        );
+        let mut pos = crate::queue::segment::FILE_HEADER_LEN;
+        let mut views = Vec::new();
+        while let Scan::Record {
+            kind,
+            payload,
+            total_len,
+            ..
+        } = scan(&bytes[pos..])
+        {
+            assert_eq!(kind, Kind::Message);
+            views.push((
+                decode_message(payload).unwrap(),
+                decode_file_identity(payload).unwrap(),
+            ));
+            pos += total_len;
+        }
+        assert_eq!(scan(&bytes[pos..]), Scan::End);
+        assert_eq!(views.len(), 2);
+        let (a, a_file) = &views[0];
+        assert_eq!(a.sender, "s@example.com");
+        assert_eq!(a.recipients, ["r1.0@example.net", "r1.1@example.net"]);
+        assert_eq!(a.message_id, "1@test");
+        assert_eq!(a.wire, b"Subject: 1\r\n\r\nbody 1\r\n");
+        assert!(a.dsn.is_empty());
+        assert_eq!(
+            a_file.as_ref().map(|f| f.key.name.as_slice()),
+            Some(&b"pickup/fixture.eml"[..])
+        );
+        let (b, b_file) = &views[1];
+        assert_eq!(b.sender, "");
+        assert_eq!(b.flags, MessageFlags(MessageFlags::BODY_8BIT));
+        assert!(b.dsn.is_empty());
+        assert_eq!(*b_file, None);
+
+        // Through the store, as a daemon starting on an old spool does.
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("0");
+        std::fs::create_dir_all(&shard).unwrap();
+        let mut file = bytes.to_vec();
+        file.resize(64 * 1024, 0);
+        std::fs::write(shard.join(crate::queue::segment::file_name(1)), file).unwrap();
+        let (store, report) = crate::queue::Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
+        assert_eq!(report.messages, 2, "{report:?}");
+        assert_eq!(store.peek(a.id).map(|(v, _)| v.recipients.len()), Some(2));
+        assert!(store.get(b.id).is_some_and(|(v, _)| v.dsn.is_empty()));
     }
 }

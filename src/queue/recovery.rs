@@ -134,7 +134,7 @@ impl Stopwatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::MessageFlags;
+    use crate::model::{DsnParams, MessageFlags};
     use crate::queue::record::{encode_message, message_payload_len, record_len, MessageRef};
 
     fn segment_with(n: usize) -> (Vec<u8>, Vec<usize>) {
@@ -152,6 +152,7 @@ mod tests {
                 message_id: "m@x",
                 wire: b"x\r\n",
                 file_identity: None,
+                dsn: &DsnParams::default(),
             };
             let mut rec = vec![0u8; record_len(message_payload_len(&m).unwrap(), 1)];
             encode_message(&m, &mut rec).unwrap();

@@ -42,11 +42,12 @@ use super::QueueError;
 /// First bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"RMQSEG\r\n";
 /// The on-disk format version this code writes. Version 2 added the spool
-/// file identity to message records; a version-1 reader refuses such files
-/// rather than misread them.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest format version this code still reads (version-1 segments are
-/// version-2 segments in which no record has a file identity).
+/// file identity to message records, version 3 the DSN block; an older
+/// reader refuses such files rather than misread them.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format version this code still reads (a version-1 segment is
+/// a version-2 segment in which no record has a file identity, and a
+/// version-2 one a version-3 segment in which no record has a DSN block).
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the file header; the first record starts here.
 pub const FILE_HEADER_LEN: usize = 64;
@@ -708,7 +709,10 @@ mod tests {
         let Err(QueueError::BadSegment { reason, .. }) = Segment::open(&p) else {
             panic!("a newer version opened");
         };
-        assert!(reason.contains("format version 3"), "{reason}");
+        assert!(
+            reason.contains(&format!("format version {}", FORMAT_VERSION + 1)),
+            "{reason}"
+        );
     }
 
     /// A header as `version` wrote it (checksum recomputed).

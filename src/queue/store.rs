@@ -489,6 +489,7 @@ impl Store {
             message_id: clip(&sub.message_id, MAX_MESSAGE_ID),
             wire: &sub.wire,
             file_identity: sub.file_identity.as_ref(),
+            dsn: &sub.dsn,
         };
         if m.recipients.is_empty() {
             return Err(QueueError::TooBig("a message needs at least one recipient"));
@@ -853,6 +854,7 @@ mod tests {
             },
             wire: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
             flags: MessageFlags::default(),
+            dsn: Default::default(),
             message_id: format!("{i}@test"),
             arrival_micros: now_micros(),
             uid: 0,

@@ -12,7 +12,7 @@ use chrono::{DateTime, Local, TimeZone};
 
 use crate::bounce::{self, BounceRequest, FailedRecipient, NoticeKind};
 use crate::deliver::RcptResult;
-use crate::model::{now_micros, QueueId, Source, Submission};
+use crate::model::{now_micros, DsnRet, QueueId, Source, Submission};
 use crate::queue::Store;
 
 /// What notices need from the configuration.
@@ -24,10 +24,15 @@ pub struct NoticeConfig {
     pub bounce_size_limit: usize,
 }
 
-/// The `bounce` module's view of one failed recipient: the reply and the
-/// host that gave it are recovered from the Postfix-style text
-/// (`host NAME[IP]:PORT said: REPLY (in reply to STAGE)`).
-pub fn failed_recipient(address: &str, result: &RcptResult) -> FailedRecipient {
+/// The `bounce` module's view of one failed or delayed recipient (with its
+/// ORCPT, if any): the reply and the host that gave it are recovered from
+/// the Postfix-style text (`host NAME[IP]:PORT said: REPLY (in reply to
+/// STAGE)`).
+pub fn failed_recipient(
+    address: &str,
+    orcpt: Option<&str>,
+    result: &RcptResult,
+) -> FailedRecipient {
     let text = result.text();
     let (remote_mta, diagnostic) = match text
         .strip_prefix("host ")
@@ -45,10 +50,31 @@ pub fn failed_recipient(address: &str, result: &RcptResult) -> FailedRecipient {
     };
     FailedRecipient {
         address: address.to_string(),
+        original_recipient: orcpt.map(str::to_string),
         status: result.dsn().to_string(),
         diagnostic,
         remote_mta,
         reason: text.to_string(),
+    }
+}
+
+/// The `bounce` module's view of a recipient the next hop accepted, for a
+/// success notice: `relay` is the logged `NAME[IP]:PORT`, the result's text
+/// the server's reply.
+pub fn relayed_recipient(
+    address: &str,
+    orcpt: Option<&str>,
+    relay: &str,
+    result: &RcptResult,
+) -> FailedRecipient {
+    let reply = result.text();
+    FailedRecipient {
+        address: address.to_string(),
+        original_recipient: orcpt.map(str::to_string),
+        status: result.dsn().to_string(),
+        diagnostic: Some(reply.to_string()),
+        remote_mta: Some(relay.split('[').next().unwrap_or(relay).to_string()),
+        reason: format!("delivery via {relay}: {reply}"),
     }
 }
 
@@ -80,7 +106,9 @@ impl NoticeError {
 }
 
 /// Builds the notice of `kind` for message `id` about `failed`, and appends
-/// it to `store` (durable with the next commit). Returns the notice's queue
+/// it to `store` (durable with the next commit). The message's DSN requests
+/// decide the rest: `ENVID` becomes `Original-Envelope-Id`, `RET=HDRS`
+/// returns only the header of a failed message. Returns the notice's queue
 /// ID, or `None` when no notice is due (null sender).
 pub fn queue_notice(
     store: &mut Store,
@@ -89,7 +117,7 @@ pub fn queue_notice(
     failed: &[FailedRecipient],
     cfg: &NoticeConfig,
 ) -> Result<Option<QueueId>, NoticeError> {
-    let (sender, wire, arrival) = {
+    let (sender, wire, arrival, envid, full) = {
         let Some((view, _)) = store.get(id) else {
             if store.peek(id).is_some() {
                 tracing::error!(target: "qmgr", "{id}: queue record fails its checksum: no notice can be built from it");
@@ -100,19 +128,22 @@ pub fn queue_notice(
             view.sender.to_string(),
             view.wire.to_vec(),
             view.arrival_micros,
+            view.dsn.envid.clone(),
+            view.dsn.ret != Some(DsnRet::Headers),
         )
     };
     let queue_id = id.to_string();
     let req = BounceRequest {
         kind,
         queue_id: &queue_id,
+        envid: envid.as_deref(),
         original_sender: &sender,
         original_wire: &wire,
         arrival: local_time(arrival),
         recipients: failed,
         myhostname: &cfg.myhostname,
         now: Local::now(),
-        return_full_message: true,
+        return_full_message: full,
         bounce_size_limit: cfg.bounce_size_limit,
     };
     let Some(notice) = bounce::build(&req).map_err(|e| NoticeError::Build(e.to_string()))? else {
@@ -122,6 +153,7 @@ pub fn queue_notice(
         envelope: notice.envelope(),
         wire: notice.wire,
         flags: notice.flags,
+        dsn: Default::default(),
         message_id: notice.message_id,
         arrival_micros: now_micros(),
         uid: 0,
@@ -136,6 +168,7 @@ pub fn queue_notice(
     let what = match kind {
         NoticeKind::Failure => "non-delivery",
         NoticeKind::Delay => "delay",
+        NoticeKind::Success => "delivery status",
     };
     tracing::info!(target: "bounce", "{id}: sender {what} notification: {new_id}");
     tracing::info!(target: "cleanup", "{new_id}: message-id=<{}>", sub.message_id);
@@ -164,7 +197,7 @@ mod tests {
             dsn: "5.1.1".into(),
             text: "host mx.example[127.0.0.1]:25 said: 550 5.1.1 <a@b>: no such user (in reply to RCPT TO command)".into(),
         };
-        let f = failed_recipient("a@b", &r);
+        let f = failed_recipient("a@b", None, &r);
         assert_eq!(f.remote_mta.as_deref(), Some("mx.example"));
         assert_eq!(
             f.diagnostic.as_deref(),
@@ -175,9 +208,26 @@ mod tests {
             dsn: "5.1.10".into(),
             text: "mail for x.example loops back to myself or the domain does not accept mail (null MX)".into(),
         };
-        let f = failed_recipient("a@x.example", &e);
+        let f = failed_recipient("a@x.example", Some("rfc822;A@x.example"), &e);
+        assert_eq!(f.original_recipient.as_deref(), Some("rfc822;A@x.example"));
         assert_eq!(f.remote_mta, None);
         assert_eq!(f.diagnostic, None);
         assert!(f.reason.contains("null MX"));
+    }
+
+    #[test]
+    fn relayed_recipients_carry_the_relay_and_reply() {
+        let r = RcptResult::Sent {
+            dsn: "2.0.0".into(),
+            text: "250 2.0.0 Ok: queued as 42".into(),
+        };
+        let f = relayed_recipient("a@b", None, "mx.example[127.0.0.1]:25", &r);
+        assert_eq!(f.remote_mta.as_deref(), Some("mx.example"));
+        assert_eq!(f.diagnostic.as_deref(), Some("250 2.0.0 Ok: queued as 42"));
+        assert_eq!(
+            f.reason,
+            "delivery via mx.example[127.0.0.1]:25: 250 2.0.0 Ok: queued as 42"
+        );
+        assert_eq!(f.status, "2.0.0");
     }
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::notices::{failed_recipient, queue_notice, NoticeConfig};
+use super::notices::{failed_recipient, queue_notice, relayed_recipient, NoticeConfig};
 use super::slots::{DestinationSlots, SlotGuard};
 use crate::bounce::{FailedRecipient, NoticeKind};
 use crate::config::{Config, TransactionChaining};
@@ -47,7 +47,7 @@ use crate::deliver::session::ChainResult;
 use crate::deliver::{
     self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
 };
-use crate::model::{now_micros, Nexthop, QueueId, RcptStatus};
+use crate::model::{now_micros, BodyType, MessageFlags, Nexthop, QueueId, RcptStatus};
 use crate::queue::Store;
 
 /// Scheduling settings of one shard.
@@ -134,11 +134,17 @@ struct MsgState {
     attempts: u32,
     /// When the message entered the queue manager (for delays=a/b).
     queued_micros: u64,
-    /// Recipients that failed for good in this pass: reported in one
-    /// notice when the pass ends, their status written after its commit.
+    /// Recipients that failed for good in this pass and whose sender wants
+    /// to know (NOTIFY): reported in one notice when the pass ends, their
+    /// status written after its commit.
     failed: Vec<(u32, FailedRecipient)>,
-    /// Recipients deferred in this pass (for a delay warning).
+    /// Recipients deferred in this pass whose sender wants a delay
+    /// warning.
     delayed: Vec<FailedRecipient>,
+    /// Recipients sent in this pass whose sender asked for a success
+    /// notice (`NOTIFY=SUCCESS`): reported in one notice when the pass
+    /// ends, their status written after its commit.
+    relayed: Vec<(u32, FailedRecipient)>,
     /// A delay warning was sent.
     warned: bool,
 }
@@ -153,16 +159,16 @@ struct State {
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
     slots: Arc<DestinationSlots>,
     stopping: bool,
-    /// Bounced recipients whose notice waits for the next commit: their
-    /// status is written after it.
-    after_commit: Vec<(QueueId, u32)>,
+    /// Recipients whose notice (failure, or success for `NOTIFY=SUCCESS`)
+    /// waits for the next commit: their final status is written after it.
+    after_commit: Vec<(QueueId, u32, RcptStatus)>,
     /// Notices appended since the last commit, scheduled after it.
     new_notices: Vec<QueueId>,
     /// What the commit in progress covers (taken from `after_commit` and
     /// `new_notices` by [`Qmgr::before_commit`]): a notice appended while
     /// the commit's fdatasync runs is not durable when it returns, so it
     /// waits for the next one.
-    committing: (Vec<(QueueId, u32)>, Vec<QueueId>),
+    committing: (Vec<(QueueId, u32, RcptStatus)>, Vec<QueueId>),
 }
 
 /// The queue manager of one shard. Cheap to clone (shared state on the
@@ -234,8 +240,9 @@ impl Qmgr {
 
     /// Called by the shard after every successful commit: the notices
     /// appended before [`Qmgr::before_commit`] are durable, so the
-    /// recipients they report are marked bounced now (durable with the next
-    /// commit) and the notices are scheduled.
+    /// recipients they report get their final status now (bounced, or sent
+    /// for a success notice; durable with the next commit) and the notices
+    /// are scheduled.
     pub fn after_commit(&self) {
         let (statuses, notices) = {
             let mut st = self.state.borrow_mut();
@@ -247,8 +254,8 @@ impl Qmgr {
         {
             let st = self.state.borrow();
             let mut store = st.store.borrow_mut();
-            for (id, rcpt) in statuses {
-                set_final_status(&mut store, id, rcpt, RcptStatus::Bounced);
+            for (id, rcpt, status) in statuses {
+                set_final_status(&mut store, id, rcpt, status);
             }
             write_statuses(&mut store);
         }
@@ -891,7 +898,7 @@ impl State {
                 .filter_map(|&i| view.recipients.get(i as usize).map(|r| r.to_string()))
                 .collect(),
             wire: view.wire.to_vec(),
-            flags: view.flags,
+            flags: delivery_flags(view.flags, view.dsn.body),
         })
     }
 
@@ -916,6 +923,7 @@ impl State {
         };
         let arrival = view.arrival_micros;
         let null_sender = view.sender.is_empty();
+        let dsn = view.dsn.clone();
         let addrs: Vec<String> = job
             .rcpts
             .iter()
@@ -951,6 +959,10 @@ impl State {
                 result.dsn(),
                 result.text()
             );
+            // What the sender asked to be told (RFC 3461 NOTIFY; without
+            // it: failures and delays).
+            let notify = dsn.notify(i as usize);
+            let orcpt = dsn.orcpt(i as usize);
             if let RcptResult::Deferred { text, .. } = result {
                 match store.append_defer(job.id, i, next_retry, text) {
                     // Without room (logged by the store) only the reason
@@ -961,14 +973,22 @@ impl State {
                     }
                     _ => {}
                 }
-                if let Some(m) = self.msgs.get_mut(&job.id) {
-                    m.delayed.push(failed_recipient(addr, result));
+                if let Some(m) = self.msgs.get_mut(&job.id).filter(|_| notify.wants_delay()) {
+                    m.delayed.push(failed_recipient(addr, orcpt, result));
                 }
             }
-            if status == RcptStatus::Bounced && !null_sender {
+            if status == RcptStatus::Bounced && !null_sender && notify.wants_failure() {
                 // Written once the notice reporting it is committed.
                 if let Some(m) = self.msgs.get_mut(&job.id) {
-                    m.failed.push((i, failed_recipient(addr, result)));
+                    m.failed.push((i, failed_recipient(addr, orcpt, result)));
+                    continue;
+                }
+            }
+            if status == RcptStatus::Sent && !null_sender && notify.wants_success() {
+                // Written once the success notice is committed.
+                if let Some(m) = self.msgs.get_mut(&job.id) {
+                    m.relayed
+                        .push((i, relayed_recipient(addr, orcpt, relay, result)));
                     continue;
                 }
             }
@@ -994,11 +1014,15 @@ impl State {
             return;
         }
         let failed = std::mem::take(&mut m.failed);
+        let relayed = std::mem::take(&mut m.relayed);
         let delayed = std::mem::take(&mut m.delayed);
         let warn = !m.warned && !delayed.is_empty();
         let attempts = m.attempts + 1;
         if !failed.is_empty() {
-            self.notify_failed(id, failed, cfg);
+            self.notify_final(id, NoticeKind::Failure, failed, cfg);
+        }
+        if !relayed.is_empty() {
+            self.notify_final(id, NoticeKind::Success, relayed, cfg);
         }
         if warn {
             self.maybe_warn(id, &delayed, cfg);
@@ -1015,36 +1039,43 @@ impl State {
         self.retry.push(Reverse((due, id)));
     }
 
-    /// Queues one non-delivery notice for the recipients of `id` that failed
-    /// in this pass; their status is written after its commit.
-    fn notify_failed(
+    /// Queues one notice of `kind` (failure or success) for `reported`,
+    /// recipients of `id` that got their final result in this pass; their
+    /// status (bounced or sent) is written after the notice's commit.
+    fn notify_final(
         &mut self,
         id: QueueId,
-        failed: Vec<(u32, FailedRecipient)>,
+        kind: NoticeKind,
+        reported: Vec<(u32, FailedRecipient)>,
         cfg: &QmgrConfig,
     ) {
-        let reports: Vec<FailedRecipient> = failed.iter().map(|(_, f)| f.clone()).collect();
+        let status = match kind {
+            NoticeKind::Success => RcptStatus::Sent,
+            NoticeKind::Failure | NoticeKind::Delay => RcptStatus::Bounced,
+        };
+        let reports: Vec<FailedRecipient> = reported.iter().map(|(_, f)| f.clone()).collect();
         let result = queue_notice(
             &mut self.store.borrow_mut(),
             id,
-            NoticeKind::Failure,
+            kind,
             &reports,
             &cfg.notices,
         );
+        let set_now = |qmgr: &mut State| {
+            let mut store = qmgr.store.borrow_mut();
+            for (i, _) in &reported {
+                set_final_status(&mut store, id, *i, status);
+            }
+            write_statuses(&mut store);
+        };
         match result {
             Ok(Some(notice)) => {
                 self.new_notices.push(notice);
                 self.after_commit
-                    .extend(failed.iter().map(|(i, _)| (id, *i)));
+                    .extend(reported.iter().map(|(i, _)| (id, *i, status)));
             }
-            Ok(None) => {
-                let mut store = self.store.borrow_mut();
-                for (i, _) in failed {
-                    set_final_status(&mut store, id, i, RcptStatus::Bounced);
-                }
-                write_statuses(&mut store);
-            }
-            Err(e) if e.is_transient() => {
+            Ok(None) => set_now(self),
+            Err(e) if e.is_transient() && kind == NoticeKind::Failure => {
                 // The recipients stay live: tried again, bounced again, and
                 // the notice with them. Never lost. A full disk is logged
                 // by the store, once a minute.
@@ -1052,13 +1083,15 @@ impl State {
                     tracing::error!(target: "bounce", "{id}: {e}; will try again");
                 }
             }
+            Err(e) if kind == NoticeKind::Success => {
+                // Keeping them live would deliver the message again: the
+                // recipients are sent, the success notice is not.
+                tracing::error!(target: "bounce", "{id}: {e}; recipients marked sent without the success notice");
+                set_now(self);
+            }
             Err(e) => {
                 tracing::error!(target: "bounce", "{id}: {e}; recipients marked bounced without a notice");
-                let mut store = self.store.borrow_mut();
-                for (i, _) in failed {
-                    set_final_status(&mut store, id, i, RcptStatus::Bounced);
-                }
-                write_statuses(&mut store);
+                set_now(self);
             }
         }
     }
@@ -1111,6 +1144,18 @@ impl State {
             fastrand::f64(),
         )
     }
+}
+
+/// The flags delivery goes by: those cleanup found in the message, plus
+/// `BODY=8BITMIME` when the submitter declared it (`sendmail -B8BITMIME`,
+/// `BODY=8BITMIME` at injection) even if every byte is 7-bit. A declared
+/// `7BIT` does not hide 8-bit content cleanup found.
+fn delivery_flags(found: MessageFlags, declared: Option<BodyType>) -> MessageFlags {
+    let mut flags = found;
+    if declared == Some(BodyType::EightBitMime) {
+        flags.set(MessageFlags::BODY_8BIT);
+    }
+    flags
 }
 
 /// Writes the statuses set since the last call to the segment files, where
@@ -1206,20 +1251,20 @@ mod tests {
         {
             let mut st = qmgr.state.borrow_mut();
             st.new_notices.push(a);
-            st.after_commit.push((a, 0));
+            st.after_commit.push((a, 0, RcptStatus::Bounced));
         }
         qmgr.before_commit();
         {
             // Appended during the fdatasync.
             let mut st = qmgr.state.borrow_mut();
             st.new_notices.push(b);
-            st.after_commit.push((b, 0));
+            st.after_commit.push((b, 0, RcptStatus::Sent));
         }
         qmgr.after_commit();
         {
             let st = qmgr.state.borrow();
             assert_eq!(st.new_notices, vec![b]);
-            assert_eq!(st.after_commit, vec![(b, 0)]);
+            assert_eq!(st.after_commit, vec![(b, 0, RcptStatus::Sent)]);
             assert!(st.committing.0.is_empty() && st.committing.1.is_empty());
         }
         assert!(qmgr.has_pending());
@@ -1230,6 +1275,17 @@ mod tests {
         assert_eq!(qmgr.state.borrow().committing.1, vec![b]);
         qmgr.after_commit();
         assert!(!qmgr.has_pending());
+    }
+
+    #[test]
+    fn a_declared_8bit_body_is_sent_as_8bitmime() {
+        let plain = MessageFlags::default();
+        let eight = MessageFlags(MessageFlags::BODY_8BIT);
+        let body8 = |f: MessageFlags| f.has(MessageFlags::BODY_8BIT);
+        assert!(body8(delivery_flags(plain, Some(BodyType::EightBitMime))));
+        assert!(!body8(delivery_flags(plain, Some(BodyType::SevenBit))));
+        assert!(!body8(delivery_flags(plain, None)));
+        assert!(body8(delivery_flags(eight, Some(BodyType::SevenBit))));
     }
 
     #[test]

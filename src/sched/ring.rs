@@ -65,6 +65,7 @@ mod tests {
             envelope: Envelope::default(),
             wire: vec![],
             flags: MessageFlags::default(),
+            dsn: Default::default(),
             message_id: String::new(),
             arrival_micros: 0,
             uid: 0,
