@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod internet;
+pub mod listener;
 pub mod mode;
 
 pub use internet::{
     domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
     TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
 };
+pub use listener::{ListenerConfig, ListenerKind, Networks};
 pub use mode::DirMode;
 
 /// The system-wide configuration file, used when no other is named.
@@ -173,6 +175,11 @@ pub struct Config {
     pub smtp_tls_ca_file: Option<PathBuf>,
     /// Per-destination TLS levels (`[[tls_policy]]`).
     pub tls_policy: Vec<TlsPolicyConfig>,
+    /// Client networks that may relay through the SMTP listeners without
+    /// authenticating (CIDR blocks or addresses); default loopback only.
+    pub mynetworks: Vec<String>,
+    /// SMTP injection listeners (`[[listener]]`); none by default.
+    pub listener: Vec<ListenerConfig>,
     /// Relay-host credentials (`[[smtp_sasl_password]]`).
     pub smtp_sasl_password: Vec<SaslPasswordConfig>,
     /// Allow sending credentials over a connection without TLS.
@@ -256,6 +263,8 @@ impl Default for Config {
             smtp_tls_security_level: TlsSecurityLevel::May,
             smtp_tls_ca_file: None,
             tls_policy: Vec::new(),
+            mynetworks: listener::default_mynetworks(),
+            listener: Vec::new(),
             smtp_sasl_password: Vec::new(),
             smtp_sasl_plaintext: false,
             syslog_name: "ringmail".into(),
@@ -461,6 +470,24 @@ impl Config {
             }
         }
         self.validate_internet(&bad)?;
+        Networks::parse(&self.mynetworks).map_err(|e| bad("mynetworks", e))?;
+        for (i, l) in self.listener.iter().enumerate() {
+            let at = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: entry_line(text, "listener", i),
+                key: "listener",
+                message: format!("{}: {message}", l.address),
+            };
+            if l.tls_cert.is_some() != l.tls_key.is_some() {
+                return Err(at("tls_cert and tls_key go together".into()));
+            }
+            if l.address.port() == 0 {
+                return Err(at("needs a port".into()));
+            }
+            if self.listener[..i].iter().any(|o| o.address == l.address) {
+                return Err(at("listed twice".into()));
+            }
+        }
         if self.minimal_backoff_time == 0 {
             return Err(bad(
                 "minimal_backoff_time",

@@ -13,7 +13,7 @@ pub use envelope::{Envelope, MessageFlags, RcptStatus};
 pub use file_identity::{FileIdentity, FileKey};
 pub use nexthop::{BadNexthop, Nexthop};
 pub use queue_id::QueueId;
-pub use submission::{Ack, AckError, Source, Submission};
+pub use submission::{Ack, AckError, AckSender, Source, Submission};
 
 /// Microseconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_micros() -> u64 {

@@ -13,7 +13,28 @@ pub enum Source {
     File(PathBuf),
     /// Generated inside the daemon (tests, benchmarks, later bounces).
     Internal(u64),
+    /// A submitter waiting for its own answer (an SMTP session, which
+    /// replies `250` only after the commit): the shard sends the [`Ack`]
+    /// to `to` instead of the pickup channel.
+    Reply {
+        /// The submitter's number for this message.
+        id: u64,
+        /// Where the answer goes.
+        to: AckSender,
+    },
 }
+
+/// The sending half of a submitter's own answer channel.
+#[derive(Clone, Debug)]
+pub struct AckSender(pub tokio::sync::mpsc::UnboundedSender<Ack>);
+
+impl PartialEq for AckSender {
+    fn eq(&self, other: &AckSender) -> bool {
+        self.0.same_channel(&other.0)
+    }
+}
+
+impl Eq for AckSender {}
 
 /// A message ready to be queued: envelope plus canonical wire form.
 #[derive(Clone, Debug)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::model::{Ack, AckError, QueueId, Submission};
+use crate::model::{Ack, AckError, QueueId, Source, Submission};
 use crate::queue::recovery::RecoveryReport;
 use crate::queue::{QueueError, Store};
 use crate::rt::{self, IoBackend};
@@ -189,11 +189,18 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                     (Ok(_), Err(e)) => Err(e.clone()),
                     (Err(e), _) => Err(e),
                 };
-                // The submitter (pickup) unlinks a committed file itself.
-                let _ = ctx.acks.send(Ack {
-                    source: sub.source,
-                    result,
-                });
+                // The submitter (pickup) unlinks a committed file itself; a
+                // waiting submitter (an SMTP session) gets its own answer.
+                match sub.source {
+                    Source::Reply { id, to } => {
+                        let source = Source::Reply { id, to: to.clone() };
+                        // A session that went away no longer needs it.
+                        let _ = to.0.send(Ack { source, result });
+                    }
+                    source => {
+                        let _ = ctx.acks.send(Ack { source, result });
+                    }
+                }
             }
             continue;
         }
