@@ -19,6 +19,8 @@
 //!   DATA, body) with or without PIPELINING, and its per-recipient result.
 //! - [`auth`]: SMTP AUTH with PLAIN and LOGIN ([`auth::AuthExchange`]).
 //! - [`error`]: the error type, [`ProtoError`].
+//! - [`server`]: the server side, a sans-IO session shared by the bundled
+//!   sink, the SMTP injection listener and `sendmail -bs`.
 //!
 //! A driver looks like this (the socket calls are the caller's):
 //!
@@ -41,6 +43,7 @@ pub mod command;
 pub mod error;
 pub mod parser;
 pub mod reply;
+pub mod server;
 pub mod session;
 pub mod transaction;
 
