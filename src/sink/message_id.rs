@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::scan::find_byte;
+use crate::mail::bytes::find_byte;
 
 /// The value of the first `Message-ID` header in `head` (the start of a
 /// message), or `None` when the header section ends without one. The value

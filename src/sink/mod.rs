@@ -11,14 +11,11 @@
 //! # Layout
 //!
 //! - [`config`]: [`SinkConfig`], [`Faults`], [`Latency`] and their validation.
-//! - `scan`: byte scanning (line ends, end of the header section).
-//! - `command`: parsing one SMTP command line (pure).
-//! - `data`: the DATA phase: end marker and dot-unstuffing over arbitrary
-//!   read boundaries, size limit, header capture.
 //! - `message_id`: finding a message's Message-ID.
-//! - `auth`: SASL PLAIN and LOGIN decoding and credential checks (pure).
-//! - [`session`]: the sans-IO server state machine: bytes in, replies out
-//!   (with STARTTLS and AUTH).
+//! - `auth`: the AUTH credential check (the one configured user).
+//! - [`session`]: the sink's driver of the shared sans-IO server session
+//!   ([`crate::proto::server`]): its configuration, fault injection as the
+//!   session's policy, broken STARTTLS, the counts.
 //! - `faults`: fault and latency draws.
 //! - [`stats`]: shared counters, the Message-ID ledger, [`SinkSnapshot`].
 //! - `dump`: writing accepted messages to `dump_dir`.
@@ -54,14 +51,11 @@ pub mod session;
 pub mod stats;
 
 mod auth;
-mod command;
 mod conn;
-mod data;
 mod dump;
 mod faults;
 mod foreground;
 mod message_id;
-mod scan;
 mod server;
 mod stream;
 mod tls;

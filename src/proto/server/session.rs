@@ -359,9 +359,16 @@ impl Session {
         }
     }
 
-    /// The message received, while `feed` reports [`Progress::Message`]
-    /// (and, for the policy, at the end of the data).
+    /// The message received, while `feed` reports [`Progress::Message`].
     pub fn pending_message(&self) -> Option<PendingMessage<'_>> {
+        if self.phase != Phase::Message {
+            return None;
+        }
+        self.message_view()
+    }
+
+    /// The message at its end (for the policy, then the driver).
+    pub(super) fn message_view(&self) -> Option<PendingMessage<'_>> {
         let transfer = self.tx.transfer?;
         Some(PendingMessage {
             client: self.client,

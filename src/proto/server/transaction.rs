@@ -200,7 +200,7 @@ impl Session {
             return self.send(out, &TOO_BIG);
         }
         self.tx.transfer = Some(transfer);
-        let decision = match self.pending_message() {
+        let decision = match self.message_view() {
             Some(message) => policy.data_end(&message),
             None => Decision::Accept,
         };

@@ -1,7 +1,7 @@
 //! The state machine driven with byte strings, split every which way.
 
 use super::*;
-use crate::sink::config::SinkConfig;
+use crate::sink::config::{Faults, SinkConfig};
 
 mod tls_auth;
 
