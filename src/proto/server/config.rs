@@ -21,7 +21,10 @@ pub enum LineEnds {
     /// ends the data. A command or data line ending in a bare LF is taken
     /// as if it ended in CRLF, and data reaches the driver with CRLF there.
     /// A lone `.` line that is not part of `<CRLF>.<CRLF>` is content (the
-    /// dot is kept). A bare CR in data stays as content, as in Postfix.
+    /// dot is kept). A bare CR in data stays content here, as in Postfix
+    /// (the crate's one line rule, `mail::line`, makes it a line end when
+    /// cleanup writes the queue's wire form); in a command it is refused as
+    /// a control character.
     #[default]
     Normalize,
     /// Postfix's `reject`: a bare LF, and also a bare CR, anywhere in a

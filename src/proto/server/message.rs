@@ -3,8 +3,8 @@
 
 use std::net::IpAddr;
 
-use super::dsn::{DsnParams, RcptDsn};
 use super::params::MailParams;
+use crate::model::dsn::{DsnParams, RcptDsn};
 
 /// How the message data came.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

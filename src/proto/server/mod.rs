@@ -33,9 +33,9 @@
 //! - [`reply`]: [`Reply`] and how it is written.
 //! - `command`: one command line into a command (pure).
 //! - [`address`]: the strict path check of MAIL and RCPT.
-//! - [`params`]: MAIL and RCPT parameters ([`MailParams`]).
-//! - [`dsn`]: DSN requests as data ([`DsnParams`], [`RcptDsn`], [`Notify`]).
-//! - [`xtext`]: RFC 3461 xtext decoding.
+//! - [`params`]: MAIL and RCPT parameters ([`MailParams`]); the DSN
+//!   requests are the model's ([`crate::model::dsn`]), xtext is
+//!   [`crate::mail::xtext`].
 //! - `body`: the message bytes, size limit and line-end rule.
 //! - `data`: the end of DATA and dot-unstuffing.
 //! - [`policy`]: [`ServerPolicy`], [`Decision`], [`Context`].
@@ -56,12 +56,10 @@
 pub mod address;
 pub mod config;
 pub mod counts;
-pub mod dsn;
 pub mod message;
 pub mod params;
 pub mod policy;
 pub mod reply;
-pub mod xtext;
 
 mod auth;
 mod body;
@@ -74,12 +72,12 @@ mod transaction;
 #[cfg(test)]
 mod tests;
 
+pub use crate::model::dsn::{BodyType, DsnParams, DsnRet, Notify, RcptDsn};
 pub use auth::{AuthRequest, Mechanism};
 pub use config::{
     AuthConfig, Capture, Extensions, Limits, LineEnds, SessionConfig, SessionParams, HEAD_LIMIT,
 };
 pub use counts::{CommandCounts, Verb};
-pub use dsn::{BodyType, DsnParams, DsnRet, Notify, RcptDsn};
 pub use message::{PendingMessage, Transfer};
 pub use params::MailParams;
 pub use policy::{AcceptAll, Context, Decision, ServerPolicy};

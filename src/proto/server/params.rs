@@ -5,9 +5,9 @@
 //! extension that was not announced, or an unknown one, gets `555`; a bad
 //! value `501`; a parameter given twice `501`.
 
-use super::dsn::{BodyType, DsnRet, Notify, RcptDsn, MAX_ENVID, MAX_ORCPT};
 use super::reply::Reply;
-use super::xtext;
+use crate::mail::xtext;
+use crate::model::dsn::{valid_envid, valid_orcpt, BodyType, DsnRet, Notify, RcptDsn};
 
 /// The MAIL FROM parameters of a transaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,6 +72,11 @@ fn each(s: &[u8]) -> impl Iterator<Item = Result<(&[u8], Option<&[u8]>), Reply>>
     })
 }
 
+/// A value as text (values are printable ASCII, checked by [`each`]).
+fn text(value: Option<&[u8]>) -> Option<&str> {
+    value.and_then(|v| std::str::from_utf8(v).ok())
+}
+
 /// Marks `bit` in `seen`; a duplicate is an error.
 fn once(seen: &mut u8, bit: u8) -> Result<(), Reply> {
     if *seen & bit != 0 {
@@ -90,26 +95,24 @@ pub fn mail(s: &[u8], accepts: Accepts) -> Result<MailParams, Reply> {
         let is = |name: &[u8]| key.eq_ignore_ascii_case(name);
         if is(b"SIZE") && accepts.size {
             once(&mut seen, 1)?;
-            let v = value.ok_or(BAD_SIZE)?;
-            if v.len() > 20 || !v.iter().all(u8::is_ascii_digit) {
+            let v = text(value).ok_or(BAD_SIZE)?;
+            if v.len() > 20 || !v.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(BAD_SIZE);
             }
-            let n = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
-            p.size = Some(n.ok_or(BAD_SIZE)?);
+            p.size = Some(v.parse().map_err(|_| BAD_SIZE)?);
         } else if is(b"BODY") && accepts.eight_bit_mime {
             once(&mut seen, 2)?;
-            p.body = Some(value.and_then(BodyType::parse).ok_or(BAD_BODY)?);
+            p.body = Some(text(value).and_then(BodyType::parse).ok_or(BAD_BODY)?);
         } else if is(b"SMTPUTF8") && accepts.smtputf8 && value.is_none() {
             once(&mut seen, 4)?;
             p.smtputf8 = true;
         } else if is(b"RET") && accepts.dsn {
             once(&mut seen, 8)?;
-            p.ret = Some(value.and_then(DsnRet::parse).ok_or(BAD_RET)?);
+            p.ret = Some(text(value).and_then(DsnRet::parse).ok_or(BAD_RET)?);
         } else if is(b"ENVID") && accepts.dsn {
             once(&mut seen, 16)?;
-            let envid = value.and_then(xtext::decode).ok_or(BAD_ENVID)?;
-            let printable = envid.bytes().all(|b| (32..=126).contains(&b));
-            if envid.is_empty() || envid.len() > MAX_ENVID || !printable {
+            let envid = text(value).and_then(xtext::decode).ok_or(BAD_ENVID)?;
+            if !valid_envid(&envid) {
                 return Err(BAD_ENVID);
             }
             p.envid = Some(envid);
@@ -117,8 +120,8 @@ pub fn mail(s: &[u8], accepts: Accepts) -> Result<MailParams, Reply> {
             once(&mut seen, 32)?;
             // RFC 4954 section 5: a trusted submitter's identity; this
             // server trusts none, so the value is checked and ignored.
-            let v = value.ok_or(BAD_AUTH)?;
-            if v != b"<>" && xtext::decode(v).is_none() {
+            let v = text(value).ok_or(BAD_AUTH)?;
+            if v != "<>" && xtext::decode(v).is_none() {
                 return Err(BAD_AUTH);
             }
         } else {
@@ -136,10 +139,10 @@ pub fn rcpt(s: &[u8], accepts: Accepts) -> Result<RcptDsn, Reply> {
         let (key, value) = item?;
         if key.eq_ignore_ascii_case(b"NOTIFY") && accepts.dsn {
             once(&mut seen, 1)?;
-            dsn.notify = value.and_then(Notify::parse).ok_or(BAD_NOTIFY)?;
+            dsn.notify = text(value).and_then(Notify::parse).ok_or(BAD_NOTIFY)?;
         } else if key.eq_ignore_ascii_case(b"ORCPT") && accepts.dsn {
             once(&mut seen, 2)?;
-            let orcpt = value.and_then(xtext::decode).ok_or(BAD_ORCPT)?;
+            let orcpt = text(value).and_then(xtext::decode).ok_or(BAD_ORCPT)?;
             if !valid_orcpt(&orcpt) {
                 return Err(BAD_ORCPT);
             }
@@ -149,21 +152,6 @@ pub fn rcpt(s: &[u8], accepts: Accepts) -> Result<RcptDsn, Reply> {
         }
     }
     Ok(dsn)
-}
-
-/// `addr-type;address`: an atom as the type, a non-empty address without
-/// control characters, at most [`MAX_ORCPT`] octets.
-fn valid_orcpt(orcpt: &str) -> bool {
-    let Some((kind, address)) = orcpt.split_once(';') else {
-        return false;
-    };
-    !kind.is_empty()
-        && kind
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b))
-        && !address.trim().is_empty()
-        && orcpt.len() <= MAX_ORCPT
-        && !orcpt.chars().any(char::is_control)
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 
 use std::net::IpAddr;
 
-use super::dsn::RcptDsn;
 use super::message::PendingMessage;
 use super::params::MailParams;
 use super::reply::Reply;
+use crate::model::dsn::RcptDsn;
 
 /// What the policy sees of the session.
 #[derive(Clone, Copy, Debug)]

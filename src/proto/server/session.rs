@@ -10,12 +10,12 @@ use super::body::{Bare, Body};
 use super::config::{LineEnds, SessionParams};
 use super::counts::{CommandCounts, Verb};
 use super::data::{DataEnd, DataReader};
-use super::dsn::RcptDsn;
 use super::message::{PendingMessage, Transfer};
 use super::params::MailParams;
 use super::policy::{Context, ServerPolicy};
 use super::reply::Reply;
 use crate::mail::bytes::find_byte;
+use crate::model::dsn::RcptDsn;
 
 /// Why [`Session::feed`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

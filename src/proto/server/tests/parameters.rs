@@ -23,7 +23,7 @@ fn dsn_and_utf8_reach_the_message() {
         m.dsn.rcpts,
         [
             RcptDsn {
-                notify: Notify::parse(b"SUCCESS,FAILURE").unwrap(),
+                notify: Notify::parse("SUCCESS,FAILURE").unwrap(),
                 orcpt: Some("rfc822;b+x@example.net".into()),
             },
             RcptDsn::default(),
