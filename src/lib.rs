@@ -22,7 +22,8 @@
 //! - [`rt`]: the thread-per-core runtime: io_uring probe, pinned shard
 //!   threads, tokio-uring or plain tokio.
 //! - [`proto`]: the sans-IO SMTP client protocol (replies, capabilities,
-//!   commands, the transaction state machine).
+//!   commands, the transaction state machine), and the sans-IO SMTP server
+//!   session every server driver shares (`proto::server`).
 //! - [`deliver`]: routing, and one SMTP session over an owned-buffer connection.
 //! - [`bounce`]: delivery status notifications (RFC 3464): the failure
 //!   and delay notices sent back to the sender, built without I/O.

@@ -55,8 +55,8 @@ impl Reply {
         } else {
             451
         };
-        out.extend_from_slice(code.to_string().as_bytes());
-        out.push(b' ');
+        let digit = |n: u16| b'0' + (n % 10) as u8;
+        out.extend_from_slice(&[digit(code / 100), digit(code / 10), digit(code), b' ']);
         if enhanced && !self.enhanced.is_empty() {
             push_clean(&self.enhanced, out);
             out.push(b' ');

@@ -341,7 +341,7 @@ impl Session {
         Tally {
             replies: u32::try_from(c.replies - l.replies).unwrap_or(u32::MAX),
             // An injected 421 answers a MAIL too; it is counted apart.
-            rejected_mail: refused(now.mail) - refused(last.mail) - dropped,
+            rejected_mail: (refused(now.mail) - refused(last.mail)).saturating_sub(dropped),
             rejected_rcpt: refused(now.rcpt) - refused(last.rcpt),
             rejected_data: c.messages_refused - l.messages_refused,
             pipelined_after_data: c.pipelined_after_data - l.pipelined_after_data,
