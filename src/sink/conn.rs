@@ -208,7 +208,7 @@ async fn run(
             (start, end) = (0, end - start);
         }
         if end == buf.len() {
-            // The session leaves at most a command line (MAX_LINE) or two
+            // The session leaves at most a command line and its CR (MAX_LINE + 1) or two
             // bytes of message unconsumed, far less than the buffer.
             return Err(io::Error::other(
                 "sink: session consumed nothing from a full buffer",

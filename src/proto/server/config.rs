@@ -156,6 +156,10 @@ pub struct SessionConfig {
     pub tls_required: bool,
     /// AUTH is offered.
     pub auth: Option<AuthConfig>,
+    /// Qualify an address without a domain (`<joe>`) with `@origin`, as
+    /// `sendmail -bs` does with `myorigin`. `None` refuses them (except
+    /// `<postmaster>` as a recipient, RFC 5321 section 4.1.1.3).
+    pub origin: Option<String>,
     /// Bare CR and LF.
     pub line_ends: LineEnds,
     /// How much of each message is kept.
@@ -183,6 +187,7 @@ impl Default for SessionConfig {
             starttls: false,
             tls_required: false,
             auth: None,
+            origin: None,
             line_ends: LineEnds::Normalize,
             capture: Capture::Whole,
             limits: Limits::default(),

@@ -59,7 +59,8 @@ impl Session {
             Ok(p) => p,
             Err(r) => return self.send(out, &r),
         };
-        let sender = match check_path(path, PathKind::Reverse, mail_params.smtputf8) {
+        let origin = self.params.config.origin.as_deref();
+        let sender = match check_path(path, PathKind::Reverse, mail_params.smtputf8, origin) {
             Ok(sender) => sender,
             Err(PathError::NeedsSmtpUtf8) => return self.send(out, &NEED_SMTPUTF8),
             Err(_) => return self.send(out, &BAD_SENDER),
@@ -70,12 +71,12 @@ impl Session {
                 return self.send(out, &TOO_BIG);
             }
         }
-        match policy.mail(&self.context(), sender, &mail_params) {
+        match policy.mail(&self.context(), &sender, &mail_params) {
             Decision::Accept => {}
             Decision::Reject(r) => return self.send(out, &r),
             Decision::Disconnect(r) => return self.close_with(out, &r),
         }
-        self.tx.sender = Some(sender.to_string());
+        self.tx.sender = Some(sender);
         self.tx.raw_params = String::from_utf8_lossy(raw_params).into_owned();
         self.tx.params = mail_params;
         self.send(out, &MAIL_OK);
@@ -102,7 +103,9 @@ impl Session {
             Ok(dsn) => dsn,
             Err(r) => return self.send(out, &r),
         };
-        let recipient = match check_path(path, PathKind::Forward, self.tx.params.smtputf8) {
+        let origin = self.params.config.origin.as_deref();
+        let utf8 = self.tx.params.smtputf8;
+        let recipient = match check_path(path, PathKind::Forward, utf8, origin) {
             Ok(r) => r,
             Err(PathError::NeedsSmtpUtf8) => return self.send(out, &NEED_SMTPUTF8),
             Err(_) => return self.send(out, &BAD_RECIPIENT),
@@ -110,12 +113,12 @@ impl Session {
         if self.tx.recipients.len() >= self.params.config.limits.max_recipients {
             return self.send(out, &TOO_MANY_RCPT);
         }
-        match policy.rcpt(&self.context(), recipient, &dsn) {
+        match policy.rcpt(&self.context(), &recipient, &dsn) {
             Decision::Accept => {}
             Decision::Reject(r) => return self.send(out, &r),
             Decision::Disconnect(r) => return self.close_with(out, &r),
         }
-        self.tx.recipients.push(recipient.to_string());
+        self.tx.recipients.push(recipient);
         self.tx.rcpt_dsn.push(dsn);
         self.send(out, &RCPT_OK);
     }

@@ -84,6 +84,7 @@ impl SessionParams {
                 plaintext: config.auth_plaintext,
                 required: true,
             }),
+            origin: None,
             line_ends: LineEnds::Lenient,
             capture: if config.dump_dir.is_some() {
                 Capture::Whole

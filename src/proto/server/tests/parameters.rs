@@ -89,3 +89,18 @@ fn extensions_switched_off_refuse_their_parameters() {
     h.send(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d> NOTIFY=NEVER\r\n");
     assert_eq!(h.codes(), [555, 555, 555, 250, 555]);
 }
+
+#[test]
+fn unqualified_addresses_get_the_origin_when_there_is_one() {
+    let mut h = Harness::ready();
+    h.send(b"EHLO c\r\nMAIL FROM:<joe>\r\nMAIL FROM:<joe@x>\r\nRCPT TO:<ann>\r\n");
+    assert_eq!(h.codes(), [250, 501, 250, 501]);
+    let mut h = Harness::new(SessionConfig {
+        origin: Some("example.org".into()),
+        ..SessionConfig::default()
+    });
+    h.send(b"EHLO c\r\nMAIL FROM:<joe>\r\nRCPT TO:<ann>\r\nRCPT TO:<postmaster>\r\nDATA\r\n.\r\n");
+    let m = &h.messages[0];
+    assert_eq!(m.sender, "joe@example.org");
+    assert_eq!(m.recipients, ["ann@example.org", "postmaster@example.org"]);
+}
