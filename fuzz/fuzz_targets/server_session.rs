@@ -23,6 +23,7 @@ const ALPHABET: &[&[u8]] = &[
     b"MAIL FROM:<>",
     b"RCPT TO:<c@d.example>",
     b"RCPT TO:<postmaster>",
+    b"RCPT TO:<joe>",
     b" SIZE=20",
     b" BODY=8BITMIME",
     b" SMTPUTF8",
@@ -67,9 +68,11 @@ const ALPHABET: &[&[u8]] = &[
     b"GET / HTTP/1.0\r\n",
 ];
 
-/// The configuration chosen by the first byte.
-fn config(b: u8) -> SessionConfig {
+/// The configuration chosen by the first byte (and one bit of the
+/// second: an origin for unqualified addresses).
+fn config(b: u8, origin: bool) -> SessionConfig {
     SessionConfig {
+        origin: origin.then(|| "example.org".to_string()),
         esmtp: b & 0x80 == 0,
         extensions: Extensions {
             pipelining: true,
@@ -214,7 +217,7 @@ fuzz_target!(|data: &[u8]| {
     let [mode, seed, rest @ ..] = data else {
         return;
     };
-    let config = config(*mode);
+    let config = config(*mode, seed & 2 != 0);
     let input: Vec<u8> = if seed & 1 == 0 {
         rest.to_vec()
     } else {

@@ -41,7 +41,8 @@
 //! - [`policy`]: [`ServerPolicy`], [`Decision`], [`Context`].
 //! - [`message`]: [`PendingMessage`], what the driver gets.
 //! - [`counts`]: [`CommandCounts`] for the disconnect log line.
-//! - `session`: [`Session`], the feed loop and the driver's calls;
+//! - `session`: [`Session`] and its feed loop; `progress`: [`Progress`],
+//!   [`Stage`], [`Counters`]; `driver`: the driver's other calls;
 //!   `commands`, `transaction` and `auth` hold the command handlers.
 //!
 //! # Strictness
@@ -66,6 +67,8 @@ mod body;
 mod command;
 mod commands;
 mod data;
+mod driver;
+mod progress;
 mod session;
 mod transaction;
 
@@ -81,5 +84,6 @@ pub use counts::{CommandCounts, Verb};
 pub use message::{PendingMessage, Transfer};
 pub use params::MailParams;
 pub use policy::{AcceptAll, Context, Decision, ServerPolicy};
+pub use progress::{Counters, Progress, Stage};
 pub use reply::Reply;
-pub use session::{Counters, Progress, Session, Stage};
+pub use session::Session;

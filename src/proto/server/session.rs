@@ -1,6 +1,7 @@
 //! The state of one connection and the feed loop: bytes in, replies out.
-//! The commands themselves are in `commands.rs`, the mail transaction in
-//! `transaction.rs`, AUTH in `auth.rs`.
+//! The driver's calls after `feed` stopped are in `driver.rs`, the types
+//! it returns in `progress.rs`, the commands themselves in `commands.rs`,
+//! the mail transaction in `transaction.rs`, AUTH in `auth.rs`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,77 +11,13 @@ use super::body::{Bare, Body};
 use super::config::{LineEnds, SessionParams};
 use super::counts::{CommandCounts, Verb};
 use super::data::{DataEnd, DataReader};
-use super::message::{PendingMessage, Transfer};
+use super::message::Transfer;
 use super::params::MailParams;
 use super::policy::{Context, ServerPolicy};
+use super::progress::{Counters, Progress};
 use super::reply::Reply;
 use crate::mail::bytes::find_byte;
 use crate::model::dsn::RcptDsn;
-
-/// Why [`Session::feed`] returned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
-    /// Everything usable was consumed: write the output, read more, and
-    /// offer the unconsumed bytes again with it.
-    NeedInput,
-    /// A message is complete: see [`Session::pending_message`] (or
-    /// [`Session::take_content`]), store it, answer with
-    /// [`Session::finish_message`], then feed the rest.
-    Message,
-    /// AUTH credentials are complete: check [`Session::pending_auth`] (it
-    /// may take time; delay the answer after failures if you like), answer
-    /// with [`Session::auth_result`], then feed the rest.
-    Auth,
-    /// STARTTLS was accepted: write the output (the `220`), discard all
-    /// unconsumed and unread input (RFC 3207 section 6), run the TLS
-    /// handshake, call [`Session::tls_started`] and read on over TLS. If
-    /// the handshake fails, close.
-    StartTls,
-    /// Write the output, then close the connection.
-    Close,
-}
-
-/// What the session waits for, so the driver can pick a timeout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stage {
-    /// [`Session::greeting`] was not called yet.
-    Greeting,
-    /// A command.
-    Command,
-    /// Message data after DATA or BDAT.
-    Data,
-    /// A response in an AUTH exchange.
-    AuthResponse,
-    /// The driver: a message or credentials to answer, a TLS handshake.
-    Driver,
-    /// Nothing: the session is over.
-    Closed,
-}
-
-/// Counts of one session.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    /// Replies written (a multi-line reply counts once), greeting included.
-    pub replies: u64,
-    /// Error replies (4xx, 5xx) caused by the client, toward the hard
-    /// error limit.
-    pub errors: u32,
-    /// Failed AUTH exchanges (bad credentials, cancelled, undecodable).
-    pub auth_failures: u32,
-    /// Messages accepted (finished with a queue ID).
-    pub messages: u32,
-    /// Messages refused after their data: too big, refused by the policy,
-    /// not stored.
-    pub messages_refused: u32,
-    /// Commands refused as pipelined after the end of a message (with
-    /// `refuse_pipelined_after_data`).
-    pub pipelined_after_data: u32,
-    /// Bare LFs taken as CRLF ([`LineEnds::Normalize`]), in commands and
-    /// data.
-    pub bare_line_ends: u32,
-    /// The client talked before the greeting.
-    pub pregreet: bool,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -148,7 +85,7 @@ pub struct Session {
     pub(super) client: Option<IpAddr>,
     pub(super) phase: Phase,
     /// Inside an overlong command line: discard up to its end.
-    discarding: bool,
+    pub(super) discarding: bool,
     pub(super) helo: Option<String>,
     pub(super) ehlo: bool,
     pub(super) tls: bool,
@@ -359,142 +296,6 @@ impl Session {
         }
     }
 
-    /// The message received, while `feed` reports [`Progress::Message`].
-    pub fn pending_message(&self) -> Option<PendingMessage<'_>> {
-        if self.phase != Phase::Message {
-            return None;
-        }
-        self.message_view()
-    }
-
-    /// The message at its end (for the policy, then the driver).
-    pub(super) fn message_view(&self) -> Option<PendingMessage<'_>> {
-        let transfer = self.tx.transfer?;
-        Some(PendingMessage {
-            client: self.client,
-            helo: self.helo.as_deref().unwrap_or(""),
-            tls: self.tls,
-            auth_user: self.auth_user.as_deref(),
-            sender: self.tx.sender.as_deref().unwrap_or(""),
-            params: &self.tx.params,
-            raw_params: &self.tx.raw_params,
-            recipients: &self.tx.recipients,
-            rcpt_dsn: &self.tx.rcpt_dsn,
-            size: self.body.size(),
-            content: self.body.content(),
-            transfer,
-        })
-    }
-
-    /// Moves the pending message's bytes out (no copy), while `feed`
-    /// reports [`Progress::Message`]; afterwards `pending_message` shows
-    /// an empty content. Empty when no message is pending.
-    pub fn take_content(&mut self) -> Vec<u8> {
-        if self.phase != Phase::Message {
-            return Vec::new();
-        }
-        self.body.take_content()
-    }
-
-    /// Answers the pending message: `250 2.0.0 Ok: queued as <id>` when
-    /// it is stored, else the driver's reply (a 4xx: `451 4.3.0 Error:
-    /// queue file write error`). Does nothing when no message is pending.
-    pub fn finish_message(&mut self, result: Result<&str, Reply>, out: &mut Vec<u8>) {
-        if self.phase != Phase::Message {
-            return;
-        }
-        match result {
-            Ok(id) => {
-                self.counters.messages += 1;
-                self.send(
-                    out,
-                    &Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
-                );
-            }
-            Err(reply) => {
-                // The server's failure, not the client's: not an error
-                // toward the limit.
-                self.counters.messages_refused += 1;
-                self.send_final(out, &reply, false);
-            }
-        }
-        self.reset_transaction();
-        self.phase = Phase::Command;
-    }
-
-    /// The TLS handshake after STARTTLS succeeded: forgets everything said
-    /// before (RFC 3207 section 4.2: the client must EHLO again, and an
-    /// earlier AUTH no longer counts). Does nothing unless `feed` reported
-    /// [`Progress::StartTls`].
-    pub fn tls_started(&mut self) {
-        if self.phase != Phase::StartTls {
-            return;
-        }
-        self.tls = true;
-        self.phase = Phase::Command;
-        self.discarding = false;
-        self.helo = None;
-        self.ehlo = false;
-        self.auth_user = None;
-        self.auth_method = None;
-        self.reset_transaction();
-    }
-
-    /// The read timeout of the current stage expired: appends `421 4.4.2
-    /// <host> Error: timeout exceeded`; close after writing it.
-    pub fn timeout(&mut self, out: &mut Vec<u8>) {
-        let reply = self.params.timeout.clone();
-        self.close_with(out, &reply);
-    }
-
-    /// The server stops: appends `421 4.3.2 <host> Service shutting
-    /// down`; close after writing it.
-    pub fn shutting_down(&mut self, out: &mut Vec<u8>) {
-        let reply = self.params.shutting_down.clone();
-        self.close_with(out, &reply);
-    }
-
-    /// What the session waits for.
-    pub fn stage(&self) -> Stage {
-        match self.phase {
-            Phase::Pregreet => Stage::Greeting,
-            Phase::Command => Stage::Command,
-            Phase::Data | Phase::Bdat(..) => Stage::Data,
-            Phase::AuthResponse(_) => Stage::AuthResponse,
-            Phase::AuthPending | Phase::Message | Phase::StartTls => Stage::Driver,
-            Phase::Closed => Stage::Closed,
-        }
-    }
-
-    /// True once [`Session::tls_started`] was called.
-    pub fn is_tls(&self) -> bool {
-        self.tls
-    }
-
-    /// The user the client authenticated as.
-    pub fn auth_user(&self) -> Option<&str> {
-        self.auth_user.as_deref()
-    }
-
-    /// The HELO/EHLO name, once given.
-    pub fn helo(&self) -> Option<&str> {
-        self.helo.as_deref()
-    }
-
-    /// The session's counts.
-    pub fn counters(&self) -> Counters {
-        Counters {
-            bare_line_ends: self.counters.bare_line_ends + self.body.normalized(),
-            ..self.counters
-        }
-    }
-
-    /// The commands given, per verb: `to_string()` is the text after
-    /// `disconnect from HOST[IP] ` in Postfix's log line.
-    pub fn command_counts(&self) -> &CommandCounts {
-        &self.counts
-    }
-
     /// Writes a reply: counted, toward the error limit when it is an
     /// error, and as the final reply of the current command unless it is
     /// intermediate (334, 354).
@@ -502,7 +303,7 @@ impl Session {
         self.send_final(out, reply, true);
     }
 
-    fn send_final(&mut self, out: &mut Vec<u8>, reply: &Reply, client_error: bool) {
+    pub(super) fn send_final(&mut self, out: &mut Vec<u8>, reply: &Reply, client_error: bool) {
         reply.write(self.params.enhanced(), out);
         self.counters.replies += 1;
         if reply.is_error() && client_error {
