@@ -54,7 +54,7 @@ impl Session {
         }
         match result {
             Ok(id) => {
-                self.counters.messages += 1;
+                self.counters.messages = self.counters.messages.saturating_add(1);
                 self.send(
                     out,
                     &Reply::new(250, "2.0.0", format!("Ok: queued as {id}")),
@@ -63,7 +63,7 @@ impl Session {
             Err(reply) => {
                 // The server's failure, not the client's: not an error
                 // toward the limit.
-                self.counters.messages_refused += 1;
+                self.counters.messages_refused = self.counters.messages_refused.saturating_add(1);
                 self.send_final(out, &reply, false);
             }
         }
@@ -133,7 +133,10 @@ impl Session {
     /// The session's counts.
     pub fn counters(&self) -> Counters {
         Counters {
-            bare_line_ends: self.counters.bare_line_ends + self.body.normalized(),
+            bare_line_ends: self
+                .counters
+                .bare_line_ends
+                .saturating_add(self.body.normalized()),
             ..self.counters
         }
     }

@@ -236,7 +236,7 @@ impl Session {
             None if mode == LineEnds::Reject => return self.bare(Bare::Lf, out),
             None => {
                 if mode == LineEnds::Normalize {
-                    self.counters.bare_line_ends += 1;
+                    self.counters.bare_line_ends = self.counters.bare_line_ends.saturating_add(1);
                 }
                 raw
             }
@@ -257,7 +257,8 @@ impl Session {
         }
         if self.after_dot {
             // Sent before the reply to the end of the message: not done.
-            self.counters.pipelined_after_data += 1;
+            self.counters.pipelined_after_data =
+                self.counters.pipelined_after_data.saturating_add(1);
             return self.send(out, &PIPELINED_AFTER_DATA);
         }
         match self.phase {
@@ -276,7 +277,7 @@ impl Session {
 
     /// [`LineEnds::Reject`] found a bare line end: refuse and close.
     pub(super) fn bare(&mut self, bare: Bare, out: &mut Vec<u8>) {
-        self.counters.bare_line_ends += 1;
+        self.counters.bare_line_ends = self.counters.bare_line_ends.saturating_add(1);
         let reply = match bare {
             Bare::Lf => &BARE_LF,
             Bare::Cr => &BARE_CR,

@@ -174,7 +174,7 @@ impl Session {
             return self.send(out, &r);
         }
         if self.body.is_oversize() {
-            self.counters.messages_refused += 1;
+            self.counters.messages_refused = self.counters.messages_refused.saturating_add(1);
             self.reset_transaction();
             return self.send(out, &TOO_BIG);
         }
@@ -198,7 +198,7 @@ impl Session {
         }
         self.after_dot = self.params.config.refuse_pipelined_after_data;
         if self.body.is_oversize() {
-            self.counters.messages_refused += 1;
+            self.counters.messages_refused = self.counters.messages_refused.saturating_add(1);
             self.reset_transaction();
             return self.send(out, &TOO_BIG);
         }
@@ -210,12 +210,12 @@ impl Session {
         match decision {
             Decision::Accept => self.phase = Phase::Message,
             Decision::Reject(r) => {
-                self.counters.messages_refused += 1;
+                self.counters.messages_refused = self.counters.messages_refused.saturating_add(1);
                 self.reset_transaction();
                 self.send(out, &r);
             }
             Decision::Disconnect(r) => {
-                self.counters.messages_refused += 1;
+                self.counters.messages_refused = self.counters.messages_refused.saturating_add(1);
                 self.close_with(out, &r);
             }
         }
