@@ -9,11 +9,11 @@
 //! the whole file unusable, with its line number in the error.
 //!
 //! Like Postfix with its private files, the file is refused when group or
-//! others have any access to it (it must be mode 0600 or stricter) or when
-//! it belongs to another user than the reader or root. It is only ever
-//! replaced whole: a temp file beside it, fsync, rename, fsync of the
-//! directory; edits hold an `flock` on the directory, so two
-//! `ringmail passwd` commands cannot lose each other's change.
+//! others have any access to it (it must be mode 0600 or stricter). It is
+//! only ever replaced whole: a temp file beside it, fsync, rename, fsync of
+//! the directory (the file's owner and group are kept). Edits hold an
+//! `flock` on the directory, so two `ringmail passwd` commands cannot lose
+//! each other's change.
 //!
 //! [`PasswdFile::load`] is what the listener calls, at start and whenever it
 //! wants to pick up changes: it reads and checks the file and costs no
@@ -360,8 +360,9 @@ fn check_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Refuses a file that is not a private regular file of the reader (or of
-/// root): mode bits for group or others, another owner.
+/// Refuses a file that is not a regular file, or that group or others
+/// have any mode bits on. (Another user's private file cannot be opened in
+/// the first place, unless by root.)
 fn check_safe(path: &Path, meta: &std::fs::Metadata) -> Result<(), PasswdError> {
     let unsafe_file = |problem: String, fix: String| PasswdError::Unsafe {
         path: path.to_path_buf(),
@@ -379,16 +380,6 @@ fn check_safe(path: &Path, meta: &std::fs::Metadata) -> Result<(), PasswdError> 
         return Err(unsafe_file(
             format!("that group or others may access (mode {mode:04o})"),
             format!("run `chmod 600 {}`", path.display()),
-        ));
-    }
-    let euid = rustix::process::geteuid().as_raw();
-    if euid != 0 && meta.uid() != 0 && meta.uid() != euid {
-        return Err(unsafe_file(
-            format!(
-                "owned by uid {} (not by root or by uid {euid}, who reads it)",
-                meta.uid()
-            ),
-            format!("run `chown {euid} {}`", path.display()),
         ));
     }
     Ok(())
@@ -660,6 +651,19 @@ mod tests {
         // An unknown user is refused, even with the dummy's parameters.
         assert!(!users.verify("bob", "s3cret pass"));
         assert!(!format!("{users:?}").contains("argon2"));
+    }
+
+    #[test]
+    fn verifies_hashes_made_elsewhere_with_other_costs() {
+        let params = argon2::Params::new(8192, 1, 1, None).unwrap();
+        let other = Argon2::new(argon2::Algorithm::Argon2i, argon2::Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = other.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(hash.starts_with("$argon2i$v=19$m=8192,t=1,p=1$"), "{hash}");
+        let lines = parse(format!("u:{hash}\n").as_bytes(), Path::new("p")).unwrap();
+        let users = users_of(&lines);
+        assert!(users.verify("u", "pw"));
+        assert!(!users.verify("u", "pW"));
     }
 
     #[test]
