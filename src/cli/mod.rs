@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod mailq;
+pub mod passwd;
 pub mod sendmail;
 pub mod sink;
 
@@ -46,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: QueueAction,
     },
+    /// Manage the submission users (AUTH on a submission listener).
+    Passwd {
+        #[command(subcommand)]
+        action: passwd::PasswdAction,
+    },
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
     /// The bundled SMTP receiver (tests, benchmarks).
@@ -87,6 +93,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
             QueueAction::Flush { config } => return flush_exit(load(config)),
         },
+        Command::Passwd { action } => return passwd::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {

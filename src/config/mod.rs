@@ -203,6 +203,8 @@ pub struct Config {
     /// Largest original attached in full to a bounce; larger ones are
     /// returned as headers only.
     pub bounce_size_limit: usize,
+    /// The submission users' password file (`ringmail passwd`).
+    pub smtpd_passwd_file: PathBuf,
 }
 
 /// One `[[route]]` entry: mail for `domain` (and, with a leading dot,
@@ -274,6 +276,7 @@ impl Default for Config {
             bounce_queue_lifetime: 5 * 86400,
             delay_warning_time: 0,
             bounce_size_limit: 50_000,
+            smtpd_passwd_file: PathBuf::from("/etc/ringmail/passwd"),
         }
     }
 }
@@ -416,6 +419,14 @@ impl Config {
             return Err(bad(
                 "syslog_name",
                 "must be a non-empty name of letters, digits, '-', '_', '.' or '/'".into(),
+            ));
+        }
+        if self.smtpd_passwd_file.as_os_str().is_empty()
+            || self.smtpd_passwd_file.file_name().is_none()
+        {
+            return Err(bad(
+                "smtpd_passwd_file",
+                "must be the path of a file".into(),
             ));
         }
         if self.pickup_ring_size < 2 {
@@ -783,6 +794,24 @@ mod tests {
         assert_eq!(printed.pickup_mode, c.pickup_mode);
         assert_eq!(Config::default().pickup_mode.bits(), 0o1770);
         assert_eq!(Config::default().pickup_group, None);
+    }
+
+    #[test]
+    fn smtpd_passwd_file() {
+        let c = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(c.smtpd_passwd_file, PathBuf::from("/etc/ringmail/passwd"));
+        let c = Config::parse("smtpd_passwd_file = \"/srv/p\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.smtpd_passwd_file, PathBuf::from("/srv/p"));
+        for bad in ["", "/etc/ringmail/..", "/"] {
+            let text = format!("# x\nsmtpd_passwd_file = {bad:?}\n");
+            let e = Config::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with("c.toml:2: bad value for `smtpd_passwd_file`"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

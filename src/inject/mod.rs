@@ -10,6 +10,7 @@ pub mod release;
 pub mod sendmail;
 pub mod sendmail_args;
 pub mod smtp_stdin;
+pub mod smtpd;
 pub mod unlinker;
 pub mod user;
 

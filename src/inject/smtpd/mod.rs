@@ -1,0 +1,3 @@
+//! The SMTP listener's side of injection.
+
+pub mod passwd;
