@@ -180,6 +180,16 @@ pub struct Config {
     pub mynetworks: Vec<String>,
     /// SMTP injection listeners (`[[listener]]`); none by default.
     pub listener: Vec<ListenerConfig>,
+    /// Seconds a listener waits for a command or message data (Postfix
+    /// `smtpd_timeout`).
+    pub smtpd_timeout: u64,
+    /// Most recipients per message over SMTP (`smtpd_recipient_limit`).
+    pub smtpd_recipient_limit: usize,
+    /// Most connections open at once on one listener.
+    pub smtpd_max_connections: usize,
+    /// Most connections open at once from one client address
+    /// (`smtpd_client_connection_count_limit`).
+    pub smtpd_client_connection_limit: usize,
     /// Relay-host credentials (`[[smtp_sasl_password]]`).
     pub smtp_sasl_password: Vec<SaslPasswordConfig>,
     /// Allow sending credentials over a connection without TLS.
@@ -267,6 +277,10 @@ impl Default for Config {
             tls_policy: Vec::new(),
             mynetworks: listener::default_mynetworks(),
             listener: Vec::new(),
+            smtpd_timeout: 300,
+            smtpd_recipient_limit: 1000,
+            smtpd_max_connections: 1000,
+            smtpd_client_connection_limit: 50,
             smtp_sasl_password: Vec::new(),
             smtp_sasl_plaintext: false,
             syslog_name: "ringmail".into(),
@@ -482,6 +496,19 @@ impl Config {
         }
         self.validate_internet(&bad)?;
         Networks::parse(&self.mynetworks).map_err(|e| bad("mynetworks", e))?;
+        for (key, value) in [
+            ("smtpd_timeout", self.smtpd_timeout as usize),
+            ("smtpd_recipient_limit", self.smtpd_recipient_limit),
+            ("smtpd_max_connections", self.smtpd_max_connections),
+            (
+                "smtpd_client_connection_limit",
+                self.smtpd_client_connection_limit,
+            ),
+        ] {
+            if value == 0 {
+                return Err(bad(key, "must be at least 1".into()));
+            }
+        }
         for (i, l) in self.listener.iter().enumerate() {
             let at = |message: String| ConfigError::Invalid {
                 path: path.to_path_buf(),

@@ -26,9 +26,14 @@
 //!   opportunistic verifier and the trust classification.
 //! - `stream`: [`TlsStream`] and the handshake.
 //! - `info`: [`TlsInfo`] and [`Trust`]: what Postfix logs about a session.
+//! - `server_config`, `server_stream`: the server side (the sink and the
+//!   SMTP injection listener) over tokio sockets: [`server_config`] from
+//!   PEM files and [`ServerStream`], STARTTLS with rustls driven by hand.
 
 mod config;
 mod info;
+mod server_config;
+mod server_stream;
 mod stream;
 
 #[cfg(test)]
@@ -39,6 +44,8 @@ use std::path::PathBuf;
 
 pub use config::{client_config, TlsLevel};
 pub use info::{TlsInfo, Trust};
+pub use server_config::server_config;
+pub use server_stream::{ServerStream, ServerTlsStream};
 pub use stream::TlsStream;
 
 pub(super) use stream::connect;

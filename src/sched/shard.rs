@@ -300,7 +300,11 @@ async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), Ac
 
 /// The three lines Postfix logs for a message entering the queue.
 fn log_queued(id: QueueId, sub: &Submission) {
-    crate::info_line!(target: "pickup", "{id}: uid={} from=<{}>", sub.uid, sub.envelope.sender);
+    // A message from an SMTP session has its `client=` line from smtpd
+    // instead (as in Postfix, where pickup never sees it).
+    if !matches!(sub.source, Source::Reply { .. }) {
+        crate::info_line!(target: "pickup", "{id}: uid={} from=<{}>", sub.uid, sub.envelope.sender);
+    }
     crate::info_line!(target: "cleanup", "{id}: message-id=<{}>", sub.message_id);
     crate::info_line!(
         target: "qmgr",

@@ -18,7 +18,7 @@ use super::dump;
 use super::faults::delay;
 use super::session::{PendingMessage, Progress, Session, SessionParams};
 use super::stats::{OpenConnection, SinkStats};
-use super::stream::Stream;
+use crate::rt::tls::ServerStream as Stream;
 
 /// Size of each connection's read buffer.
 const READ_BUFFER: usize = 64 * 1024;

@@ -20,8 +20,6 @@
 //! - [`stats`]: shared counters, the Message-ID ledger, [`SinkSnapshot`].
 //! - `dump`: writing accepted messages to `dump_dir`.
 //! - `tls`: [`tls_server_config`] from PEM files.
-//! - `stream`: a connection's byte stream, plain TCP or rustls's server
-//!   side driven by hand over it.
 //! - `conn`: the thin socket loop of one connection (and the STARTTLS
 //!   upgrade).
 //! - `server`: the accept loop, [`start`] and [`SinkHandle`].
@@ -57,7 +55,6 @@ mod faults;
 mod foreground;
 mod message_id;
 mod server;
-mod stream;
 mod tls;
 
 use std::net::SocketAddr;

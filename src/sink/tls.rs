@@ -4,40 +4,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::SinkError;
 
 /// A rustls server configuration (ring provider, TLS 1.2 and 1.3) for
 /// [`super::SinkConfig::tls`]: `cert` holds the certificate chain (server
 /// certificate first), `key` its private key (PKCS#8, PKCS#1 or SEC1), both
-/// PEM.
+/// PEM. See [`crate::rt::tls::server_config`].
 pub fn tls_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, SinkError> {
-    let bad = |path: &Path, reason: String| SinkError::Tls {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(cert).map_err(|e| bad(cert, e.to_string()))?;
-    let chain = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad(cert, e.to_string()))?;
-    if chain.is_empty() {
-        return Err(bad(cert, "no PEM certificate in it".into()));
-    }
-    let pem = std::fs::read(key).map_err(|e| bad(key, e.to_string()))?;
-    let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
-        pem::Error::NoItemsFound => bad(key, "no PEM private key in it".into()),
-        e => bad(key, e.to_string()),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(cert, e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(chain, private)
-        .map_err(|e| bad(key, e.to_string()))?;
-    Ok(Arc::new(config))
+    crate::rt::tls::server_config(cert, key)
+        .map_err(|(path, reason)| SinkError::Tls { path, reason })
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! A connection's byte stream: plain TCP, or TLS over it after STARTTLS,
+//! The server side of a connection's byte stream (the bundled sink and the
+//! SMTP injection listener): plain TCP, or TLS over it after STARTTLS,
 //! with rustls's `ServerConnection` driven by hand (`read_tls`,
 //! `process_new_packets`, `reader`, `writer`, `write_tls`).
 //!
@@ -17,47 +18,71 @@ use tokio::net::TcpStream;
 const CIPHERTEXT_BUFFER: usize = 32 * 1024;
 
 /// A connection, plain or TLS.
-pub(crate) enum Stream {
+pub enum ServerStream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsStream>),
+    Tls(Box<ServerTlsStream>),
+    /// Nothing: the stream was taken for a TLS handshake that failed.
+    Closed,
 }
 
-impl Stream {
+impl ServerStream {
     /// Reads what is available; `Ok(0)` at the end (TLS: close_notify or a
     /// plain close of the TCP connection).
-    pub(crate) async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
+            ServerStream::Plain(s) => s.read(buf).await,
+            ServerStream::Tls(s) => s.read(buf).await,
+            ServerStream::Closed => Ok(0),
         }
     }
 
     /// Writes all of `data`.
-    pub(crate) async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
         match self {
-            Stream::Plain(s) => s.write_all(data).await,
-            Stream::Tls(s) => s.write_all(data).await,
+            ServerStream::Plain(s) => s.write_all(data).await,
+            ServerStream::Tls(s) => s.write_all(data).await,
+            ServerStream::Closed => Err(io::ErrorKind::NotConnected.into()),
         }
     }
 
     /// Ends the sending side (TLS: close_notify first).
-    pub(crate) async fn shutdown(&mut self) -> io::Result<()> {
+    pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
-            Stream::Plain(s) => s.shutdown().await,
-            Stream::Tls(s) => s.shutdown().await,
+            ServerStream::Plain(s) => s.shutdown().await,
+            ServerStream::Tls(s) => s.shutdown().await,
+            ServerStream::Closed => Ok(()),
         }
+    }
+
+    /// `TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)` once
+    /// TLS is up (for the log line and the `Received:` field).
+    pub fn tls_summary(&self) -> Option<String> {
+        let ServerStream::Tls(s) = self else {
+            return None;
+        };
+        let version = match s.tls.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+            other => format!("{other:?}"),
+        };
+        let suite = s.tls.negotiated_cipher_suite()?;
+        let cipher = suite.suite().as_str().unwrap_or("unknown").to_string();
+        let bits = if cipher.contains("AES_128") { 128 } else { 256 };
+        Some(format!(
+            "{version} with cipher {cipher} ({bits}/{bits} bits)"
+        ))
     }
 
     /// Runs the server side of a TLS handshake on a plain stream. Nothing
     /// read before is kept: the caller has discarded its plaintext input.
-    pub(crate) async fn start_tls(self, config: Arc<ServerConfig>) -> io::Result<Stream> {
-        let Stream::Plain(tcp) = self else {
+    pub async fn start_tls(self, config: Arc<ServerConfig>) -> io::Result<ServerStream> {
+        let ServerStream::Plain(tcp) = self else {
             return Err(io::Error::other("TLS is already active"));
         };
         let tls = ServerConnection::new(config).map_err(io::Error::other)?;
-        let mut s = TlsStream {
+        let mut s = ServerTlsStream {
             tcp,
             tls,
             incoming: vec![0; CIPHERTEXT_BUFFER].into_boxed_slice(),
@@ -66,12 +91,12 @@ impl Stream {
             outgoing: Vec::new(),
         };
         s.handshake().await?;
-        Ok(Stream::Tls(Box::new(s)))
+        Ok(ServerStream::Tls(Box::new(s)))
     }
 }
 
 /// rustls's server connection over a TCP stream.
-pub(crate) struct TlsStream {
+pub struct ServerTlsStream {
     tcp: TcpStream,
     tls: ServerConnection,
     /// Ciphertext read; `incoming[fed..filled]` not yet given to rustls.
@@ -82,7 +107,7 @@ pub(crate) struct TlsStream {
     outgoing: Vec<u8>,
 }
 
-impl TlsStream {
+impl ServerTlsStream {
     async fn handshake(&mut self) -> io::Result<()> {
         loop {
             self.flush().await?;

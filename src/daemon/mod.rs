@@ -20,6 +20,8 @@ use crate::sched::qmgr::QmgrConfig;
 use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
 use crate::spool::{Spool, SpoolError};
 
+mod smtpd;
+
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -43,6 +45,9 @@ pub enum DaemonError {
     /// The routing configuration cannot be used.
     #[error(transparent)]
     Router(#[from] crate::deliver::RouterConfigError),
+    /// The SMTP listeners could not start.
+    #[error(transparent)]
+    Smtpd(#[from] crate::inject::smtpd::SmtpdError),
 }
 
 impl DaemonError {
@@ -54,6 +59,7 @@ impl DaemonError {
             DaemonError::ShardStart { .. } => true,
             DaemonError::Shard(e) => e.is_transient(),
             DaemonError::Router(e) => e.is_transient(),
+            DaemonError::Smtpd(e) => e.is_transient(),
         }
     }
 }
@@ -205,6 +211,22 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         return Err(DaemonError::ShardStart { index, reason });
     }
 
+    let intake_closed = Arc::new(AtomicBool::new(false));
+    let listeners = match smtpd::start(config, Arc::clone(&ring), Arc::clone(&intake_closed)) {
+        Ok(l) => l,
+        Err(e) => {
+            shard_stop.store(true, Ordering::Release);
+            for h in shards {
+                let _ = h.join();
+            }
+            return Err(e.into());
+        }
+    };
+    if let Some(l) = &listeners {
+        for a in &l.addresses {
+            tracing::info!(target: "smtpd", "listening on {a}");
+        }
+    }
     let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
 
     let site = SiteParams {
@@ -237,6 +259,12 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
 
     tracing::info!(target: "master", "terminating on signal: stopping intake, committing pending messages");
+    // SMTP sessions answer what the shards are committing (the shards
+    // still run), idle ones get 421; then no more offers.
+    if let Some(l) = listeners {
+        l.stop();
+    }
+    intake_closed.store(true, Ordering::Release);
     shard_stop.store(true, Ordering::Release);
     // Safety net: a shard stuck in a delivery (a peer that stopped talking,
     // a runtime that will not drop) must not keep the daemon from exiting.
