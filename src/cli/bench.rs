@@ -24,6 +24,10 @@ pub enum Via {
     Spool,
     /// One `ringmail sendmail -t -i` process per message.
     Sendmail,
+    /// SMTP to the daemon's listener, `--smtp-sessions` connections at once,
+    /// each sending its messages one after another (MAIL, RCPT and DATA
+    /// pipelined), `250` only after the commit.
+    Smtp,
 }
 
 /// Benchmark parameters (the CLI's flags).
@@ -56,6 +60,9 @@ pub struct BenchArgs {
     /// Parallel sendmail processes with --via sendmail.
     #[arg(long, default_value_t = 8)]
     pub sendmail_parallel: usize,
+    /// SMTP sessions at once with `--via smtp`.
+    #[arg(long, default_value_t = 8)]
+    pub smtp_sessions: usize,
     /// Directory for the temporary spool (a real disk, so fsync counts).
     #[arg(long, default_value = "/var/tmp")]
     pub workdir: PathBuf,
@@ -173,6 +180,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         .tempdir_in(&args.workdir)
         .with_context(|| format!("creating a work directory in {}", args.workdir.display()))?;
     let spool = dir.path().join("spool");
+    let smtp_port = if args.via == Via::Smtp {
+        Some(
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        )
+    } else {
+        None
+    };
     let config = dir.path().join("ringmail.toml");
     std::fs::write(
         &config,
@@ -183,7 +199,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             args.shards,
             args.io_backend,
             args.chaining
-        ),
+        ) + &super::bench_smtp::listener_table(smtp_port),
     )?;
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
     let log = std::fs::File::create(dir.path().join("daemon.log"))?;
@@ -206,6 +222,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         &latencies,
         bundled.as_ref(),
         dir.path(),
+        smtp_port,
     );
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -270,6 +287,7 @@ fn drive(
     latencies: &Mutex<Histogram<u64>>,
     bundled: Option<&sink::SinkHandle>,
     workdir: &Path,
+    smtp_port: Option<u16>,
 ) -> anyhow::Result<Report> {
     // Wait for the daemon to be up (it creates the control socket).
     let up = Instant::now();
@@ -311,6 +329,12 @@ fn drive(
                 }
                 std::fs::rename(staging.join(&name), pickup.join(&name))?;
             }
+        }
+        Via::Smtp => {
+            let port = smtp_port.context("no listener port")?;
+            super::bench_smtp::inject(port, total, args.smtp_sessions, injected, |i| {
+                message(i, args)
+            })?;
         }
         Via::Sendmail => {
             let mut running: Vec<Child> = Vec::new();
