@@ -418,3 +418,90 @@ fn submission_with_swaks(io: &str) {
     assert!(log.contains("authentication failed"), "{log}");
 }
 daemon_test!(submission_with_swaks);
+
+/// Postfix's smtp-source, 20 sessions at once, 400 messages: every one is
+/// answered and delivered once (smtp-source's messages carry no
+/// Message-ID; cleanup adds one each).
+fn smtp_source_many_sessions(io: &str) {
+    if Command::new("smtp-source").output().is_err() {
+        eprintln!("smtp_source_many_sessions: skipped: smtp-source (postfix) is not installed");
+        return;
+    }
+    let sink = start_sink();
+    let (sb, port) = listener_sandbox("", sink.local_addr.port());
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("listening on 127.0.0.1:");
+    let out = Command::new("smtp-source")
+        .args([
+            "-s",
+            "20",
+            "-m",
+            "400",
+            "-l",
+            "2048",
+            "-f",
+            "src@example.com",
+        ])
+        .args(["-t", "dst@example.net", "-M", "client.test"])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .expect("smtp-source");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = sink.counters();
+    d.wait_until("400 messages at the sink", || {
+        stats.snapshot().messages >= 400
+    });
+    d.wait_until("the queue empty", || sb.queue_list().is_empty());
+    d.stop();
+    let snap = sink.stats();
+    assert_eq!(snap.messages, 400, "{snap:?}");
+    assert_eq!(snap.duplicate_message_ids, 0, "{snap:?}");
+    let log = d.log();
+    assert_eq!(
+        count_lines(&log, &["ringmail/smtpd[", ": client=unknown[127.0.0.1]"]),
+        400
+    );
+}
+daemon_test!(smtp_source_many_sessions);
+
+/// 60 idle connections against `smtpd_client_connection_limit = 50`: the
+/// ten beyond get `421 4.7.0`, the first fifty their greeting, and once
+/// they are closed a new one is served again.
+fn connection_limit_per_client(io: &str) {
+    let sink = start_sink();
+    let (sb, port) = listener_sandbox("", sink.local_addr.port());
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("listening on 127.0.0.1:");
+    let mut open = Vec::new();
+    let (mut greeted, mut refused) = (0, 0);
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).expect("first reply");
+        match &buf[..3.min(n)] {
+            b"220" => greeted += 1,
+            b"421" => refused += 1,
+            other => panic!("{:?}", String::from_utf8_lossy(other)),
+        }
+        open.push(s);
+    }
+    assert_eq!((greeted, refused), (50, 10));
+    drop(open);
+    let log_file = sb.root().join("daemon-0.log");
+    d.wait_until("the closed connections counted out", || {
+        let log = fs::read_to_string(&log_file).unwrap_or_default();
+        count_lines(&log, &["disconnect from unknown[127.0.0.1]"]) >= 50
+    });
+    let out = python(SEND, &[&port.to_string(), "127.0.0.1", "after", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK 0"));
+    d.stop();
+    assert!(d.log().contains("too many connections from 127.0.0.1"));
+}
+daemon_test!(connection_limit_per_client);
