@@ -266,37 +266,20 @@ fn chained_transactions_overlap_and_unanswered_ones_are_not_attempted() {
 }
 
 /// A server that refuses anything pipelined after the end of DATA, as
-/// Haraka does: the chained message is sent again unchained on the
-/// same connection (after RSET) and delivered, nothing is bounced, the
+/// Haraka does: the chained message is sent again unchained on the same
+/// connection (after RSET) and delivered, nothing is bounced, the
 /// refusal is reported once, and the session chains no more.
 #[test]
 fn a_refused_chained_transaction_is_sent_again_unchained() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let (client, server) = tokio::io::duplex(1 << 16);
         let srv = tokio::spawn(async move {
             let mut r = BufReader::new(server);
-            let mut line = String::new();
-            async fn lines(r: &mut BufReader<tokio::io::DuplexStream>, n: usize) -> Vec<String> {
-                let mut out = Vec::new();
-                for _ in 0..n {
-                    let mut line = String::new();
-                    tokio::time::timeout(Duration::from_secs(3), r.read_line(&mut line))
-                        .await
-                        .expect("a line from the client")
-                        .unwrap();
-                    out.push(line);
-                }
-                out
-            }
             r.get_mut()
                 .write_all(b"220 strict.test ESMTP Haraka\r\n")
                 .await
                 .unwrap();
-            r.read_line(&mut line).await.unwrap();
+            lines(&mut r, 1).await;
             r.get_mut()
                 .write_all(b"250-strict.test\r\n250 PIPELINING\r\n")
                 .await
@@ -311,49 +294,31 @@ fn a_refused_chained_transaction_is_sent_again_unchained() {
             assert_eq!(seen[2], ".\r\n");
             assert_eq!(seen[3], "MAIL FROM:<s@x.test>\r\n");
             let refusal = "503 5.5.1 Bad sequence of commands - pipelined after end of DATA\r\n";
-            r.get_mut()
-                .write_all(format!("250 2.0.0 one\r\n{refusal}{refusal}{refusal}").as_bytes())
-                .await
-                .unwrap();
+            let replies = format!("250 2.0.0 one\r\n{refusal}{refusal}{refusal}");
+            r.get_mut().write_all(replies.as_bytes()).await.unwrap();
             // Message 2 again, unchained: RSET first (nothing was begun).
             assert_eq!(lines(&mut r, 1).await, ["RSET\r\n"]);
             r.get_mut().write_all(b"250 ok\r\n").await.unwrap();
-            let env = lines(&mut r, 3).await;
-            assert_eq!(env[1], "RCPT TO:<b@y.test>\r\n");
+            assert_eq!(lines(&mut r, 3).await[1], "RCPT TO:<b@y.test>\r\n");
             r.get_mut()
                 .write_all(b"250 ok\r\n250 ok\r\n354 go\r\n")
                 .await
                 .unwrap();
-            let body = lines(&mut r, 3).await;
-            assert_eq!(body, ["Subject: 2\r\n", "\r\n", ".\r\n"]);
+            assert_eq!(lines(&mut r, 3).await, ["Subject: 2\r\n", "\r\n", ".\r\n"]);
             r.get_mut().write_all(b"250 2.0.0 two\r\n").await.unwrap();
             // Message 3 (a new call): not chained either; then QUIT.
-            let env = lines(&mut r, 3).await;
-            assert_eq!(env[1], "RCPT TO:<c@y.test>\r\n");
+            assert_eq!(lines(&mut r, 3).await[1], "RCPT TO:<c@y.test>\r\n");
             r.get_mut()
                 .write_all(b"250 ok\r\n250 ok\r\n354 go\r\n")
                 .await
                 .unwrap();
-            let body = lines(&mut r, 3).await;
-            assert_eq!(body[2], ".\r\n");
+            assert_eq!(lines(&mut r, 3).await[2], ".\r\n");
             r.get_mut().write_all(b"250 2.0.0 three\r\n").await.unwrap();
             assert_eq!(lines(&mut r, 1).await, ["QUIT\r\n"]);
             r.get_mut().write_all(b"221 bye\r\n").await.unwrap();
         });
-        let peer = Peer {
-            host: "strict.test".into(),
-            addr: "127.0.0.1:25".parse().unwrap(),
-        };
         let c = cfg();
-        let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default())
-            .await
-            .unwrap();
-        let msg = |n: u8, rcpt: &str| Outgoing {
-            sender: "s@x.test".into(),
-            recipients: vec![rcpt.to_string()],
-            wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
-            flags: MessageFlags::default(),
-        };
+        let mut s = open(client, "strict.test", &c).await;
         let mut queue = vec![(2u8, msg(2, "b@y.test"))];
         let mut got = Vec::new();
         s.send_chain(
@@ -395,66 +360,34 @@ fn a_refused_chained_transaction_is_sent_again_unchained() {
     });
 }
 
-/// A chained MAIL refused again when sent unchained was refused for
-/// its own sake: the second answer counts, and chaining goes on.
+/// A chained MAIL refused again when sent unchained was refused for its
+/// own sake: the second answer counts, and chaining goes on.
 #[test]
 fn a_chained_refusal_repeated_unchained_is_the_real_answer() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let (client, server) = tokio::io::duplex(1 << 16);
         let srv = tokio::spawn(async move {
             let mut r = BufReader::new(server);
-            async fn lines(r: &mut BufReader<tokio::io::DuplexStream>, n: usize) -> Vec<String> {
-                let mut out = Vec::new();
-                for _ in 0..n {
-                    let mut line = String::new();
-                    tokio::time::timeout(Duration::from_secs(3), r.read_line(&mut line))
-                        .await
-                        .expect("a line from the client")
-                        .unwrap();
-                    out.push(line);
-                }
-                out
-            }
             r.get_mut().write_all(b"220 t ESMTP\r\n").await.unwrap();
             lines(&mut r, 1).await;
             r.get_mut().write_all(b"250-t\r\n250 PIPELINING\r\n").await.unwrap();
             lines(&mut r, 3).await;
             r.get_mut().write_all(b"250 ok\r\n250 ok\r\n354 go\r\n").await.unwrap();
             lines(&mut r, 6).await;
-            let no = "550 5.7.1 sender blocked\r\n";
-            r.get_mut()
-                .write_all(format!("250 one\r\n{no}503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n").as_bytes())
-                .await
-                .unwrap();
+            let refused: &[u8] =
+                b"550 5.7.1 sender blocked\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n";
+            r.get_mut().write_all(b"250 one\r\n").await.unwrap();
+            r.get_mut().write_all(refused).await.unwrap();
             assert_eq!(lines(&mut r, 1).await, ["RSET\r\n"]);
             r.get_mut().write_all(b"250 ok\r\n").await.unwrap();
             lines(&mut r, 3).await;
-            r.get_mut()
-                .write_all(format!("{no}503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n").as_bytes())
-                .await
-                .unwrap();
+            r.get_mut().write_all(refused).await.unwrap();
         });
-        let peer = Peer {
-            host: "t".into(),
-            addr: "127.0.0.1:25".parse().unwrap(),
-        };
         let c = cfg();
-        let mut s = Session::over(Conn::Pipe(client), peer, &c, &Security::default())
-            .await
-            .unwrap();
-        let msg = |n: u8| Outgoing {
-            sender: "s@x.test".into(),
-            recipients: vec!["a@y.test".to_string()],
-            wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
-            flags: MessageFlags::default(),
-        };
-        let mut queue = vec![(2u8, msg(2))];
+        let mut s = open(client, "t", &c).await;
+        let mut queue = vec![(2u8, msg(2, "a@y.test"))];
         let mut got = Vec::new();
-        s.send_chain((1u8, msg(1)), &c, true, || queue.pop(), |n, r| got.push((n, r)))
+        s.send_chain((1u8, msg(1, "a@y.test")), &c, true, || queue.pop(), |n, r| got.push((n, r)))
             .await;
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(
