@@ -294,9 +294,14 @@ fn submission_with_swaks(io: &str) {
         eprintln!("submission_with_swaks: skipped: swaks is not installed");
         return;
     }
-    let sink = start_sink();
-    let port = free_port();
     let sb = Sandbox::new();
+    let dump = sb.root().join("dump");
+    let sink = sink::start(SinkConfig {
+        dump_dir: Some(dump.clone()),
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let port = free_port();
     let passwd = sb.root().join("passwd");
     let certs = certs::write_pki(sb.root(), &["localhost"]);
     sb.write_config(&Settings {
@@ -410,6 +415,16 @@ fn submission_with_swaks(io: &str) {
     });
     d.stop();
     assert_eq!(sink.stats().messages, 1, "only the authenticated message");
+    // The Received field names the TLS session and ESMTPSA (RFC 3848).
+    let eml = fs::read_dir(&dump)
+        .expect("dump dir")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".eml"))
+        .map(|e| fs::read_to_string(e.path()).expect("read dump"))
+        .expect("a dumped message");
+    assert!(eml.starts_with("Received: from "), "{eml}");
+    assert!(eml.contains("(using TLSv1."), "{eml}");
+    assert!(eml.contains("with ESMTPSA;"), "{eml}");
     let log = d.log();
     assert!(
         log.contains("sasl_method=PLAIN, sasl_username=newsletter"),

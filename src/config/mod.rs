@@ -190,6 +190,9 @@ pub struct Config {
     /// Most connections open at once from one client address
     /// (`smtpd_client_connection_count_limit`).
     pub smtpd_client_connection_limit: usize,
+    /// Prepend a `Received:` field (with the TLS details) to mail taken
+    /// over SMTP.
+    pub smtpd_received_header: bool,
     /// Relay-host credentials (`[[smtp_sasl_password]]`).
     pub smtp_sasl_password: Vec<SaslPasswordConfig>,
     /// Allow sending credentials over a connection without TLS.
@@ -281,6 +284,7 @@ impl Default for Config {
             smtpd_recipient_limit: 1000,
             smtpd_max_connections: 1000,
             smtpd_client_connection_limit: 50,
+            smtpd_received_header: true,
             smtp_sasl_password: Vec::new(),
             smtp_sasl_plaintext: false,
             syslog_name: "ringmail".into(),

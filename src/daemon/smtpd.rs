@@ -98,8 +98,9 @@ pub(super) fn start(
     };
     let myhostname = config.myhostname.clone();
     let limit = config.message_size_limit;
+    let received = config.smtpd_received_header;
     let hooks = Hooks {
-        prepare: Box::new(move |m| prepare(m, &myhostname, limit)),
+        prepare: Box::new(move |m| prepare(m, &myhostname, limit, received)),
         offer: Box::new(move |sub| {
             if closed.load(Ordering::Acquire) {
                 return Offered::Closed;
@@ -114,8 +115,14 @@ pub(super) fn start(
 }
 
 /// A received message through cleanup: a `Received:` field first (as
-/// Postfix's smtpd writes it), duplicates among the recipients dropped.
-fn prepare(m: Incoming<'_>, myhostname: &str, limit: u64) -> Result<Submission, PrepareError> {
+/// Postfix's smtpd writes it, when `received` is set), duplicates among the
+/// recipients dropped.
+fn prepare(
+    m: Incoming<'_>,
+    myhostname: &str,
+    limit: u64,
+    received: bool,
+) -> Result<Submission, PrepareError> {
     let now = chrono::Local::now();
     let protocol = match (m.tls, m.auth_user.is_some()) {
         (false, false) => "ESMTP",
@@ -124,11 +131,19 @@ fn prepare(m: Incoming<'_>, myhostname: &str, limit: u64) -> Result<Submission, 
         (true, true) => "ESMTPSA",
     };
     let (ip, helo) = (client_ip(m.client_name), m.helo);
-    let mut message = format!(
-        "Received: from {helo} (unknown [{ip}])\r\n\tby {myhostname} (ringmail) with {protocol};\r\n\t{}\r\n",
-        rfc5322_date(&now)
-    )
-    .into_bytes();
+    let tls = match &m.tls_summary {
+        Some(t) => format!("\t(using {t})\r\n"),
+        None => String::new(),
+    };
+    let mut message = if received {
+        format!(
+            "Received: from {helo} (unknown [{ip}])\r\n{tls}\tby {myhostname} (ringmail) with {protocol};\r\n\t{}\r\n",
+            rfc5322_date(&now)
+        )
+        .into_bytes()
+    } else {
+        Vec::new()
+    };
     message.extend_from_slice(m.content);
     let mut dsn = m.dsn;
     let mut recipients: Vec<String> = Vec::with_capacity(m.recipients.len());

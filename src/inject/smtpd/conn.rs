@@ -110,7 +110,17 @@ pub(super) async fn serve(
                 }
                 Progress::Message => {
                     next_id += 1;
-                    let reply = submit(&mut session, &shared, &name, next_id, &ack_to, &mut acks).await;
+                    let summary = conn.stream.tls_summary();
+                    let reply = submit(
+                        &mut session,
+                        &shared,
+                        &name,
+                        summary.as_deref(),
+                        next_id,
+                        &ack_to,
+                        &mut acks,
+                    )
+                    .await;
                     let id;
                     let result = match &reply {
                         Ok(q) => {
@@ -254,10 +264,12 @@ async fn submit(
     session: &mut Session,
     shared: &Arc<Shared>,
     name: &str,
+    tls_summary: Option<&str>,
     id: u64,
     ack_to: &AckSender,
     acks: &mut mpsc::UnboundedReceiver<Ack>,
 ) -> Result<crate::model::QueueId, Reply> {
+    let tls_summary = tls_summary.map(str::to_string);
     let content = session.take_content();
     let Some(m) = session.pending_message() else {
         return Err(Reply::new(451, "4.3.0", "Error: no message"));
@@ -270,6 +282,7 @@ async fn submit(
         client_name: name,
         helo: m.helo,
         tls: session.is_tls(),
+        tls_summary,
         auth_user: m.auth_user,
         source: Source::Reply {
             id,

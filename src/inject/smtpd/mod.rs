@@ -37,6 +37,8 @@ pub struct Incoming<'a> {
     pub helo: &'a str,
     /// The session runs over TLS.
     pub tls: bool,
+    /// `TLSv1.3 with cipher ... (256/256 bits)`, over TLS.
+    pub tls_summary: Option<String>,
     /// The SASL user name, when the client authenticated.
     pub auth_user: Option<&'a str>,
     /// Where the shard sends the ack.
