@@ -13,8 +13,9 @@
 //! - [`obs`]: Postfix-style log lines.
 //! - [`spool`]: the spool directory layout, the daemon lock and control socket.
 //! - [`inject`]: how mail comes in: the `sendmail` command (writes
-//!   `maildrop/`) and the pickup scanner (`maildrop/` and `pickup/`), which
-//!   is handed cleanup's intake function by the daemon.
+//!   `maildrop/`), the pickup scanner (`maildrop/` and `pickup/`), and the
+//!   SMTP injection listeners (`inject::smtpd`), each handed cleanup and
+//!   the pickup ring as functions by the daemon.
 //! - [`cleanup`]: a spool file's envelope, header fixes and the canonical
 //!   wire form.
 //! - [`queue`]: the per-shard memory-mapped segment files: record codec,
@@ -30,7 +31,8 @@
 //! - [`sched`]: the lock-free pickup ring, the shard loop that drains it
 //!   into the queue, and the per-shard queue manager that schedules delivery.
 //! - [`sink`]: the bundled SMTP receiver for tests and benchmarks.
-//! - [`daemon`]: `ringmail serve`, wiring the stages together.
+//! - [`daemon`]: `ringmail serve`, wiring the stages together (the
+//!   listeners' wiring in `daemon/smtpd.rs`).
 
 pub mod bounce;
 pub mod cleanup;
