@@ -74,9 +74,11 @@ pub struct SinkSnapshot {
     /// before: duplicates even when a client splits recipients over
     /// transactions.
     pub duplicate_deliveries: u64,
-    /// MAIL commands refused (SIZE too big, bad parameters).
+    /// MAIL commands refused (out of sequence, bad address or parameters,
+    /// SIZE too big; not the injected 421s, counted in `disconnects`).
     pub rejected_mail: u64,
-    /// RCPT commands refused (injected faults, too many recipients).
+    /// RCPT commands refused (out of sequence, injected faults, too many
+    /// recipients, bad address or parameters).
     pub rejected_rcpt: u64,
     /// Messages refused after DATA (injected faults, too big, not stored).
     pub rejected_data: u64,
