@@ -340,3 +340,63 @@ fn current_uid() -> String {
         .expect("Uid line")
         .to_string()
 }
+
+/// A next hop that announces DSN gets the requests with the message
+/// (`RET`/`ENVID` on MAIL, `NOTIFY` on RCPT), and then reports success
+/// itself: ringmail sends no "relayed" notice of its own (RFC 3461
+/// section 6.2.2), as it does to a next hop without DSN.
+fn dsn_passed_to_the_next_hop(io: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let dump = root.path().join("dump");
+    let dsn_hop = sink::start(SinkConfig {
+        dump_dir: Some(dump.clone()),
+        dsn: true,
+        ..SinkConfig::default()
+    })
+    .expect("DSN sink");
+    let sb = Sandbox::with(Settings {
+        extra: format!(
+            "{FAST}{}{}",
+            route("dsn.test", &dsn_hop),
+            route("example.com", &dsn_hop)
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon(io);
+    d.wait_recovered(2);
+    sb.sendmail_ok(
+        &[
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "env+id",
+            "-f",
+            "p@example.com",
+            "p@dsn.test",
+        ],
+        &message("passed"),
+    );
+    d.wait_until("the message delivered", || {
+        dumps(&dump).iter().any(|m| m.is_to("p@dsn.test"))
+    });
+    d.wait_until("the queue empty", || sb.queue_list().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    d.stop();
+    let all = dumps(&dump);
+    let m = all
+        .iter()
+        .find(|m| m.is_to("p@dsn.test"))
+        .expect("delivered");
+    let params = m.mail_params();
+    assert!(params.contains("RET=HDRS"), "{params}");
+    assert!(params.contains("ENVID=env+2Bid"), "{params}");
+    assert!(
+        !all.iter().any(|m| m.is_to("p@example.com")),
+        "no relayed notice from ringmail when the next hop took NOTIFY"
+    );
+    let log = d.log();
+    assert_eq!(count_lines(&log, &["ringmail/bounce[", " notification: "]), 0, "{log}");
+}
+daemon_test!(dsn_passed_to_the_next_hop);

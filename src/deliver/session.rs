@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::MessageFlags;
+use crate::model::{DsnParams, MessageFlags};
 use crate::proto::auth::{AuthExchange, AuthStep, Mechanism};
 use crate::proto::{self, Action, Capabilities, Reply, ReplyParser, Transaction};
 use crate::rt::tls::TlsInfo;
@@ -32,6 +32,9 @@ pub struct Outgoing {
     pub wire: Vec<u8>,
     /// 8BITMIME / SMTPUTF8 needs.
     pub flags: MessageFlags,
+    /// RFC 3461 requests (RET, ENVID; NOTIFY and ORCPT parallel to
+    /// `recipients`, or empty), passed on to a server that announces DSN.
+    pub dsn: DsnParams,
 }
 
 /// What became of one message sent with [`Session::send_chain`].
@@ -373,6 +376,13 @@ impl Session {
     /// The remote end.
     pub fn peer(&self) -> &Peer {
         &self.peer
+    }
+
+    /// True when the server announced DSN (RFC 3461): each message's
+    /// NOTIFY, ORCPT, RET and ENVID go on with it, and the server, not
+    /// ringmail, answers a NOTIFY=SUCCESS.
+    pub fn passes_dsn(&self) -> bool {
+        self.esmtp && self.caps.dsn
     }
 
     /// What the server announced in its EHLO reply (empty after HELO).
@@ -717,10 +727,22 @@ impl Session {
                 return None;
             }
         };
+        // RFC 3461: the requests go on to a server that takes them (it
+        // then reports success itself: see `Session::passes_dsn`).
+        let dsn = if self.passes_dsn() {
+            proto::DsnRequest {
+                ret: msg.dsn.ret,
+                envid: msg.dsn.envid.as_deref(),
+                rcpts: &msg.dsn.rcpts,
+            }
+        } else {
+            proto::DsnRequest::default()
+        };
         let envelope = proto::Envelope {
             sender: &msg.sender,
             recipients: &msg.recipients,
             params,
+            dsn,
         };
         let tx = match Transaction::new(&envelope, self.caps.pipelining && self.esmtp) {
             Ok(tx) => tx,

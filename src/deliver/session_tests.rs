@@ -62,6 +62,7 @@ fn msg(n: u8, rcpt: &str) -> Outgoing {
         recipients: vec![rcpt.to_string()],
         wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
         flags: MessageFlags::default(),
+        dsn: DsnParams::default(),
     }
 }
 
@@ -147,6 +148,7 @@ fn pipelined_transaction_over_an_in_memory_pipe() {
             recipients: vec!["a@y.test".into(), "b@y.test".into()],
             wire,
             flags: MessageFlags::default(),
+            dsn: DsnParams::default(),
         };
         let results = s.send(&msg, &c).await.unwrap();
         assert!(matches!(results[0], RcptResult::Sent { .. }), "{results:?}");
@@ -245,6 +247,7 @@ fn chained_transactions_overlap_and_unanswered_ones_are_not_attempted() {
             recipients: vec![rcpt.to_string()],
             wire: format!("Subject: {n}\r\n\r\n").into_bytes(),
             flags: MessageFlags::default(),
+        dsn: DsnParams::default(),
         };
         let mut queue = vec![(3u8, msg(3, "c@y.test")), (2u8, msg(2, "b@y.test"))];
         let mut got = Vec::new();

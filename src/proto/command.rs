@@ -8,6 +8,10 @@
 use std::fmt;
 
 use super::error::ProtoError;
+use crate::mail::xtext;
+#[cfg(test)]
+use crate::model::dsn::Notify;
+use crate::model::dsn::{DsnRet, RcptDsn};
 
 /// Which command (or the greeting) a reply answers; used in errors and in
 /// per-recipient results, and displayed as Postfix's log wording (`RCPT TO
@@ -72,6 +76,20 @@ pub struct MailParams {
     pub smtputf8: bool,
 }
 
+/// The RFC 3461 requests of one transaction: RET and ENVID on MAIL,
+/// NOTIFY and ORCPT on each RCPT (`rcpts` parallel to the recipients, or
+/// empty). Given only to a server that announced DSN; the default asks
+/// nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DsnRequest<'a> {
+    /// `RET=FULL|HDRS`.
+    pub ret: Option<DsnRet>,
+    /// `ENVID`, decoded (sent as xtext).
+    pub envid: Option<&'a str>,
+    /// Each recipient's NOTIFY and ORCPT.
+    pub rcpts: &'a [RcptDsn],
+}
+
 /// The terminator after the message body. The stored body is already
 /// dot-stuffed and ends in CRLF, so this is all that is left to send.
 pub const END_OF_DATA: &[u8] = b".\r\n";
@@ -92,7 +110,12 @@ pub fn helo(out: &mut Vec<u8>, name: &str) -> Result<(), ProtoError> {
 
 /// `MAIL FROM:<sender>` with `params`; an empty sender is the null sender
 /// `<>`.
-pub fn mail_from(out: &mut Vec<u8>, sender: &str, params: &MailParams) -> Result<(), ProtoError> {
+pub fn mail_from(
+    out: &mut Vec<u8>,
+    sender: &str,
+    params: &MailParams,
+    dsn: &DsnRequest<'_>,
+) -> Result<(), ProtoError> {
     check_address("sender", sender)?;
     out.extend_from_slice(b"MAIL FROM:<");
     out.extend_from_slice(sender.as_bytes());
@@ -106,14 +129,46 @@ pub fn mail_from(out: &mut Vec<u8>, sender: &str, params: &MailParams) -> Result
     if params.smtputf8 {
         out.extend_from_slice(b" SMTPUTF8");
     }
+    if let Some(ret) = dsn.ret {
+        out.extend_from_slice(b" RET=");
+        out.extend_from_slice(ret.as_str().as_bytes());
+    }
+    if let Some(envid) = dsn.envid {
+        out.extend_from_slice(b" ENVID=");
+        out.extend_from_slice(xtext::encode(envid).as_bytes());
+    }
     out.extend_from_slice(b"\r\n");
     Ok(())
 }
 
 /// `RCPT TO:<recipient>`; the recipient must not be empty.
 pub fn rcpt_to(out: &mut Vec<u8>, recipient: &str) -> Result<(), ProtoError> {
+    rcpt_to_with(out, recipient, None)
+}
+
+/// `RCPT TO:<recipient>` with the recipient's NOTIFY and ORCPT (RFC 3461)
+/// when it has any: `NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@c.example`.
+pub fn rcpt_to_with(
+    out: &mut Vec<u8>,
+    recipient: &str,
+    dsn: Option<&RcptDsn>,
+) -> Result<(), ProtoError> {
     check_recipient(recipient)?;
-    line(out, &["RCPT TO:<", recipient, ">"]);
+    out.extend_from_slice(b"RCPT TO:<");
+    out.extend_from_slice(recipient.as_bytes());
+    out.push(b'>');
+    if let Some(d) = dsn {
+        if d.notify.is_specified() {
+            out.extend_from_slice(format!(" NOTIFY={}", d.notify).as_bytes());
+        }
+        if let Some((kind, address)) = d.orcpt.as_deref().and_then(|o| o.split_once(';')) {
+            out.extend_from_slice(b" ORCPT=");
+            out.extend_from_slice(kind.as_bytes());
+            out.push(b';');
+            out.extend_from_slice(xtext::encode(address).as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n");
     Ok(())
 }
 
@@ -228,13 +283,39 @@ mod tests {
     #[test]
     fn mail_from_with_params() {
         let none = MailParams::default();
+        let no = DsnRequest::default();
         assert_eq!(
-            encoded(|o| mail_from(o, "a@b.example", &none)).unwrap(),
+            encoded(|o| mail_from(o, "a@b.example", &none, &no)).unwrap(),
             "MAIL FROM:<a@b.example>\r\n"
         );
         assert_eq!(
-            encoded(|o| mail_from(o, "", &none)).unwrap(),
+            encoded(|o| mail_from(o, "", &none, &no)).unwrap(),
             "MAIL FROM:<>\r\n"
+        );
+        let dsn = DsnRequest {
+            ret: Some(DsnRet::Headers),
+            envid: Some("id+1 x"),
+            rcpts: &[],
+        };
+        assert_eq!(
+            encoded(|o| mail_from(o, "a@b", &none, &dsn)).unwrap(),
+            "MAIL FROM:<a@b> RET=HDRS ENVID=id+2B1+20x\r\n"
+        );
+        let r = RcptDsn {
+            notify: Notify::parse("success,failure").unwrap(),
+            orcpt: Some("rfc822;a+b@c.example".into()),
+        };
+        assert_eq!(
+            encoded(|o| rcpt_to_with(o, "a@c.example", Some(&r))).unwrap(),
+            "RCPT TO:<a@c.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@c.example\r\n"
+        );
+        let never = RcptDsn {
+            notify: Notify::NEVER,
+            orcpt: None,
+        };
+        assert_eq!(
+            encoded(|o| rcpt_to_with(o, "a@c", Some(&never))).unwrap(),
+            "RCPT TO:<a@c> NOTIFY=NEVER\r\n"
         );
         let all = MailParams {
             size: Some(2048),
@@ -242,7 +323,7 @@ mod tests {
             smtputf8: true,
         };
         assert_eq!(
-            encoded(|o| mail_from(o, "ü@b.example", &all)).unwrap(),
+            encoded(|o| mail_from(o, "ü@b.example", &all, &no)).unwrap(),
             "MAIL FROM:<ü@b.example> SIZE=2048 BODY=8BITMIME SMTPUTF8\r\n"
         );
         let size0 = MailParams {
@@ -250,7 +331,7 @@ mod tests {
             ..MailParams::default()
         };
         assert_eq!(
-            encoded(|o| mail_from(o, "a@b", &size0)).unwrap(),
+            encoded(|o| mail_from(o, "a@b", &size0, &no)).unwrap(),
             "MAIL FROM:<a@b> SIZE=0\r\n"
         );
     }
@@ -275,7 +356,7 @@ mod tests {
             "a\0b",
             "a\tb",
         ] {
-            let e = encoded(|o| mail_from(o, bad, &p)).unwrap_err();
+            let e = encoded(|o| mail_from(o, bad, &p, &DsnRequest::default())).unwrap_err();
             assert!(
                 matches!(e, ProtoError::InvalidAddress { what: "sender", .. }),
                 "{bad:?}"

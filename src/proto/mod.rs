@@ -52,7 +52,7 @@ mod test_support;
 
 pub use action::Action;
 pub use caps::Capabilities;
-pub use command::{MailParams, Stage};
+pub use command::{DsnRequest, MailParams, Stage};
 pub use error::ProtoError;
 pub use parser::ReplyParser;
 pub use reply::{EnhancedCode, Reply};

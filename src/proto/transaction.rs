@@ -25,7 +25,7 @@
 //! MAIL, a 250 to DATA) counts as a temporary failure: deferred.
 
 use super::action::Action;
-use super::command::{self, MailParams, Stage, END_OF_DATA};
+use super::command::{self, DsnRequest, MailParams, Stage, END_OF_DATA};
 use super::error::ProtoError;
 use super::reply::Reply;
 
@@ -40,6 +40,8 @@ pub struct Envelope<'a> {
     /// MAIL FROM parameters, only those the server announced (see
     /// [`Capabilities::mail_params`](super::Capabilities::mail_params)).
     pub params: MailParams,
+    /// RFC 3461 requests, only for a server that announced DSN.
+    pub dsn: DsnRequest<'a>,
 }
 
 /// What happened to one recipient, with the reply that decided it.
@@ -175,10 +177,10 @@ impl Transaction {
         }
         let mut wire = Vec::with_capacity(64 + 48 * recipients.len());
         let mut ends = Vec::with_capacity(recipients.len() + 2);
-        command::mail_from(&mut wire, envelope.sender, &envelope.params)?;
+        command::mail_from(&mut wire, envelope.sender, &envelope.params, &envelope.dsn)?;
         ends.push(wire.len());
-        for r in recipients {
-            command::rcpt_to(&mut wire, r)?;
+        for (i, r) in recipients.iter().enumerate() {
+            command::rcpt_to_with(&mut wire, r, envelope.dsn.rcpts.get(i))?;
             ends.push(wire.len());
         }
         command::data(&mut wire);

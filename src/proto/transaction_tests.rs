@@ -19,6 +19,7 @@ fn tx(pipelining: bool) -> Transaction {
             size: Some(100),
             ..MailParams::default()
         },
+        dsn: Default::default(),
     };
     Transaction::new(&envelope, pipelining).unwrap()
 }
@@ -33,6 +34,7 @@ fn new_tx(
         sender,
         recipients: &recipients,
         params,
+        dsn: Default::default(),
     };
     Transaction::new(&envelope, true)
 }

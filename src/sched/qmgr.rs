@@ -47,7 +47,7 @@ use crate::deliver::session::ChainResult;
 use crate::deliver::{
     self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
 };
-use crate::model::{now_micros, BodyType, MessageFlags, Nexthop, QueueId, RcptStatus};
+use crate::model::{now_micros, BodyType, DsnParams, MessageFlags, Nexthop, QueueId, RcptStatus};
 use crate::queue::Store;
 
 /// Scheduling settings of one shard.
@@ -525,6 +525,12 @@ impl Qmgr {
                 TransactionChaining::On => true,
                 TransactionChaining::Auto => !slots.chain_refusals.refuses(&hop),
             };
+            // The relay information of the results: who, and whether the
+            // RFC 3461 requests went on with the messages.
+            let relay = Relay {
+                name: relay,
+                dsn_passed: s.passes_dsn(),
+            };
             s.send_chain(
                 (first, msg),
                 &cfg.delivery,
@@ -542,9 +548,10 @@ impl Qmgr {
                 {
                     tracing::warn!(
                         target: "smtp",
-                        "host {relay} refused a transaction pipelined after end of data \
+                        "host {} refused a transaction pipelined after end of data \
                          ({refusal}) and accepted it unpipelined: no longer chaining \
-                         transactions to {hop}"
+                         transactions to {hop}",
+                        relay.name
                     );
                 }
             }
@@ -625,7 +632,7 @@ impl Qmgr {
         hop: &Nexthop,
         sent: Sent,
         result: ChainResult,
-        relay: &str,
+        relay: &Relay,
         retry_fresh: &mut Option<Job>,
     ) -> bool {
         let timing = Timing {
@@ -742,7 +749,13 @@ impl Qmgr {
 
     /// Records the results of a job: status bytes, defer records, log lines;
     /// schedules a retry or logs removal once the message has no job out.
-    fn finish_job(&self, job: &Job, results: &[RcptResult], relay: Option<&str>, timing: &Timing) {
+    fn finish_job(
+        &self,
+        job: &Job,
+        results: &[RcptResult],
+        relay: Option<&Relay>,
+        timing: &Timing,
+    ) {
         let mut st = self.state.borrow_mut();
         let cfg = st.cfg.clone();
         st.record_results(job, results, relay, timing);
@@ -764,6 +777,15 @@ struct Sent {
     at: Instant,
     /// The chain's first job (a stale reused connection retries it at once).
     first: bool,
+}
+
+/// Where a job's results came from.
+struct Relay {
+    /// `host[ip]:port`, for `relay=`.
+    name: String,
+    /// The server took the RFC 3461 requests (it announced DSN): it, not
+    /// ringmail, reports a successful delivery to a NOTIFY=SUCCESS.
+    dsn_passed: bool,
 }
 
 /// When a transaction's phases happened, for `delays=a/b/c/d`.
@@ -899,6 +921,20 @@ impl State {
                 .collect(),
             wire: view.wire.to_vec(),
             flags: delivery_flags(view.flags, view.dsn.body),
+            dsn: DsnParams {
+                ret: view.dsn.ret,
+                envid: view.dsn.envid.clone(),
+                body: view.dsn.body,
+                // Parallel to the job's recipients; empty when none asked.
+                rcpts: if view.dsn.rcpts.is_empty() {
+                    Vec::new()
+                } else {
+                    job.rcpts
+                        .iter()
+                        .map(|&i| view.dsn.rcpts.get(i as usize).cloned().unwrap_or_default())
+                        .collect()
+                },
+            },
         })
     }
 
@@ -906,9 +942,10 @@ impl State {
         &mut self,
         job: &Job,
         results: &[RcptResult],
-        relay: Option<&str>,
+        relay: Option<&Relay>,
         timing: &Timing,
     ) {
+        let dsn_passed = relay.is_some_and(|r| r.dsn_passed);
         let now = now_micros();
         let queued = self
             .msgs
@@ -934,7 +971,7 @@ impl State {
                     .unwrap_or_default()
             })
             .collect();
-        let relay = relay.unwrap_or("none");
+        let relay = relay.map_or("none", |r| r.name.as_str());
         let a = secs(queued.saturating_sub(arrival));
         let b = secs(timing.started.saturating_sub(queued));
         let c = timing.setup.as_secs_f64();
@@ -984,7 +1021,10 @@ impl State {
                     continue;
                 }
             }
-            if status == RcptStatus::Sent && !null_sender && notify.wants_success() {
+            // A server that took the NOTIFY reports success itself (RFC 3461
+            // section 6.2.2: no "relayed" notice from here then).
+            let passed_on = dsn_passed && notify.is_specified();
+            if status == RcptStatus::Sent && !null_sender && notify.wants_success() && !passed_on {
                 // Written once the success notice is committed.
                 if let Some(m) = self.msgs.get_mut(&job.id) {
                     m.relayed

@@ -64,6 +64,8 @@ pub struct SinkConfig {
     /// was written gets `503 5.5.1 Bad sequence of commands - pipelined
     /// after end of DATA` and is not carried out.
     pub strict_pipelining: bool,
+    /// Announce DSN (RFC 3461) and take NOTIFY, ORCPT, RET and ENVID.
+    pub dsn: bool,
 }
 
 /// A callback told about every accepted message.
@@ -172,6 +174,7 @@ impl Default for SinkConfig {
             auth: None,
             auth_plaintext: false,
             strict_pipelining: false,
+            dsn: false,
         }
     }
 }

@@ -75,7 +75,7 @@ impl SessionParams {
             extensions: Extensions {
                 pipelining: config.pipelining,
                 chunking: false,
-                dsn: false,
+                dsn: config.dsn,
                 ..Extensions::default()
             },
             starttls: config.tls.is_some() || config.faults.tls_broken,
