@@ -397,6 +397,10 @@ fn dsn_passed_to_the_next_hop(io: &str) {
         "no relayed notice from ringmail when the next hop took NOTIFY"
     );
     let log = d.log();
-    assert_eq!(count_lines(&log, &["ringmail/bounce[", " notification: "]), 0, "{log}");
+    assert_eq!(
+        count_lines(&log, &["ringmail/bounce[", " notification: "]),
+        0,
+        "{log}"
+    );
 }
 daemon_test!(dsn_passed_to_the_next_hop);
