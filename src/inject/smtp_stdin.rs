@@ -224,9 +224,11 @@ mod tests {
     }
 
     fn params() -> Arc<SessionParams> {
-        let mut config = Config::default();
-        config.myhostname = "mx.example.org".into();
-        config.myorigin = "example.org".into();
+        let config = Config {
+            myhostname: "mx.example.org".into(),
+            myorigin: "example.org".into(),
+            ..Config::default()
+        };
         Arc::new(session_params(&config))
     }
 
