@@ -182,7 +182,11 @@ fn only_a_plain_display_name_may_surround_the_address() {
 }
 
 /// `sendmail -bs`: MAIL FROM / RCPT TO with control characters or a
-/// display name get a 5xx and nothing is queued.
+/// display name get a 5xx and nothing is queued. A command line with a
+/// control character is refused whole by the shared server session with
+/// `500 5.5.2` (as the listener does); a display name is a path syntax
+/// error, `501`; DATA without an accepted recipient `503 5.5.1` (Postfix's
+/// "need RCPT command").
 #[test]
 fn bs_refuses_control_characters_in_mail_and_rcpt() {
     let sb = Sandbox::new();
@@ -208,9 +212,10 @@ QUIT\r\n";
         .collect();
     assert_eq!(
         codes,
-        ["220", "250", "501", "501", "501", "501", "250", "501", "501", "501", "554", "221"],
+        ["220", "250", "500", "500", "500", "501", "250", "500", "500", "501", "503", "221"],
         "{replies}"
     );
+    assert_eq!(replies.matches("500 5.5.2 ").count(), 5, "{replies}");
     assert!(
         !replies.contains("250 2.1.5"),
         "no recipient accepted: {replies}"

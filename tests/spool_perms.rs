@@ -195,7 +195,10 @@ fn non_root_sendmail_bs_answers_250_only_for_a_durable_file() {
     let mut dialogue =
         b"EHLO client\r\nMAIL FROM:<user@example.org>\r\nRCPT TO:<rcpt@example.net>\r\nDATA\r\n"
             .to_vec();
-    dialogue.extend_from_slice(&message("nonroot-bs@example.org"));
+    // SMTP lines end in CRLF: after a bare LF, `.` CRLF does not end the
+    // data (Postfix's `smtpd_forbid_bare_newline = normalize`).
+    let msg = String::from_utf8(message("nonroot-bs@example.org")).expect("ASCII");
+    dialogue.extend_from_slice(msg.replace('\n', "\r\n").as_bytes());
     dialogue.extend_from_slice(b".\r\nQUIT\r\n");
     let mut c = as_user(&sb, USER, USER);
     c.arg("sendmail").arg("-C").arg(&sb.config).arg("-bs");
