@@ -175,6 +175,9 @@ pub struct SessionConfig {
     /// (`221 2.7.0 Error: I can break rules, too. Goodbye.`), as Postfix's
     /// default `smtpd_forbidden_commands` does.
     pub forbid_non_smtp: bool,
+    /// MAIL is refused (`503 5.5.1 Error: send HELO/EHLO first`) until
+    /// the client said HELO or EHLO (Postfix `smtpd_helo_required`).
+    pub helo_required: bool,
 }
 
 impl Default for SessionConfig {
@@ -193,6 +196,7 @@ impl Default for SessionConfig {
             limits: Limits::default(),
             refuse_pipelined_after_data: false,
             forbid_non_smtp: true,
+            helo_required: true,
         }
     }
 }

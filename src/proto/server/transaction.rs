@@ -39,7 +39,7 @@ impl Session {
         policy: &mut P,
     ) {
         let config = &self.params.config;
-        let refusal = if self.helo.is_none() {
+        let refusal = if self.helo.is_none() && config.helo_required {
             Some(NEED_HELO)
         } else if self.tx.sender.is_some() {
             Some(NESTED_MAIL)

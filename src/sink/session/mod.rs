@@ -100,6 +100,7 @@ impl SessionParams {
                 max_commands: None,
             },
             refuse_pipelined_after_data: config.strict_pipelining,
+            helo_required: true,
             forbid_non_smtp: false,
         };
         SessionParams {
