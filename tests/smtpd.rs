@@ -520,3 +520,78 @@ fn connection_limit_per_client(io: &str) {
     assert!(d.log().contains("too many connections from 127.0.0.1"));
 }
 daemon_test!(connection_limit_per_client);
+
+/// Postfix's smtp client as the peer: a private Postfix instance relays 30
+/// messages into ringmail's listener (its pipelining, its STARTTLS with
+/// `smtp_tls_security_level = may`), and ringmail delivers each once.
+fn postfix_relays_into_ringmail(io: &str) {
+    let sink = start_sink();
+    let sb = Sandbox::new();
+    let port = free_port();
+    let certs = certs::write_pki(sb.root(), &["localhost"]);
+    sb.write_config(&Settings {
+        extra: format!(
+            "relayhost = \"[127.0.0.1]:{}\"\nsmtpd_passwd_file = \"/nonexistent/ringmail-passwd\"\n\
+             [[listener]]\naddress = \"127.0.0.1:{port}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
+            sink.local_addr.port(),
+            certs.cert_file.display().to_string(),
+            certs.key_file.display().to_string(),
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("listening on 127.0.0.1:");
+    let relay = format!("[127.0.0.1]:{port}");
+    let Some(postfix) = postfix::PostfixReceiver::start_with(
+        &["local.test"],
+        &[
+            ("default_transport", "smtp"),
+            ("relay_transport", "smtp"),
+            ("relayhost", relay.as_str()),
+            ("smtpd_relay_restrictions", "permit_mynetworks, reject"),
+            ("smtp_tls_security_level", "may"),
+            ("smtp_tls_loglevel", "1"),
+        ],
+    ) else {
+        return;
+    };
+    let out = python(
+        SEND,
+        &[&postfix.addr.port().to_string(), "127.0.0.1", "viapf", "30"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("OK")).count(),
+        30,
+        "{text}\n{}",
+        postfix.log()
+    );
+    let stats = sink.counters();
+    let start = std::time::Instant::now();
+    while stats.snapshot().messages < 30 {
+        d.assert_running();
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} of 30 relayed; postfix log:\n{}",
+            stats.snapshot().messages,
+            postfix.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.stop();
+    let counts = sink.message_id_counts();
+    for i in 0..30 {
+        assert_eq!(counts.get(&format!("<viapf.{i}@test.example>")), Some(&1));
+    }
+    let pf = postfix.log();
+    assert!(
+        pf.contains("TLS connection established to 127.0.0.1"),
+        "{pf}"
+    );
+    assert_eq!(
+        count_lines(&pf, &["relay=127.0.0.1[127.0.0.1]", "status=sent"]),
+        30,
+        "{pf}"
+    );
+}
+daemon_test!(postfix_relays_into_ringmail);
