@@ -595,3 +595,54 @@ fn postfix_relays_into_ringmail(io: &str) {
     );
 }
 daemon_test!(postfix_relays_into_ringmail);
+
+/// 2,000 idle connections against `smtpd_max_connections = 1000`: the
+/// first thousand are greeted, the others get `421 4.7.0` at once, and the
+/// listener serves mail again once they are closed.
+fn two_thousand_idle_connections(io: &str) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.unwrap_or(u64::MAX) < 5000 {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_err() || limit.maximum.is_some_and(|m| m < 5000) {
+            eprintln!("two_thousand_idle_connections: skipped: too few file descriptors");
+            return;
+        }
+    }
+    let sink = start_sink();
+    let (sb, port) = listener_sandbox(
+        "smtpd_max_connections = 1000\nsmtpd_client_connection_limit = 5000",
+        sink.local_addr.port(),
+    );
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("listening on 127.0.0.1:");
+    let mut open = Vec::new();
+    let (mut greeted, mut refused) = (0, 0);
+    for _ in 0..2000 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).expect("first reply");
+        match &buf[..3.min(n)] {
+            b"220" => greeted += 1,
+            b"421" => refused += 1,
+            other => panic!("{:?}", String::from_utf8_lossy(other)),
+        }
+        open.push(s);
+    }
+    assert_eq!((greeted, refused), (1000, 1000));
+    drop(open);
+    let log_file = sb.root().join("daemon-0.log");
+    d.wait_until("the idle connections counted out", || {
+        let log = fs::read_to_string(&log_file).unwrap_or_default();
+        count_lines(&log, &["disconnect from unknown[127.0.0.1]"]) >= 1000
+    });
+    let out = python(SEND, &[&port.to_string(), "127.0.0.1", "after2k", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK 0"));
+    d.stop();
+}
+daemon_test!(two_thousand_idle_connections);
