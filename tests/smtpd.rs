@@ -492,30 +492,10 @@ fn connection_limit_per_client(io: &str) {
     let (sb, port) = listener_sandbox("", sink.local_addr.port());
     let mut d = sb.start_daemon(io);
     d.wait_for_log("listening on 127.0.0.1:");
-    let mut open = Vec::new();
-    let (mut greeted, mut refused) = (0, 0);
-    for _ in 0..60 {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let mut buf = [0u8; 256];
-        let n = s.read(&mut buf).expect("first reply");
-        match &buf[..3.min(n)] {
-            b"220" => greeted += 1,
-            b"421" => refused += 1,
-            other => panic!("{:?}", String::from_utf8_lossy(other)),
-        }
-        open.push(s);
-    }
+    let (open, greeted, refused) = open_idle(port, 60);
     assert_eq!((greeted, refused), (50, 10));
     drop(open);
-    let log_file = sb.root().join("daemon-0.log");
-    d.wait_until("the closed connections counted out", || {
-        let log = fs::read_to_string(&log_file).unwrap_or_default();
-        count_lines(&log, &["disconnect from unknown[127.0.0.1]"]) >= 50
-    });
-    let out = python(SEND, &[&port.to_string(), "127.0.0.1", "after", "1"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK 0"));
+    served_after_closing(&mut d, &sb, port, 50);
     d.stop();
     assert!(d.log().contains("too many connections from 127.0.0.1"));
 }
@@ -619,30 +599,43 @@ fn two_thousand_idle_connections(io: &str) {
     );
     let mut d = sb.start_daemon(io);
     d.wait_for_log("listening on 127.0.0.1:");
+    let (open, greeted, refused) = open_idle(port, 2000);
+    assert_eq!((greeted, refused), (1000, 1000));
+    drop(open);
+    served_after_closing(&mut d, &sb, port, 1000);
+    d.stop();
+}
+daemon_test!(two_thousand_idle_connections);
+
+/// Opens `n` connections to `port` and reads each one's first reply;
+/// returns them (still open) with the counts of `220` and `421`.
+fn open_idle(port: u16, n: usize) -> (Vec<TcpStream>, usize, usize) {
     let mut open = Vec::new();
     let (mut greeted, mut refused) = (0, 0);
-    for _ in 0..2000 {
+    for _ in 0..n {
         let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         let mut buf = [0u8; 256];
-        let n = s.read(&mut buf).expect("first reply");
-        match &buf[..3.min(n)] {
+        let got = s.read(&mut buf).expect("first reply");
+        match &buf[..3.min(got)] {
             b"220" => greeted += 1,
             b"421" => refused += 1,
             other => panic!("{:?}", String::from_utf8_lossy(other)),
         }
         open.push(s);
     }
-    assert_eq!((greeted, refused), (1000, 1000));
-    drop(open);
-    let log_file = sb.root().join("daemon-0.log");
-    d.wait_until("the idle connections counted out", || {
-        let log = fs::read_to_string(&log_file).unwrap_or_default();
-        count_lines(&log, &["disconnect from unknown[127.0.0.1]"]) >= 1000
-    });
-    let out = python(SEND, &[&port.to_string(), "127.0.0.1", "after2k", "1"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK 0"));
-    d.stop();
+    (open, greeted, refused)
 }
-daemon_test!(two_thousand_idle_connections);
+
+/// Once `closed` sessions have ended (their `disconnect` lines), a new
+/// client is served again.
+fn served_after_closing(d: &mut Daemon, sb: &Sandbox, port: u16, closed: usize) {
+    let log_file = sb.root().join("daemon-0.log");
+    d.wait_until("the closed connections counted out", || {
+        let log = fs::read_to_string(&log_file).unwrap_or_default();
+        count_lines(&log, &["disconnect from unknown[127.0.0.1]"]) >= closed
+    });
+    let out = python(SEND, &[&port.to_string(), "127.0.0.1", "after", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK 0"));
+}
