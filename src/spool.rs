@@ -119,6 +119,12 @@ impl Spool {
         self.root.join("control.sock")
     }
 
+    /// `spool_dir/submit.sock`: the running daemon takes `sendmail`'s
+    /// messages here and answers once they are committed.
+    pub fn submit_socket(&self) -> PathBuf {
+        self.root.join("submit.sock")
+    }
+
     /// Creates the spool's directories if missing, with the modes of the
     /// permission model (docs/ARCHITECTURE.md, "Spool permissions"):
     /// `maildrop/` writable by all with the sticky bit and without read

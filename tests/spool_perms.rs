@@ -355,9 +355,12 @@ fn a_daemon_run_by_the_spool_owner_reads_only_its_own_users_files() {
     std::os::unix::fs::chown(&sb.spool, Some(USER), Some(USER)).expect("chown spool");
     let mut d = sb.start_daemon_from(as_user(&sb, USER, USER), "epoll", 0);
     assert_eq!(fs::metadata(sb.pickup()).expect("stat").gid(), USER);
+    d.stop();
 
-    // Another user's submission: accepted by sendmail (durable, exit 0),
-    // but this daemon may not read it. It says so once and leaves it.
+    // Another user's submission while no daemon runs: written to
+    // maildrop/ (durable, exit 0, mode 0600), which this daemon may not
+    // read. It says so once and leaves it. (With the daemon running,
+    // sendmail hands the message over submit.sock instead.)
     let theirs = sendmail_as(
         &sb,
         OTHER,
@@ -365,6 +368,7 @@ fn a_daemon_run_by_the_spool_owner_reads_only_its_own_users_files() {
         &message("theirs@example.org"),
     );
     assert_eq!(theirs.status.code(), Some(0), "{}", stderr(&theirs));
+    let mut d = sb.start_daemon_from(as_user(&sb, USER, USER), "epoll", 1);
     d.wait_for_log("permission denied: this daemon runs as uid 64123");
 
     // Its own user's submissions are delivered meanwhile, pass after pass.

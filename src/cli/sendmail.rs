@@ -33,9 +33,9 @@ pub fn run(program: &str, args: Vec<OsString>) -> ExitCode {
         SendmailMode::Deliver => {
             let stdin = std::io::stdin();
             match submit(&args, &loaded, &mut stdin.lock()) {
-                Ok(path) => {
+                Ok(name) => {
                     if args.verbose > 0 {
-                        eprintln!("sendmail: queued as {}", path.display());
+                        eprintln!("sendmail: queued as {name}");
                     }
                     ExitCode::SUCCESS
                 }

@@ -21,6 +21,7 @@ use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
 use crate::spool::{Spool, SpoolError};
 
 mod smtpd;
+mod submit;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +235,20 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         origin: config.origin().to_string(),
         message_size_limit: config.message_size_limit,
     };
+    // `sendmail` through the running daemon (it falls back to maildrop/
+    // when this socket is missing).
+    let submit_server = match submit::start(
+        &spool.submit_socket(),
+        site.clone(),
+        Arc::clone(&ring),
+        Arc::clone(&intake_closed),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(target: "master", "{}: cannot listen: {e}; sendmail writes maildrop/", spool.submit_socket().display());
+            None
+        }
+    };
     let mut pickup = Pickup::new(
         PickupConfig {
             maildrop: spool.maildrop(),
@@ -263,6 +278,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     // still run), idle ones get 421; then no more offers.
     if let Some(l) = listeners {
         l.stop();
+    }
+    if let Some(s) = submit_server {
+        s.stop();
     }
     intake_closed.store(true, Ordering::Release);
     shard_stop.store(true, Ordering::Release);

@@ -11,6 +11,7 @@ pub mod sendmail;
 pub mod sendmail_args;
 pub mod smtp_stdin;
 pub mod smtpd;
+pub mod submit;
 pub mod unlinker;
 pub mod user;
 

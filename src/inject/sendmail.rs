@@ -4,7 +4,6 @@
 //! is on disk.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::mail::{
@@ -15,6 +14,7 @@ use crate::model::{DsnParams, Envelope};
 use crate::spool::Spool;
 
 use super::sendmail_args::SendmailArgs;
+use super::submit::{submit_to_daemon, Submitted};
 use super::{maildrop, user};
 
 /// Why a submission was refused, with the sysexits code to exit with.
@@ -52,12 +52,13 @@ impl SendmailError {
 }
 
 /// Reads the message from `input`, builds the envelope from `args` and
-/// writes the maildrop file. Returns its path.
+/// queues it (see [`queue_envelope`]). Returns the queue ID or the
+/// maildrop file's name.
 pub fn submit(
     args: &SendmailArgs,
     config: &Config,
     input: &mut dyn Read,
-) -> Result<PathBuf, SendmailError> {
+) -> Result<String, SendmailError> {
     let origin = config.origin();
     let limit = config.message_size_limit;
     let message = read_message(input, args.ignore_dots, limit)?;
@@ -114,26 +115,47 @@ pub fn dsn_params(args: &SendmailArgs, nrcpt: usize) -> DsnParams {
     dsn
 }
 
-/// Writes `message` with `envelope` and its DSN requests durably to
-/// `maildrop/` (as the current user); returns the file's path. Used by plain `sendmail` and by
-/// `sendmail -bs` for each message of the dialogue.
+/// Queues `message` with `envelope` and its DSN requests: through the
+/// running daemon when it listens on `submit.sock` (it answers after its
+/// group commit), else durably into `maildrop/` (as the current user).
+/// Returns the queue ID, or the maildrop file's name. Used by plain
+/// `sendmail` and by `sendmail -bs` for each message of the dialogue.
 pub fn queue_envelope(
     config: &Config,
     envelope: &Envelope,
     full_name: Option<&str>,
     dsn: &DsnParams,
     message: &[u8],
-) -> Result<PathBuf, SendmailError> {
+) -> Result<String, SendmailError> {
     let uid = user::current_uid();
     let data = maildrop::encode(uid, envelope, full_name, dsn, message);
-    let dir = Spool::new(&config.spool_dir).maildrop();
+    let spool = Spool::new(&config.spool_dir);
+    match submit_to_daemon(&spool.submit_socket(), &data) {
+        Submitted::NoDaemon => {}
+        Submitted::Queued(id) => return Ok(id),
+        Submitted::Temporary(e) => return Err(SendmailError::TempFail(e)),
+        Submitted::Refused(e) => return Err(SendmailError::Data(e)),
+        Submitted::Unknown(e) => {
+            // It may be queued: a retry may send it twice, but writing
+            // maildrop/ now surely would.
+            return Err(SendmailError::TempFail(format!(
+                "{e}; the message may have been queued"
+            )));
+        }
+    }
+    let dir = spool.maildrop();
     if !dir.is_dir() {
         return Err(SendmailError::TempFail(format!(
             "{}: maildrop directory missing (start `ringmail serve` once to create the spool)",
             dir.display()
         )));
     }
-    maildrop::write_durably(&dir, &data).map_err(|e| SendmailError::TempFail(e.to_string()))
+    let path =
+        maildrop::write_durably(&dir, &data).map_err(|e| SendmailError::TempFail(e.to_string()))?;
+    Ok(path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default())
 }
 
 /// Reads the message. Without `ignore_dots`, a line holding only `.` ends

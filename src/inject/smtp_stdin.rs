@@ -105,12 +105,7 @@ pub fn serve(
             sender: m.sender.to_string(),
             recipients: m.recipients.to_vec(),
         };
-        let path = queue_envelope(config, &envelope, full_name, &m.dsn(), m.content)
-            .map_err(|e| e.to_string())?;
-        Ok(path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default())
+        queue_envelope(config, &envelope, full_name, &m.dsn(), m.content).map_err(|e| e.to_string())
     };
     drive(params, input, output, &mut store)
 }

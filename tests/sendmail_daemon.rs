@@ -1,0 +1,126 @@
+//! `sendmail` through the running daemon (issue 13, item 6): with the
+//! daemon up, `ringmail sendmail` hands the message over `submit.sock`
+//! and exits 0 only after the daemon's group commit; nothing is written to
+//! `maildrop/`; the submitter's uid comes from the socket (SO_PEERCRED);
+//! concurrent submissions share commits; without a daemon it falls back
+//! to `maildrop/`.
+
+mod common;
+
+use std::fs;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::*;
+use ringmail::sink::{self, SinkConfig};
+
+fn message(i: usize) -> Vec<u8> {
+    format!(
+        "From: a@example.com\nTo: r{i}@example.net\nSubject: {i}\nMessage-ID: <sd.{i}@test.example>\n\nbody {i}\n"
+    )
+    .into_bytes()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// 16 concurrent `sendmail -t` with the relay host down: each exits 0 with
+/// `maildrop/` left empty, a kill -9 right after loses nothing (all 16 are
+/// delivered after a restart with the relay host up), and the queued lines
+/// name the submitter's uid.
+fn committed_through_the_daemon(io: &str) {
+    let dead = free_port();
+    let sb = Sandbox::with(Settings {
+        extra: format!(
+            "relayhost = \"[127.0.0.1]:{dead}\"\nminimal_backoff_time = 1\nmaximal_backoff_time = 2\n"
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon_nth(io, 0);
+    d.wait_recovered(2);
+    let socket = sb.spool.join("submit.sock");
+    d.wait_until("submit.sock", || socket.exists());
+    std::thread::scope(|scope| {
+        let sb = &sb;
+        let runs: Vec<_> = (0..16)
+            .map(|i| scope.spawn(move || sb.sendmail(&["-t", "-i", "-v"], &message(i))))
+            .collect();
+        for r in runs {
+            let out = r.join().expect("sendmail thread");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("queued as "), "{err}");
+        }
+    });
+    assert_eq!(
+        count_in(&sb.maildrop()),
+        0,
+        "nothing went through maildrop/"
+    );
+    // The queued lines name the submitter's uid (read before the kill:
+    // the log writer may not have written the last ones yet).
+    let uid = format!(": uid={} from=<", rustix::process::geteuid().as_raw());
+    let log_file = sb.root().join("daemon-0.log");
+    d.wait_until("16 uid lines", || {
+        let log = fs::read_to_string(&log_file).unwrap_or_default();
+        count_lines(&log, &["ringmail/pickup[", &uid]) == 16
+    });
+    d.kill9();
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let cfg = fs::read_to_string(&sb.config).expect("config");
+    fs::write(
+        &sb.config,
+        cfg.replace(
+            &format!("]:{dead}"),
+            &format!("]:{}", sink.local_addr.port()),
+        ),
+    )
+    .expect("config");
+    let mut d = sb.start_daemon_nth(io, 1);
+    let stats = sink.counters();
+    d.wait_until("16 messages delivered after the restart", || {
+        stats.snapshot().messages >= 16
+    });
+    d.stop();
+    let counts = sink.message_id_counts();
+    for i in 0..16 {
+        assert_eq!(
+            counts.get(&format!("<sd.{i}@test.example>")),
+            Some(&1),
+            "message {i}"
+        );
+    }
+}
+daemon_test!(committed_through_the_daemon);
+
+/// A malformed message is refused at once (exit 65) instead of being
+/// quarantined later, and without a daemon `sendmail` writes `maildrop/`.
+fn refusal_and_fallback(io: &str) {
+    let sb = Sandbox::new();
+    let mut d = sb.start_daemon(io);
+    d.wait_recovered(2);
+    let big = vec![b'x'; 11_000_000];
+    let out = sb.sendmail(&["a@example.net"], &big);
+    assert_eq!(
+        out.status.code(),
+        Some(65),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.stop();
+    assert!(!sb.spool.join("submit.sock").exists(), "removed at stop");
+    sb.sendmail_ok(&["-t"], &message(1));
+    assert_eq!(count_in(&sb.maildrop()), 1, "fell back to maildrop/");
+    std::thread::sleep(Duration::from_millis(10));
+}
+daemon_test!(refusal_and_fallback);
