@@ -286,6 +286,95 @@ fn smuggling_and_disconnects(io: &str) {
 }
 daemon_test!(smuggling_and_disconnects);
 
+/// Reads from `s` until it closes (or 10 s pass); everything it said.
+fn read_until_closed(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+/// Each stage has its own timeout: an idle client gets `421 4.4.2` after
+/// `smtpd_timeout`, a client that stalls inside DATA is cut off after
+/// `smtpd_data_timeout` with nothing queued, and a client that never
+/// finishes the handshake after STARTTLS is dropped after
+/// `smtpd_starttls_timeout`; each is logged as Postfix does.
+fn stage_timeouts(io: &str) {
+    let sink = start_sink();
+    let sb = Sandbox::new();
+    let port = free_port();
+    let certs = certs::write_pki(sb.root(), &["localhost"]);
+    sb.write_config(&Settings {
+        extra: format!(
+            "relayhost = \"[127.0.0.1]:{}\"\nsmtpd_passwd_file = \"/nonexistent/p\"\n\
+             smtpd_timeout = 1\nsmtpd_data_timeout = 2\nsmtpd_starttls_timeout = 1\n\
+             [[listener]]\naddress = \"127.0.0.1:{port}\"\n\
+             tls_cert = {:?}\ntls_key = {:?}\n",
+            sink.local_addr.port(),
+            certs.cert_file.display().to_string(),
+            certs.key_file.display().to_string(),
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("listening on 127.0.0.1:");
+    // Connects and reads the greeting (nothing may be sent before it).
+    let connect = || {
+        let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("connect");
+        let mut greeting = [0u8; 512];
+        let n = s.read(&mut greeting).expect("greeting");
+        assert!(greeting[..n].starts_with(b"220"));
+        s
+    };
+    // Idle after EHLO.
+    let mut idle = connect();
+    idle.write_all(b"EHLO c\r\n").expect("write");
+    let said = read_until_closed(&mut idle);
+    assert!(said.contains("421 4.4.2"), "{said}");
+    // Stalled inside DATA: more than smtpd_timeout (1 s) between pieces is
+    // fine, more than smtpd_data_timeout (2 s) is not.
+    let mut slow = connect();
+    slow.write_all(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\nMessage-ID: <slow@test.example>\r\n")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(1500));
+    slow.write_all(b"\r\nstill here\r\n").expect("write");
+    let said = read_until_closed(&mut slow);
+    assert!(said.contains("354"), "{said}");
+    assert!(said.contains("421 4.4.2"), "{said}");
+    assert!(!said.contains("queued as"), "{said}");
+    // STARTTLS, then silence.
+    let mut tls = connect();
+    tls.write_all(b"EHLO c\r\nSTARTTLS\r\n").expect("write");
+    let said = read_until_closed(&mut tls);
+    assert!(said.contains("220 2.0.0"), "{said}");
+    // The listener still serves.
+    let out = python(SEND, &[&port.to_string(), "127.0.0.1", "after", "1"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK 0"));
+    let stats = sink.counters();
+    d.wait_until("the last message delivered", || {
+        stats.snapshot().messages >= 1
+    });
+    d.stop();
+    let counts = sink.message_id_counts();
+    assert!(!counts.contains_key("<slow@test.example>"), "{counts:?}");
+    assert_eq!(sink.stats().messages, 1);
+    let log = d.log();
+    assert!(
+        log.contains("timeout after EHLO from unknown[127.0.0.1]"),
+        "{log}"
+    );
+    assert!(log.contains("timeout after DATA"), "{log}");
+    assert!(log.contains("timeout after STARTTLS"), "{log}");
+}
+daemon_test!(stage_timeouts);
+
 /// A submission listener (STARTTLS, then AUTH required) with swaks: the
 /// right password delivers and logs sasl_username; a wrong one is refused
 /// (535); without AUTH, MAIL is refused (530).

@@ -180,9 +180,15 @@ pub struct Config {
     pub mynetworks: Vec<String>,
     /// SMTP injection listeners (`[[listener]]`); none by default.
     pub listener: Vec<ListenerConfig>,
-    /// Seconds a listener waits for a command or message data (Postfix
+    /// Seconds a listener waits for the next command (Postfix
     /// `smtpd_timeout`).
     pub smtpd_timeout: u64,
+    /// Seconds a listener waits for the next piece of message data (DATA
+    /// or a BDAT chunk) once the client has started sending it.
+    pub smtpd_data_timeout: u64,
+    /// Seconds a client has to finish the TLS handshake after STARTTLS
+    /// (Postfix `smtpd_starttls_timeout`).
+    pub smtpd_starttls_timeout: u64,
     /// Most recipients per message over SMTP (`smtpd_recipient_limit`).
     pub smtpd_recipient_limit: usize,
     /// Most connections open at once on one listener.
@@ -281,6 +287,8 @@ impl Default for Config {
             mynetworks: listener::default_mynetworks(),
             listener: Vec::new(),
             smtpd_timeout: 300,
+            smtpd_data_timeout: 300,
+            smtpd_starttls_timeout: 60,
             smtpd_recipient_limit: 1000,
             smtpd_max_connections: 1000,
             smtpd_client_connection_limit: 50,
@@ -502,6 +510,11 @@ impl Config {
         Networks::parse(&self.mynetworks).map_err(|e| bad("mynetworks", e))?;
         for (key, value) in [
             ("smtpd_timeout", self.smtpd_timeout as usize),
+            ("smtpd_data_timeout", self.smtpd_data_timeout as usize),
+            (
+                "smtpd_starttls_timeout",
+                self.smtpd_starttls_timeout as usize,
+            ),
             ("smtpd_recipient_limit", self.smtpd_recipient_limit),
             ("smtpd_max_connections", self.smtpd_max_connections),
             (

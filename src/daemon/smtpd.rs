@@ -91,7 +91,8 @@ pub(super) fn start(
         users,
         timeouts: Timeouts {
             command: Duration::from_secs(config.smtpd_timeout),
-            data: Duration::from_secs(config.smtpd_timeout),
+            data: Duration::from_secs(config.smtpd_data_timeout),
+            tls_handshake: Duration::from_secs(config.smtpd_starttls_timeout),
         },
         max_connections: config.smtpd_max_connections,
         max_connections_per_client: config.smtpd_client_connection_limit,

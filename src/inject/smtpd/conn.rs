@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::model::{Ack, AckSender, Source};
-use crate::proto::server::{Progress, Reply, Session, Stage};
+use crate::proto::server::{Progress, Reply, Session, Stage, Verb};
 use crate::rt::tls::ServerStream;
 
 use super::listener::Shared;
@@ -24,9 +24,6 @@ use super::{Incoming, Offered};
 
 /// Size of each connection's read buffer.
 const READ_BUFFER: usize = 64 * 1024;
-
-/// Longest a TLS handshake after STARTTLS may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long to wait, between offers, while the pickup ring is full.
 const RING_FULL_NAP: Duration = Duration::from_millis(2);
@@ -93,17 +90,18 @@ pub(super) async fn serve(
                         r = tokio::time::timeout(timeout, conn.read()) => match r {
                             Ok(r) => r?,
                             Err(_) => {
+                                let after = stage_name(&session);
                                 session.timeout(&mut conn.out);
                                 conn.flush().await?;
-                                tracing::info!(target: "smtpd", "timeout after {} from {name}", stage_name(session.stage()));
+                                tracing::info!(target: "smtpd", "timeout after {after} from {name}");
                                 return conn.stream.shutdown().await;
                             }
                         },
                         _ = stop.changed() => continue,
                     };
                     if n == 0 {
-                        if session.stage() == Stage::Data {
-                            tracing::info!(target: "smtpd", "lost connection after DATA from {name}");
+                        if session.stage() != Stage::Closed {
+                            tracing::info!(target: "smtpd", "lost connection after {} from {name}", stage_name(&session));
                         }
                         return Ok(());
                     }
@@ -149,7 +147,7 @@ pub(super) async fn serve(
                     // handshake counts.
                     (conn.start, conn.end) = (0, 0);
                     let stream = std::mem::replace(&mut conn.stream, ServerStream::Closed);
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, stream.start_tls(config)).await {
+                    match tokio::time::timeout(shared.timeouts.tls_handshake, stream.start_tls(config)).await {
                         Ok(Ok(tls)) => {
                             if let Some(summary) = tls.tls_summary() {
                                 tracing::info!(target: "smtpd", "Anonymous TLS connection established from {name}: {summary}");
@@ -162,7 +160,7 @@ pub(super) async fn serve(
                             return Ok(());
                         }
                         Err(_) => {
-                            tracing::info!(target: "smtpd", "SSL_accept error from {name}: timed out");
+                            tracing::info!(target: "smtpd", "timeout after STARTTLS from {name}");
                             return Ok(());
                         }
                     }
@@ -219,13 +217,18 @@ impl Conn {
     }
 }
 
-/// What the stage is called in Postfix's `timeout after X` line.
-fn stage_name(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Data => "DATA",
-        Stage::AuthResponse => "AUTH",
-        Stage::Greeting => "CONNECT",
-        _ => "END-OF-MESSAGE",
+/// What Postfix's `timeout after X` / `lost connection after X` lines
+/// name: the last command (`END-OF-MESSAGE` once a message was answered,
+/// `CONNECT` before any command).
+fn stage_name(session: &Session) -> &'static str {
+    let last = session.command_counts().last();
+    match (session.stage(), last) {
+        (Stage::AuthResponse, _) => "AUTH",
+        (Stage::Data, Some(verb)) => verb.command(),
+        (Stage::Data, None) => "DATA",
+        (_, Some(Verb::Data)) => "END-OF-MESSAGE",
+        (_, Some(verb)) => verb.command(),
+        (_, None) => "CONNECT",
     }
 }
 

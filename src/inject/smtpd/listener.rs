@@ -34,6 +34,8 @@ pub struct Timeouts {
     pub command: Duration,
     /// Waiting for message data.
     pub data: Duration,
+    /// Finishing the TLS handshake after STARTTLS.
+    pub tls_handshake: Duration,
 }
 
 /// One listener, ready to start.

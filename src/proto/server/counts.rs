@@ -80,6 +80,27 @@ impl Verb {
         matches!(self, Verb::Noop | Verb::Vrfy | Verb::Rset | Verb::Help)
     }
 
+    /// The upper-case command name, as Postfix's `timeout after X` line
+    /// and `lost connection after X` lines name the last command.
+    pub fn command(self) -> &'static str {
+        match self {
+            Verb::Helo => "HELO",
+            Verb::Ehlo => "EHLO",
+            Verb::StartTls => "STARTTLS",
+            Verb::Auth => "AUTH",
+            Verb::Mail => "MAIL",
+            Verb::Rcpt => "RCPT",
+            Verb::Data => "DATA",
+            Verb::Bdat => "BDAT",
+            Verb::Rset => "RSET",
+            Verb::Noop => "NOOP",
+            Verb::Vrfy => "VRFY",
+            Verb::Help => "HELP",
+            Verb::Quit => "QUIT",
+            Verb::Unknown => "UNKNOWN",
+        }
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -91,6 +112,7 @@ impl Verb {
 pub struct CommandCounts {
     ok: [u32; 14],
     total: [u32; 14],
+    last: Option<Verb>,
 }
 
 impl CommandCounts {
@@ -104,7 +126,13 @@ impl CommandCounts {
         (self.ok.iter().sum(), self.total.iter().sum())
     }
 
+    /// The command given last, if any.
+    pub fn last(&self) -> Option<Verb> {
+        self.last
+    }
+
     pub(crate) fn given(&mut self, verb: Verb) {
+        self.last = Some(verb);
         self.total[verb.index()] = self.total[verb.index()].saturating_add(1);
     }
 
@@ -161,5 +189,7 @@ mod tests {
         );
         assert_eq!(c.get(Verb::Rcpt), (1, 2));
         assert!(Verb::Noop.is_junk() && !Verb::Mail.is_junk());
+        assert_eq!(c.last(), Some(Verb::Unknown));
+        assert_eq!(Verb::StartTls.command(), "STARTTLS");
     }
 }
