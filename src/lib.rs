@@ -18,6 +18,10 @@
 //!   the pickup ring as functions by the daemon.
 //! - [`cleanup`]: a spool file's envelope, header fixes and the canonical
 //!   wire form.
+//! - [`compose`]: newsletter campaigns: the template parsed and compiled
+//!   once (minijinja), the recipient list read row by row, each
+//!   recipient's message rendered with its VERP sender, Message-ID and
+//!   unsubscribe fields, and the HMAC tokens that name a recipient.
 //! - [`queue`]: the per-shard memory-mapped segment files: record codec,
 //!   group commit, recovery, garbage collection, read-only listing.
 //! - [`rt`]: the thread-per-core runtime: io_uring probe, pinned shard
@@ -36,6 +40,7 @@
 
 pub mod bounce;
 pub mod cleanup;
+pub mod compose;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
