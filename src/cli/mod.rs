@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod bench_smtp;
+pub mod campaign;
 pub mod mailq;
 pub mod passwd;
 pub mod sendmail;
@@ -53,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: passwd::PasswdAction,
     },
+    /// Newsletter campaigns (see docs/CAMPAIGNS.md).
+    Campaign {
+        #[command(subcommand)]
+        action: campaign::CampaignAction,
+    },
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
     /// The bundled SMTP receiver (tests, benchmarks).
@@ -95,6 +101,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             QueueAction::Flush { config } => return flush_exit(load(config)),
         },
         Command::Passwd { action } => return passwd::run(action),
+        Command::Campaign { action } => return campaign::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {

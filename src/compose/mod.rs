@@ -5,6 +5,8 @@
 //!
 //! Sans-IO: the callers read files and hand bytes in. The pieces:
 //!
+//! - [`check`]: `ringmail campaign check`, a campaign checked before
+//!   anything is queued;
 //! - [`mime`]: the template's MIME tree (headers, parts, decoded text);
 //! - [`template`]: the compiled campaign template ([`CampaignTemplate`]);
 //! - [`encode`]: header (RFC 2047) and body (quoted-printable, base64)
@@ -14,6 +16,7 @@
 //! - [`token`]: the HMAC tokens that name a campaign recipient in VERP
 //!   addresses and unsubscribe links, unforgeable without the key.
 
+pub mod check;
 pub mod encode;
 pub mod mime;
 pub mod recipients;

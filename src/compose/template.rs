@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
 use super::encode::{crlf_lines, header_field, text_body};
 use super::mime::{parse_message, Body, Header, Part};
@@ -161,13 +161,15 @@ impl CampaignTemplate {
             .as_ref()
             .map(|b| format!("{b}/u/{token}"));
         let mailto = format!("unsubscribe+{token}@{}", self.bounce_domain);
-        let mut vars: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut vars: BTreeMap<&str, Value> = BTreeMap::new();
         for (k, v) in &ctx.row.fields {
-            vars.insert(k.as_str(), v.as_str());
+            vars.insert(k.as_str(), Value::from(v.as_str()));
         }
-        vars.insert("email", &ctx.row.email);
+        vars.insert("email", Value::from(ctx.row.email.as_str()));
         if let Some(u) = &unsubscribe_url {
-            vars.insert("unsubscribe_url", u);
+            // Ours and URL-safe (base from the sender, token base32): not
+            // escaped in HTML, so href="{{ unsubscribe_url }}" stays readable.
+            vars.insert("unsubscribe_url", Value::from_safe_string(u.clone()));
         }
         let message_id = format!(
             "{}.{}.{}@{}",
@@ -209,7 +211,7 @@ impl CampaignTemplate {
     fn render_node(
         &self,
         node: &Node,
-        vars: &BTreeMap<&str, &str>,
+        vars: &BTreeMap<&str, Value>,
         out: &mut Vec<u8>,
         top: bool,
     ) -> Result<(), ComposeError> {
@@ -283,7 +285,7 @@ impl CampaignTemplate {
     }
 
     /// Renders the template named `name`.
-    fn run(&self, name: &str, vars: &BTreeMap<&str, &str>) -> Result<String, ComposeError> {
+    fn run(&self, name: &str, vars: &BTreeMap<&str, Value>) -> Result<String, ComposeError> {
         let t = self
             .env
             .get_template(name)
