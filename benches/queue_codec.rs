@@ -70,6 +70,7 @@ fn append_commit(c: &mut Criterion) {
         uid: 0,
         source: Source::Internal(0),
         file_identity: None,
+        campaign: None,
     };
     let mut g = c.benchmark_group("segment");
     for batch in [1usize, 64, 512] {

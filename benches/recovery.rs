@@ -45,6 +45,7 @@ fn main() {
         uid: 0,
         source: Source::Internal(0),
         file_identity: None,
+        campaign: None,
     };
     let t = Instant::now();
     {

@@ -68,6 +68,7 @@ pub fn prepare(
         uid,
         source: Source::File(path.to_path_buf()),
         file_identity: None,
+        campaign: None,
     })
 }
 

@@ -152,12 +152,18 @@ fn print_report(args: &CheckArgs, r: &CheckReport) {
         println!(
             "  line {}: {}{}",
             e.line,
-            e.email.as_deref().map(|a| format!("{a}: ")).unwrap_or_default(),
+            e.email
+                .as_deref()
+                .map(|a| format!("{a}: "))
+                .unwrap_or_default(),
             e.reason
         );
     }
     if r.bad_rows > r.bad_row_examples.len() as u64 {
-        println!("  ... and {} more", r.bad_rows - r.bad_row_examples.len() as u64);
+        println!(
+            "  ... and {} more",
+            r.bad_rows - r.bad_row_examples.len() as u64
+        );
     }
     let sizes = r
         .size_range

@@ -164,7 +164,10 @@ mod tests {
             now: chrono::Local::now(),
         };
         let r = check_campaign(&t, &mut list, 10, &TokenKey::new(&[0; 32]), &opts).unwrap();
-        assert_eq!((r.rows, r.recipients, r.bad_rows, r.duplicates), (5, 3, 1, 1));
+        assert_eq!(
+            (r.rows, r.recipients, r.bad_rows, r.duplicates),
+            (5, 3, 1, 1)
+        );
         assert_eq!(r.bad_row_examples[0].line, 3);
         // An empty field renders (it is defined); all three render.
         assert_eq!((r.rendered, r.render_failures), (3, 0));
@@ -186,6 +189,8 @@ mod tests {
         let r = check_campaign(&t2, &mut list, 2, &TokenKey::new(&[0; 32]), &opts).unwrap();
         assert_eq!((r.rendered, r.render_failures), (2, 2));
         assert_eq!(r.render_failure_examples[0].line, 2);
-        assert!(r.render_failure_examples[0].reason.contains("header Subject"));
+        assert!(r.render_failure_examples[0]
+            .reason
+            .contains("header Subject"));
     }
 }

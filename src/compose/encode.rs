@@ -189,10 +189,16 @@ mod tests {
         let h = header_field("Subject", "Café für Sie");
         assert!(h.is_ascii() && h.contains("=?utf-8?b?"), "{h}");
         let h = header_field("To", "Zoë Müller <zoe@example.net>, bob@example.net");
-        assert!(h.contains("<zoe@example.net>") && h.contains("bob@example.net"), "{h}");
+        assert!(
+            h.contains("<zoe@example.net>") && h.contains("bob@example.net"),
+            "{h}"
+        );
         assert!(h.is_ascii(), "{h}");
         let h = header_field("From", "\"News, Inc.\" <n@example.com>");
-        assert_eq!(h, "From: \"News, Inc.\" <n@example.com>\r\n", "ASCII kept as written");
+        assert_eq!(
+            h, "From: \"News, Inc.\" <n@example.com>\r\n",
+            "ASCII kept as written"
+        );
         assert_eq!(
             encode_address_list("\"News, Inc.\" <n@example.com>, Zoë <z@example.net>"),
             "\"News, Inc.\" <n@example.com>, =?utf-8?b?Wm/Dqw==?= <z@example.net>"

@@ -330,9 +330,11 @@ fn trim_trailing_space(mut line: &[u8]) -> &[u8] {
 
 /// A leaf body: decoded text when merge fields can go in it, else kept.
 fn leaf_body(part: &Part, ctype: &ContentType, raw: &[u8]) -> Body {
-    let attachment = part
-        .header("Content-Disposition")
-        .is_some_and(|d| d.trim_start().to_ascii_lowercase().starts_with("attachment"));
+    let attachment = part.header("Content-Disposition").is_some_and(|d| {
+        d.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("attachment")
+    });
     let charset_ok = ctype
         .param("charset")
         .is_none_or(|c| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("us-ascii"));
@@ -353,7 +355,11 @@ fn leaf_body(part: &Part, ctype: &ContentType, raw: &[u8]) -> Body {
         }
         "base64" => {
             use base64::Engine;
-            let clean: Vec<u8> = raw.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect();
+            let clean: Vec<u8> = raw
+                .iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect();
             base64::engine::general_purpose::STANDARD.decode(clean).ok()
         }
         _ => Some(raw.to_vec()),
@@ -373,8 +379,10 @@ mod tests {
 
     #[test]
     fn single_part_with_folded_header() {
-        let p = parse_message(b"From: a@example.com\r\nSubject: Hello\r\n  {{ name }}\r\n\r\nHi {{ name }}\r\n")
-            .unwrap();
+        let p = parse_message(
+            b"From: a@example.com\r\nSubject: Hello\r\n  {{ name }}\r\n\r\nHi {{ name }}\r\n",
+        )
+        .unwrap();
         assert_eq!(p.header("subject"), Some("Hello {{ name }}"));
         assert_eq!(
             p.body,
@@ -440,7 +448,8 @@ mod tests {
 
     #[test]
     fn other_charsets_stay_opaque() {
-        let p = parse_message(b"Content-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9\n").unwrap();
+        let p =
+            parse_message(b"Content-Type: text/plain; charset=iso-8859-1\n\nCaf\xe9\n").unwrap();
         assert!(matches!(p.body, Body::Opaque(_)));
         let ct = ContentType::parse(Some("Text/HTML; Charset=\"UTF-8\"; x=\"a;b\""));
         assert_eq!((ct.kind.as_str(), ct.subtype.as_str()), ("text", "html"));

@@ -147,12 +147,10 @@ impl<R: Read> RecipientReader<R> {
             }
             Inner::Json { lines, line, buf } => loop {
                 buf.clear();
-                let n = lines
-                    .read_line(buf)
-                    .map_err(|e| ComposeError::Recipients {
-                        line: *line + 1,
-                        reason: e.to_string(),
-                    })?;
+                let n = lines.read_line(buf).map_err(|e| ComposeError::Recipients {
+                    line: *line + 1,
+                    reason: e.to_string(),
+                })?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -198,7 +196,11 @@ fn json_row(line: u64, text: &str) -> Result<RecipientRow, RowError> {
 }
 
 /// Checks the address of a row.
-fn check(line: u64, email: String, fields: Vec<(String, String)>) -> Result<RecipientRow, RowError> {
+fn check(
+    line: u64,
+    email: String,
+    fields: Vec<(String, String)>,
+) -> Result<RecipientRow, RowError> {
     if email.is_empty() {
         return Err(RowError {
             line,
@@ -267,7 +269,11 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("no `email` column"), "{e}");
-        let mut r = RecipientReader::new("email,name\na@example.net,A,extra\n".as_bytes(), ListFormat::Csv).unwrap();
+        let mut r = RecipientReader::new(
+            "email,name\na@example.net,A,extra\n".as_bytes(),
+            ListFormat::Csv,
+        )
+        .unwrap();
         let e = r.next_row().unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
     }
@@ -278,9 +284,16 @@ mod tests {
         let rows = all(RecipientReader::new(text.as_bytes(), ListFormat::JsonLines).unwrap());
         assert_eq!(rows.len(), 4);
         let a = rows[0].as_ref().unwrap();
-        assert_eq!(a.fields, vec![("n".into(), "3".into()), ("name".into(), "A".into())]);
+        assert_eq!(
+            a.fields,
+            vec![("n".into(), "3".into()), ("name".into(), "A".into())]
+        );
         assert_eq!(rows[1].as_ref().unwrap_err().line, 3);
-        assert!(rows[2].as_ref().unwrap_err().reason.contains("no \"email\""));
+        assert!(rows[2]
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("no \"email\""));
         assert_eq!(rows[3].as_ref().unwrap().line, 5);
         assert_eq!(
             ListFormat::from_path(std::path::Path::new("l.JSONL")),

@@ -107,7 +107,10 @@ impl CampaignTemplate {
     /// Parses and compiles `bytes` (a whole message, LF or CRLF).
     pub fn compile(bytes: &[u8], opts: &TemplateOptions) -> Result<CampaignTemplate, ComposeError> {
         let part = parse_message(bytes)?;
-        let from_header = part.header("From").map(str::to_string).or_else(|| opts.from.clone());
+        let from_header = part
+            .header("From")
+            .map(str::to_string)
+            .or_else(|| opts.from.clone());
         let Some(from_header) = from_header else {
             return Err(ComposeError::Template(
                 "no From: field in the template and no --from given".into(),
@@ -143,7 +146,11 @@ impl CampaignTemplate {
                 .map(|b| b.trim_end_matches('/').to_string()),
             campaign: opts.campaign,
             has_to,
-            extra_from: if has_from(bytes) { None } else { opts.from.clone() },
+            extra_from: if has_from(bytes) {
+                None
+            } else {
+                opts.from.clone()
+            },
         })
     }
 
@@ -181,7 +188,10 @@ impl CampaignTemplate {
         let mut out = Vec::with_capacity(4096);
         // The fields the campaign writes, first.
         let mut top = String::new();
-        top.push_str(&header_field("Date", &crate::cleanup::date::rfc5322_date(&ctx.now)));
+        top.push_str(&header_field(
+            "Date",
+            &crate::cleanup::date::rfc5322_date(&ctx.now),
+        ));
         top.push_str(&header_field("Message-ID", &format!("<{message_id}>")));
         if let Some(from) = &self.extra_from {
             top.push_str(&header_field("From", from));
@@ -195,7 +205,10 @@ impl CampaignTemplate {
         };
         top.push_str(&header_field("List-Unsubscribe", &list));
         if unsubscribe_url.is_some() {
-            top.push_str(&header_field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"));
+            top.push_str(&header_field(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click",
+            ));
         }
         top.push_str("MIME-Version: 1.0\r\n");
         out.extend_from_slice(top.as_bytes());
@@ -217,15 +230,16 @@ impl CampaignTemplate {
     ) -> Result<(), ComposeError> {
         let Node::Part { headers, body } = node;
         let text = match body {
-            BodyNode::Text { subtype, template } => {
-                Some((subtype, self.run(template, vars)?))
-            }
+            BodyNode::Text { subtype, template } => Some((subtype, self.run(template, vars)?)),
             _ => None,
         };
         let encoded = text.as_ref().map(|(subtype, t)| (subtype, text_body(t)));
         for h in headers {
             let (name, value) = match h {
-                HeaderNode::Fixed(h) => (h.name.as_str(), std::borrow::Cow::Borrowed(h.value.as_str())),
+                HeaderNode::Fixed(h) => (
+                    h.name.as_str(),
+                    std::borrow::Cow::Borrowed(h.value.as_str()),
+                ),
                 HeaderNode::Template { name, template } => {
                     let v = self.run(template, vars)?;
                     if v.contains(['\r', '\n']) {
@@ -242,9 +256,17 @@ impl CampaignTemplate {
             }
             if let Some((subtype, (cte, body))) = &encoded {
                 if lower == "content-type" {
-                    let charset = if body.is_ascii() && *cte == "7bit" { "us-ascii" } else { "utf-8" };
+                    let charset = if body.is_ascii() && *cte == "7bit" {
+                        "us-ascii"
+                    } else {
+                        "utf-8"
+                    };
                     out.extend_from_slice(
-                        header_field("Content-Type", &format!("text/{subtype}; charset={charset}")).as_bytes(),
+                        header_field(
+                            "Content-Type",
+                            &format!("text/{subtype}; charset={charset}"),
+                        )
+                        .as_bytes(),
                     );
                     continue;
                 }
@@ -256,9 +278,13 @@ impl CampaignTemplate {
         }
         match (body, encoded) {
             (BodyNode::Text { .. }, Some((subtype, (cte, bytes)))) => {
-                if !headers.iter().any(|h| h.name().eq_ignore_ascii_case("content-type")) {
+                if !headers
+                    .iter()
+                    .any(|h| h.name().eq_ignore_ascii_case("content-type"))
+                {
                     out.extend_from_slice(
-                        header_field("Content-Type", &format!("text/{subtype}; charset=utf-8")).as_bytes(),
+                        header_field("Content-Type", &format!("text/{subtype}; charset=utf-8"))
+                            .as_bytes(),
                     );
                 }
                 out.extend_from_slice(header_field("Content-Transfer-Encoding", cte).as_bytes());
@@ -292,7 +318,9 @@ impl CampaignTemplate {
             .map_err(|e| ComposeError::Render(format!("{}: {e}", place_of(name))))?;
         t.render(vars).map_err(|e| {
             let what = match e.kind() {
-                minijinja::ErrorKind::UndefinedError => "a merge field is missing for this recipient",
+                minijinja::ErrorKind::UndefinedError => {
+                    "a merge field is missing for this recipient"
+                }
                 _ => "does not render",
             };
             ComposeError::Render(format!("{}: {what} ({e})", place_of(name)))
@@ -312,10 +340,10 @@ impl HeaderNode {
 /// The readable place of a template name (`header Subject`, `part 2 (html)`).
 fn place_of(name: &str) -> String {
     // Names are "NNN|what.ext": the part after '|' says where.
-    name.split_once('|').map_or(name, |(_, w)| w).rsplit_once('.').map_or_else(
-        || name.to_string(),
-        |(w, _)| w.to_string(),
-    )
+    name.split_once('|')
+        .map_or(name, |(_, w)| w)
+        .rsplit_once('.')
+        .map_or_else(|| name.to_string(), |(w, _)| w.to_string())
 }
 
 fn compile_part(
@@ -342,7 +370,12 @@ fn compile_part(
         Body::Multipart { boundary, parts } => {
             let mut nodes = Vec::with_capacity(parts.len());
             for (i, p) in parts.into_iter().enumerate() {
-                nodes.push(compile_part(env, p, counter, &format!("{place}, part {}", i + 1))?);
+                nodes.push(compile_part(
+                    env,
+                    p,
+                    counter,
+                    &format!("{place}, part {}", i + 1),
+                )?);
             }
             BodyNode::Multipart {
                 boundary,
@@ -397,7 +430,10 @@ mod tests {
         RecipientRow {
             line: 2,
             email: email.into(),
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -433,22 +469,36 @@ mod tests {
         let text = String::from_utf8(r.message.clone()).unwrap();
         assert!(text.contains("Subject: Hello Ada <&>\r\n"), "{text}");
         assert!(text.contains("<p>Hi Ada &lt;&amp;&gt;</p>"), "{text}");
-        assert!(text.contains("caf=C3=A9") && text.contains("quoted-printable"), "{text}");
-        assert!(text.contains("To: \"Ada <&>\" <ada@example.net>\r\n"), "{text}");
+        assert!(
+            text.contains("caf=C3=A9") && text.contains("quoted-printable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("To: \"Ada <&>\" <ada@example.net>\r\n"),
+            "{text}"
+        );
         assert!(!text.contains("template@x"), "{text}");
         assert_eq!(text.matches("Message-ID:").count(), 1);
         assert_eq!(text.matches("MIME-Version:").count(), 1);
         let token = key().token(7, 5);
-        assert!(text.contains(&format!(
-            "List-Unsubscribe: <https://news.example.com/u/{token}>,"
-        )), "{text}");
+        assert!(
+            text.contains(&format!(
+                "List-Unsubscribe: <https://news.example.com/u/{token}>,"
+            )),
+            "{text}"
+        );
         assert!(text.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
         assert_eq!(r.sender, format!("bounces+{token}@example.com"));
         assert!(r.message_id.starts_with("7.5.") && r.message_id.ends_with("@example.com"));
         assert!(text.lines().all(|l| l.len() <= 998));
-        assert!(!text.replace("\r\n", "").contains('\n'), "bare LF in {text:?}");
+        assert!(
+            !text.replace("\r\n", "").contains('\n'),
+            "bare LF in {text:?}"
+        );
         // The parser of the tests reads it back.
-        let parsed = mail_parser::MessageParser::default().parse(&r.message).unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&r.message)
+            .unwrap();
         assert_eq!(parsed.subject(), Some("Hello Ada <&>"));
         let body = parsed.body_text(0).unwrap();
         assert!(body.contains("Hi Ada <&>, café."), "{body}");
@@ -461,7 +511,11 @@ mod tests {
         let e = render(&t, &row("a@example.net", &[])).unwrap_err();
         assert!(e.is_per_recipient());
         assert!(e.to_string().contains("missing"), "{e}");
-        let e = render(&t, &row("a@example.net", &[("name", "x\r\nBcc: victim@example.org")])).unwrap_err();
+        let e = render(
+            &t,
+            &row("a@example.net", &[("name", "x\r\nBcc: victim@example.org")]),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("line break"), "{e}");
     }
 
@@ -472,7 +526,9 @@ mod tests {
             .unwrap();
         assert!(matches!(e, ComposeError::Syntax { .. }), "{e}");
         assert!(e.to_string().contains("header Subject"), "{e}");
-        let e = CampaignTemplate::compile(b"Subject: x\n\nbody\n", &opts()).err().unwrap();
+        let e = CampaignTemplate::compile(b"Subject: x\n\nbody\n", &opts())
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("no From:"), "{e}");
     }
 
@@ -489,8 +545,14 @@ mod tests {
         assert!(text.contains("From: news@example.org\r\n"), "{text}");
         assert!(text.contains("To: <b@example.net>\r\n"), "{text}");
         assert!(text.contains("\r\n\r\nHello b@example.net\r\n"), "{text}");
-        assert!(text.contains("List-Unsubscribe: <mailto:unsubscribe+"), "{text}");
-        assert!(!text.contains("List-Unsubscribe-Post"), "no one-click without a URL");
+        assert!(
+            text.contains("List-Unsubscribe: <mailto:unsubscribe+"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("List-Unsubscribe-Post"),
+            "no one-click without a URL"
+        );
         assert!(text.contains("Content-Transfer-Encoding: 7bit"), "{text}");
     }
 }

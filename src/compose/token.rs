@@ -113,7 +113,9 @@ mod tests {
         let key = TokenKey::new(&[7u8; 32]);
         let t = key.token(42, 1_000_000);
         assert_eq!(t.len(), TOKEN_CHARS);
-        assert!(t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(t
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         let want = Some(RecipientToken {
             campaign: 42,
             recipient: 1_000_000,

@@ -189,6 +189,7 @@ fn prepare(
         uid: 0,
         source: m.source,
         file_identity: None,
+        campaign: None,
     })
 }
 

@@ -735,6 +735,7 @@ mod tests {
                 uid,
                 source: Source::File(path.to_path_buf()),
                 file_identity: None,
+                campaign: None,
             })
         });
         Pickup::new(cfg, prepare)

@@ -1,6 +1,7 @@
 //! Plain data types shared by every stage: queue IDs, envelopes, recipient
 //! status, message flags, DSN requests and submissions. No I/O happens here.
 
+pub mod campaign;
 pub mod dsn;
 mod envelope;
 mod file_identity;
@@ -8,6 +9,7 @@ mod nexthop;
 pub mod queue_id;
 mod submission;
 
+pub use campaign::{CampaignSlice, CampaignSpec, SliceRow, SLICE_RECIPIENTS};
 pub use dsn::{BodyType, DsnParams, DsnRet, Notify, RcptDsn};
 pub use envelope::{Envelope, MessageFlags, RcptStatus};
 pub use file_identity::{FileIdentity, FileKey};

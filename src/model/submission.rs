@@ -60,6 +60,10 @@ pub struct Submission {
     /// For a spool file, which file it was (kept in the queue record, so a
     /// restart does not queue a leftover file twice); `None` otherwise.
     pub file_identity: Option<FileIdentity>,
+    /// A campaign slice instead of a message: the recipients are in it
+    /// (`envelope` and `wire` unused) and their messages are rendered at
+    /// delivery.
+    pub campaign: Option<Box<super::CampaignSlice>>,
 }
 
 /// Why a shard could not queue a submission.

@@ -96,8 +96,13 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
             }
             for found in Records::new(&map) {
                 match found.kind {
-                    Kind::Message => {
-                        let Ok(m) = record::decode_message(found.payload) else {
+                    Kind::Message | Kind::Recipients => {
+                        let decoded = if found.kind == Kind::Message {
+                            record::decode_message(found.payload)
+                        } else {
+                            super::campaign_record::decode_slice(found.payload)
+                        };
+                        let Ok(m) = decoded else {
                             continue;
                         };
                         let statuses: Vec<RcptStatus> = (0..m.recipients.len())
@@ -111,7 +116,13 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                             arrival_time: m.arrival_micros / 1_000_000,
                             sender: m.sender.to_string(),
                             size: m.wire.len() as u64,
-                            message_id: m.message_id.to_string(),
+                            message_id: match m.campaign {
+                                Some(c) => format!(
+                                    "campaign {} recipients {}..",
+                                    c.campaign, c.first_index
+                                ),
+                                None => m.message_id.to_string(),
+                            },
                             recipients: m
                                 .recipients
                                 .iter()
@@ -122,8 +133,8 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                                     reason: None,
                                 })
                                 .collect(),
-                            source_file: record::decode_file_identity(found.payload)
-                                .ok()
+                            source_file: (found.kind == Kind::Message)
+                                .then(|| record::decode_file_identity(found.payload).ok().flatten())
                                 .flatten()
                                 .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
                         });
@@ -133,6 +144,8 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                             reasons.insert((d.id, d.rcpt), d.reason.to_string());
                         }
                     }
+                    // Shown through its slices.
+                    Kind::Campaign => {}
                 }
             }
         }

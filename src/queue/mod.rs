@@ -11,6 +11,7 @@
 //! - `room`: what a shard does while no segment can be created (full disk).
 //! - [`listing`]: reading every shard's queue read-only, for `mailq`.
 
+pub mod campaign_record;
 pub mod listing;
 pub mod record;
 pub mod recovery;

@@ -31,6 +31,13 @@ pub enum Kind {
     Message = 1,
     /// Why a recipient was deferred and when it is retried (appended by delivery).
     Defer = 2,
+    /// A newsletter campaign: its template and options, once per shard that
+    /// holds recipients of it (format version 4).
+    Campaign = 3,
+    /// A slice of a campaign's recipient list: laid out as a message
+    /// record (so the index treats it as one) with the recipients' merge
+    /// fields after; aux = recipient status bytes (format version 4).
+    Recipients = 4,
 }
 
 impl Kind {
@@ -38,6 +45,8 @@ impl Kind {
         match v {
             1 => Some(Kind::Message),
             2 => Some(Kind::Defer),
+            3 => Some(Kind::Campaign),
+            4 => Some(Kind::Recipients),
             _ => None,
         }
     }
@@ -96,6 +105,9 @@ pub struct MessageView<'a> {
     /// DSN requests and the declared body type (empty for a record without
     /// them, as every record of format versions 1 and 2).
     pub dsn: DsnParams,
+    /// For a campaign slice ([`Kind::Recipients`]): the campaign and the
+    /// recipients' merge fields; the wire form is rendered at delivery.
+    pub campaign: Option<super::campaign_record::SliceFields<'a>>,
 }
 
 /// A decoded defer record.
@@ -137,7 +149,7 @@ pub fn message_payload_len(m: &MessageRef<'_>) -> Result<usize, QueueError> {
     Ok(len)
 }
 
-fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
+pub(super) fn short_len(n: usize, what: &'static str) -> Result<usize, QueueError> {
     if n > u16::MAX as usize {
         Err(QueueError::TooBig(what))
     } else {
@@ -284,7 +296,7 @@ pub fn encode_defer(d: &DeferView<'_>) -> Vec<u8> {
     out
 }
 
-fn finish_header(out: &mut [u8], kind: Kind, payload_len: usize, aux_len: usize) {
+pub(super) fn finish_header(out: &mut [u8], kind: Kind, payload_len: usize, aux_len: usize) {
     out[0..2].copy_from_slice(&(kind as u16).to_le_bytes());
     out[2..4].copy_from_slice(&0u16.to_le_bytes());
     out[4..8].copy_from_slice(&(payload_len as u32).to_le_bytes());
@@ -409,6 +421,7 @@ pub fn decode_message(payload: &[u8]) -> Result<MessageView<'_>, QueueError> {
         message_id,
         wire,
         dsn,
+        campaign: None,
     })
 }
 
@@ -492,36 +505,36 @@ pub fn decode_defer(payload: &[u8]) -> Result<DeferView<'_>, QueueError> {
     })
 }
 
-struct Writer<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
+pub(super) struct Writer<'a> {
+    pub(super) buf: &'a mut [u8],
+    pub(super) pos: usize,
 }
 
 impl Writer<'_> {
-    fn bytes(&mut self, b: &[u8]) {
+    pub(super) fn bytes(&mut self, b: &[u8]) {
         self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
         self.pos += b.len();
     }
-    fn u64(&mut self, v: u64) {
+    pub(super) fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
-    fn u32(&mut self, v: u32) {
+    pub(super) fn u32(&mut self, v: u32) {
         self.bytes(&v.to_le_bytes());
     }
-    fn short_bytes(&mut self, b: &[u8]) {
+    pub(super) fn short_bytes(&mut self, b: &[u8]) {
         // Lengths were checked by message_payload_len / truncated by the caller.
         self.bytes(&(b.len() as u16).to_le_bytes());
         self.bytes(b);
     }
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
+    pub(super) pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], QueueError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], QueueError> {
         let end = self
             .pos
             .checked_add(n)
@@ -533,22 +546,22 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
-    fn u64(&mut self) -> Result<u64, QueueError> {
+    pub(super) fn u64(&mut self) -> Result<u64, QueueError> {
         let b = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(b);
         Ok(u64::from_le_bytes(a))
     }
-    fn u32(&mut self) -> Result<u32, QueueError> {
+    pub(super) fn u32(&mut self) -> Result<u32, QueueError> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn short_bytes(&mut self) -> Result<&'a [u8], QueueError> {
+    pub(super) fn short_bytes(&mut self) -> Result<&'a [u8], QueueError> {
         let b = self.take(2)?;
         let n = u16::from_le_bytes([b[0], b[1]]) as usize;
         self.take(n)
     }
-    fn short_str(&mut self) -> Result<&'a str, QueueError> {
+    pub(super) fn short_str(&mut self) -> Result<&'a str, QueueError> {
         std::str::from_utf8(self.short_bytes()?)
             .map_err(|_| QueueError::BadRecord("address is not UTF-8"))
     }

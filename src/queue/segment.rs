@@ -42,9 +42,10 @@ use super::QueueError;
 /// First bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"RMQSEG\r\n";
 /// The on-disk format version this code writes. Version 2 added the spool
-/// file identity to message records, version 3 the DSN block; an older
+/// file identity to message records, version 3 the DSN block, version 4
+/// the campaign records (kinds 3 and 4); an older
 /// reader refuses such files rather than misread them.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format version this code still reads (a version-1 segment is
 /// a version-2 segment in which no record has a file identity, and a
 /// version-2 one a version-3 segment in which no record has a DSN block).

@@ -12,8 +12,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::model::{now_micros, QueueId, RcptStatus, Submission};
+use crate::model::{now_micros, CampaignSlice, QueueId, RcptStatus, Submission};
 
+use super::campaign_record::{self, CampaignView};
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
 use super::room::{intake_reserve, Room};
@@ -102,7 +103,19 @@ pub struct Store {
     /// restart recognises such a file only by its record, so the segment
     /// stays until pickup says the file's unlink is durable.
     held: HashMap<QueueId, u32>,
+    /// Campaign records of this shard, with how many of its slices here are
+    /// live: the record counts as one live message of its segment while any is.
+    campaigns: HashMap<u64, CampaignSlot>,
+    /// The campaign of each live slice.
+    slice_of: HashMap<QueueId, u64>,
     poisoned: bool,
+}
+
+/// Where a campaign record is and how many live slices need it.
+#[derive(Clone, Copy, Debug)]
+struct CampaignSlot {
+    loc: Location,
+    live_slices: u32,
 }
 
 impl Store {
@@ -170,6 +183,8 @@ impl Store {
             index: HashMap::new(),
             statuses_set: Vec::new(),
             held: HashMap::new(),
+            campaigns: HashMap::new(),
+            slice_of: HashMap::new(),
             poisoned: false,
         };
         let mut report = RecoveryReport {
@@ -179,6 +194,7 @@ impl Store {
         for d in owned_dirs(queue_root, shard, shard_count)? {
             store.recover_dir(&d, d == dir, leftovers, &mut report)?;
         }
+        store.settle_campaigns()?;
         if !report.already_queued.is_empty() {
             // A matching record may be only in the page cache (written but
             // not yet fdatasync'd when the previous run was killed). Pickup
@@ -291,9 +307,28 @@ impl Store {
         let seg_idx = self.segs.len() as u32;
         let mut live_msgs = 0u32;
         let mut held_files = 0u32;
+        let mut has_campaign = false;
         let mut records = Records::new(seg.bytes());
         for found in records.by_ref() {
-            if found.kind != Kind::Message {
+            if found.kind == Kind::Campaign {
+                match campaign_record::peek_campaign(found.payload) {
+                    Ok(cid) => {
+                        has_campaign = true;
+                        self.campaigns.entry(cid).or_insert(CampaignSlot {
+                            loc: Location {
+                                seg: seg_idx,
+                                offset: found.offset as u32,
+                            },
+                            live_slices: 0,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "qmgr", "{}: campaign record at offset {}: {e}; skipped", seg.path().display(), found.offset);
+                    }
+                }
+                continue;
+            }
+            if found.kind != Kind::Message && found.kind != Kind::Recipients {
                 continue;
             }
             let (id, _, nrcpt) = match record::peek_message(found.payload) {
@@ -341,6 +376,19 @@ impl Store {
                     + record::HEADER_LEN) as u32,
                 live,
             };
+            if found.kind == Kind::Recipients {
+                match campaign_record::decode_slice(found.payload) {
+                    Ok(v) => {
+                        if let Some(f) = v.campaign {
+                            self.slice_of.insert(id, f.campaign);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(target: "qmgr", "{}: campaign slice at offset {}: {e}; skipped", seg.path().display(), found.offset);
+                        continue;
+                    }
+                }
+            }
             if self.index.insert(id, slot).is_some() {
                 tracing::warn!(target: "qmgr", "{id}: queue ID found twice; keeping the later record");
             } else {
@@ -380,7 +428,7 @@ impl Store {
                 dirty: false,
                 held_files,
             }));
-        } else if live_msgs == 0 && held_files == 0 {
+        } else if live_msgs == 0 && held_files == 0 && !has_campaign {
             let path = seg.path().to_path_buf();
             drop(seg);
             remove_segment_file(&path)?;
@@ -395,6 +443,143 @@ impl Store {
             }));
         }
         Ok(())
+    }
+
+    /// After recovery: each campaign record with live slices counts as a
+    /// live message of its segment; records without any are forgotten and
+    /// segments kept only for them are deleted.
+    fn settle_campaigns(&mut self) -> Result<(), QueueError> {
+        for cid in self.slice_of.values() {
+            match self.campaigns.get_mut(cid) {
+                Some(c) => c.live_slices += 1,
+                None => {
+                    tracing::error!(target: "qmgr", "campaign {cid}: slices queued but no campaign record found; they are deferred until it is");
+                }
+            }
+        }
+        self.campaigns.retain(|_, c| c.live_slices > 0);
+        for c in self.campaigns.values() {
+            if let Some(state) = self.segs[c.loc.seg as usize].as_mut() {
+                state.live_msgs += 1;
+            }
+        }
+        for idx in 0..self.segs.len() as u32 {
+            self.collect_if_empty(idx)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a campaign slice (and, the first time this shard sees the
+    /// campaign, its campaign record in front of it). Durable with the next
+    /// commit, as [`Store::append`].
+    fn append_slice(
+        &mut self,
+        slice: &CampaignSlice,
+        arrival_micros: u64,
+    ) -> Result<QueueId, QueueError> {
+        if self.poisoned {
+            return Err(QueueError::Poisoned);
+        }
+        let cid = slice.spec.id;
+        let slice_payload = campaign_record::slice_payload_len(slice)?;
+        let slice_len = record::record_len(slice_payload, slice.rows.len());
+        let new_campaign = !self.campaigns.contains_key(&cid);
+        if new_campaign {
+            let payload_len = campaign_record::campaign_payload_len(&slice.spec)?;
+            let len = record::record_len(payload_len, 0);
+            let active = self.active_with_room(len + slice_len, self.intake_reserve)?;
+            let state = self.segs[active as usize]
+                .as_mut()
+                .ok_or(QueueError::BadRecord("active segment missing"))?;
+            let offset = match state.seg.append(len, |buf| {
+                campaign_record::encode_campaign(&slice.spec, buf)
+            }) {
+                Some(r) => r?,
+                None => return Err(QueueError::BadRecord("segment full after roll-over")),
+            };
+            state.dirty = true;
+            state.live_msgs += 1;
+            self.campaigns.insert(
+                cid,
+                CampaignSlot {
+                    loc: Location {
+                        seg: active,
+                        offset: offset as u32,
+                    },
+                    live_slices: 0,
+                },
+            );
+        }
+        let id = QueueId::new(self.shard, self.next_seq);
+        let appended = self
+            .active_with_room(slice_len, self.intake_reserve)
+            .and_then(|active| {
+                let state = self.segs[active as usize]
+                    .as_mut()
+                    .ok_or(QueueError::BadRecord("active segment missing"))?;
+                let offset = match state.seg.append(slice_len, |buf| {
+                    campaign_record::encode_slice(id, arrival_micros, slice, buf).map(|_| ())
+                }) {
+                    Some(r) => r?,
+                    None => return Err(QueueError::BadRecord("segment full after roll-over")),
+                };
+                state.dirty = true;
+                state.live_msgs += 1;
+                Ok((active, offset))
+            });
+        let (active, offset) = match appended {
+            Ok(v) => v,
+            Err(e) => {
+                if new_campaign {
+                    self.drop_campaign_ref(cid)?;
+                }
+                return Err(e);
+            }
+        };
+        self.next_seq += 1;
+        self.index.insert(
+            id,
+            Slot {
+                loc: Location {
+                    seg: active,
+                    offset: offset as u32,
+                },
+                aux_rel: (record::HEADER_LEN + slice_payload) as u32,
+                live: slice.rows.len() as u32,
+            },
+        );
+        self.slice_of.insert(id, cid);
+        if let Some(c) = self.campaigns.get_mut(&cid) {
+            c.live_slices += 1;
+        }
+        Ok(id)
+    }
+
+    /// Forgets campaign `cid`'s record here (no live slice needs it): its
+    /// segment may go.
+    fn drop_campaign_ref(&mut self, cid: u64) -> Result<(), QueueError> {
+        let Some(c) = self.campaigns.remove(&cid) else {
+            return Ok(());
+        };
+        if let Some(state) = self.segs[c.loc.seg as usize].as_mut() {
+            state.live_msgs = state.live_msgs.saturating_sub(1);
+        }
+        self.collect_if_empty(c.loc.seg)
+    }
+
+    /// The campaign record of `cid`, checksum verified, while a slice of it
+    /// on this shard is live.
+    pub fn campaign(&self, cid: u64) -> Option<CampaignView<'_>> {
+        let c = self.campaigns.get(&cid)?;
+        let state = self.segs.get(c.loc.seg as usize)?.as_ref()?;
+        match record::scan(state.seg.record_at(c.loc.offset as usize)) {
+            record::Scan::Record {
+                kind: Kind::Campaign,
+                payload,
+                ..
+            } => campaign_record::decode_campaign(payload).ok(),
+            _ => None,
+        }
     }
 
     /// Seals the active segment and starts a new one big enough for `need`
@@ -459,7 +644,10 @@ impl Store {
     /// new segment is created, and if that fails (full disk) the append
     /// fails with [`QueueError::NoRoom`].
     pub fn append(&mut self, sub: &Submission) -> Result<QueueId, QueueError> {
-        self.append_message(sub, self.intake_reserve)
+        match &sub.campaign {
+            Some(slice) => self.append_slice(slice, sub.arrival_micros),
+            None => self.append_message(sub, self.intake_reserve),
+        }
     }
 
     /// [`Store::append`] for a message the queue manager makes (a bounce
@@ -655,9 +843,15 @@ impl Store {
         };
         match scanned {
             record::Scan::Record {
-                payload, aux_len, ..
+                kind,
+                payload,
+                aux_len,
+                ..
             } => {
-                let view = record::decode_message(payload).ok()?;
+                let view = match kind {
+                    Kind::Recipients => campaign_record::decode_slice(payload).ok()?,
+                    _ => record::decode_message(payload).ok()?,
+                };
                 let statuses = RcptStatuses {
                     seg: &state.seg,
                     base: slot.loc.offset as usize + slot.aux_rel as usize,
@@ -706,6 +900,15 @@ impl Store {
                 self.index.remove(&id);
                 state.live_msgs -= 1;
                 self.collect_if_empty(seg_idx)?;
+                if let Some(cid) = self.slice_of.remove(&id) {
+                    let last = self.campaigns.get_mut(&cid).is_some_and(|c| {
+                        c.live_slices = c.live_slices.saturating_sub(1);
+                        c.live_slices == 0
+                    });
+                    if last {
+                        self.drop_campaign_ref(cid)?;
+                    }
+                }
                 return Ok(true);
             }
         }
@@ -840,6 +1043,10 @@ fn remove_segment_file(path: &Path) -> Result<(), QueueError> {
 mod room_tests;
 
 #[cfg(test)]
+#[path = "store_campaign_tests.rs"]
+mod campaign_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Envelope, MessageFlags, Source};
@@ -860,6 +1067,7 @@ mod tests {
             uid: 0,
             source: Source::Internal(i as u64),
             file_identity: None,
+            campaign: None,
         }
     }
 

@@ -159,6 +159,7 @@ pub fn queue_notice(
         uid: 0,
         source: Source::Internal(id.raw()),
         file_identity: None,
+        campaign: None,
     };
     // A notice may use the part of the segment new mail leaves free.
     let new_id = store.append_notice(&sub).map_err(|e| match e {

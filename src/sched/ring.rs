@@ -71,6 +71,7 @@ mod tests {
             uid: 0,
             source: Source::Internal(i),
             file_identity: None,
+            campaign: None,
         })
     }
 
