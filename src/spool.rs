@@ -125,6 +125,72 @@ impl Spool {
         self.root.join("submit.sock")
     }
 
+    /// `spool_dir/campaign.sock`: the running daemon takes campaigns here
+    /// (`ringmail campaign send`) and answers once they are committed.
+    pub fn campaign_socket(&self) -> PathBuf {
+        self.root.join("campaign.sock")
+    }
+
+    /// `spool_dir/campaigns/`: one state file per accepted campaign.
+    pub fn campaigns(&self) -> PathBuf {
+        self.root.join("campaigns")
+    }
+
+    /// `spool_dir/campaign.key`: the secret of the campaign tokens (VERP
+    /// and unsubscribe addresses), mode 0600.
+    pub fn campaign_key(&self) -> PathBuf {
+        self.root.join("campaign.key")
+    }
+
+    /// The campaign token secret: read from [`Spool::campaign_key`], or
+    /// made (32 bytes from the system's random source) and written durably
+    /// the first time. A key file of another size is an error, never
+    /// replaced: tokens already sent would stop working.
+    pub fn load_or_create_campaign_key(&self) -> Result<[u8; 32], SpoolError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.campaign_key();
+        let io = |op: &'static str, e: std::io::Error| SpoolError::Io {
+            op,
+            path: path.clone(),
+            source: e,
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                return <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    io(
+                        "read",
+                        std::io::Error::other(format!(
+                            "{} bytes, expected 32: not replaced (tokens already sent use it)",
+                            bytes.len()
+                        )),
+                    )
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io("read", e)),
+        }
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| io("getrandom", std::io::Error::other("no random bytes")))?;
+        let tmp = self.root.join(".campaign.key.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io("create", e))?;
+        f.write_all(&key)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io("write", e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
+        std::fs::File::open(&self.root)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io("fsync", e))?;
+        Ok(key)
+    }
+
     /// Creates the spool's directories if missing, with the modes of the
     /// permission model (docs/ARCHITECTURE.md, "Spool permissions"):
     /// `maildrop/` writable by all with the sticky bit and without read

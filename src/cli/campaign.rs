@@ -12,6 +12,7 @@ use ringmail::cleanup::CleanupOptions;
 use ringmail::compose::check::{check_campaign, CheckReport};
 use ringmail::compose::recipients::ListFormat;
 use ringmail::compose::{CampaignTemplate, RecipientReader, TemplateOptions, TokenKey};
+use ringmail::inject::campaign::{submit_campaign, CampaignAnswer, CampaignRequest};
 
 /// What to do.
 #[derive(Debug, clap::Subcommand)]
@@ -19,6 +20,29 @@ pub enum CampaignAction {
     /// Check a template and a recipient list without queueing anything:
     /// every row's address, duplicates, and the first recipients rendered.
     Check(CheckArgs),
+    /// Queue a campaign with the running daemon: the template and list are
+    /// stored once, each recipient's message rendered when it is sent.
+    Send(SendArgs),
+    /// List the campaigns and their states.
+    List {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `campaign send` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Template, list and addressing, as for `campaign check`.
+    #[command(flatten)]
+    pub what: CheckArgs,
+    /// A name for the campaign (default: the template's file name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only check (as `campaign check`), queue nothing.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// `campaign check` arguments.
@@ -58,6 +82,138 @@ pub struct CheckArgs {
 pub fn run(action: CampaignAction) -> ExitCode {
     match action {
         CampaignAction::Check(args) => check(args),
+        CampaignAction::Send(args) if args.check => check(args.what),
+        CampaignAction::Send(args) => send(args),
+        CampaignAction::List { config } => list(config),
+    }
+}
+
+/// Sends the campaign to the daemon. Exit 0 once it is durably queued, 65
+/// when it is refused (nothing queued), 66 when a file cannot be opened,
+/// 69 (EX_UNAVAILABLE) when no daemon runs, 75 when it could not be queued
+/// now or the answer was lost (`campaign list` tells whether it was).
+fn send(args: SendArgs) -> ExitCode {
+    let config = match super::load(args.what.config.clone()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringmail: fatal: {e:#}");
+            return ExitCode::from(78);
+        }
+    };
+    let what = &args.what;
+    let template = match std::fs::read(&what.template) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("ringmail: fatal: {}: {e}", what.template.display());
+            return ExitCode::from(66);
+        }
+    };
+    let mut file = match File::open(&what.recipients) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ringmail: fatal: {}: {e}", what.recipients.display());
+            return ExitCode::from(66);
+        }
+    };
+    let name = args.name.clone().unwrap_or_else(|| {
+        what.template
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "campaign".into())
+    });
+    let request = CampaignRequest {
+        v: 1,
+        name,
+        from: what.from.clone(),
+        bounce_domain: what.bounce_domain.clone(),
+        unsubscribe: what.unsubscribe.clone(),
+        format: match ListFormat::from_path(&what.recipients) {
+            ListFormat::Csv => "csv".into(),
+            ListFormat::JsonLines => "jsonl".into(),
+        },
+        template_len: template.len(),
+    };
+    let socket = ringmail::spool::Spool::new(&config.spool_dir).campaign_socket();
+    match submit_campaign(&socket, &request, &template, &mut file) {
+        CampaignAnswer::Accepted {
+            id,
+            recipients,
+            refused,
+            duplicates,
+            rows,
+        } => {
+            for r in &rows {
+                println!("  line {}: {}: {}", r.line, r.email, r.reason);
+            }
+            if refused > rows.len() as u64 {
+                println!(
+                    "  ... and {} more refused rows",
+                    refused - rows.len() as u64
+                );
+            }
+            println!(
+                "campaign {id} queued: {recipients} recipients, {refused} rows refused, {duplicates} duplicates"
+            );
+            ExitCode::SUCCESS
+        }
+        CampaignAnswer::Refused(why) => {
+            eprintln!("ringmail: campaign refused: {why}");
+            ExitCode::from(65)
+        }
+        CampaignAnswer::Temporary(why) => {
+            eprintln!("ringmail: campaign not queued: {why}; try again later");
+            ExitCode::from(75)
+        }
+        CampaignAnswer::NoDaemon => {
+            eprintln!(
+                "ringmail: no daemon answers on {}: campaigns are sent by a running `ringmail serve`",
+                socket.display()
+            );
+            ExitCode::from(69)
+        }
+        CampaignAnswer::Unknown(why) => {
+            eprintln!("ringmail: {why}; the campaign may or may not be queued: see `ringmail campaign list`");
+            ExitCode::from(75)
+        }
+    }
+}
+
+/// Prints the campaigns of the spool (their state files).
+fn list(config: Option<PathBuf>) -> ExitCode {
+    let config = match super::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringmail: fatal: {e:#}");
+            return ExitCode::from(78);
+        }
+    };
+    let dir = ringmail::spool::Spool::new(&config.spool_dir).campaigns();
+    if !dir.exists() {
+        println!("no campaigns");
+        return ExitCode::SUCCESS;
+    }
+    match ringmail::queue::campaign_state::CampaignRegistry::load(&dir) {
+        Ok(reg) => {
+            let all = reg.list();
+            if all.is_empty() {
+                println!("no campaigns");
+            }
+            for c in all {
+                println!(
+                    "{:>18}  {:<9}  {:>9} recipients  {:>7} refused  {}",
+                    c.id,
+                    c.state.as_str(),
+                    c.recipients,
+                    c.refused,
+                    c.name
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringmail: fatal: {e}");
+            ExitCode::from(74)
+        }
     }
 }
 

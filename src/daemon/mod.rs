@@ -20,6 +20,7 @@ use crate::sched::qmgr::QmgrConfig;
 use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
 use crate::spool::{Spool, SpoolError};
 
+mod campaign;
 mod smtpd;
 mod submit;
 
@@ -130,6 +131,23 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         config.spool_dir.display()
     );
 
+    // Campaigns: the token secret and the accepted campaigns' states.
+    let campaign_key = crate::compose::TokenKey::new(&spool.load_or_create_campaign_key()?);
+    let registry = crate::queue::campaign_state::CampaignRegistry::load(&spool.campaigns())
+        .map_err(|e| {
+            DaemonError::Spool(SpoolError::Io {
+                op: "load campaigns",
+                path: spool.campaigns(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?;
+    let campaign_settings = crate::sched::campaigns::CampaignSettings {
+        key: campaign_key,
+        myhostname: config.myhostname.clone(),
+        message_size_limit: config.message_size_limit,
+        registry: Arc::clone(&registry),
+    };
+
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
     let flushes = Arc::new(AtomicU64::new(0));
     let slots = crate::sched::slots::DestinationSlots::new();
@@ -150,11 +168,14 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             acks: ack_tx.clone(),
             stop: Arc::clone(&shard_stop),
             ready: ready_tx.clone(),
-            qmgr: QmgrConfig::from_config(
-                config,
-                shard_count,
-                DeliveryConfig::from_config(config, backend),
-            ),
+            qmgr: QmgrConfig {
+                campaigns: Some(campaign_settings.clone()),
+                ..QmgrConfig::from_config(
+                    config,
+                    shard_count,
+                    DeliveryConfig::from_config(config, backend),
+                )
+            },
             router: Router::from_config(config)?,
             flush: Arc::clone(&flushes),
             slots: Arc::clone(&slots),
@@ -249,6 +270,18 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             None
         }
     };
+    let campaign_server = match campaign::start(
+        &spool.campaign_socket(),
+        Arc::clone(&ring),
+        Arc::clone(&intake_closed),
+        Arc::clone(&registry),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(target: "master", "{}: cannot listen: {e}; campaigns cannot be sent", spool.campaign_socket().display());
+            None
+        }
+    };
     let mut pickup = Pickup::new(
         PickupConfig {
             maildrop: spool.maildrop(),
@@ -280,6 +313,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         l.stop();
     }
     if let Some(s) = submit_server {
+        s.stop();
+    }
+    if let Some(s) = campaign_server {
         s.stop();
     }
     intake_closed.store(true, Ordering::Release);

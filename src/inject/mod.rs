@@ -2,6 +2,7 @@
 //! and the pickup scanner, which reads `maildrop/` and the `pickup/`
 //! drop-in directory, cleans each message and offers it to the queue.
 
+pub mod campaign;
 pub mod leftovers;
 pub mod maildrop;
 pub mod pickup;

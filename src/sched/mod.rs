@@ -14,6 +14,7 @@
 //! slow start, connection reuse, dead destinations, backoff) is written at
 //! the top of that file.
 
+pub mod campaigns;
 pub mod chaining;
 pub mod notices;
 pub mod qmgr;

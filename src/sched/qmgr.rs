@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use super::campaigns::{CampaignCache, CampaignSettings};
 use super::notices::{failed_recipient, queue_notice, relayed_recipient, NoticeConfig};
 use super::slots::{DestinationSlots, SlotGuard};
 use crate::bounce::{FailedRecipient, NoticeKind};
@@ -48,6 +49,7 @@ use crate::deliver::{
     self, Connector, DeliverError, DeliveryConfig, HopPolicy, RcptResult, Router, Session,
 };
 use crate::model::{now_micros, BodyType, DsnParams, MessageFlags, Nexthop, QueueId, RcptStatus};
+use crate::queue::campaign_state::CampaignState;
 use crate::queue::Store;
 
 /// Scheduling settings of one shard.
@@ -75,6 +77,9 @@ pub struct QmgrConfig {
     pub notices: NoticeConfig,
     /// Connection and protocol settings.
     pub delivery: DeliveryConfig,
+    /// Rendering of campaign recipients (the token key, cleanup limits);
+    /// `None` defers them.
+    pub campaigns: Option<CampaignSettings>,
 }
 
 impl QmgrConfig {
@@ -97,6 +102,7 @@ impl QmgrConfig {
                 bounce_size_limit: c.bounce_size_limit,
             },
             delivery,
+            campaigns: None,
         }
     }
 }
@@ -107,6 +113,20 @@ struct Job {
     id: QueueId,
     rcpts: Vec<u32>,
 }
+
+/// What a campaign job comes to.
+enum CampaignJob {
+    /// Its rendered message.
+    Send(deliver::session::Outgoing),
+    /// A result to record instead (the recipient's fields do not render).
+    Record(RcptResult),
+    /// Nothing now: the campaign is paused.
+    Skip,
+}
+
+/// How soon a slice of a paused campaign (or one still being accepted) is
+/// looked at again.
+const CAMPAIGN_RECHECK_MICROS: u64 = 1_000_000;
 
 /// How long a worker with an open connection waits for more jobs before
 /// parking its connection in the idle pool: under load the next commit
@@ -169,6 +189,8 @@ struct State {
     /// the commit's fdatasync runs is not durable when it returns, so it
     /// waits for the next one.
     committing: (Vec<(QueueId, u32, RcptStatus)>, Vec<QueueId>),
+    /// Compiled campaign templates.
+    campaigns: CampaignCache,
 }
 
 /// The queue manager of one shard. Cheap to clone (shared state on the
@@ -194,6 +216,7 @@ impl Qmgr {
             state: Rc::new(RefCell::new(State {
                 store,
                 connector: Rc::new(Connector::new(&cfg.delivery)),
+                campaigns: CampaignCache::new(cfg.campaigns.clone()),
                 cfg: Rc::new(cfg),
                 router,
                 dests: HashMap::new(),
@@ -501,7 +524,7 @@ impl Qmgr {
             let Some((mut s, guard)) = session.take() else {
                 break;
             };
-            let msg = self.state.borrow().outgoing(&job);
+            let msg = self.state.borrow_mut().outgoing(&job);
             let Some(msg) = msg else {
                 // Message gone (removed meanwhile): nothing to send.
                 self.state.borrow_mut().job_done(job.id, &cfg);
@@ -817,6 +840,30 @@ impl State {
             cfg.lifetime
         };
         let expired = now.saturating_sub(view.arrival_micros) > lifetime.as_micros() as u64;
+        let campaign = view.campaign.is_some();
+        let gate = view
+            .campaign
+            .map(|f| (f.campaign, self.campaigns.state(f.campaign)))
+            .filter(|(_, state)| *state != Some(CampaignState::Running));
+        if let Some((cid, state)) = gate {
+            drop((view, status));
+            drop(store);
+            match state {
+                Some(CampaignState::Cancelled) => {
+                    self.drop_slice(id, &format!("campaign {cid} cancelled"));
+                }
+                None => self.drop_slice(
+                    id,
+                    &format!("campaign {cid} was never accepted (its acceptance was interrupted)"),
+                ),
+                // Accepting or paused: looked at again within a second (the
+                // timer runs at least that often); not an attempt.
+                _ => self
+                    .retry
+                    .push(Reverse((now + CAMPAIGN_RECHECK_MICROS, id))),
+            }
+            return Vec::new();
+        }
         let mut by_hop: HashMap<Nexthop, Vec<u32>> = HashMap::new();
         let mut unroutable: Vec<(u32, RcptResult)> = Vec::new();
         for (i, rcpt) in view.recipients.iter().enumerate() {
@@ -865,7 +912,14 @@ impl State {
                 }
                 continue;
             }
-            for chunk in rcpts.chunks(cfg.recipient_limit.max(1)) {
+            // A campaign recipient is its own transaction: its message and
+            // VERP sender are its own.
+            let per_job = if campaign {
+                1
+            } else {
+                cfg.recipient_limit.max(1)
+            };
+            for chunk in rcpts.chunks(per_job) {
                 d.jobs.push_back(Job {
                     id,
                     rcpts: chunk.to_vec(),
@@ -900,8 +954,24 @@ impl State {
         kicks
     }
 
-    /// The message data a job sends.
-    fn outgoing(&self, job: &Job) -> Option<deliver::session::Outgoing> {
+    /// The message data a job sends. `None` when there is nothing to send:
+    /// the message is gone or damaged, or (a campaign recipient) its
+    /// message could not be rendered, which is recorded as its result here.
+    fn outgoing(&mut self, job: &Job) -> Option<deliver::session::Outgoing> {
+        match self.outgoing_campaign(job) {
+            Some(CampaignJob::Send(msg)) => return Some(msg),
+            Some(CampaignJob::Skip) => return None,
+            Some(CampaignJob::Record(result)) => {
+                let timing = Timing {
+                    started: now_micros(),
+                    setup: Duration::ZERO,
+                    xfer: Duration::ZERO,
+                };
+                self.record_results(job, std::slice::from_ref(&result), None, &timing);
+                return None;
+            }
+            None => {}
+        }
         let store = self.store.borrow();
         let Some((view, _)) = store.get(job.id) else {
             if store.peek(job.id).is_some() {
@@ -938,6 +1008,62 @@ impl State {
         })
     }
 
+    /// Drops every live recipient of campaign slice `id` (cancelled, or
+    /// never accepted), logging `status=cancelled` for each.
+    fn drop_slice(&mut self, id: QueueId, why: &str) {
+        let live: Vec<(u32, String)> = {
+            let store = self.store.borrow();
+            let Some((view, status)) = store.peek(id) else {
+                return;
+            };
+            view.recipients
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| RcptStatus::from_byte(status.get(*i).unwrap_or(0)).is_live())
+                .map(|(i, r)| (i as u32, r.to_string()))
+                .collect()
+        };
+        let mut store = self.store.borrow_mut();
+        for (i, addr) in &live {
+            crate::info_line!(target: "qmgr", "{id}: to=<{addr}>, status=cancelled ({why})");
+            set_final_status(&mut store, id, *i, RcptStatus::Dropped);
+        }
+        write_statuses(&mut store);
+        drop(store);
+        self.msgs.remove(&id);
+    }
+
+    /// For a job of a campaign slice: its recipient's rendered message, or
+    /// the result to record instead. `None` for an ordinary message.
+    fn outgoing_campaign(&mut self, job: &Job) -> Option<CampaignJob> {
+        let store = self.store.clone();
+        let store = store.borrow();
+        let (view, _) = store.peek(job.id)?;
+        let fields = view.campaign?;
+        let &row = job.rcpts.first()?;
+        if self.campaigns.state(fields.campaign) != Some(CampaignState::Running) {
+            // Paused (or cancelled) since it was planned: not sent; the
+            // pass ends and the slice is looked at again.
+            return Some(CampaignJob::Skip);
+        }
+        let email = view
+            .recipients
+            .get(row as usize)
+            .copied()
+            .unwrap_or_default();
+        Some(
+            match self.campaigns.render(
+                || store.campaign(fields.campaign),
+                fields,
+                row as usize,
+                email,
+            ) {
+                Ok(msg) => CampaignJob::Send(msg),
+                Err(result) => CampaignJob::Record(result),
+            },
+        )
+    }
+
     fn record_results(
         &mut self,
         job: &Job,
@@ -959,7 +1085,9 @@ impl State {
             return;
         };
         let arrival = view.arrival_micros;
-        let null_sender = view.sender.is_empty();
+        // Campaign recipients are reported in the campaign, never by a
+        // notice to the (VERP) sender.
+        let null_sender = view.sender.is_empty() || view.campaign.is_some();
         let dsn = view.dsn.clone();
         let addrs: Vec<String> = job
             .rcpts
@@ -1010,7 +1138,11 @@ impl State {
                     }
                     _ => {}
                 }
-                if let Some(m) = self.msgs.get_mut(&job.id).filter(|_| notify.wants_delay()) {
+                if let Some(m) = self
+                    .msgs
+                    .get_mut(&job.id)
+                    .filter(|_| notify.wants_delay() && !null_sender)
+                {
                     m.delayed.push(failed_recipient(addr, orcpt, result));
                 }
             }
@@ -1071,6 +1203,22 @@ impl State {
         if !live {
             self.msgs.remove(&id);
             return;
+        }
+        let campaign = {
+            let store = self.store.borrow();
+            store
+                .peek(id)
+                .and_then(|(v, _)| v.campaign)
+                .map(|f| f.campaign)
+        };
+        if let Some(cid) = campaign {
+            if self.campaigns.state(cid) != Some(CampaignState::Running) {
+                // Paused while this pass ran: not an attempt; plan() looks
+                // again (and keeps looking while it stays paused).
+                self.retry
+                    .push(Reverse((now_micros() + CAMPAIGN_RECHECK_MICROS, id)));
+                return;
+            }
         }
         let due = now_micros() + self.backoff(attempts).as_micros() as u64;
         if let Some(m) = self.msgs.get_mut(&id) {
@@ -1147,7 +1295,7 @@ impl State {
             let Some((view, _)) = store.get(id) else {
                 return;
             };
-            if view.sender.is_empty() {
+            if view.sender.is_empty() || view.campaign.is_some() {
                 return;
             }
             now_micros().saturating_sub(view.arrival_micros)

@@ -300,6 +300,17 @@ async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), Ac
 
 /// The three lines Postfix logs for a message entering the queue.
 fn log_queued(id: QueueId, sub: &Submission) {
+    if let Some(slice) = &sub.campaign {
+        crate::info_line!(
+            target: "qmgr",
+            "{id}: campaign={}, recipients {}..{}, nrcpt={} (queue active)",
+            slice.spec.id,
+            slice.first_index,
+            slice.first_index as usize + slice.rows.len(),
+            slice.rows.len()
+        );
+        return;
+    }
     // A message from an SMTP session has its `client=` line from smtpd
     // instead (as in Postfix, where pickup never sees it).
     if !matches!(sub.source, Source::Reply { .. }) {
