@@ -29,6 +29,60 @@ pub enum CampaignAction {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// One campaign's state and counts (sent, deferred, bounced, ...).
+    Show {
+        /// The campaign ID.
+        id: u64,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Follow a campaign's progress until every recipient has an outcome.
+    Follow {
+        /// The campaign ID.
+        id: u64,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// One line per recipient with an outcome: status, DSN code, time, reply.
+    Report {
+        /// The campaign ID.
+        id: u64,
+        /// CSV (the default) or JSON Lines.
+        #[arg(long)]
+        json: bool,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Stop sending a campaign until it is resumed (survives a restart).
+    Pause {
+        /// The campaign ID.
+        id: u64,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Send a paused campaign again.
+    Resume {
+        /// The campaign ID.
+        id: u64,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Stop a campaign for good: recipients not yet sent to are dropped.
+    Cancel {
+        /// The campaign ID.
+        id: u64,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `campaign send` arguments.
@@ -43,6 +97,10 @@ pub struct SendArgs {
     /// Only check (as `campaign check`), queue nothing.
     #[arg(long)]
     pub check: bool,
+    /// After queueing, follow the progress until every recipient has an
+    /// outcome (as `campaign follow`).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// `campaign check` arguments.
@@ -85,6 +143,22 @@ pub fn run(action: CampaignAction) -> ExitCode {
         CampaignAction::Send(args) if args.check => check(args.what),
         CampaignAction::Send(args) => send(args),
         CampaignAction::List { config } => list(config),
+        CampaignAction::Show { id, json, config } => {
+            super::campaign_progress::show(config, id, json)
+        }
+        CampaignAction::Follow { id, config } => super::campaign_progress::follow(config, id),
+        CampaignAction::Report { id, json, config } => {
+            super::campaign_progress::report(config, id, json)
+        }
+        CampaignAction::Pause { id, config } => {
+            super::campaign_progress::control(config, "pause", id)
+        }
+        CampaignAction::Resume { id, config } => {
+            super::campaign_progress::control(config, "resume", id)
+        }
+        CampaignAction::Cancel { id, config } => {
+            super::campaign_progress::control(config, "cancel", id)
+        }
     }
 }
 
@@ -132,6 +206,8 @@ fn send(args: SendArgs) -> ExitCode {
             ListFormat::JsonLines => "jsonl".into(),
         },
         template_len: template.len(),
+        op: None,
+        id: None,
     };
     let socket = ringmail::spool::Spool::new(&config.spool_dir).campaign_socket();
     match submit_campaign(&socket, &request, &template, &mut file) {
@@ -154,6 +230,9 @@ fn send(args: SendArgs) -> ExitCode {
             println!(
                 "campaign {id} queued: {recipients} recipients, {refused} rows refused, {duplicates} duplicates"
             );
+            if args.follow {
+                return super::campaign_progress::follow(args.what.config.clone(), id);
+            }
             ExitCode::SUCCESS
         }
         CampaignAnswer::Refused(why) => {

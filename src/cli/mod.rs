@@ -4,6 +4,7 @@
 pub mod bench;
 mod bench_smtp;
 pub mod campaign;
+mod campaign_progress;
 pub mod mailq;
 pub mod passwd;
 pub mod sendmail;

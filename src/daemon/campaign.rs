@@ -175,6 +175,9 @@ fn accept(conn: &mut UnixStream, shared: &Shared) -> String {
     if req.v != 1 {
         return format!("FAIL protocol version {} not supported (1 is)\n", req.v);
     }
+    if let Some(op) = req.op.as_deref().filter(|op| *op != "send") {
+        return control(shared, op, req.id);
+    }
     if req.template_len > MAX_TEMPLATE {
         return format!("FAIL template larger than {MAX_TEMPLATE} bytes\n");
     }
@@ -277,6 +280,31 @@ fn accept(conn: &mut UnixStream, shared: &Shared) -> String {
         info.recipients, info.refused, info.duplicates, info.slices
     ));
     out
+}
+
+/// Pauses, resumes or cancels a campaign: durable (its state file) and
+/// seen by every shard within a second.
+fn control(shared: &Shared, op: &str, id: Option<u64>) -> String {
+    let Some(id) = id else {
+        return format!("FAIL {op} needs a campaign ID\n");
+    };
+    let state = match op {
+        "pause" => CampaignState::Paused,
+        "resume" => CampaignState::Running,
+        "cancel" => CampaignState::Cancelled,
+        other => return format!("FAIL unknown operation {other:?}\n"),
+    };
+    match shared.registry.set_state(id, state) {
+        Ok(Some(before)) => {
+            let now = shared.registry.state(id).unwrap_or(before);
+            if now != before {
+                crate::info_line!(target: "campaign", "campaign {id}: {} (was {})", now.as_str(), before.as_str());
+            }
+            format!("OK {id} was={} now={}\n", before.as_str(), now.as_str())
+        }
+        Ok(None) => format!("FAIL no campaign {id}\n"),
+        Err(e) => format!("TEMP {}\n", one_line(&e.to_string())),
+    }
 }
 
 /// The slices being offered for one campaign.

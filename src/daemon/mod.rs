@@ -146,6 +146,8 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         myhostname: config.myhostname.clone(),
         message_size_limit: config.message_size_limit,
         registry: Arc::clone(&registry),
+        results_dir: spool.campaigns(),
+        shard: 0,
     };
 
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
@@ -169,7 +171,10 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             stop: Arc::clone(&shard_stop),
             ready: ready_tx.clone(),
             qmgr: QmgrConfig {
-                campaigns: Some(campaign_settings.clone()),
+                campaigns: Some(crate::sched::campaigns::CampaignSettings {
+                    shard: index,
+                    ..campaign_settings.clone()
+                }),
                 ..QmgrConfig::from_config(
                     config,
                     shard_count,

@@ -10,6 +10,10 @@
 //! - `OK ID recipients=N refused=M duplicates=D slices=S`, or
 //! - `FAIL reason` (nothing queued: a bad template or list), or
 //! - `TEMP reason` (nothing will be sent: try again later).
+//!
+//! A control request (`op` = `pause`, `resume` or `cancel`, with `id`) has
+//! nothing after its line; the answer is `OK ID was=STATE now=STATE` or
+//! `FAIL reason`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -32,6 +36,13 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct CampaignRequest {
     /// Protocol version (1).
     pub v: u32,
+    /// `send` (the default: template and list follow), or `pause`,
+    /// `resume`, `cancel` of campaign `id` (nothing follows).
+    #[serde(default)]
+    pub op: Option<String>,
+    /// The campaign an `op` acts on.
+    #[serde(default)]
+    pub id: Option<u64>,
     /// A name for people.
     pub name: String,
     /// `From:` when the template has none.
@@ -210,5 +221,48 @@ mod tests {
             ),
             CampaignAnswer::NoDaemon
         );
+    }
+}
+
+/// Asks the daemon at `socket` to pause, resume or cancel campaign `id`.
+/// `Ok((before, after))` as the daemon reports the states; `Err(None)` when
+/// no daemon listens, `Err(Some(reason))` when it refused.
+pub fn control_campaign(
+    socket: &Path,
+    op: &str,
+    id: u64,
+) -> Result<(String, String), Option<String>> {
+    let Ok(mut s) = UnixStream::connect(socket) else {
+        return Err(None);
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let req = CampaignRequest {
+        v: 1,
+        op: Some(op.to_string()),
+        id: Some(id),
+        format: String::new(),
+        ..CampaignRequest::default()
+    };
+    let mut line = serde_json::to_vec(&req).map_err(|e| Some(e.to_string()))?;
+    line.push(b'\n');
+    s.write_all(&line)
+        .and_then(|()| s.shutdown(std::net::Shutdown::Write))
+        .map_err(|e| Some(e.to_string()))?;
+    let mut answer = String::new();
+    BufReader::new(&s)
+        .read_line(&mut answer)
+        .map_err(|e| Some(e.to_string()))?;
+    let answer = answer.trim_end();
+    match answer.split_once(' ') {
+        Some(("OK", rest)) => {
+            let field = |k: &str| {
+                rest.split(' ')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('=').map(str::to_string))
+                    .unwrap_or_default()
+            };
+            Ok((field("was"), field("now")))
+        }
+        Some(("FAIL" | "TEMP", why)) => Err(Some(why.to_string())),
+        _ => Err(Some(format!("unexpected answer {answer:?}"))),
     }
 }

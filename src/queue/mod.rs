@@ -12,6 +12,7 @@
 //! - [`listing`]: reading every shard's queue read-only, for `mailq`.
 
 pub mod campaign_record;
+pub mod campaign_results;
 pub mod campaign_state;
 pub mod listing;
 pub mod record;

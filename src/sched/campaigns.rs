@@ -4,6 +4,7 @@
 //! cleanup as every other message is (wire form, 8BITMIME/SMTPUTF8 flags).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use crate::deliver::session::Outgoing;
 use crate::deliver::RcptResult;
 use crate::model::{DsnParams, Envelope};
 use crate::queue::campaign_record::{CampaignView, SliceFields};
+use crate::queue::campaign_results::ResultsWriter;
 use crate::queue::campaign_state::{CampaignRegistry, CampaignState};
 
 /// What the shard needs to render campaign mail.
@@ -26,6 +28,10 @@ pub struct CampaignSettings {
     pub message_size_limit: u64,
     /// Which campaigns may send (sealed, not paused or cancelled).
     pub registry: Arc<CampaignRegistry>,
+    /// Where the results journals go (the spool's `campaigns/`).
+    pub results_dir: PathBuf,
+    /// This shard (in the journals' names).
+    pub shard: usize,
 }
 
 /// A campaign's compiled template and its column names.
@@ -38,15 +44,21 @@ struct Compiled {
 pub struct CampaignCache {
     settings: Option<CampaignSettings>,
     templates: HashMap<u64, Result<Rc<Compiled>, String>>,
+    /// Results of this shard's campaign recipients, written at each commit.
+    pub results: Option<ResultsWriter>,
 }
 
 impl CampaignCache {
     /// A cache; without settings every campaign recipient is deferred (a
     /// daemon always has them: they come from the spool's key).
     pub fn new(settings: Option<CampaignSettings>) -> CampaignCache {
+        let results = settings
+            .as_ref()
+            .map(|s| ResultsWriter::new(&s.results_dir, s.shard));
         CampaignCache {
             settings,
             templates: HashMap::new(),
+            results,
         }
     }
 
@@ -60,9 +72,29 @@ impl CampaignCache {
         }
     }
 
-    /// Forgets campaign `cid`'s compiled template (its last slice here is done).
-    pub fn forget(&mut self, cid: u64) {
-        self.templates.remove(&cid);
+    /// Notes what became of recipient `index` of campaign `cid`.
+    pub fn note(
+        &mut self,
+        cid: u64,
+        index: u32,
+        email: &str,
+        status: &str,
+        dsn: &str,
+        reply: &str,
+    ) {
+        if let Some(w) = &mut self.results {
+            w.note(cid, index, email, status, dsn, reply);
+        }
+    }
+
+    /// Writes and syncs the results noted since the last call (before a
+    /// commit makes their status bytes durable).
+    pub fn flush_results(&mut self) {
+        if let Some(w) = self.results.as_mut().filter(|w| w.has_pending()) {
+            if let Err(e) = w.flush() {
+                tracing::error!(target: "qmgr", "campaign results: {e}");
+            }
+        }
     }
 
     /// The message of recipient `row` (0-based in its slice) with address

@@ -255,6 +255,7 @@ impl Qmgr {
     /// that commit succeeds. What a failed commit covered stays for the next.
     pub fn before_commit(&self) {
         let mut st = self.state.borrow_mut();
+        st.campaigns.flush_results();
         let statuses = std::mem::take(&mut st.after_commit);
         let notices = std::mem::take(&mut st.new_notices);
         st.committing.0.extend(statuses);
@@ -1011,18 +1012,33 @@ impl State {
     /// Drops every live recipient of campaign slice `id` (cancelled, or
     /// never accepted), logging `status=cancelled` for each.
     fn drop_slice(&mut self, id: QueueId, why: &str) {
-        let live: Vec<(u32, String)> = {
+        let (live, campaign): (Vec<(u32, String)>, Option<(u64, u32)>) = {
             let store = self.store.borrow();
             let Some((view, status)) = store.peek(id) else {
                 return;
             };
-            view.recipients
+            let campaign = view.campaign.map(|f| (f.campaign, f.first_index));
+            let live = view
+                .recipients
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| RcptStatus::from_byte(status.get(*i).unwrap_or(0)).is_live())
                 .map(|(i, r)| (i as u32, r.to_string()))
-                .collect()
+                .collect();
+            (live, campaign)
         };
+        if let Some((cid, first)) = campaign {
+            for (i, addr) in &live {
+                self.campaigns.note(
+                    cid,
+                    first.saturating_add(*i),
+                    addr,
+                    "cancelled",
+                    "5.0.0",
+                    why,
+                );
+            }
+        }
         let mut store = self.store.borrow_mut();
         for (i, addr) in &live {
             crate::info_line!(target: "qmgr", "{id}: to=<{addr}>, status=cancelled ({why})");
@@ -1088,6 +1104,7 @@ impl State {
         // Campaign recipients are reported in the campaign, never by a
         // notice to the (VERP) sender.
         let null_sender = view.sender.is_empty() || view.campaign.is_some();
+        let campaign = view.campaign.map(|f| (f.campaign, f.first_index));
         let dsn = view.dsn.clone();
         let addrs: Vec<String> = job
             .rcpts
@@ -1124,6 +1141,16 @@ impl State {
                 result.dsn(),
                 result.text()
             );
+            if let Some((cid, first)) = campaign {
+                self.campaigns.note(
+                    cid,
+                    first.saturating_add(i),
+                    addr,
+                    word,
+                    result.dsn(),
+                    &result.text(),
+                );
+            }
             // What the sender asked to be told (RFC 3461 NOTIFY; without
             // it: failures and delays).
             let notify = dsn.notify(i as usize);

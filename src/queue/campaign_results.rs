@@ -1,0 +1,246 @@
+//! What became of each campaign recipient: one append-only journal per
+//! campaign and shard, `spool_dir/campaigns/<ID>.<SHARD>.results`, one line
+//! per delivery result (tab-separated: recipient index, address, status,
+//! DSN code, Unix time, reply). The shard writes the lines of a group
+//! commit and fdatasyncs them before the commit makes the recipients'
+//! status bytes durable, so every final status on disk has its line; a
+//! line whose status byte was lost (a crash before the commit) is followed
+//! by a later line for the same recipient, and the last line wins.
+//! `campaign show` and `campaign report` read these files; they stay when
+//! the queue segments of a finished campaign are gone.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use super::QueueError;
+
+/// One line of a journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultLine {
+    /// The recipient's index in the campaign.
+    pub index: u32,
+    /// Its address.
+    pub email: String,
+    /// `sent`, `deferred`, `bounced`, `expired`, `suppressed`, `cancelled`.
+    pub status: String,
+    /// The enhanced status code.
+    pub dsn: String,
+    /// When, Unix seconds.
+    pub time: u64,
+    /// The reply or reason.
+    pub reply: String,
+}
+
+/// Counts of one campaign, by the last line of each recipient.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResultCounts {
+    /// Accepted by the receiver.
+    pub sent: u64,
+    /// Last tried and deferred (will be tried again).
+    pub deferred: u64,
+    /// Refused for good.
+    pub bounced: u64,
+    /// Too long in the queue.
+    pub expired: u64,
+    /// On the suppression list when their turn came.
+    pub suppressed: u64,
+    /// Not sent: the campaign was cancelled.
+    pub cancelled: u64,
+}
+
+impl ResultCounts {
+    /// Recipients with a line.
+    pub fn seen(&self) -> u64 {
+        self.sent + self.deferred + self.bounced + self.expired + self.suppressed + self.cancelled
+    }
+
+    /// Recipients whose outcome is final.
+    pub fn done(&self) -> u64 {
+        self.seen() - self.deferred
+    }
+}
+
+/// A shard's journal writer: lines gathered between commits.
+pub struct ResultsWriter {
+    dir: PathBuf,
+    shard: usize,
+    pending: HashMap<u64, Vec<u8>>,
+    files: HashMap<u64, File>,
+}
+
+impl ResultsWriter {
+    /// A writer for `shard` into `dir` (the spool's `campaigns/`).
+    pub fn new(dir: &Path, shard: usize) -> ResultsWriter {
+        ResultsWriter {
+            dir: dir.to_path_buf(),
+            shard,
+            pending: HashMap::new(),
+            files: HashMap::new(),
+        }
+    }
+
+    /// Notes a result of recipient `index` of campaign `cid`.
+    pub fn note(
+        &mut self,
+        cid: u64,
+        index: u32,
+        email: &str,
+        status: &str,
+        dsn: &str,
+        reply: &str,
+    ) {
+        let time = crate::model::now_micros() / 1_000_000;
+        let buf = self.pending.entry(cid).or_default();
+        let clean = |s: &str| s.replace(['\t', '\r', '\n'], " ");
+        let _ = writeln!(
+            buf,
+            "{index}\t{}\t{status}\t{}\t{time}\t{}",
+            clean(email),
+            clean(dsn),
+            clean(reply)
+        );
+    }
+
+    /// True when lines wait to be written.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes and fdatasyncs the lines gathered so far.
+    pub fn flush(&mut self) -> Result<(), QueueError> {
+        for (cid, buf) in std::mem::take(&mut self.pending) {
+            let path = results_path(&self.dir, cid, self.shard);
+            if !self.files.contains_key(&cid) {
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| QueueError::io("open", &path, e))?;
+                self.files.insert(cid, f);
+            }
+            if let Some(f) = self.files.get_mut(&cid) {
+                f.write_all(&buf)
+                    .and_then(|()| f.sync_data())
+                    .map_err(|e| QueueError::io("write", &path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes campaign `cid`'s file (its last slice here is done).
+    pub fn close(&mut self, cid: u64) {
+        self.files.remove(&cid);
+    }
+}
+
+fn results_path(dir: &Path, cid: u64, shard: usize) -> PathBuf {
+    dir.join(format!("{cid}.{shard}.results"))
+}
+
+/// Every journal of campaign `cid` in `dir`, read; calls `each` with the
+/// last line of each recipient (in no particular order). Torn or
+/// unreadable lines (a crash while writing) are skipped.
+pub fn read_results(
+    dir: &Path,
+    cid: u64,
+    mut each: impl FnMut(&ResultLine),
+) -> Result<ResultCounts, QueueError> {
+    let mut last: HashMap<u32, ResultLine> = HashMap::new();
+    let prefix = format!("{cid}.");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ResultCounts::default()),
+        Err(e) => return Err(QueueError::io("readdir", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(&prefix) && name.ends_with(".results")) {
+            continue;
+        }
+        let path = entry.path();
+        let f = File::open(&path).map_err(|e| QueueError::io("open", &path, e))?;
+        for line in BufReader::new(f).split(b'\n') {
+            let line = line.map_err(|e| QueueError::io("read", &path, e))?;
+            let Some(r) = parse_line(&line) else { continue };
+            // Later lines of one recipient replace earlier ones (in one
+            // file the order is the order of events; a recipient is only
+            // ever on one shard).
+            last.insert(r.index, r);
+        }
+    }
+    let mut counts = ResultCounts::default();
+    for r in last.values() {
+        match r.status.as_str() {
+            "sent" => counts.sent += 1,
+            "deferred" => counts.deferred += 1,
+            "bounced" => counts.bounced += 1,
+            "expired" => counts.expired += 1,
+            "suppressed" => counts.suppressed += 1,
+            "cancelled" => counts.cancelled += 1,
+            _ => continue,
+        }
+        each(r);
+    }
+    Ok(counts)
+}
+
+fn parse_line(line: &[u8]) -> Option<ResultLine> {
+    let text = std::str::from_utf8(line).ok()?;
+    let mut f = text.split('\t');
+    let index = f.next()?.parse().ok()?;
+    let email = f.next()?.to_string();
+    let status = f.next()?.to_string();
+    let dsn = f.next()?.to_string();
+    let time = f.next()?.parse().ok()?;
+    let reply = f.next()?.to_string();
+    f.next().is_none().then_some(ResultLine {
+        index,
+        email,
+        status,
+        dsn,
+        time,
+        reply,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_line_wins_and_torn_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w0 = ResultsWriter::new(dir.path(), 0);
+        let mut w1 = ResultsWriter::new(dir.path(), 1);
+        w0.note(5, 0, "a@x", "deferred", "4.0.0", "busy\ttry later");
+        w0.note(5, 1, "b@x", "bounced", "5.1.1", "no such user");
+        w0.flush().unwrap();
+        w0.note(5, 0, "a@x", "sent", "2.0.0", "250 ok");
+        w1.note(5, 1024, "c@x", "deferred", "4.0.0", "later");
+        w1.note(6, 0, "z@x", "sent", "2.0.0", "other campaign");
+        w0.flush().unwrap();
+        w1.flush().unwrap();
+        // A torn line at the end (a crash mid-write).
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("5.1.results"))
+            .unwrap();
+        f.write_all(b"1025\tq@x\tsent\t2.0").unwrap();
+        let mut lines = Vec::new();
+        let c = read_results(dir.path(), 5, |r| lines.push(r.clone())).unwrap();
+        assert_eq!((c.sent, c.deferred, c.bounced), (1, 1, 1));
+        assert_eq!((c.seen(), c.done()), (3, 2));
+        let a = lines.iter().find(|r| r.index == 0).unwrap();
+        assert_eq!((a.status.as_str(), a.reply.as_str()), ("sent", "250 ok"));
+        let b = lines.iter().find(|r| r.index == 1).unwrap();
+        assert_eq!(b.dsn, "5.1.1");
+        assert_eq!(
+            read_results(dir.path(), 7, |_| {}).unwrap(),
+            ResultCounts::default()
+        );
+    }
+}
