@@ -357,3 +357,41 @@ fn a_journal_of_a_newer_version_is_refused() {
     assert!(matches!(list.refresh(), Err(SuppressError::Version { .. })));
     assert!(list.is_suppressed("a@x.example", "").is_some());
 }
+
+#[test]
+fn writers_racing_with_compactions_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let writers: Vec<_> = ["p", "q"]
+        .into_iter()
+        .map(|who| {
+            let spool = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let mut list = SuppressionList::open(&spool).unwrap();
+                list.set_compact_slack(0);
+                let mut compactions = 0;
+                for i in 0..100 {
+                    let gone = format!("{who}-gone{i}@x.example");
+                    list.add(global(&format!("{who}{i}@x.example"))).unwrap();
+                    list.add(global(&gone)).unwrap();
+                    assert!(list.remove(&gone, &Scope::Global).unwrap());
+                    for n in list.take_notices() {
+                        assert!(matches!(n, Notice::Compacted(_)), "{n}");
+                        compactions += 1;
+                    }
+                }
+                compactions
+            })
+        })
+        .collect();
+    let compactions: u32 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(compactions > 2, "{compactions} compactions");
+    let mut list = open(&dir);
+    assert!(list.take_notices().is_empty());
+    let mut expected: Vec<String> = ["p", "q"]
+        .iter()
+        .flat_map(|w| (0..100).map(move |i| format!("{w}{i}@x.example")))
+        .collect();
+    expected.sort();
+    let got: Vec<String> = list.list().iter().map(|e| e.address).collect();
+    assert_eq!(got, expected);
+}
