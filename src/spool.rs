@@ -6,6 +6,7 @@
 //!   pickup/       the drop-in directory for users and programs (`pickup_group`, `pickup_mode`)
 //!   queue/<n>/    shard n's segment files
 //!   corrupt/      quarantined input, each file with a `.reason` beside it
+//!   suppress/     the suppression list's journal (created by its first writer)
 //!   ringmail.pid  locked (flock) by the running daemon
 //!   control.sock  the daemon's control socket (`flush`)
 //! ```
@@ -109,6 +110,11 @@ impl Spool {
     /// Quarantined input.
     pub fn corrupt(&self) -> PathBuf {
         self.root.join("corrupt")
+    }
+    /// The suppression list's directory (its journal and nothing else;
+    /// see `queue::suppress`).
+    pub fn suppress(&self) -> PathBuf {
+        self.root.join("suppress")
     }
     /// The daemon's lock file.
     pub fn pid_file(&self) -> PathBuf {

@@ -9,6 +9,7 @@ pub mod mailq;
 pub mod passwd;
 pub mod sendmail;
 pub mod sink;
+pub mod suppress;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -60,6 +61,12 @@ enum Command {
         #[command(subcommand)]
         action: campaign::CampaignAction,
     },
+    /// The suppression list: addresses campaigns do not mail (see
+    /// docs/SUPPRESSION.md).
+    Suppress {
+        #[command(subcommand)]
+        action: suppress::SuppressAction,
+    },
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
     /// The bundled SMTP receiver (tests, benchmarks).
@@ -103,6 +110,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         },
         Command::Passwd { action } => return passwd::run(action),
         Command::Campaign { action } => return campaign::run(action),
+        Command::Suppress { action } => return suppress::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {

@@ -10,6 +10,8 @@
 //! - [`recovery`]: replaying segments at start, cutting a torn tail.
 //! - `room`: what a shard does while no segment can be created (full disk).
 //! - [`listing`]: reading every shard's queue read-only, for `mailq`.
+//! - [`suppress`]: the suppression list (its own journal in the spool,
+//!   not a segment file).
 
 pub mod campaign_record;
 pub mod campaign_results;
@@ -20,6 +22,7 @@ pub mod recovery;
 mod room;
 pub mod segment;
 pub mod store;
+pub mod suppress;
 
 use std::path::PathBuf;
 
