@@ -5,7 +5,7 @@
 //! is reported with its line.
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::Read;
 
 use crate::cleanup::{cleanup, CleanupOptions};
@@ -73,6 +73,7 @@ pub fn check_campaign<R: Read>(
     let mut report = CheckReport::default();
     let mut seen: HashSet<u64> = HashSet::new();
     let hasher = std::collections::hash_map::RandomState::new();
+    let mut columns_checked = false;
     while let Some(row) = list.next_row()? {
         report.rows += 1;
         let row = match row {
@@ -85,9 +86,12 @@ pub fn check_campaign<R: Read>(
                 continue;
             }
         };
-        let mut h = hasher.build_hasher();
-        row.email.to_ascii_lowercase().hash(&mut h);
-        if !seen.insert(h.finish()) {
+        if !columns_checked {
+            let columns: Vec<String> = row.fields.iter().map(|(k, _)| k.clone()).collect();
+            template.check_columns(&columns)?;
+            columns_checked = true;
+        }
+        if !seen.insert(hasher.hash_one(row.email.to_ascii_lowercase())) {
             report.duplicates += 1;
             continue;
         }
@@ -174,7 +178,7 @@ mod tests {
         assert!(!r.is_clean());
         let first = String::from_utf8(r.first_message.unwrap()).unwrap();
         assert!(first.contains("Subject: Hi A\r\n"), "{first}");
-        // A missing column fails each rendered recipient, with its line.
+        // A field the list does not have fails the whole check.
         let t2 = CampaignTemplate::compile(
             b"From: n@example.com\nSubject: {{ city }}\n\nx\n",
             &TemplateOptions {
@@ -186,11 +190,16 @@ mod tests {
         )
         .unwrap();
         let mut list = RecipientReader::new(csv.as_bytes(), ListFormat::Csv).unwrap();
-        let r = check_campaign(&t2, &mut list, 2, &TokenKey::new(&[0; 32]), &opts).unwrap();
-        assert_eq!((r.rendered, r.render_failures), (2, 2));
+        let e = check_campaign(&t2, &mut list, 2, &TokenKey::new(&[0; 32]), &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{{ city }}"), "{e}");
+        // A value that would break a header fails its recipient alone.
+        let csv = "email,name\na@example.net,\"x\nBcc: v@example.org\"\nb@example.net,B\n";
+        let mut list = RecipientReader::new(csv.as_bytes(), ListFormat::Csv).unwrap();
+        let r = check_campaign(&t, &mut list, 10, &TokenKey::new(&[0; 32]), &opts).unwrap();
+        assert_eq!((r.rendered, r.render_failures), (2, 1));
         assert_eq!(r.render_failure_examples[0].line, 2);
-        assert!(r.render_failure_examples[0]
-            .reason
-            .contains("header Subject"));
+        assert!(r.render_failure_examples[0].reason.contains("line break"));
     }
 }

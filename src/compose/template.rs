@@ -77,7 +77,22 @@ pub struct CampaignTemplate {
     campaign: u64,
     has_to: bool,
     extra_from: Option<String>,
+    /// Merge fields the template uses (not `email` or `unsubscribe_url`).
+    fields_used: std::collections::BTreeSet<String>,
 }
+
+/// Names the templates may use that are not merge fields: minijinja's
+/// global functions and the fields every recipient has.
+const NOT_FIELDS: [&str; 8] = [
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "self",
+    "email",
+    "unsubscribe_url",
+];
 
 /// The compiled tree: which pieces are templates (by name in `env`).
 enum Node {
@@ -131,6 +146,20 @@ impl CampaignTemplate {
         });
         let mut counter = 0usize;
         let root = compile_part(&mut env, part, &mut counter, "message")?;
+        let mut used = std::collections::BTreeSet::new();
+        for (_, t) in env.templates() {
+            used.extend(t.undeclared_variables(false));
+        }
+        if used.contains("unsubscribe_url") && opts.unsubscribe_base.is_none() {
+            return Err(ComposeError::Template(
+                "the template uses {{ unsubscribe_url }} but no unsubscribe base URL was given (--unsubscribe)"
+                    .into(),
+            ));
+        }
+        let fields_used = used
+            .into_iter()
+            .filter(|v| !NOT_FIELDS.contains(&v.as_str()))
+            .collect();
         let bounce_domain = opts
             .bounce_domain
             .clone()
@@ -151,7 +180,37 @@ impl CampaignTemplate {
             } else {
                 opts.from.clone()
             },
+            fields_used,
         })
+    }
+
+    /// The merge fields the template uses, besides `email` and
+    /// `unsubscribe_url`.
+    pub fn fields_used(&self) -> impl Iterator<Item = &str> {
+        self.fields_used.iter().map(String::as_str)
+    }
+
+    /// Checks that every merge field the template uses is a column of the
+    /// list (`columns`, without `email`): the campaign is refused as a
+    /// whole otherwise, before anything is queued.
+    pub fn check_columns(&self, columns: &[String]) -> Result<(), ComposeError> {
+        let missing: Vec<&str> = self
+            .fields_used()
+            .filter(|f| !columns.iter().any(|c| c == f))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(ComposeError::Template(format!(
+            "the template uses {} but the list has no such column (its columns: email{}{})",
+            missing
+                .iter()
+                .map(|m| format!("{{{{ {m} }}}}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if columns.is_empty() { "" } else { ", " },
+            columns.join(", ")
+        )))
     }
 
     /// The domain VERP and mailto unsubscribe addresses use.
@@ -530,6 +589,23 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("no From:"), "{e}");
+        let no_base = TemplateOptions {
+            unsubscribe_base: None,
+            ..opts()
+        };
+        let e = CampaignTemplate::compile(ALT.as_bytes(), &no_base)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("--unsubscribe"), "{e}");
+    }
+
+    #[test]
+    fn fields_used_are_checked_against_the_columns() {
+        let t = CampaignTemplate::compile(ALT.as_bytes(), &opts()).unwrap();
+        assert_eq!(t.fields_used().collect::<Vec<_>>(), vec!["name"]);
+        t.check_columns(&["city".into(), "name".into()]).unwrap();
+        let e = t.check_columns(&["city".into()]).unwrap_err().to_string();
+        assert!(e.contains("{{ name }}") && e.contains("email, city"), "{e}");
     }
 
     #[test]

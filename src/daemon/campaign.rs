@@ -10,7 +10,7 @@
 //! the peer's uid is checked with SO_PEERCRED).
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -197,9 +197,10 @@ fn accept(conn: &mut UnixStream, shared: &Shared) -> String {
         bounce_domain: req.bounce_domain.clone(),
         unsubscribe_base: req.unsubscribe.clone(),
     };
-    if let Err(e) = CampaignTemplate::compile(&template, &opts) {
-        return format!("FAIL {}\n", one_line(&e.to_string()));
-    }
+    let compiled = match CampaignTemplate::compile(&template, &opts) {
+        Ok(t) => t,
+        Err(e) => return format!("FAIL {}\n", one_line(&e.to_string())),
+    };
     let mut list = match RecipientReader::new(input, format) {
         Ok(l) => l,
         Err(e) => return format!("FAIL {}\n", one_line(&e.to_string())),
@@ -226,7 +227,7 @@ fn accept(conn: &mut UnixStream, shared: &Shared) -> String {
         acks: tokio::sync::mpsc::unbounded_channel(),
         failed: None,
     };
-    let result = read_list(&mut list, &mut intake, &mut info);
+    let result = read_list(&compiled, &mut list, &mut intake, &mut info);
     let result = result.and_then(|refused_rows| {
         intake.flush_slice(&mut info)?;
         intake.wait_all()?;
@@ -419,6 +420,7 @@ impl Intake<'_> {
 
 /// Reads the whole list into slices; the first refused rows.
 fn read_list<R: Read>(
+    template: &CampaignTemplate,
     list: &mut RecipientReader<R>,
     intake: &mut Intake<'_>,
     info: &mut CampaignInfo,
@@ -444,6 +446,11 @@ fn read_list<R: Read>(
             }
         };
         let names: Vec<String> = row.fields.iter().map(|(k, _)| k.clone()).collect();
+        if columns.is_none() {
+            template
+                .check_columns(&names)
+                .map_err(|e| format!("FAIL {}\n", one_line(&e.to_string())))?;
+        }
         let cols = columns.get_or_insert_with(|| names.clone());
         if *cols != names {
             // JSON Lines: every object must have the first one's keys.
@@ -461,9 +468,7 @@ fn read_list<R: Read>(
             }
             continue;
         }
-        let mut h = hasher.build_hasher();
-        row.email.to_ascii_lowercase().hash(&mut h);
-        if !seen.insert(h.finish()) {
+        if !seen.insert(hasher.hash_one(row.email.to_ascii_lowercase())) {
             info.duplicates += 1;
             continue;
         }

@@ -281,7 +281,10 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         Arc::clone(&intake_closed),
         Arc::clone(&registry),
     ) {
-        Ok(s) => Some(s),
+        Ok(s) => {
+            tracing::info!(target: "campaign", "accepting campaigns on {}", spool.campaign_socket().display());
+            Some(s)
+        }
         Err(e) => {
             tracing::warn!(target: "master", "{}: cannot listen: {e}; campaigns cannot be sent", spool.campaign_socket().display());
             None

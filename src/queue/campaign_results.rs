@@ -1,9 +1,10 @@
 //! What became of each campaign recipient: one append-only journal per
 //! campaign and shard, `spool_dir/campaigns/<ID>.<SHARD>.results`, one line
 //! per delivery result (tab-separated: recipient index, address, status,
-//! DSN code, Unix time, reply). The shard writes the lines of a group
-//! commit and fdatasyncs them before the commit makes the recipients'
-//! status bytes durable, so every final status on disk has its line; a
+//! DSN code, Unix time, reply). The shard writes each batch of lines as
+//! soon as the results are recorded (as it writes the status bytes in
+//! place, so a killed daemon keeps both) and fdatasyncs them before a
+//! group commit makes the status bytes durable; a
 //! line whose status byte was lost (a crash before the commit) is followed
 //! by a later line for the same recipient, and the last line wins.
 //! `campaign show` and `campaign report` read these files; they stay when
@@ -68,6 +69,7 @@ pub struct ResultsWriter {
     shard: usize,
     pending: HashMap<u64, Vec<u8>>,
     files: HashMap<u64, File>,
+    unsynced: std::collections::HashSet<u64>,
 }
 
 impl ResultsWriter {
@@ -78,6 +80,7 @@ impl ResultsWriter {
             shard,
             pending: HashMap::new(),
             files: HashMap::new(),
+            unsynced: std::collections::HashSet::new(),
         }
     }
 
@@ -108,8 +111,20 @@ impl ResultsWriter {
         !self.pending.is_empty()
     }
 
-    /// Writes and fdatasyncs the lines gathered so far.
+    /// Writes the lines noted so far into the files (the page cache: they
+    /// survive the daemon being killed, as the status bytes written in
+    /// place do). Called after each batch of results.
+    pub fn write_out(&mut self) -> Result<(), QueueError> {
+        self.write(false)
+    }
+
+    /// Writes and fdatasyncs every file written since the last call (before
+    /// a commit makes the status bytes durable).
     pub fn flush(&mut self) -> Result<(), QueueError> {
+        self.write(true)
+    }
+
+    fn write(&mut self, sync: bool) -> Result<(), QueueError> {
         for (cid, buf) in std::mem::take(&mut self.pending) {
             let path = results_path(&self.dir, cid, self.shard);
             if !self.files.contains_key(&cid) {
@@ -122,11 +137,25 @@ impl ResultsWriter {
             }
             if let Some(f) = self.files.get_mut(&cid) {
                 f.write_all(&buf)
-                    .and_then(|()| f.sync_data())
                     .map_err(|e| QueueError::io("write", &path, e))?;
+                self.unsynced.insert(cid);
+            }
+        }
+        if sync {
+            for cid in std::mem::take(&mut self.unsynced) {
+                if let Some(f) = self.files.get(&cid) {
+                    let path = results_path(&self.dir, cid, self.shard);
+                    f.sync_data()
+                        .map_err(|e| QueueError::io("fdatasync", &path, e))?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// True when lines were written and not yet synced.
+    pub fn has_unsynced(&self) -> bool {
+        !self.unsynced.is_empty()
     }
 
     /// Closes campaign `cid`'s file (its last slice here is done).

@@ -87,10 +87,23 @@ impl CampaignCache {
         }
     }
 
-    /// Writes and syncs the results noted since the last call (before a
+    /// Writes the results noted so far (no sync), after each batch.
+    pub fn write_results(&mut self) {
+        if let Some(w) = self.results.as_mut().filter(|w| w.has_pending()) {
+            if let Err(e) = w.write_out() {
+                tracing::error!(target: "qmgr", "campaign results: {e}");
+            }
+        }
+    }
+
+    /// Writes and syncs the results written since the last call (before a
     /// commit makes their status bytes durable).
     pub fn flush_results(&mut self) {
-        if let Some(w) = self.results.as_mut().filter(|w| w.has_pending()) {
+        if let Some(w) = self
+            .results
+            .as_mut()
+            .filter(|w| w.has_pending() || w.has_unsynced())
+        {
             if let Err(e) = w.flush() {
                 tracing::error!(target: "qmgr", "campaign results: {e}");
             }

@@ -1039,6 +1039,7 @@ impl State {
                 );
             }
         }
+        self.campaigns.write_results();
         let mut store = self.store.borrow_mut();
         for (i, addr) in &live {
             crate::info_line!(target: "qmgr", "{id}: to=<{addr}>, status=cancelled ({why})");
@@ -1194,6 +1195,9 @@ impl State {
             set_final_status(&mut store, job.id, i, status);
         }
         write_statuses(&mut store);
+        if campaign.is_some() {
+            self.campaigns.write_results();
+        }
     }
 
     fn job_done(&mut self, id: QueueId, cfg: &QmgrConfig) {
