@@ -460,3 +460,88 @@ fn check_reports_problems_without_queueing() {
     assert_eq!(m.subject(), Some("Näme 0, issue 42"));
     assert!(!sb.spool.join("queue").exists(), "nothing queued");
 }
+
+fn suppress(sb: &Sandbox, args: &[&str]) {
+    let out = Command::new(BIN)
+        .arg("suppress")
+        .args(args)
+        .arg("--config")
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail suppress");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Addresses on the suppression list are not sent to, including one added
+/// while the campaign is paused (the daemon sees the CLI's change);
+/// recipients a receiver refuses with 5.1.1 are added to the list.
+fn suppressed_recipients_are_skipped(io: &str) {
+    let sb0 = tempfile::tempdir().expect("dir");
+    let dump = sb0.path().join("dump");
+    let sink = sink_with(&dump, Latency::Fixed(Duration::from_millis(1)));
+    let sb = sandbox(sink.local_addr.port());
+    let (template, list) = write_inputs(sb.root(), 2000);
+    suppress(&sb, &["add", "r5@example.net", "R1500@Example.NET"]);
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("accepting campaigns on");
+    let id = send(&sb, &template, &list);
+    campaign(&sb, &["pause", &id.to_string()]);
+    suppress(
+        &sb,
+        &["add", "r1999@example.net", "--reason", "asked by phone"],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    campaign(&sb, &["resume", &id.to_string()]);
+    d.wait_until("every outcome recorded", || {
+        let s = show(&sb, id);
+        s["pending"] == 0 && s["deferred"] == 0
+    });
+    let s = show(&sb, id);
+    assert_eq!(
+        (s["suppressed"].as_u64(), s["sent"].as_u64()),
+        (Some(3), Some(1997))
+    );
+    let got = dumped(&dump);
+    for a in ["r5@example.net", "r1500@example.net", "r1999@example.net"] {
+        assert!(!got.contains_key(a), "{a} was sent to");
+    }
+    assert_eq!(got.len(), 1997);
+    d.stop();
+    assert_eq!(
+        count_lines(&d.log(), &["status=suppressed (on the suppression list"]),
+        3
+    );
+
+    // A receiver that refuses every recipient with 550 5.1.1: each ends
+    // bounced and on the list.
+    let refusing = sink::start(SinkConfig {
+        faults: ringmail::sink::Faults {
+            rcpt_permfail: 1.0,
+            ..Default::default()
+        },
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let sb2 = sandbox(refusing.local_addr.port());
+    let (template, list) = write_inputs(sb2.root(), 5);
+    let mut d = sb2.start_daemon(io);
+    d.wait_for_log("accepting campaigns on");
+    let id = send(&sb2, &template, &list);
+    d.wait_until("all five bounced", || show(&sb2, id)["bounced"] == 5);
+    d.stop();
+    let out = Command::new(BIN)
+        .args(["suppress", "list", "--config"])
+        .arg(&sb2.config)
+        .output()
+        .expect("suppress list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for i in 0..5 {
+        assert!(listed.contains(&format!("r{i}@example.net")), "{listed}");
+    }
+    assert!(listed.contains("bounce"), "{listed}");
+}
+daemon_test!(suppressed_recipients_are_skipped);

@@ -213,6 +213,11 @@ impl CampaignTemplate {
         )))
     }
 
+    /// The From: domain (the scope a per-domain suppression applies to).
+    pub fn from_domain(&self) -> &str {
+        &self.from_domain
+    }
+
     /// The domain VERP and mailto unsubscribe addresses use.
     pub fn bounce_domain(&self) -> &str {
         &self.bounce_domain

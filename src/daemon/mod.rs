@@ -141,6 +141,18 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
                 source: std::io::Error::other(e.to_string()),
             })
         })?;
+    let suppressions = match crate::queue::suppress::SuppressionList::open(&config.spool_dir) {
+        Ok(list) => Some(crate::queue::suppress::SharedSuppressions::new(list)),
+        Err(e) => {
+            // Campaign mail is held rather than sent past a list that
+            // cannot be read: every campaign recipient is deferred.
+            tracing::error!(target: "master", "suppression list: {e}; campaign mail is deferred until it can be read");
+            None
+        }
+    };
+    for n in suppressions.iter().flat_map(|s| s.take_notices()) {
+        tracing::warn!(target: "master", "suppression list: {n}");
+    }
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
         key: campaign_key,
         myhostname: config.myhostname.clone(),
@@ -148,7 +160,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         registry: Arc::clone(&registry),
         results_dir: spool.campaigns(),
         shard: 0,
+        suppressions: suppressions.clone(),
     };
+    let suppress_refresh = suppressions.map(|s| spawn_suppress_refresh(s, Arc::clone(&stop)));
 
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
     let flushes = Arc::new(AtomicU64::new(0));
@@ -365,6 +379,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     // unlink the files committed since pickup stopped listening.
     report.pickup = pickup.finish(&ack_rx, PICKUP_FINISH_LIMIT);
     let _ = control_thread.join();
+    if let Some(t) = suppress_refresh {
+        let _ = t.join();
+    }
     let _ = std::fs::remove_file(spool.control_socket());
     match first_error {
         Some(e) => Err(e),
@@ -379,6 +396,26 @@ fn first_failure(earlier: Option<(usize, String)>, now: (usize, String)) -> (usi
         Some(e) if e.0 <= now.0 => e,
         _ => now,
     }
+}
+
+/// Reloads the suppression list's changes (by `ringmail suppress`, another
+/// process) once a second, so a suppression added mid-campaign is honoured
+/// from the next recipient on.
+fn spawn_suppress_refresh(
+    list: crate::queue::suppress::SharedSuppressions,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(250));
+            if let Err(e) = list.refresh() {
+                tracing::warn!(target: "master", "suppression list: {e}");
+            }
+            for n in list.take_notices() {
+                tracing::warn!(target: "master", "suppression list: {n}");
+            }
+        }
+    })
 }
 
 /// Serves the control socket: `flush` asks for deferred mail to be retried now.

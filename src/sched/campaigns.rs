@@ -16,9 +16,10 @@ use crate::model::{DsnParams, Envelope};
 use crate::queue::campaign_record::{CampaignView, SliceFields};
 use crate::queue::campaign_results::ResultsWriter;
 use crate::queue::campaign_state::{CampaignRegistry, CampaignState};
+use crate::queue::suppress::{Entry, Reason, ReasonKind, Scope, SharedSuppressions};
 
 /// What the shard needs to render campaign mail.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CampaignSettings {
     /// The secret of the recipient tokens (VERP and unsubscribe).
     pub key: TokenKey,
@@ -32,6 +33,28 @@ pub struct CampaignSettings {
     pub results_dir: PathBuf,
     /// This shard (in the journals' names).
     pub shard: usize,
+    /// Addresses never to mail (checked just before rendering).
+    pub suppressions: Option<SharedSuppressions>,
+}
+
+impl std::fmt::Debug for CampaignSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignSettings")
+            .field("myhostname", &self.myhostname)
+            .field("shard", &self.shard)
+            .field("results_dir", &self.results_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a campaign recipient is not sent now.
+#[derive(Debug)]
+pub enum Unsendable {
+    /// This result is recorded instead (bounced: its fields do not
+    /// render; deferred: the campaign cannot be read now).
+    Result(RcptResult),
+    /// On the suppression list: dropped, with this reason.
+    Suppressed(String),
 }
 
 /// A campaign's compiled template and its column names.
@@ -70,6 +93,11 @@ impl CampaignCache {
             Some(s) => s.registry.state(cid),
             None => Some(CampaignState::Running),
         }
+    }
+
+    /// The settings, when campaigns are configured.
+    pub fn settings(&self) -> Option<&CampaignSettings> {
+        self.settings.as_ref()
     }
 
     /// Notes what became of recipient `index` of campaign `cid`.
@@ -120,36 +148,51 @@ impl CampaignCache {
         fields: SliceFields<'_>,
         row: usize,
         email: &str,
-    ) -> Result<Outgoing, RcptResult> {
+    ) -> Result<Outgoing, Unsendable> {
         let Some(settings) = self.settings.clone() else {
-            return Err(RcptResult::deferred(
+            return Err(Unsendable::Result(RcptResult::deferred(
                 "4.3.5",
                 "campaign rendering is not configured".into(),
-            ));
+            )));
         };
         let template = match self.templates.get(&fields.campaign) {
             Some(t) => t.clone(),
             None => {
                 let Some(view) = load() else {
-                    return Err(RcptResult::deferred(
+                    return Err(Unsendable::Result(RcptResult::deferred(
                         "4.3.0",
                         format!(
                             "campaign {}: its campaign record is missing or damaged",
                             fields.campaign
                         ),
-                    ));
+                    )));
                 };
                 let compiled = compile(&view).map(Rc::new);
                 self.templates.insert(fields.campaign, compiled.clone());
                 compiled
             }
         };
-        let compiled = template.map_err(|e| RcptResult::Bounced {
-            dsn: "5.6.0".into(),
-            text: e,
+        let compiled = template.map_err(|e| {
+            Unsendable::Result(RcptResult::Bounced {
+                dsn: "5.6.0".into(),
+                text: e,
+            })
         })?;
+        if let Some(entry) = settings
+            .suppressions
+            .as_ref()
+            .and_then(|s| s.check(email, compiled.template.from_domain()))
+        {
+            return Err(Unsendable::Suppressed(format!(
+                "on the suppression list ({}, {})",
+                entry.scope, entry.reason
+            )));
+        }
         let values = fields.row(row).map_err(|e| {
-            RcptResult::deferred("4.3.0", format!("campaign slice unreadable: {e}"))
+            Unsendable::Result(RcptResult::deferred(
+                "4.3.0",
+                format!("campaign slice unreadable: {e}"),
+            ))
         })?;
         let recipient = RecipientRow {
             line: 0,
@@ -174,9 +217,11 @@ impl CampaignCache {
                 },
                 &settings.key,
             )
-            .map_err(|e| RcptResult::Bounced {
-                dsn: "5.6.0".into(),
-                text: format!("campaign {} recipient {index}: {e}", fields.campaign),
+            .map_err(|e| {
+                Unsendable::Result(RcptResult::Bounced {
+                    dsn: "5.6.0".into(),
+                    text: format!("campaign {} recipient {index}: {e}", fields.campaign),
+                })
             })?;
         let envelope = Envelope {
             sender: rendered.sender.clone(),
@@ -188,14 +233,15 @@ impl CampaignCache {
             full_name: None,
             now,
         };
-        let cleaned =
-            cleanup(&rendered.message, &envelope, &opts).map_err(|e| RcptResult::Bounced {
+        let cleaned = cleanup(&rendered.message, &envelope, &opts).map_err(|e| {
+            Unsendable::Result(RcptResult::Bounced {
                 dsn: "5.6.0".into(),
                 text: format!(
                     "campaign {} recipient {index}: rendered message refused: {e}",
                     fields.campaign
                 ),
-            })?;
+            })
+        })?;
         Ok(Outgoing {
             sender: rendered.sender,
             recipients: vec![rendered.recipient],
@@ -221,4 +267,36 @@ fn compile(view: &CampaignView<'_>) -> Result<Compiled, String> {
         template,
         columns: view.columns.iter().map(|c| c.to_string()).collect(),
     })
+}
+
+/// Adds a recipient whose address the receiver refused for good (a 5.1.x
+/// code: no such mailbox or domain) to the suppression list, scoped to
+/// all senders, as bulk senders must.
+pub fn suppress_hard_bounce(
+    settings: &CampaignSettings,
+    cid: u64,
+    email: &str,
+    dsn: &str,
+    text: &str,
+) {
+    let Some(list) = &settings.suppressions else {
+        return;
+    };
+    if !dsn.starts_with("5.1.") {
+        return;
+    }
+    let detail: String = format!("{dsn} {text}").chars().take(200).collect();
+    match Entry::new(
+        email,
+        Scope::Global,
+        Reason::new(ReasonKind::Bounce, &detail),
+    ) {
+        Ok(mut entry) => {
+            entry.campaign = Some(cid);
+            if let Err(e) = list.add(entry) {
+                tracing::error!(target: "qmgr", "suppression list: cannot add {email}: {e}");
+            }
+        }
+        Err(e) => tracing::warn!(target: "qmgr", "suppression list: {email}: {e}"),
+    }
 }

@@ -39,7 +39,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use super::campaigns::{CampaignCache, CampaignSettings};
+use super::campaigns::{suppress_hard_bounce, CampaignCache, CampaignSettings, Unsendable};
 use super::notices::{failed_recipient, queue_notice, relayed_recipient, NoticeConfig};
 use super::slots::{DestinationSlots, SlotGuard};
 use crate::bounce::{FailedRecipient, NoticeKind};
@@ -122,6 +122,8 @@ enum CampaignJob {
     Record(RcptResult),
     /// Nothing now: the campaign is paused.
     Skip,
+    /// Never: the address is on the suppression list (the reason).
+    Suppressed(String),
 }
 
 /// How soon a slice of a paused campaign (or one still being accepted) is
@@ -962,6 +964,10 @@ impl State {
         match self.outgoing_campaign(job) {
             Some(CampaignJob::Send(msg)) => return Some(msg),
             Some(CampaignJob::Skip) => return None,
+            Some(CampaignJob::Suppressed(why)) => {
+                self.suppressed(job, &why);
+                return None;
+            }
             Some(CampaignJob::Record(result)) => {
                 let timing = Timing {
                     started: now_micros(),
@@ -1007,6 +1013,39 @@ impl State {
                 },
             },
         })
+    }
+
+    /// Drops a campaign recipient found on the suppression list.
+    fn suppressed(&mut self, job: &Job, why: &str) {
+        let Some(&i) = job.rcpts.first() else { return };
+        let (addr, campaign) = {
+            let store = self.store.borrow();
+            let Some((view, _)) = store.peek(job.id) else {
+                return;
+            };
+            (
+                view.recipients
+                    .get(i as usize)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                view.campaign.map(|f| (f.campaign, f.first_index)),
+            )
+        };
+        crate::info_line!(target: "qmgr", "{}: to=<{addr}>, status=suppressed ({why})", job.id);
+        if let Some((cid, first)) = campaign {
+            self.campaigns.note(
+                cid,
+                first.saturating_add(i),
+                &addr,
+                "suppressed",
+                "5.7.1",
+                why,
+            );
+            self.campaigns.write_results();
+        }
+        let mut store = self.store.borrow_mut();
+        set_final_status(&mut store, job.id, i, RcptStatus::Dropped);
+        write_statuses(&mut store);
     }
 
     /// Drops every live recipient of campaign slice `id` (cancelled, or
@@ -1076,7 +1115,8 @@ impl State {
                 email,
             ) {
                 Ok(msg) => CampaignJob::Send(msg),
-                Err(result) => CampaignJob::Record(result),
+                Err(Unsendable::Result(result)) => CampaignJob::Record(result),
+                Err(Unsendable::Suppressed(why)) => CampaignJob::Suppressed(why),
             },
         )
     }
@@ -1151,6 +1191,11 @@ impl State {
                     result.dsn(),
                     &result.text(),
                 );
+                if let (RcptResult::Bounced { dsn, text }, Some(settings)) =
+                    (result, self.campaigns.settings())
+                {
+                    suppress_hard_bounce(settings, cid, addr, dsn, text);
+                }
             }
             // What the sender asked to be told (RFC 3461 NOTIFY; without
             // it: failures and delays).
