@@ -335,9 +335,9 @@ fn leaf_body(part: &Part, ctype: &ContentType, raw: &[u8]) -> Body {
             .to_ascii_lowercase()
             .starts_with("attachment")
     });
-    let charset_ok = ctype
-        .param("charset")
-        .is_none_or(|c| c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("us-ascii"));
+    let charset_ok = ctype.param("charset").map_or(true, |c| {
+        c.eq_ignore_ascii_case("utf-8") || c.eq_ignore_ascii_case("us-ascii")
+    });
     let templatable = ctype.kind == "text"
         && (ctype.subtype == "plain" || ctype.subtype == "html")
         && !attachment

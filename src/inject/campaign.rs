@@ -182,48 +182,6 @@ fn parse_ok(rest: &str, rows: Vec<RefusedRow>) -> CampaignAnswer {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_parse() {
-        let a = parse_ok(
-            "17 recipients=10 refused=2 duplicates=1 slices=1",
-            vec![RefusedRow {
-                line: 3,
-                email: "x".into(),
-                reason: "bad".into(),
-            }],
-        );
-        assert_eq!(
-            a,
-            CampaignAnswer::Accepted {
-                id: 17,
-                recipients: 10,
-                refused: 2,
-                duplicates: 1,
-                rows: vec![RefusedRow {
-                    line: 3,
-                    email: "x".into(),
-                    reason: "bad".into()
-                }]
-            }
-        );
-        assert!(matches!(parse_ok("x", vec![]), CampaignAnswer::Unknown(_)));
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            submit_campaign(
-                &dir.path().join("campaign.sock"),
-                &CampaignRequest::default(),
-                b"",
-                &mut &b""[..]
-            ),
-            CampaignAnswer::NoDaemon
-        );
-    }
-}
-
 /// Asks the daemon at `socket` to pause, resume or cancel campaign `id`.
 /// `Ok((before, after))` as the daemon reports the states; `Err(None)` when
 /// no daemon listens, `Err(Some(reason))` when it refused.
@@ -264,5 +222,47 @@ pub fn control_campaign(
         }
         Some(("FAIL" | "TEMP", why)) => Err(Some(why.to_string())),
         _ => Err(Some(format!("unexpected answer {answer:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_parse() {
+        let a = parse_ok(
+            "17 recipients=10 refused=2 duplicates=1 slices=1",
+            vec![RefusedRow {
+                line: 3,
+                email: "x".into(),
+                reason: "bad".into(),
+            }],
+        );
+        assert_eq!(
+            a,
+            CampaignAnswer::Accepted {
+                id: 17,
+                recipients: 10,
+                refused: 2,
+                duplicates: 1,
+                rows: vec![RefusedRow {
+                    line: 3,
+                    email: "x".into(),
+                    reason: "bad".into()
+                }]
+            }
+        );
+        assert!(matches!(parse_ok("x", vec![]), CampaignAnswer::Unknown(_)));
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            submit_campaign(
+                &dir.path().join("campaign.sock"),
+                &CampaignRequest::default(),
+                b"",
+                &mut &b""[..]
+            ),
+            CampaignAnswer::NoDaemon
+        );
     }
 }

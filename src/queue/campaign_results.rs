@@ -127,19 +127,19 @@ impl ResultsWriter {
     fn write(&mut self, sync: bool) -> Result<(), QueueError> {
         for (cid, buf) in std::mem::take(&mut self.pending) {
             let path = results_path(&self.dir, cid, self.shard);
-            if !self.files.contains_key(&cid) {
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| QueueError::io("open", &path, e))?;
-                self.files.insert(cid, f);
-            }
-            if let Some(f) = self.files.get_mut(&cid) {
-                f.write_all(&buf)
-                    .map_err(|e| QueueError::io("write", &path, e))?;
-                self.unsynced.insert(cid);
-            }
+            let f = match self.files.entry(cid) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| QueueError::io("open", &path, e))?,
+                ),
+            };
+            f.write_all(&buf)
+                .map_err(|e| QueueError::io("write", &path, e))?;
+            self.unsynced.insert(cid);
         }
         if sync {
             for cid in std::mem::take(&mut self.unsynced) {

@@ -114,6 +114,10 @@ struct Job {
     rcpts: Vec<u32>,
 }
 
+/// The live recipients (index, address) of a slice, and its campaign and
+/// first index.
+type LiveOfSlice = (Vec<(u32, String)>, Option<(u64, u32)>);
+
 /// What a campaign job comes to.
 enum CampaignJob {
     /// Its rendered message.
@@ -1051,7 +1055,7 @@ impl State {
     /// Drops every live recipient of campaign slice `id` (cancelled, or
     /// never accepted), logging `status=cancelled` for each.
     fn drop_slice(&mut self, id: QueueId, why: &str) {
-        let (live, campaign): (Vec<(u32, String)>, Option<(u64, u32)>) = {
+        let (live, campaign): LiveOfSlice = {
             let store = self.store.borrow();
             let Some((view, status)) = store.peek(id) else {
                 return;
@@ -1189,7 +1193,7 @@ impl State {
                     addr,
                     word,
                     result.dsn(),
-                    &result.text(),
+                    result.text(),
                 );
                 if let (RcptResult::Bounced { dsn, text }, Some(settings)) =
                     (result, self.campaigns.settings())
