@@ -21,6 +21,7 @@ use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
 use crate::spool::{Spool, SpoolError};
 
 mod campaign;
+pub mod campaign_intake;
 mod smtpd;
 mod submit;
 
@@ -289,11 +290,14 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             None
         }
     };
-    let campaign_server = match campaign::start(
-        &spool.campaign_socket(),
+    let campaign_intake = Arc::new(campaign_intake::CampaignIntake::new(
         Arc::clone(&ring),
         Arc::clone(&intake_closed),
         Arc::clone(&registry),
+    ));
+    let campaign_server = match campaign::start(
+        &spool.campaign_socket(),
+        Arc::clone(&campaign_intake),
     ) {
         Ok(s) => {
             tracing::info!(target: "campaign", "accepting campaigns on {}", spool.campaign_socket().display());
