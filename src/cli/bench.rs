@@ -28,6 +28,9 @@ pub enum Via {
     /// each sending its messages one after another (MAIL, RCPT and DATA
     /// pipelined), `250` only after the commit.
     Smtp,
+    /// One campaign of `--messages` recipients through the campaign socket
+    /// (template with three merge fields, rendered at delivery).
+    Campaign,
 }
 
 /// Benchmark parameters (the CLI's flags).
@@ -111,6 +114,12 @@ struct Report {
     strict_pipelining: bool,
     /// Commands the sink refused as pipelined after the end of DATA.
     pipelined_after_data: u64,
+    /// `--via campaign`: seconds until the campaign was durably queued.
+    campaign_accept_seconds: Option<f64>,
+    /// `--via campaign`: queue bytes per recipient (records, padding).
+    queue_bytes_per_recipient: Option<f64>,
+    /// The daemon's peak resident memory, MB.
+    daemon_peak_rss_mb: Option<f64>,
 }
 
 fn micros_now() -> u64 {
@@ -251,6 +260,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
 
 /// The message index encoded in a bench Message-ID (`<bench.N@ringmail.bench>`).
 fn bench_index(message_id: &str) -> Option<usize> {
+    if let Some(i) = super::bench_campaign::index(message_id) {
+        return Some(i);
+    }
     message_id
         .trim_matches(|c| c == '<' || c == '>')
         .strip_prefix("bench.")?
@@ -311,6 +323,19 @@ fn drive(
     // files while the daemon unlinks others in the same directory is slow on
     // ext4 and would measure the benchmark's own writer.
     let staging = workdir.join("staging");
+    let list = workdir.join("campaign.csv");
+    let template = super::bench_campaign::template(args.size);
+    if args.via == Via::Campaign {
+        if args.recipients != 1 {
+            bail!("--via campaign sends one message per recipient: leave --recipients at 1");
+        }
+        super::bench_campaign::write_list(&list, total)?;
+        while !spool.join("campaign.sock").exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let mut campaign_accept_seconds = None;
+    let mut queue_bytes_per_recipient = None;
     if args.via == Via::Spool {
         std::fs::create_dir_all(&staging)?;
         for i in 0..total {
@@ -329,6 +354,17 @@ fn drive(
                 }
                 std::fs::rename(staging.join(&name), pickup.join(&name))?;
             }
+        }
+        Via::Campaign => {
+            let accepted = super::bench_campaign::send(spool, &template, &list, total)?;
+            campaign_accept_seconds = Some(accepted.seconds);
+            let now = micros_now();
+            if let Ok(mut v) = injected.lock() {
+                v.iter_mut().for_each(|t| *t = now);
+            }
+            queue_bytes_per_recipient = Some(
+                super::bench_campaign::queue_bytes(&spool.join("queue"))? as f64 / total as f64,
+            );
         }
         Via::Smtp => {
             let port = smtp_port.context("no listener port")?;
@@ -426,6 +462,7 @@ fn drive(
         eprintln!();
     }
     let cpu = process_cpu_seconds(daemon.id()) - cpu_before;
+    let daemon_peak_rss_mb = super::bench_campaign::peak_rss_mb(daemon.id());
     let log = std::fs::read_to_string(workdir.join("daemon.log")).unwrap_or_default();
     let backend = log
         .split("io backend ")
@@ -487,6 +524,9 @@ fn drive(
         chaining: args.chaining.clone(),
         strict_pipelining: args.strict_pipelining,
         pipelined_after_data: final_snap.pipelined_after_data,
+        campaign_accept_seconds,
+        queue_bytes_per_recipient,
+        daemon_peak_rss_mb,
     })
 }
 
@@ -528,10 +568,16 @@ fn print_report(r: &Report) {
         _ => println!("  latency         n/a (only measured with the bundled sink)"),
     }
     println!(
-        "  daemon CPU      {:.2} s ({:.0} µs per message)",
+        "  daemon CPU      {:.2} s ({:.0} µs per message){}",
         r.daemon_cpu_seconds,
-        r.daemon_cpu_seconds * 1e6 / r.messages.max(1) as f64
+        r.daemon_cpu_seconds * 1e6 / r.messages.max(1) as f64,
+        r.daemon_peak_rss_mb
+            .map(|m| format!(", peak RSS {m:.0} MB"))
+            .unwrap_or_default()
     );
+    if let (Some(a), Some(b)) = (r.campaign_accept_seconds, r.queue_bytes_per_recipient) {
+        println!("  campaign        accepted (durable, sealed) in {a:.2} s; {b:.1} queue bytes per recipient");
+    }
     if r.latency_p50_ms.is_some() {
         println!(
             "  connections     at most {} at once at the sink",

@@ -2,6 +2,7 @@
 //! here, at the edge; the library's modules return their own error types.
 
 pub mod bench;
+mod bench_campaign;
 mod bench_smtp;
 pub mod campaign;
 mod campaign_progress;
