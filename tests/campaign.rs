@@ -545,3 +545,121 @@ fn suppressed_recipients_are_skipped(io: &str) {
     assert!(listed.contains("bounce"), "{listed}");
 }
 daemon_test!(suppressed_recipients_are_skipped);
+
+/// Sends `message` from `source` (an address on loopback) to `rcpt`
+/// through the listener on `port` with Python's smtplib, MAIL FROM:<>;
+/// prints `OK` or the refusal.
+fn smtplib_send(port: u16, source: &str, rcpt: &str, message: &str) -> String {
+    let script = r#"
+import smtplib, sys
+port, source, rcpt, msg = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+s = smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=30)
+s.ehlo("mx.remote.test")
+try:
+    s.sendmail("", [rcpt], msg.encode())
+    print("OK")
+except smtplib.SMTPRecipientsRefused as e:
+    print("REFUSED", e.recipients)
+except smtplib.SMTPException as e:
+    print("ERROR", e)
+s.quit()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &port.to_string(), source, rcpt, message])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// A bounce report to a recipient's VERP address and a mail to its
+/// List-Unsubscribe mailto, both from outside `mynetworks`, are taken by
+/// the listener (not relayed): the bounced recipient is counted bounced and
+/// suppressed, the other suppressed; an address with a forged token is
+/// refused as any relay attempt.
+fn verp_bounce_and_mailto_unsubscribe(io: &str) {
+    let sb0 = tempfile::tempdir().expect("dir");
+    let dump = sb0.path().join("dump");
+    let sink = sink_with(&dump, Latency::None);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let sb = Sandbox::with(Settings {
+        extra: format!(
+            "relayhost = \"[127.0.0.1]:{}\"\nsmtpd_passwd_file = \"/nonexistent/p\"\n\
+             mynetworks = [\"127.0.0.1/32\"]\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n",
+            sink.local_addr.port()
+        ),
+        ..Settings::default()
+    });
+    let (template, list) = write_inputs(sb.root(), 20);
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("accepting campaigns on");
+    d.wait_for_log("listening on 127.0.0.1:");
+    let id = send(&sb, &template, &list);
+    d.wait_until("all sent", || show(&sb, id)["sent"] == 20);
+    let got = dumped(&dump);
+    let (verp, _) = &got["r3@example.net"][0];
+    let (_, eml) = &got["r4@example.net"][0];
+    let raw = String::from_utf8_lossy(eml);
+    let mailto = raw
+        .split("<mailto:")
+        .nth(1)
+        .and_then(|s| s.split('>').next())
+        .expect("mailto")
+        .to_string();
+    let report = format!(
+        "From: MAILER-DAEMON@mx.remote.test\r\nTo: {verp}\r\nSubject: Undelivered Mail\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n\
+         --b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.test\r\n\r\n\
+         Final-Recipient: rfc822; r3@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 <r3@example.net>: user unknown\r\n\r\n--b--\r\n"
+    );
+    let out = smtplib_send(port, "127.0.0.2", verp, &report);
+    assert!(out.starts_with("OK"), "{out}");
+    let out = smtplib_send(
+        port,
+        "127.0.0.2",
+        &mailto,
+        "Subject: unsubscribe\r\n\r\nplease\r\n",
+    );
+    assert!(out.starts_with("OK"), "{out}");
+    let forged = "bounces+aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@bounce.example.com";
+    let out = smtplib_send(port, "127.0.0.2", forged, "Subject: x\r\n\r\ny\r\n");
+    assert!(out.contains("REFUSED") && out.contains("554"), "{out}");
+    let s = show(&sb, id);
+    assert_eq!(
+        (s["sent"].as_u64(), s["bounced"].as_u64()),
+        (Some(19), Some(1))
+    );
+    d.stop();
+    assert_eq!(sink.stats().messages, 20, "nothing relayed");
+    let out = Command::new(BIN)
+        .args(["suppress", "list", "--config"])
+        .arg(&sb.config)
+        .output()
+        .expect("suppress list");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("r3@example.net") && listed.contains("bounce"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("r4@example.net") && listed.contains("unsubscribe"),
+        "{listed}"
+    );
+    let report = campaign(&sb, &["report", &id.to_string()]);
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(text.contains("3,r3@example.net,bounced,5.1.1,"), "{text}");
+    let log = d.log();
+    assert!(
+        log.contains("<r3@example.net>: bounced later (dsn=5.1.1"),
+        "{log}"
+    );
+    assert!(
+        log.contains("<r4@example.net>: unsubscribed (mailto"),
+        "{log}"
+    );
+}
+daemon_test!(verp_bounce_and_mailto_unsubscribe);

@@ -22,6 +22,7 @@ use crate::spool::{Spool, SpoolError};
 
 mod campaign;
 pub mod campaign_intake;
+mod campaign_mail;
 mod smtpd;
 mod submit;
 
@@ -154,6 +155,12 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     for n in suppressions.iter().flat_map(|s| s.take_notices()) {
         tracing::warn!(target: "master", "suppression list: {n}");
     }
+    let mailbox: Arc<dyn crate::inject::smtpd::LocalMail> =
+        Arc::new(campaign_mail::CampaignMailbox::new(
+            campaign_key.clone(),
+            suppressions.clone(),
+            spool.campaigns(),
+        ));
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
         key: campaign_key,
         myhostname: config.myhostname.clone(),
@@ -254,7 +261,12 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     }
 
     let intake_closed = Arc::new(AtomicBool::new(false));
-    let listeners = match smtpd::start(config, Arc::clone(&ring), Arc::clone(&intake_closed)) {
+    let listeners = match smtpd::start(
+        config,
+        Arc::clone(&ring),
+        Arc::clone(&intake_closed),
+        Some(mailbox),
+    ) {
         Ok(l) => l,
         Err(e) => {
             shard_stop.store(true, Ordering::Release);

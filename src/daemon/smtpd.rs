@@ -24,6 +24,7 @@ pub(super) fn start(
     config: &Config,
     ring: Arc<PickupRing>,
     closed: Arc<AtomicBool>,
+    local: Option<Arc<dyn crate::inject::smtpd::LocalMail>>,
 ) -> Result<Option<SmtpdHandle>, SmtpdError> {
     if config.listener.is_empty() {
         return Ok(None);
@@ -111,6 +112,7 @@ pub(super) fn start(
                 Err(back) => Offered::Full(back),
             }
         }),
+        local,
     };
     smtpd::start(settings, hooks).map(Some)
 }

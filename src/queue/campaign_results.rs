@@ -66,7 +66,9 @@ impl ResultCounts {
 /// A shard's journal writer: lines gathered between commits.
 pub struct ResultsWriter {
     dir: PathBuf,
-    shard: usize,
+    /// The file's middle name: the shard number, or `async` for results
+    /// learnt later (bounce reports).
+    label: String,
     pending: HashMap<u64, Vec<u8>>,
     files: HashMap<u64, File>,
     unsynced: std::collections::HashSet<u64>,
@@ -75,9 +77,20 @@ pub struct ResultsWriter {
 impl ResultsWriter {
     /// A writer for `shard` into `dir` (the spool's `campaigns/`).
     pub fn new(dir: &Path, shard: usize) -> ResultsWriter {
+        ResultsWriter::named(dir, &shard.to_string())
+    }
+
+    /// A writer of results learnt after delivery (bounce reports that
+    /// arrive later): `<ID>.async.results`. Its lines win over a shard's
+    /// line of the same second.
+    pub fn for_async(dir: &Path) -> ResultsWriter {
+        ResultsWriter::named(dir, ASYNC)
+    }
+
+    fn named(dir: &Path, label: &str) -> ResultsWriter {
         ResultsWriter {
             dir: dir.to_path_buf(),
-            shard,
+            label: label.to_string(),
             pending: HashMap::new(),
             files: HashMap::new(),
             unsynced: std::collections::HashSet::new(),
@@ -126,7 +139,7 @@ impl ResultsWriter {
 
     fn write(&mut self, sync: bool) -> Result<(), QueueError> {
         for (cid, buf) in std::mem::take(&mut self.pending) {
-            let path = results_path(&self.dir, cid, self.shard);
+            let path = results_path(&self.dir, cid, &self.label);
             let f = match self.files.entry(cid) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => e.insert(
@@ -144,7 +157,7 @@ impl ResultsWriter {
         if sync {
             for cid in std::mem::take(&mut self.unsynced) {
                 if let Some(f) = self.files.get(&cid) {
-                    let path = results_path(&self.dir, cid, self.shard);
+                    let path = results_path(&self.dir, cid, &self.label);
                     f.sync_data()
                         .map_err(|e| QueueError::io("fdatasync", &path, e))?;
                 }
@@ -164,8 +177,23 @@ impl ResultsWriter {
     }
 }
 
-fn results_path(dir: &Path, cid: u64, shard: usize) -> PathBuf {
-    dir.join(format!("{cid}.{shard}.results"))
+/// The label of the results learnt after delivery.
+const ASYNC: &str = "async";
+
+fn results_path(dir: &Path, cid: u64, label: &str) -> PathBuf {
+    dir.join(format!("{cid}.{label}.results"))
+}
+
+/// The address of recipient `index` of campaign `cid`, from its results
+/// (a recipient that was sent to has a line).
+pub fn find_recipient(dir: &Path, cid: u64, index: u32) -> Result<Option<String>, QueueError> {
+    let mut found = None;
+    read_results(dir, cid, |r| {
+        if r.index == index {
+            found = Some(r.email.clone());
+        }
+    })?;
+    Ok(found)
 }
 
 /// Every journal of campaign `cid` in `dir`, read; calls `each` with the
@@ -176,7 +204,7 @@ pub fn read_results(
     cid: u64,
     mut each: impl FnMut(&ResultLine),
 ) -> Result<ResultCounts, QueueError> {
-    let mut last: HashMap<u32, ResultLine> = HashMap::new();
+    let mut last: HashMap<u32, (ResultLine, bool)> = HashMap::new();
     let prefix = format!("{cid}.");
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -191,18 +219,28 @@ pub fn read_results(
             continue;
         }
         let path = entry.path();
+        let later = name.ends_with(&format!(".{ASYNC}.results"));
         let f = File::open(&path).map_err(|e| QueueError::io("open", &path, e))?;
         for line in BufReader::new(f).split(b'\n') {
             let line = line.map_err(|e| QueueError::io("read", &path, e))?;
             let Some(r) = parse_line(&line) else { continue };
-            // Later lines of one recipient replace earlier ones (in one
-            // file the order is the order of events; a recipient is only
-            // ever on one shard).
-            last.insert(r.index, r);
+            // Later lines of one recipient replace earlier ones: in one
+            // file the order is the order of events (a recipient is only
+            // ever on one shard); between a shard's file and the async one
+            // the time decides, and a bounce report wins its second.
+            let newer = match last.get(&r.index) {
+                Some((t, was_later)) => {
+                    r.time > t.time || (r.time == t.time && (later || !*was_later))
+                }
+                None => true,
+            };
+            if newer {
+                last.insert(r.index, (r, later));
+            }
         }
     }
     let mut counts = ResultCounts::default();
-    for r in last.values() {
+    for (r, _) in last.values() {
         match r.status.as_str() {
             "sent" => counts.sent += 1,
             "deferred" => counts.deferred += 1,

@@ -20,7 +20,7 @@ use crate::rt::tls::ServerStream;
 
 use super::listener::Shared;
 use super::relay::RelayPolicy;
-use super::{Incoming, Offered};
+use super::{Incoming, LocalMessage, Offered};
 
 /// Size of each connection's read buffer.
 const READ_BUFFER: usize = 64 * 1024;
@@ -54,6 +54,7 @@ pub(super) async fn serve(
     let mut policy = RelayPolicy {
         mynetworks: Arc::clone(&shared.mynetworks),
         client_name: name.clone(),
+        local: shared.hooks.local.clone(),
     };
     let (ack_tx, mut acks) = mpsc::unbounded_channel();
     let ack_to = AckSender(ack_tx);
@@ -122,7 +123,7 @@ pub(super) async fn serve(
                     let id;
                     let result = match &reply {
                         Ok(q) => {
-                            id = q.to_string();
+                            id = q.clone();
                             Ok(id.as_str())
                         }
                         Err(r) => Err(r.clone()),
@@ -262,7 +263,9 @@ async fn check_auth(session: &Session, shared: &Arc<Shared>, peer: SocketAddr) -
 }
 
 /// Turns the pending message into a submission, offers it to the shards
-/// and waits for the commit. `Ok(queue ID)`, or the reply to send.
+/// and waits for the commit. `Ok(queue ID)`, or the reply to send. A
+/// message for local addresses (campaign bounces and unsubscribes) is
+/// handed to the local hook instead: `Ok(what it did)`.
 async fn submit(
     session: &mut Session,
     shared: &Arc<Shared>,
@@ -271,12 +274,31 @@ async fn submit(
     id: u64,
     ack_to: &AckSender,
     acks: &mut mpsc::UnboundedReceiver<Ack>,
-) -> Result<crate::model::QueueId, Reply> {
+) -> Result<String, Reply> {
     let tls_summary = tls_summary.map(str::to_string);
     let content = session.take_content();
     let Some(m) = session.pending_message() else {
         return Err(Reply::new(451, "4.3.0", "Error: no message"));
     };
+    if let Some(local) = shared.hooks.local.clone() {
+        if !m.recipients.is_empty() && m.recipients.iter().all(|r| local.is_local(r)) {
+            let message = LocalMessage {
+                content,
+                sender: m.sender.to_string(),
+                recipients: m.recipients.to_vec(),
+                client_name: name.to_string(),
+            };
+            let done = tokio::task::spawn_blocking(move || local.deliver(&message)).await;
+            return match done {
+                Ok(Ok(what)) => Ok(what),
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "smtpd", "NOQUEUE: reject: END-OF-MESSAGE from {name}: {e}");
+                    Err(e.reply())
+                }
+                Err(_) => Err(Reply::new(451, "4.3.0", "Error: local delivery failed")),
+            };
+        }
+    }
     let incoming = Incoming {
         content: &content,
         sender: m.sender,
@@ -320,7 +342,7 @@ async fn submit(
             Ok(queue_id) => {
                 let sasl = auth_fields(session).unwrap_or_default();
                 tracing::info!(target: "smtpd", "{queue_id}: client={name}{sasl}");
-                Ok(queue_id)
+                Ok(queue_id.to_string())
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(target: "smtpd", "{name}: not queued: {e}");

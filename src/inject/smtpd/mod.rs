@@ -88,6 +88,31 @@ pub type Prepare = dyn Fn(Incoming<'_>) -> Result<Submission, PrepareError> + Se
 /// Offers a submission to the pickup ring.
 pub type Offer = dyn Fn(Box<Submission>) -> Offered + Send + Sync;
 
+/// A message for addresses handled here rather than relayed (a campaign's
+/// VERP bounce and mailto unsubscribe addresses).
+#[derive(Debug, Clone)]
+pub struct LocalMessage {
+    /// The message (dot-unstuffed, CRLF).
+    pub content: Vec<u8>,
+    /// Envelope sender (`""` for `<>`, as bounces have).
+    pub sender: String,
+    /// The local recipients.
+    pub recipients: Vec<String>,
+    /// `unknown[IP]`.
+    pub client_name: String,
+}
+
+/// Addresses the listeners take for themselves instead of relaying them:
+/// accepted from any client (bounces and unsubscribe mail come from the
+/// internet), never mixed with relayed recipients in one transaction.
+pub trait LocalMail: Send + Sync {
+    /// True when `recipient` is handled here.
+    fn is_local(&self, recipient: &str) -> bool;
+    /// Handles a message whose recipients are all local; runs on a
+    /// blocking thread. `Ok(what was done)` is the text of the `250`.
+    fn deliver(&self, message: &LocalMessage) -> Result<String, PrepareError>;
+}
+
 /// What the daemon gives the listeners: the later stages, as functions (a
 /// stage never calls into a later one).
 pub struct Hooks {
@@ -95,6 +120,8 @@ pub struct Hooks {
     pub prepare: Box<Prepare>,
     /// Offers a submission to the pickup ring.
     pub offer: Box<Offer>,
+    /// Addresses handled here (campaign bounces and unsubscribes), if any.
+    pub local: Option<std::sync::Arc<dyn LocalMail>>,
 }
 
 /// Errors starting the listeners.

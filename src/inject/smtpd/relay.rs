@@ -10,18 +10,42 @@ use crate::config::Networks;
 use crate::model::dsn::RcptDsn;
 use crate::proto::server::{Context, Decision, Reply, ServerPolicy};
 
+use super::LocalMail;
+
 /// The relay rule of one listener.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayPolicy {
     /// Clients that may relay without AUTH; empty for submission
     /// listeners, where AUTH is always required.
     pub mynetworks: Arc<Networks>,
     /// `host[ip]` of the client, for the log line.
     pub client_name: String,
+    /// Addresses handled here, accepted from anyone (never relayed).
+    pub local: Option<Arc<dyn LocalMail>>,
+}
+
+impl RelayPolicy {
+    fn is_local(&self, recipient: &str) -> bool {
+        self.local.as_ref().is_some_and(|l| l.is_local(recipient))
+    }
 }
 
 impl ServerPolicy for RelayPolicy {
     fn rcpt(&mut self, ctx: &Context<'_>, recipient: &str, _dsn: &RcptDsn) -> Decision {
+        let local = self.is_local(recipient);
+        // One kind per transaction: local mail is handled, not queued.
+        if let Some(first) = ctx.recipients.first() {
+            if self.is_local(first) != local {
+                return Decision::Reject(Reply::new(
+                    452,
+                    "4.5.3",
+                    "Error: send mail for this address in a separate transaction",
+                ));
+            }
+        }
+        if local {
+            return Decision::Accept;
+        }
         if ctx.auth_user.is_some() || ctx.client.is_some_and(|ip| self.mynetworks.contains(ip)) {
             return Decision::Accept;
         }
@@ -61,6 +85,7 @@ mod tests {
         let mut p = RelayPolicy {
             mynetworks: Arc::new(nets),
             client_name: "unknown[127.0.0.2]".into(),
+            local: Some(Arc::new(Ours)),
         };
         let dsn = RcptDsn::default();
         assert_eq!(
@@ -74,6 +99,32 @@ mod tests {
         match p.rcpt(&ctx("127.0.0.2", None), "x@y.test", &dsn) {
             Decision::Reject(r) => assert_eq!(r.code, 554),
             other => panic!("{other:?}"),
+        }
+        // Local addresses from anyone; never mixed with relayed ones.
+        assert_eq!(
+            p.rcpt(&ctx("127.0.0.2", None), "bounces+t@b.test", &dsn),
+            Decision::Accept
+        );
+        let first = ["bounces+t@b.test".to_string()];
+        let mut c = ctx("127.0.0.1", None);
+        c.recipients = &first;
+        match p.rcpt(&c, "x@y.test", &dsn) {
+            Decision::Reject(r) => assert_eq!(r.code, 452),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    struct Ours;
+
+    impl LocalMail for Ours {
+        fn is_local(&self, recipient: &str) -> bool {
+            recipient.starts_with("bounces+")
+        }
+        fn deliver(
+            &self,
+            _: &super::super::LocalMessage,
+        ) -> Result<String, super::super::PrepareError> {
+            Ok("done".into())
         }
     }
 }
