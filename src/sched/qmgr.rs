@@ -130,6 +130,10 @@ enum CampaignJob {
     Suppressed(String),
 }
 
+/// Campaign slices of one shard in a delivery pass at once: at most this
+/// many × 1,024 recipients are jobs in memory; the others wait their turn.
+const MAX_ACTIVE_SLICES: usize = 16;
+
 /// How soon a slice of a paused campaign (or one still being accepted) is
 /// looked at again.
 const CAMPAIGN_RECHECK_MICROS: u64 = 1_000_000;
@@ -197,6 +201,13 @@ struct State {
     committing: (Vec<(QueueId, u32, RcptStatus)>, Vec<QueueId>),
     /// Compiled campaign templates.
     campaigns: CampaignCache,
+    /// Campaign slices whose pass is under way (their recipients are jobs).
+    campaign_active: std::collections::HashSet<QueueId>,
+    /// Campaign slices waiting for a pass: the cursor that keeps the jobs
+    /// in memory to [`MAX_ACTIVE_SLICES`] slices, whatever the list's size.
+    campaign_waiting: VecDeque<QueueId>,
+    /// The retry timer's wake-up (a waiting slice may start now).
+    timer_wake: Rc<Notify>,
 }
 
 /// The queue manager of one shard. Cheap to clone (shared state on the
@@ -218,8 +229,12 @@ impl Qmgr {
         router: Router,
         slots: Arc<DestinationSlots>,
     ) -> Qmgr {
+        let timer_wake = Rc::new(Notify::new());
         Qmgr {
             state: Rc::new(RefCell::new(State {
+                campaign_active: std::collections::HashSet::new(),
+                campaign_waiting: VecDeque::new(),
+                timer_wake: Rc::clone(&timer_wake),
                 store,
                 connector: Rc::new(Connector::new(&cfg.delivery)),
                 campaigns: CampaignCache::new(cfg.campaigns.clone()),
@@ -234,7 +249,7 @@ impl Qmgr {
                 new_notices: Vec::new(),
                 committing: (Vec::new(), Vec::new()),
             })),
-            timer_wake: Rc::new(Notify::new()),
+            timer_wake,
             dirty_wake: Rc::new(Notify::new()),
         }
     }
@@ -871,6 +886,15 @@ impl State {
             }
             return Vec::new();
         }
+        if campaign && !self.campaign_active.contains(&id) {
+            if self.campaign_active.len() >= MAX_ACTIVE_SLICES {
+                if !self.campaign_waiting.contains(&id) {
+                    self.campaign_waiting.push_back(id);
+                }
+                return Vec::new();
+            }
+            self.campaign_active.insert(id);
+        }
         let mut by_hop: HashMap<Nexthop, Vec<u32>> = HashMap::new();
         let mut unroutable: Vec<(u32, RcptResult)> = Vec::new();
         for (i, rcpt) in view.recipients.iter().enumerate() {
@@ -1265,6 +1289,23 @@ impl State {
         if m.outstanding > 0 {
             return;
         }
+        if self.campaign_active.remove(&id) {
+            // The pass of a slice is over: let the next waiting ones start.
+            let mut started = 0;
+            while self.campaign_active.len() + started < MAX_ACTIVE_SLICES {
+                let Some(next) = self.campaign_waiting.pop_front() else {
+                    break;
+                };
+                self.retry.push(Reverse((now_micros(), next)));
+                started += 1;
+            }
+            if started > 0 {
+                self.timer_wake.notify_one();
+            }
+        }
+        let Some(m) = self.msgs.get_mut(&id) else {
+            return;
+        };
         let failed = std::mem::take(&mut m.failed);
         let relayed = std::mem::take(&mut m.relayed);
         let delayed = std::mem::take(&mut m.delayed);
