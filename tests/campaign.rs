@@ -663,3 +663,72 @@ fn verp_bounce_and_mailto_unsubscribe(io: &str) {
     );
 }
 daemon_test!(verp_bounce_and_mailto_unsubscribe);
+
+/// `--at` holds a campaign until its start time, and `--rate` spreads it:
+/// 60 messages at 20/s cannot all arrive in less than three seconds (a
+/// lower bound only, which a slow machine cannot break).
+fn start_time_and_rate(io: &str) {
+    let sb0 = tempfile::tempdir().expect("dir");
+    let dump = sb0.path().join("dump");
+    let sink = sink_with(&dump, Latency::None);
+    let sb = sandbox(sink.local_addr.port());
+    let (template, list) = write_inputs(sb.root(), 60);
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("accepting campaigns on");
+    let out = campaign(
+        &sb,
+        &[
+            "send",
+            "--template",
+            template.to_str().unwrap(),
+            "--recipients",
+            list.to_str().unwrap(),
+            "--unsubscribe",
+            "https://news.example.com",
+            "--at",
+            "+4s",
+            "--rate",
+            "20/s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sent_at = std::time::Instant::now();
+    std::thread::sleep(Duration::from_secs(1));
+    let stats = sink.counters();
+    assert_eq!(
+        stats.snapshot().messages,
+        0,
+        "nothing before the start time"
+    );
+    d.wait_until("the first message", || stats.snapshot().messages >= 1);
+    let first = std::time::Instant::now();
+    d.wait_until("all 60", || stats.snapshot().messages >= 60);
+    assert!(first.duration_since(sent_at) >= Duration::from_secs(2));
+    assert!(
+        first.elapsed() >= Duration::from_millis(2500),
+        "60 messages at 20/s took {:?}",
+        first.elapsed()
+    );
+    let bad = campaign(
+        &sb,
+        &[
+            "send",
+            "--unsubscribe",
+            "https://news.example.com",
+            "--template",
+            template.to_str().unwrap(),
+            "--recipients",
+            list.to_str().unwrap(),
+            "--rate",
+            "fast",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(65));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bad rate"));
+    d.stop();
+}
+daemon_test!(start_time_and_rate);

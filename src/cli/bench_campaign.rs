@@ -65,6 +65,8 @@ pub fn send(spool: &Path, template: &[u8], list: &Path, n: usize) -> anyhow::Res
         unsubscribe: Some("https://unsubscribe.bench.example".into()),
         format: "csv".into(),
         template_len: template.len(),
+        rate: None,
+        at: None,
     };
     let mut file = std::fs::File::open(list).context("opening the list")?;
     let start = Instant::now();

@@ -85,6 +85,22 @@ pub enum CampaignAction {
     },
 }
 
+#[cfg(test)]
+mod tests {
+    use super::parse_at;
+
+    #[test]
+    fn at_forms() {
+        assert_eq!(parse_at("1800000000"), Ok(1_800_000_000));
+        assert_eq!(parse_at("2027-01-15T08:00:00Z"), Ok(1_800_000_000));
+        assert_eq!(parse_at("2027-01-15T09:00:00+01:00"), Ok(1_800_000_000));
+        let soon = parse_at("+30m").unwrap();
+        let now = chrono::Utc::now().timestamp() as u64;
+        assert!((now + 1790..=now + 1810).contains(&soon));
+        assert!(parse_at("+3x").is_err() && parse_at("tomorrow").is_err());
+    }
+}
+
 /// `campaign send` arguments.
 #[derive(Debug, clap::Args)]
 pub struct SendArgs {
@@ -101,6 +117,39 @@ pub struct SendArgs {
     /// outcome (as `campaign follow`).
     #[arg(long)]
     pub follow: bool,
+    /// Most messages per interval over the whole daemon: `N/s`, `N/m`, `N/h`
+    /// (e.g. `50000/h`); sent evenly, without a burst.
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Send nothing before this time: RFC 3339 (`2026-12-07T09:00:00Z`),
+    /// `+30m` / `+2h` / `+90s` from now, or Unix seconds.
+    #[arg(long)]
+    pub at: Option<String>,
+}
+
+/// `--at`: an RFC 3339 time, `+N{s,m,h,d}` from now, or Unix seconds.
+fn parse_at(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if let Some(rel) = text.strip_prefix('+') {
+        let (n, unit) = rel.split_at(rel.find(|c: char| !c.is_ascii_digit()).unwrap_or(rel.len()));
+        let n: u64 = n
+            .parse()
+            .map_err(|_| format!("bad relative time {text:?}"))?;
+        let secs = match unit {
+            "" | "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(format!("bad unit in {text:?}: s, m, h or d")),
+        };
+        return Ok(chrono::Utc::now().timestamp().max(0) as u64 + secs);
+    }
+    if let Ok(unix) = text.parse::<u64>() {
+        return Ok(unix);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp().max(0) as u64)
+        .map_err(|e| format!("{text:?}: {e} (RFC 3339, +30m, or Unix seconds)"))
 }
 
 /// `campaign check` arguments.
@@ -208,6 +257,14 @@ fn send(args: SendArgs) -> ExitCode {
         template_len: template.len(),
         op: None,
         id: None,
+        rate: args.rate.clone(),
+        at: match args.at.as_deref().map(parse_at).transpose() {
+            Ok(at) => at,
+            Err(e) => {
+                eprintln!("ringmail: --at: {e}");
+                return ExitCode::from(64);
+            }
+        },
     };
     let socket = ringmail::spool::Spool::new(&config.spool_dir).campaign_socket();
     match submit_campaign(&socket, &request, &template, &mut file) {

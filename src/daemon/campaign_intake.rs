@@ -135,6 +135,9 @@ impl CampaignIntake {
                 )))
             }
         };
+        if let Some(rate) = &req.rate {
+            crate::config::internet::Rate::parse(rate).map_err(Refusal::Permanent)?;
+        }
         let id = self.new_id();
         let opts = TemplateOptions {
             campaign: id,
@@ -155,6 +158,8 @@ impl CampaignIntake {
             refused: 0,
             duplicates: 0,
             slices: 0,
+            rate: req.rate.clone(),
+            not_before: req.at,
         };
         self.registry.begin(info.clone());
         let mut intake = Intake {

@@ -169,6 +169,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         results_dir: spool.campaigns(),
         shard: 0,
         suppressions: suppressions.clone(),
+        rates: Arc::new(crate::sched::campaigns::CampaignRates::default()),
     };
     let suppress_refresh = suppressions.map(|s| spawn_suppress_refresh(s, Arc::clone(&stop)));
 

@@ -58,6 +58,12 @@ pub struct CampaignRequest {
     pub format: String,
     /// Bytes of template after the line.
     pub template_len: usize,
+    /// Most messages per interval (`N/s`, `N/m`, `N/h`), over all shards.
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// Send nothing before this time (Unix seconds).
+    #[serde(default)]
+    pub at: Option<u64>,
 }
 
 /// A refused row, as reported back.

@@ -63,6 +63,12 @@ pub struct CampaignInfo {
     pub duplicates: u64,
     /// Slices queued.
     pub slices: u64,
+    /// Most messages per interval over all shards (`50000/h`), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Nothing is sent before this time (Unix seconds), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
 }
 
 /// The campaigns of this spool, shared by the daemon's threads.
@@ -209,6 +215,8 @@ mod tests {
             refused: 1,
             duplicates: 0,
             slices: 1,
+            rate: None,
+            not_before: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use crate::cleanup::{cleanup, CleanupOptions};
 use crate::compose::{CampaignTemplate, RecipientRow, RenderContext, TemplateOptions, TokenKey};
+use crate::config::internet::Rate;
 use crate::deliver::session::Outgoing;
 use crate::deliver::RcptResult;
 use crate::model::{DsnParams, Envelope};
@@ -35,6 +36,40 @@ pub struct CampaignSettings {
     pub shard: usize,
     /// Addresses never to mail (checked just before rendering).
     pub suppressions: Option<SharedSuppressions>,
+    /// The campaigns' rate limits, shared by every shard.
+    pub rates: Arc<CampaignRates>,
+}
+
+/// Per-campaign rate limits (`campaign send --rate`), one token bucket per
+/// campaign shared by every shard. A bucket holds at most one second's
+/// worth of tokens (at least one), so a campaign starts without a burst.
+#[derive(Debug, Default)]
+pub struct CampaignRates {
+    buckets: std::sync::Mutex<HashMap<u64, (f64, std::time::Instant)>>,
+}
+
+impl CampaignRates {
+    /// Takes a token for one message of campaign `cid` limited to `rate`,
+    /// or says how long until one is there.
+    pub fn take(&self, cid: u64, rate: Rate) -> Result<(), std::time::Duration> {
+        let now = std::time::Instant::now();
+        let per_second = rate.per_second();
+        let cap = per_second.max(1.0);
+        // Two numbers per campaign: a poisoned lock leaves them usable.
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = buckets.entry(cid).or_insert((1.0, now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *last = now;
+        *tokens = (*tokens + elapsed * per_second).min(cap);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(std::time::Duration::from_secs_f64(
+                (1.0 - *tokens) / per_second,
+            ))
+        }
+    }
 }
 
 impl std::fmt::Debug for CampaignSettings {
@@ -93,6 +128,23 @@ impl CampaignCache {
             Some(s) => s.registry.state(cid),
             None => Some(CampaignState::Running),
         }
+    }
+
+    /// How long a message of campaign `cid` must wait for its rate limit
+    /// (`None`: send now; a token is taken).
+    pub fn rate_wait(&self, cid: u64) -> Option<std::time::Duration> {
+        let settings = self.settings.as_ref()?;
+        let info = settings.registry.get(cid)?;
+        let rate = Rate::parse(info.rate.as_deref()?).ok()?;
+        settings.rates.take(cid, rate).err()
+    }
+
+    /// Seconds until campaign `cid` may start (`--at`), if it may not yet.
+    pub fn starts_in(&self, cid: u64) -> Option<u64> {
+        let settings = self.settings.as_ref()?;
+        let at = settings.registry.get(cid)?.not_before?;
+        let now = crate::model::now_micros() / 1_000_000;
+        (at > now).then(|| at - now)
     }
 
     /// The settings, when campaigns are configured.

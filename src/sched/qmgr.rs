@@ -499,6 +499,27 @@ impl Qmgr {
                     break;
                 }
             }
+            // A campaign's own rate limit (`campaign send --rate`).
+            loop {
+                let wait = self.state.borrow().campaign_rate_wait(&job);
+                let Some(wait) = wait else { break };
+                if wait > cfg.delivery.idle_time_limit {
+                    if let Some((s, guard)) = session.take() {
+                        s.quit(&cfg.delivery).await;
+                        drop(guard);
+                    }
+                }
+                tokio::time::sleep(wait).await;
+                if self.state.borrow().stopping {
+                    break;
+                }
+            }
+            if self.state.borrow().stopping {
+                if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                    d.jobs.push_front(job);
+                }
+                break;
+            }
             // A cached connection may have been closed by the server while
             // idle: probe it with RSET (as Postfix does) before trusting it.
             while session.is_none() {
@@ -654,6 +675,12 @@ impl Qmgr {
                     }
                     return None;
                 }
+            }
+            if st.campaign_rate_wait(&job).is_some() {
+                if let Some(d) = st.dests.get_mut(hop) {
+                    d.jobs.push_front(job);
+                }
+                return None;
             }
             let Some(msg) = st.outgoing(&job) else {
                 st.job_done(job.id, &cfg);
@@ -865,7 +892,16 @@ impl State {
         let campaign = view.campaign.is_some();
         let gate = view
             .campaign
-            .map(|f| (f.campaign, self.campaigns.state(f.campaign)))
+            .map(|f| {
+                let mut state = self.campaigns.state(f.campaign);
+                if state == Some(CampaignState::Running)
+                    && self.campaigns.starts_in(f.campaign).is_some()
+                {
+                    // Not before its start time (`--at`): held as if paused.
+                    state = Some(CampaignState::Paused);
+                }
+                (f.campaign, state)
+            })
             .filter(|(_, state)| *state != Some(CampaignState::Running));
         if let Some((cid, state)) = gate {
             drop((view, status));
@@ -1041,6 +1077,16 @@ impl State {
                 },
             },
         })
+    }
+
+    /// How long `job` must wait for its campaign's rate limit, if it is a
+    /// campaign job and has no token yet (one is taken when it may go).
+    fn campaign_rate_wait(&self, job: &Job) -> Option<Duration> {
+        let store = self.store.borrow();
+        let (view, _) = store.peek(job.id)?;
+        let cid = view.campaign?.campaign;
+        drop(store);
+        self.campaigns.rate_wait(cid)
     }
 
     /// Drops a campaign recipient found on the suppression list.
