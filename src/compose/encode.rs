@@ -17,14 +17,21 @@ const ADDRESS_FIELDS: [&str; 6] = ["from", "to", "cc", "reply-to", "sender", "bc
 
 /// `Name: value\r\n`, encoded and folded.
 pub fn header_field(name: &str, value: &str) -> String {
-    let value = if value.is_ascii() {
+    let address = ADDRESS_FIELDS.contains(&name.to_ascii_lowercase().as_str());
+    let encoded = if value.is_ascii() {
         value.to_string()
-    } else if ADDRESS_FIELDS.contains(&name.to_ascii_lowercase().as_str()) {
+    } else if address {
         encode_address_list(value)
     } else {
         encoded_words(value)
     };
-    fold(name, &value)
+    let folded = fold(name, &encoded);
+    if address || folded.split("\r\n").all(|l| l.len() <= MAX_LINE) {
+        return folded;
+    }
+    // A word too long to fold (a long URL, a merge field without spaces):
+    // encoded-words split anywhere, so no line passes 998 octets.
+    fold(name, &encoded_words(value))
 }
 
 /// Folds `name: value` at spaces so lines stay near 78 octets; a word
@@ -182,6 +189,14 @@ mod tests {
         assert!(h.ends_with("\r\n"));
         assert_eq!(h.matches("word").count(), 30);
         assert_eq!(header_field("Subject", "Hi"), "Subject: Hi\r\n");
+    }
+
+    #[test]
+    fn unfoldable_headers_are_split_into_encoded_words() {
+        let long = "x".repeat(3000);
+        let h = header_field("Subject", &long);
+        assert!(h.split("\r\n").all(|l| l.len() <= 998), "{}", h.len());
+        assert!(h.contains("=?utf-8?b?"));
     }
 
     #[test]

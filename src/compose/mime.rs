@@ -343,7 +343,7 @@ fn leaf_body(part: &Part, ctype: &ContentType, raw: &[u8]) -> Body {
         && !attachment
         && charset_ok;
     if !templatable {
-        return Body::Opaque(raw.to_vec());
+        return Body::Opaque(rewrap_base64(part, raw));
     }
     let cte = part
         .header("Content-Transfer-Encoding")
@@ -373,9 +373,46 @@ fn leaf_body(part: &Part, ctype: &ContentType, raw: &[u8]) -> Body {
     }
 }
 
+/// An opaque base64 part with lines over 76 characters (some generators
+/// write one long line) rewrapped at 76, so no line passes 998 octets;
+/// anything else as written.
+fn rewrap_base64(part: &Part, raw: &[u8]) -> Vec<u8> {
+    let base64 = part
+        .header("Content-Transfer-Encoding")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("base64"));
+    if !base64 || raw.split(|&b| b == b'\n').all(|l| l.len() <= 76) {
+        return raw.to_vec();
+    }
+    let clean: Vec<u8> = raw
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(clean.len() + clean.len() / 76 + 1);
+    for chunk in clean.chunks(76) {
+        out.extend_from_slice(chunk);
+        out.push(b'\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_base64_lines_are_rewrapped() {
+        let long = "QUJD".repeat(600);
+        let t =
+            format!("Content-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n{long}\n");
+        let p = parse_message(t.as_bytes()).unwrap();
+        let Body::Opaque(b) = p.body else { panic!() };
+        assert!(b.split(|&c| c == b'\n').all(|l| l.len() <= 76));
+        assert_eq!(
+            b.iter().filter(|c| !c.is_ascii_whitespace()).count(),
+            long.len()
+        );
+    }
 
     #[test]
     fn single_part_with_folded_header() {
