@@ -86,15 +86,25 @@ fn campaign(sb: &Sandbox, args: &[&str]) -> Output {
         .expect("ringmail campaign")
 }
 
+/// `campaign send --template T --recipients L` with `extra` flags.
+fn send_with(sb: &Sandbox, template: &Path, list: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "send",
+        "--template",
+        template.to_str().unwrap(),
+        "--recipients",
+        list.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    campaign(sb, &args)
+}
+
 fn send(sb: &Sandbox, template: &Path, list: &Path) -> u64 {
-    let out = campaign(
+    let out = send_with(
         sb,
+        template,
+        list,
         &[
-            "send",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            list.to_str().unwrap(),
             "--unsubscribe",
             "https://news.example.com",
             "--bounce-domain",
@@ -327,16 +337,7 @@ fn bad_input_is_refused(io: &str) {
     let sink = sink::start(SinkConfig::default()).expect("sink");
     let sb = sandbox(sink.local_addr.port());
     let (template, list) = write_inputs(sb.root(), 3);
-    let out = campaign(
-        &sb,
-        &[
-            "send",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            list.to_str().unwrap(),
-        ],
-    );
+    let out = send_with(&sb, &template, &list, &[]);
     assert_eq!(out.status.code(), Some(69), "no daemon");
     let mut d = sb.start_daemon(io);
     d.wait_for_log("accepting campaigns on");
@@ -346,61 +347,31 @@ fn bad_input_is_refused(io: &str) {
         "From: a@example.com\nSubject: {{ oops\n\nx\n",
     )
     .expect("write");
-    let out = campaign(
-        &sb,
-        &[
-            "send",
-            "--template",
-            bad_template.to_str().unwrap(),
-            "--recipients",
-            list.to_str().unwrap(),
-        ],
-    );
+    let out = send_with(&sb, &bad_template, &list, &[]);
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("header Subject"));
     let bad_list = sb.root().join("bad.csv");
     fs::write(&bad_list, "name,address\nx,y@example.net\n").expect("write");
-    let out = campaign(
+    let out = send_with(
         &sb,
-        &[
-            "send",
-            "--unsubscribe",
-            "https://u.example.com",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            bad_list.to_str().unwrap(),
-        ],
+        &template,
+        &bad_list,
+        &["--unsubscribe", "https://u.example.com"],
     );
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no `email` column"));
     // A merge field the list does not have, and a template that needs an
     // unsubscribe URL without one: refused as a whole.
-    let out = campaign(
-        &sb,
-        &[
-            "send",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            list.to_str().unwrap(),
-        ],
-    );
+    let out = send_with(&sb, &template, &list, &[]);
     assert_eq!(out.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--unsubscribe"));
     let short_list = sb.root().join("short.csv");
     fs::write(&short_list, "email,name\na@example.net,A\n").expect("write");
-    let out = campaign(
+    let out = send_with(
         &sb,
-        &[
-            "send",
-            "--unsubscribe",
-            "https://u.example.com",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            short_list.to_str().unwrap(),
-        ],
+        &template,
+        &short_list,
+        &["--unsubscribe", "https://u.example.com"],
     );
     assert_eq!(out.status.code(), Some(65));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -675,14 +646,11 @@ fn start_time_and_rate(io: &str) {
     let (template, list) = write_inputs(sb.root(), 60);
     let mut d = sb.start_daemon(io);
     d.wait_for_log("accepting campaigns on");
-    let out = campaign(
+    let out = send_with(
         &sb,
+        &template,
+        &list,
         &[
-            "send",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            list.to_str().unwrap(),
             "--unsubscribe",
             "https://news.example.com",
             "--at",
@@ -713,16 +681,13 @@ fn start_time_and_rate(io: &str) {
         "60 messages at 20/s took {:?}",
         first.elapsed()
     );
-    let bad = campaign(
+    let bad = send_with(
         &sb,
+        &template,
+        &list,
         &[
-            "send",
             "--unsubscribe",
             "https://news.example.com",
-            "--template",
-            template.to_str().unwrap(),
-            "--recipients",
-            list.to_str().unwrap(),
             "--rate",
             "fast",
         ],

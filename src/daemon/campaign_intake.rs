@@ -19,8 +19,8 @@ use crate::compose::recipients::{ListFormat, RowError};
 use crate::compose::{CampaignTemplate, RecipientReader, TemplateOptions};
 use crate::inject::campaign::{CampaignRequest, MAX_TEMPLATE};
 use crate::model::{
-    now_micros, AckSender, CampaignSlice, CampaignSpec, Envelope, MessageFlags, SliceRow, Source,
-    Submission, SLICE_RECIPIENTS,
+    now_micros, AckSender, CampaignSlice, CampaignSpec, SliceRow, Source, Submission,
+    SLICE_RECIPIENTS,
 };
 use crate::queue::campaign_state::{CampaignInfo, CampaignRegistry, CampaignState};
 use crate::sched::PickupRing;
@@ -282,25 +282,17 @@ impl Intake<'_> {
         };
         let rows = std::mem::take(&mut self.pending);
         let first_index = (info.recipients - rows.len() as u64) as u32;
-        let mut sub = Box::new(Submission {
-            envelope: Envelope::default(),
-            wire: Vec::new(),
-            flags: MessageFlags::default(),
-            dsn: Default::default(),
-            message_id: String::new(),
-            arrival_micros: now_micros(),
-            uid: 0,
-            source: Source::Reply {
-                id: self.shared.next_ack.fetch_add(1, Ordering::Relaxed),
-                to: AckSender(self.acks.0.clone()),
-            },
-            file_identity: None,
-            campaign: Some(Box::new(CampaignSlice {
+        let mut sub = Box::new(Submission::campaign_slice(
+            CampaignSlice {
                 spec,
                 first_index,
                 rows,
-            })),
-        });
+            },
+            Source::Reply {
+                id: self.shared.next_ack.fetch_add(1, Ordering::Relaxed),
+                to: AckSender(self.acks.0.clone()),
+            },
+        ));
         while self.in_flight >= MAX_IN_FLIGHT {
             self.wait_one()?;
         }

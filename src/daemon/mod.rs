@@ -25,6 +25,7 @@ pub mod campaign_intake;
 mod campaign_mail;
 mod smtpd;
 mod submit;
+mod unix_server;
 
 /// Errors that stop the daemon.
 #[derive(Debug, thiserror::Error)]

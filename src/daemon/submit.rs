@@ -5,19 +5,19 @@
 //! SO_PEERCRED, offers it to the pickup ring and answers `OK QUEUEID` once
 //! the shard's group commit holds it.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Read;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::cleanup::intake::{prepare, SiteParams};
 use crate::inject::SpoolKind;
 use crate::model::{AckSender, Source};
 use crate::sched::PickupRing;
+
+use super::unix_server::{ServerSpec, UnixServer};
 
 /// Most submissions served at once; more are told `BUSY` (they write
 /// `maildrop/` instead).
@@ -29,57 +29,31 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Room for the maildrop envelope lines beyond the message itself.
 const ENVELOPE_SLACK: u64 = 1 << 20;
 
-/// The running submit socket.
-pub(super) struct SubmitServer {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SubmitServer {
-    /// Stops accepting (submissions in progress still get their answer).
-    pub(super) fn stop(mut self) {
-        self.stop.store(true, Ordering::Release);
-        // Wake the blocking accept.
-        let _ = UnixStream::connect(&self.path);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Binds `path` (replacing a stale socket; mode 0666: every local user may
-/// submit, as every local user may write `maildrop/`) and serves it.
+/// Listens on `path` (mode 0666: any local user may submit, as with
+/// `maildrop/`; the uid comes from SO_PEERCRED).
 pub(super) fn start(
     path: &Path,
     site: SiteParams,
     ring: Arc<PickupRing>,
     closed: Arc<AtomicBool>,
-) -> std::io::Result<SubmitServer> {
-    let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
-    let stop = Arc::new(AtomicBool::new(false));
+) -> std::io::Result<UnixServer> {
     let shared = Arc::new(Shared {
         site,
         ring,
         closed,
         path: path.to_path_buf(),
-        open: AtomicUsize::new(0),
         next_id: AtomicU64::new(0),
     });
-    let thread = {
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("submit".into())
-            .spawn(move || accept_loop(listener, shared, stop))?
-    };
-    Ok(SubmitServer {
-        path: path.to_path_buf(),
-        stop,
-        thread: Some(thread),
-    })
+    UnixServer::start(
+        path,
+        ServerSpec {
+            mode: 0o666,
+            name: "submit",
+            max_connections: MAX_CONNECTIONS,
+            busy: b"BUSY\n",
+        },
+        Arc::new(move |conn: &mut UnixStream| handle(conn, &shared)),
+    )
 }
 
 struct Shared {
@@ -87,38 +61,7 @@ struct Shared {
     ring: Arc<PickupRing>,
     closed: Arc<AtomicBool>,
     path: PathBuf,
-    open: AtomicUsize,
     next_id: AtomicU64,
-}
-
-fn accept_loop(listener: UnixListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::Acquire) {
-            break;
-        }
-        let Ok(mut conn) = conn else { continue };
-        if shared.open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            shared.open.fetch_sub(1, Ordering::AcqRel);
-            let _ = conn.write_all(b"BUSY\n");
-            continue;
-        }
-        let s = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name("submit-conn".into())
-            .spawn(move || {
-                serve(&mut conn, &s);
-                s.open.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            shared.open.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
-/// One submission: read, clean up, offer, wait for the commit, answer.
-fn serve(conn: &mut UnixStream, shared: &Shared) {
-    let answer = handle(conn, shared);
-    let _ = conn.write_all(answer.as_bytes());
 }
 
 fn handle(conn: &mut UnixStream, shared: &Shared) -> String {

@@ -66,6 +66,24 @@ pub struct Submission {
     pub campaign: Option<Box<super::CampaignSlice>>,
 }
 
+impl Submission {
+    /// A campaign slice to queue, acknowledged to `source`.
+    pub fn campaign_slice(slice: super::CampaignSlice, source: Source) -> Submission {
+        Submission {
+            envelope: Envelope::default(),
+            wire: Vec::new(),
+            flags: MessageFlags::default(),
+            dsn: DsnParams::default(),
+            message_id: String::new(),
+            arrival_micros: super::now_micros(),
+            uid: 0,
+            source,
+            file_identity: None,
+            campaign: Some(Box::new(slice)),
+        }
+    }
+}
+
 /// Why a shard could not queue a submission.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {

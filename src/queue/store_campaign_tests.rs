@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::tests::sync;
 use super::*;
-use crate::model::{CampaignSpec, Envelope, MessageFlags, SliceRow, Source};
+use crate::model::{CampaignSpec, SliceRow, Source};
 
 fn spec(id: u64) -> Arc<CampaignSpec> {
     Arc::new(CampaignSpec {
@@ -21,17 +21,8 @@ fn spec(id: u64) -> Arc<CampaignSpec> {
 }
 
 fn slice_sub(spec: &Arc<CampaignSpec>, first: u32, n: usize) -> Submission {
-    Submission {
-        envelope: Envelope::default(),
-        wire: Vec::new(),
-        flags: MessageFlags::default(),
-        dsn: Default::default(),
-        message_id: String::new(),
-        arrival_micros: now_micros(),
-        uid: 0,
-        source: Source::Internal(0),
-        file_identity: None,
-        campaign: Some(Box::new(CampaignSlice {
+    Submission::campaign_slice(
+        CampaignSlice {
             spec: spec.clone(),
             first_index: first,
             rows: (0..n)
@@ -40,8 +31,9 @@ fn slice_sub(spec: &Arc<CampaignSpec>, first: u32, n: usize) -> Submission {
                     values: vec![format!("N{}", first as usize + i)],
                 })
                 .collect(),
-        })),
-    }
+        },
+        Source::Internal(0),
+    )
 }
 
 fn segment_files(dir: &Path) -> usize {

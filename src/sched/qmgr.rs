@@ -478,43 +478,21 @@ impl Qmgr {
                 let policy = st.dests.get(&hop).map(|d| Rc::clone(&d.policy));
                 (policy, Arc::clone(&st.slots))
             };
-            if let Some(rate) = policy.as_ref().and_then(|p| p.rate) {
-                while let Err(wait) = slots.rates.take(&hop, rate) {
-                    if wait > cfg.delivery.idle_time_limit {
-                        // Do not hold a connection idle for long.
-                        if let Some((s, guard)) = session.take() {
-                            s.quit(&cfg.delivery).await;
-                            drop(guard);
-                        }
-                    }
-                    tokio::time::sleep(wait).await;
-                    if self.state.borrow().stopping {
-                        break;
-                    }
-                }
-                if self.state.borrow().stopping {
-                    if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
-                        d.jobs.push_front(job);
-                    }
-                    break;
-                }
-            }
-            // A campaign's own rate limit (`campaign send --rate`).
-            loop {
-                let wait = self.state.borrow().campaign_rate_wait(&job);
-                let Some(wait) = wait else { break };
-                if wait > cfg.delivery.idle_time_limit {
-                    if let Some((s, guard)) = session.take() {
-                        s.quit(&cfg.delivery).await;
-                        drop(guard);
-                    }
-                }
-                tokio::time::sleep(wait).await;
-                if self.state.borrow().stopping {
-                    break;
-                }
-            }
-            if self.state.borrow().stopping {
+            // The destination's rate limit, then the campaign's own
+            // (`campaign send --rate`).
+            let rate = policy.as_ref().and_then(|p| p.rate);
+            let ready = self
+                .wait_for_token(&mut session, &cfg, || match rate {
+                    Some(rate) => slots.rates.take(&hop, rate).err(),
+                    None => None,
+                })
+                .await
+                && self
+                    .wait_for_token(&mut session, &cfg, || {
+                        self.state.borrow().campaign_rate_wait(&job)
+                    })
+                    .await;
+            if !ready {
                 if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
                     d.jobs.push_front(job);
                 }
@@ -652,6 +630,31 @@ impl Qmgr {
         if more {
             self.kick(&hop);
         }
+    }
+
+    /// Waits until `take` finds a token (it returns how long to wait while
+    /// there is none); a connection that would idle longer than the cache
+    /// time limit meanwhile is closed. False when the daemon is stopping.
+    async fn wait_for_token(
+        &self,
+        session: &mut Option<(Session, SlotGuard)>,
+        cfg: &QmgrConfig,
+        mut take: impl FnMut() -> Option<Duration>,
+    ) -> bool {
+        while let Some(wait) = take() {
+            if wait > cfg.delivery.idle_time_limit {
+                // Do not hold a connection idle for long.
+                if let Some((s, guard)) = session.take() {
+                    s.quit(&cfg.delivery).await;
+                    drop(guard);
+                }
+            }
+            tokio::time::sleep(wait).await;
+            if self.state.borrow().stopping {
+                return false;
+            }
+        }
+        !self.state.borrow().stopping
     }
 
     /// The next job for `hop` to chain onto a busy connection: none while

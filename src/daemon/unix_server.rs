@@ -1,0 +1,104 @@
+//! A unix stream socket served with a thread per connection, as the
+//! daemon's local sockets are (`submit.sock`, `campaign.sock`): a bounded
+//! number at once (beyond it the client gets a one-line busy answer), each
+//! connection answered with the one reply its handler returns, and an
+//! orderly stop that removes the socket.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Answers one connection: the bytes to write back before closing it.
+pub(super) type Handler = dyn Fn(&mut UnixStream) -> String + Send + Sync;
+
+/// How a socket is served.
+pub(super) struct ServerSpec {
+    /// The socket's file mode.
+    pub mode: u32,
+    /// The accept thread's name; connection threads get `NAME-conn`.
+    pub name: &'static str,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// The answer beyond that many.
+    pub busy: &'static [u8],
+}
+
+/// A running socket server.
+pub(super) struct UnixServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl UnixServer {
+    /// Binds `path` (replacing a stale socket) and serves it.
+    pub(super) fn start(
+        path: &Path,
+        spec: ServerSpec,
+        handler: Arc<Handler>,
+    ) -> std::io::Result<UnixServer> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(spec.mode))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name(spec.name.into())
+                .spawn(move || accept_loop(listener, spec, handler, stop))?
+        };
+        Ok(UnixServer {
+            path: path.to_path_buf(),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops accepting, waits for the accept thread, removes the socket.
+    /// Connections being served finish on their own threads.
+    pub(super) fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wake the blocking accept.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    spec: ServerSpec,
+    handler: Arc<Handler>,
+    stop: Arc<AtomicBool>,
+) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let conn_name = format!("{}-conn", spec.name);
+    for conn in listener.incoming() {
+        if stop.load(Ordering::Acquire) {
+            break;
+        }
+        let Ok(mut conn) = conn else { continue };
+        if open.fetch_add(1, Ordering::AcqRel) >= spec.max_connections {
+            open.fetch_sub(1, Ordering::AcqRel);
+            let _ = conn.write_all(spec.busy);
+            continue;
+        }
+        let (open2, handler) = (Arc::clone(&open), Arc::clone(&handler));
+        let spawned = std::thread::Builder::new()
+            .name(conn_name.clone())
+            .spawn(move || {
+                let answer = handler(&mut conn);
+                let _ = conn.write_all(answer.as_bytes());
+                open2.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
