@@ -414,11 +414,11 @@ fn foreign_segment_left_alone(io: &str) {
     let garbage_path = dir.join("0000000000000100.seg");
     let garbage = b"this is not a queue segment, but it is somebody's data\n".repeat(100);
     std::fs::write(&garbage_path, &garbage).unwrap();
-    // A well-formed header of format version 4 (this code writes 3).
+    // A well-formed header of format version 5 (this code writes 4).
     let newer_path = dir.join("0000000000000101.seg");
     let mut newer = vec![0u8; 4096];
     newer[0..8].copy_from_slice(b"RMQSEG\r\n");
-    newer[8..12].copy_from_slice(&4u32.to_le_bytes());
+    newer[8..12].copy_from_slice(&5u32.to_le_bytes());
     newer[16..24].copy_from_slice(&0x101u64.to_le_bytes());
     newer[40..48].copy_from_slice(&4096u64.to_le_bytes());
     let crc = crc32c::crc32c(&newer[0..60]);
@@ -438,7 +438,7 @@ fn foreign_segment_left_alone(io: &str) {
             "{name} should be reported:\n{log}"
         );
     }
-    assert!(log.contains("format version 4"), "{log}");
+    assert!(log.contains("format version 5"), "{log}");
     assert_eq!(sb.queue_list().len(), 3);
     sb.drop_file("new.eml", &pickup_message(3));
     d.wait_until("new.eml queued", || count_in(&sb.pickup()) == 0);
