@@ -586,6 +586,19 @@ fn one_click_unsubscribe() {
         curl(&["-X", "POST", &format!("{base}/u/nonsense")]).status,
         404
     );
+    // A body larger than one-click needs (4 KiB) is refused unread.
+    let big = sb.root().join("big.txt");
+    fs::write(&big, "x".repeat(5000)).expect("write");
+    let other = unsubscribe_url(&got["u4@example.net"]);
+    let other = format!("{base}/u/{}", other.rsplit('/').next().expect("token"));
+    let r = curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &other,
+    ]);
+    assert_eq!(r.status, 413, "{}", r.body);
     assert_eq!(suppressed(&sb).len(), 1);
     d.stop();
     let log = d.log();

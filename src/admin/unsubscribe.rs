@@ -53,22 +53,22 @@ pub(super) async fn post(
     let browser = wants_html(&headers);
     // Any body is accepted (RFC 8058's is `List-Unsubscribe=One-Click`),
     // but it is read, within a small limit, before answering.
-    let outcome = match super::body::read(&headers, body, MAX_UNSUBSCRIBE_BODY).await {
-        Err(_) => Outcome::NotFound,
-        Ok(_) => match shared.ctx.key.verify(&token) {
-            None => Outcome::NotFound,
-            Some(t) => {
-                let s = shared.clone();
-                let how = if browser {
-                    "confirmation page"
-                } else {
-                    "one-click"
-                };
-                tokio::task::spawn_blocking(move || unsubscribe(&s.ctx, t, how))
-                    .await
-                    .unwrap_or(Outcome::Unavailable)
-            }
-        },
+    if let Err(e) = super::body::read(&headers, body, MAX_UNSUBSCRIBE_BODY).await {
+        return text(e.status(), "request not accepted\n");
+    }
+    let outcome = match shared.ctx.key.verify(&token) {
+        None => Outcome::NotFound,
+        Some(t) => {
+            let s = shared.clone();
+            let how = if browser {
+                "confirmation page"
+            } else {
+                "one-click"
+            };
+            tokio::task::spawn_blocking(move || unsubscribe(&s.ctx, t, how))
+                .await
+                .unwrap_or(Outcome::Unavailable)
+        }
     };
     match (outcome, browser) {
         (Outcome::Unsubscribed, true) => html(StatusCode::OK, DONE),
