@@ -37,7 +37,12 @@
 //! - [`sink`]: the bundled SMTP receiver for tests and benchmarks.
 //! - [`daemon`]: `ringmail serve`, wiring the stages together (the
 //!   listeners' wiring in `daemon/smtpd.rs`).
+//! - [`admin`]: the HTTP server beside the daemon (`[http]`): one-click
+//!   unsubscribe and the JSON API, on a runtime of its own, reaching the
+//!   shards only through the pickup ring, the campaign intake and the
+//!   suppression list the daemon hands it.
 
+pub mod admin;
 pub mod bounce;
 pub mod cleanup;
 pub mod compose;

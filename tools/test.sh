@@ -4,7 +4,8 @@
 # is missing. Needs root for apt-get on a fresh machine (as CI is).
 #
 # Peers: Postfix's smtp-sink/smtp-source, swaks and pflogsumm (Debian), Python 3,
-# chattr and mkfs.ext4 (e2fsprogs), Haraka (npm, into tests/haraka/).
+# chattr and mkfs.ext4 (e2fsprogs), curl and headless Chromium (the HTTP
+# server's tests, tests/http_api.rs), Haraka (npm, into tests/haraka/).
 # Every test talks to loopback and temporary directories only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,8 @@ perl -MNet::SSLeay -e1 2>/dev/null || need_apt+=(libnet-ssleay-perl)
 { command -v chattr >/dev/null && command -v mkfs.ext4 >/dev/null; } || need_apt+=(e2fsprogs)
 command -v pflogsumm >/dev/null || need_apt+=(pflogsumm)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   # "No configuration" keeps the package from starting a system Postfix.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
@@ -34,5 +37,6 @@ if [ ! -x tests/haraka/node_modules/.bin/haraka ]; then
   npm ci --prefix tests/haraka --no-audit --no-fund --loglevel=error
 fi
 export RINGMAIL_REQUIRE_HARAKA=1
+export RINGMAIL_REQUIRE_CHROMIUM=1
 
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod http;
 pub mod internet;
 pub mod listener;
 pub mod mode;
 
+pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
     domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
     TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
@@ -224,6 +226,10 @@ pub struct Config {
     pub bounce_size_limit: usize,
     /// The submission users' password file (`ringmail passwd`).
     pub smtpd_passwd_file: PathBuf,
+    /// The HTTP server (`[http]`): unsubscribe pages and the JSON API; it
+    /// runs only when the table is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpConfig>,
 }
 
 /// One `[[route]]` entry: mail for `domain` (and, with a leading dot,
@@ -303,6 +309,7 @@ impl Default for Config {
             delay_warning_time: 0,
             bounce_size_limit: 50_000,
             smtpd_passwd_file: PathBuf::from("/etc/ringmail/passwd"),
+            http: None,
         }
     }
 }
@@ -543,6 +550,9 @@ impl Config {
                 return Err(at("listed twice".into()));
             }
         }
+        if let Some(http) = &self.http {
+            http.check().map_err(|e| bad("http", e))?;
+        }
         if self.minimal_backoff_time == 0 {
             return Err(bad(
                 "minimal_backoff_time",
@@ -620,17 +630,24 @@ impl Config {
     }
 }
 
-/// A warning when `config` holds relay-host passwords and `file` (where it
-/// was read from) can be read by users other than its owner.
+/// A warning when `config` holds relay-host passwords or API tokens and
+/// `file` (where it was read from) can be read by users other than its
+/// owner.
 pub fn credentials_warning(config: &Config, file: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    if config.smtp_sasl_password.is_empty() {
-        return None;
-    }
+    let what = match (
+        config.smtp_sasl_password.is_empty(),
+        !config.http.as_ref().is_some_and(|h| !h.tokens.is_empty()),
+    ) {
+        (true, true) => return None,
+        (false, true) => "smtp_sasl_password entries",
+        (true, false) => "[http] API tokens",
+        (false, false) => "smtp_sasl_password entries and [http] API tokens",
+    };
     let mode = std::fs::metadata(file).ok()?.permissions().mode();
     (mode & 0o044 != 0).then(|| {
         format!(
-            "{}: holds smtp_sasl_password entries but is readable by others (mode {:o}); chmod 600 it",
+            "{}: holds {what} but is readable by others (mode {:o}); chmod 600 it",
             file.display(),
             mode & 0o7777
         )
@@ -856,6 +873,51 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn http_table_is_optional_and_checked() {
+        assert_eq!(Config::parse("", Path::new("c.toml")).unwrap().http, None);
+        let c = Config::parse("shards = 1\n[http]\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.http, Some(HttpConfig::default()));
+        let text = "shards = 1\n\n[http]\nlisten = \"127.0.0.1:8080\"\n\
+                    tokens = [{ token = \"abcdefghijklmnop0123\", scopes = [\"inject\", \"read\"] }]\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let http = c.http.clone().unwrap();
+        assert_eq!(http.listen.port(), 8080);
+        assert_eq!(http.tokens[0].scopes, [ApiScope::Inject, ApiScope::Read]);
+        let printed = Config::parse(&c.to_toml(), Path::new("printed")).unwrap();
+        assert_eq!(printed.http, c.http);
+        let err = |t: &str| {
+            Config::parse(t, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("shards = 1\n\n[http]\nlisten = \"0.0.0.0:8025\"\n");
+        assert!(
+            e.starts_with("c.toml:3: bad value for `http`: listen 0.0.0.0:8025"),
+            "{e}"
+        );
+        let e =
+            err("[http]\ntokens = [{ token = \"abcdefghijklmnop0123\", scopes = [\"root\"] }]\n");
+        assert!(e.starts_with("c.toml:2:") && e.contains("root"), "{e}");
+        let e = err("[http]\nport = 80\n");
+        assert!(e.starts_with("c.toml:2:") && e.contains("port"), "{e}");
+    }
+
+    #[test]
+    fn readable_api_tokens_are_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("r.toml");
+        let text = "[http]\ntokens = [{ token = \"abcdefghijklmnop0123\", scopes = [\"read\"] }]\n";
+        std::fs::write(&file, text).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = Config::parse(text, &file).unwrap();
+        let w = credentials_warning(&c, &file).unwrap();
+        assert!(w.contains("[http] API tokens"), "{w}");
+        let no_tokens = Config::parse("[http]\n", &file).unwrap();
+        assert_eq!(credentials_warning(&no_tokens, &file), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Taking a campaign into the queue, whatever it came through (the
-//! `campaign.sock` server in `campaign.rs`, later the HTTP API): the
+//! `campaign.sock` server in `campaign.rs`, the HTTP API in `admin/`): the
 //! template is compiled (refused at once if it does not), the list is read
 //! as it arrives and cut into slices of [`SLICE_RECIPIENTS`] that go
 //! through the pickup ring like any message, and once every slice is

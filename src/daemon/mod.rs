@@ -53,6 +53,9 @@ pub enum DaemonError {
     /// The SMTP listeners could not start.
     #[error(transparent)]
     Smtpd(#[from] crate::inject::smtpd::SmtpdError),
+    /// The HTTP server's address could not be bound.
+    #[error(transparent)]
+    Http(#[from] crate::admin::AdminError),
 }
 
 impl DaemonError {
@@ -65,6 +68,7 @@ impl DaemonError {
             DaemonError::Shard(e) => e.is_transient(),
             DaemonError::Router(e) => e.is_transient(),
             DaemonError::Smtpd(e) => e.is_transient(),
+            DaemonError::Http(e) => e.is_transient(),
         }
     }
 }
@@ -108,6 +112,11 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         Err(e) => return Err(e.into()),
     }
     let control = spool.bind_control()?;
+    // Bound now, so an address in use stops the start before anything runs.
+    let http_listener = match &config.http {
+        Some(h) => Some(crate::admin::bind(h.listen)?),
+        None => None,
+    };
 
     let stale = crate::inject::maildrop::remove_stale_temp_files(
         &spool.maildrop(),
@@ -162,8 +171,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             suppressions.clone(),
             spool.campaigns(),
         ));
+    let http_suppressions = suppressions.clone();
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
-        key: campaign_key,
+        key: campaign_key.clone(),
         myhostname: config.myhostname.clone(),
         message_size_limit: config.message_size_limit,
         registry: Arc::clone(&registry),
@@ -322,6 +332,29 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
             None
         }
     };
+    let http_server = match (http_listener, &config.http) {
+        (Some(listener), Some(http)) => {
+            let ctx = crate::admin::AdminContext {
+                intake: Arc::clone(&campaign_intake),
+                key: campaign_key,
+                suppressions: http_suppressions,
+                campaigns_dir: spool.campaigns(),
+                messages: crate::admin::MessageIntake {
+                    ring: Arc::clone(&ring),
+                    closed: Arc::clone(&intake_closed),
+                    site: site.clone(),
+                },
+            };
+            match crate::admin::start(listener, http, ctx) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(target: "master", "{e}; the HTTP server does not run");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let mut pickup = Pickup::new(
         PickupConfig {
             maildrop: spool.maildrop(),
@@ -357,6 +390,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     }
     if let Some(s) = campaign_server {
         s.stop();
+    }
+    if let Some(h) = http_server {
+        h.stop();
     }
     intake_closed.store(true, Ordering::Release);
     shard_stop.store(true, Ordering::Release);

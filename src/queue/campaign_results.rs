@@ -184,18 +184,6 @@ fn results_path(dir: &Path, cid: u64, label: &str) -> PathBuf {
     dir.join(format!("{cid}.{label}.results"))
 }
 
-/// The address of recipient `index` of campaign `cid`, from its results
-/// (a recipient that was sent to has a line).
-pub fn find_recipient(dir: &Path, cid: u64, index: u32) -> Result<Option<String>, QueueError> {
-    let mut found = None;
-    read_results(dir, cid, |r| {
-        if r.index == index {
-            found = Some(r.email.clone());
-        }
-    })?;
-    Ok(found)
-}
-
 /// Every journal of campaign `cid` in `dir`, read; calls `each` with the
 /// last line of each recipient (in no particular order). Torn or
 /// unreadable lines (a crash while writing) are skipped.
@@ -255,6 +243,40 @@ pub fn read_results(
     Ok(counts)
 }
 
+/// The address of recipient `index` of campaign `cid`, from the first line
+/// that names it in any of the campaign's journals in `dir` (stops there:
+/// every line of a recipient has its address). `None` when the recipient
+/// has no line yet (it was never tried).
+pub fn find_recipient(dir: &Path, cid: u64, index: u32) -> Result<Option<String>, QueueError> {
+    let prefix = format!("{cid}.");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(QueueError::io("readdir", dir, e)),
+    };
+    let wanted = format!("{index}\t");
+    for entry in entries {
+        let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(&prefix) && name.ends_with(".results")) {
+            continue;
+        }
+        let path = entry.path();
+        let f = File::open(&path).map_err(|e| QueueError::io("open", &path, e))?;
+        for line in BufReader::new(f).split(b'\n') {
+            let line = line.map_err(|e| QueueError::io("read", &path, e))?;
+            if !line.starts_with(wanted.as_bytes()) {
+                continue;
+            }
+            if let Some(r) = parse_line(&line) {
+                return Ok(Some(r.email));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn parse_line(line: &[u8]) -> Option<ResultLine> {
     let text = std::str::from_utf8(line).ok()?;
     let mut f = text.split('\t');
@@ -309,5 +331,34 @@ mod tests {
             read_results(dir.path(), 7, |_| {}).unwrap(),
             ResultCounts::default()
         );
+    }
+
+    #[test]
+    fn find_recipient_reads_any_shard_and_skips_torn_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(find_recipient(dir.path(), 5, 0).unwrap(), None);
+        let mut w0 = ResultsWriter::new(dir.path(), 0);
+        let mut w1 = ResultsWriter::new(dir.path(), 1);
+        w0.note(5, 0, "a@x", "deferred", "4.0.0", "busy");
+        w0.note(5, 10, "ten@x", "sent", "2.0.0", "ok");
+        w1.note(5, 1024, "c@x", "sent", "2.0.0", "ok");
+        w1.note(6, 1, "other@x", "sent", "2.0.0", "other campaign");
+        w0.flush().unwrap();
+        w1.flush().unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("5.1.results"))
+            .unwrap();
+        f.write_all(b"1\ttorn@x\tse").unwrap();
+        let find = |cid, i| find_recipient(dir.path(), cid, i).unwrap();
+        assert_eq!(find(5, 0).as_deref(), Some("a@x"));
+        assert_eq!(find(5, 10).as_deref(), Some("ten@x"));
+        assert_eq!(find(5, 1024).as_deref(), Some("c@x"));
+        // Index 1 is not index 10 or 1024, and its only line is torn.
+        assert_eq!(find(5, 1), None);
+        // Campaign 6's lines are not campaign 5's (nor 56's).
+        assert_eq!(find(6, 1).as_deref(), Some("other@x"));
+        assert_eq!(find(56, 1), None);
+        assert_eq!(find(5, 2), None);
     }
 }
