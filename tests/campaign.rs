@@ -302,6 +302,11 @@ fn pause_resume_cancel(io: &str) {
     assert_eq!(stats.snapshot().messages, held, "nothing sent while paused");
     assert!(held < 3000);
     assert_eq!(show(&sb, id)["state"], "paused");
+    // The report has every recipient: those not sent yet are pending.
+    let report = campaign(&sb, &["report", &id.to_string()]);
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(text.lines().count(), 3001, "header and 3,000 recipients");
+    assert!(text.lines().filter(|l| l.contains(",pending,")).count() as u64 >= 3000 - held);
     campaign(&sb, &["resume", &id.to_string()]);
     d.wait_until("the rest sent after resume", || {
         stats.snapshot().messages >= 3000
@@ -697,3 +702,132 @@ fn start_time_and_rate(io: &str) {
     d.stop();
 }
 daemon_test!(start_time_and_rate);
+
+/// Bytes the campaign records and slices take in the queue, read from the
+/// segment files.
+fn campaign_queue_bytes(queue_root: &Path) -> u64 {
+    use ringmail::queue::record::{record_len, Kind};
+    let mut total = 0;
+    for shard in fs::read_dir(queue_root).expect("queue dir") {
+        let shard = shard.expect("entry").path();
+        for seg in fs::read_dir(&shard).expect("shard dir") {
+            let path = seg.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("seg") {
+                continue;
+            }
+            let file = fs::File::open(&path).expect("segment");
+            let map = ringmail::queue::segment::map_ro(&file).expect("map");
+            for found in ringmail::queue::recovery::Records::new(&map) {
+                if matches!(found.kind, Kind::Campaign | Kind::Recipients) {
+                    total += record_len(found.payload.len(), found.aux.len()) as u64;
+                }
+            }
+        }
+    }
+    total
+}
+
+/// A large campaign: `n` recipients queued once (at most 64 queue bytes
+/// per recipient beyond its own fields), every one delivered exactly once,
+/// counted exactly, with the daemon's memory bounded.
+fn large_campaign(n: usize) {
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let sb = sandbox(sink.local_addr.port());
+    let template = sb.root().join("t.eml");
+    fs::write(
+        &template,
+        "From: News <news@example.com>\nTo: <{{ email }}>\nSubject: {{ name }}, issue {{ code }}\n\n\
+         Hello {{ name }} in {{ city }}.\nUnsubscribe: {{ unsubscribe_url }}\n",
+    )
+    .expect("template");
+    let list = sb.root().join("big.csv");
+    let mut csv = String::with_capacity(n * 48);
+    csv.push_str("email,name,city,code\n");
+    let mut own = 0usize;
+    for i in 0..n {
+        let row = (
+            format!("u{i}@example.net"),
+            format!("Name {i}"),
+            format!("City {}", i % 97),
+            format!("{:06x}", i),
+        );
+        own += row.0.len() + row.1.len() + row.2.len() + row.3.len();
+        csv.push_str(&format!("{},{},{},{}\n", row.0, row.1, row.2, row.3));
+    }
+    fs::write(&list, csv).expect("list");
+    let mut d = sb.start_daemon("uring");
+    d.wait_for_log("accepting campaigns on");
+    let out = send_with(
+        &sb,
+        &template,
+        &list,
+        &["--unsubscribe", "https://news.example.com"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "campaign")
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .expect("campaign id");
+    let bytes = campaign_queue_bytes(&sb.queue());
+    let overhead = (bytes as f64 - own as f64) / n as f64;
+    assert!(
+        overhead <= 64.0,
+        "{overhead:.1} queue bytes per recipient beyond its fields"
+    );
+    let stats = sink.counters();
+    wait_until(
+        "every recipient at the sink",
+        Duration::from_secs(600),
+        || stats.snapshot().messages >= n as u64,
+    );
+    wait_until("every outcome counted", Duration::from_secs(60), || {
+        show(&sb, id)["sent"] == n as u64
+    });
+    let rss_mb = fs::read_to_string(format!("/proc/{}/status", d.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .expect("VmHWM");
+    d.stop();
+    // Each recipient once: the recipient index is the Message-ID's second part.
+    let mut per_index = vec![0u32; n];
+    for (mid, count) in sink.message_id_counts() {
+        let idx: usize = mid
+            .trim_matches(|c| c == '<' || c == '>')
+            .split('.')
+            .nth(1)
+            .and_then(|i| i.parse().ok())
+            .expect("campaign Message-ID");
+        per_index[idx] += count;
+    }
+    assert!(
+        per_index.iter().all(|&c| c == 1),
+        "a recipient got none or two"
+    );
+    assert!(rss_mb < 300.0, "daemon peak RSS {rss_mb:.0} MB");
+    eprintln!("{n} recipients: {overhead:.1} queue bytes per recipient beyond its fields, peak RSS {rss_mb:.0} MB");
+}
+
+/// 100,000 recipients (in CI).
+#[test]
+fn campaign_of_100_000() {
+    large_campaign(100_000);
+}
+
+/// 1,000,000 recipients: `cargo nextest run --release --test campaign
+/// --run-ignored only` (too long for CI's debug build).
+#[test]
+#[ignore]
+fn campaign_of_1_000_000() {
+    large_campaign(1_000_000);
+}

@@ -48,7 +48,7 @@ pub enum CampaignAction {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
-    /// One line per recipient with an outcome: status, DSN code, time, reply.
+    /// One line per recipient: status (or pending), DSN code, time, reply.
     Report {
         /// The campaign ID.
         id: u64,

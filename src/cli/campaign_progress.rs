@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ringmail::inject::campaign::control_campaign;
-use ringmail::queue::campaign_results::{read_results, ResultCounts};
+use ringmail::queue::campaign_results::{read_results, ResultCounts, ResultLine};
 use ringmail::queue::campaign_state::{CampaignInfo, CampaignRegistry, CampaignState};
 use ringmail::spool::Spool;
 
@@ -173,7 +173,9 @@ pub fn follow(config: Option<PathBuf>, id: u64) -> ExitCode {
     }
 }
 
-/// `campaign report ID [--json]`: one line per recipient with an outcome.
+/// `campaign report ID [--json]`: one line per recipient, in list order:
+/// its outcome, or `pending` while it has none (rows refused at acceptance
+/// are not recipients and were reported then).
 pub fn report(config: Option<PathBuf>, id: u64, json: bool) -> ExitCode {
     let spool = match spool(config) {
         Ok(s) => s,
@@ -186,6 +188,31 @@ pub fn report(config: Option<PathBuf>, id: u64, json: bool) -> ExitCode {
     if let Err(e) = read_results(&spool.campaigns(), id, |r| lines.push(r.clone())) {
         eprintln!("ringmail: fatal: {e}");
         return ExitCode::from(74);
+    }
+    // Recipients without an outcome yet: still in the queue, pending.
+    let seen: std::collections::HashSet<u32> = lines.iter().map(|r| r.index).collect();
+    match ringmail::queue::listing::list_queue(&spool.queue()) {
+        Ok(queued) => {
+            for m in queued {
+                let Some(c) = m.campaign.filter(|c| c.id == id) else {
+                    continue;
+                };
+                for (i, r) in m.recipients.iter().enumerate() {
+                    let index = c.first_index.saturating_add(i as u32);
+                    if r.status == "pending" && !seen.contains(&index) {
+                        lines.push(ResultLine {
+                            index,
+                            email: r.address.clone(),
+                            status: "pending".into(),
+                            dsn: String::new(),
+                            time: 0,
+                            reply: String::new(),
+                        });
+                    }
+                }
+            }
+        }
+        Err(e) => eprintln!("ringmail: the queue cannot be read ({e}): recipients without an outcome are not listed"),
     }
     lines.sort_by_key(|r| r.index);
     let mut out = std::io::stdout().lock();

@@ -45,6 +45,19 @@ pub struct QueuedMessage {
     /// The spool file the message was read from (`pickup/NAME` or
     /// `maildrop/NAME`, invalid UTF-8 replaced), if it came from one.
     pub source_file: Option<String>,
+    /// For a campaign slice: the campaign and the index of its first
+    /// recipient.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<SliceOf>,
+}
+
+/// The campaign a listed slice belongs to.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+pub struct SliceOf {
+    /// The campaign ID.
+    pub id: u64,
+    /// Index of the slice's first recipient in the campaign.
+    pub first_index: u32,
 }
 
 /// Lists the messages with at least one live recipient under `queue_root`
@@ -133,6 +146,10 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                                     reason: None,
                                 })
                                 .collect(),
+                            campaign: m.campaign.map(|c| SliceOf {
+                                id: c.campaign,
+                                first_index: c.first_index,
+                            }),
                             source_file: (found.kind == Kind::Message)
                                 .then(|| record::decode_file_identity(found.payload).ok().flatten())
                                 .flatten()
