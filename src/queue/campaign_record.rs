@@ -235,6 +235,101 @@ pub fn encode_slice(
     Ok(HEADER_LEN + payload_len)
 }
 
+/// Where each recipient of a slice is in its payload: built once per
+/// slice by the store, so the delivery path reads one recipient without
+/// decoding the 1,024 of its slice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceIndex {
+    /// The campaign ID.
+    pub campaign: u64,
+    /// Index of the slice's first recipient in the campaign.
+    pub first_index: u32,
+    /// Arrival time of the slice.
+    pub arrival_micros: u64,
+    ncols: u16,
+    /// Per recipient: offset of its address's length prefix.
+    emails: Vec<u32>,
+    /// Per recipient: offset of its first value's length prefix.
+    rows: Vec<u32>,
+}
+
+/// One recipient of a slice, read through a [`SliceIndex`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceEntry<'a> {
+    /// Its address.
+    pub email: &'a str,
+    /// Its merge-field values, parallel to the campaign's columns.
+    pub values: Vec<&'a str>,
+}
+
+impl SliceIndex {
+    /// Walks a slice payload once (the checksum was verified when it was
+    /// appended or recovered).
+    pub fn build(payload: &[u8]) -> Result<SliceIndex, QueueError> {
+        let mut r = Reader {
+            buf: payload,
+            pos: 0,
+        };
+        r.u64()?;
+        let arrival_micros = r.u64()?;
+        r.u32()?;
+        r.u32()?;
+        let nrcpt = r.u32()? as usize;
+        r.short_bytes()?;
+        let mut emails = Vec::with_capacity(nrcpt.min(payload.len() / 2));
+        for _ in 0..nrcpt {
+            emails.push(r.pos as u32);
+            r.short_bytes()?;
+        }
+        let campaign = r.u64()?;
+        let first_index = r.u32()?;
+        let n = r.take(2)?;
+        let ncols = u16::from_le_bytes([n[0], n[1]]);
+        let mut rows = Vec::with_capacity(nrcpt);
+        for _ in 0..nrcpt {
+            rows.push(r.pos as u32);
+            for _ in 0..ncols {
+                r.short_bytes()?;
+            }
+        }
+        Ok(SliceIndex {
+            campaign,
+            first_index,
+            arrival_micros,
+            ncols,
+            emails,
+            rows,
+        })
+    }
+
+    /// Recipient `i` of the slice whose payload this indexes.
+    pub fn entry<'a>(&self, payload: &'a [u8], i: usize) -> Result<SliceEntry<'a>, QueueError> {
+        let (Some(&e), Some(&v)) = (self.emails.get(i), self.rows.get(i)) else {
+            return Err(QueueError::BadRecord("no such recipient in the slice"));
+        };
+        let mut r = Reader {
+            buf: payload,
+            pos: e as usize,
+        };
+        let email = r.short_str()?;
+        r.pos = v as usize;
+        let values = (0..self.ncols)
+            .map(|_| r.short_str())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SliceEntry { email, values })
+    }
+
+    /// Recipients in the slice.
+    pub fn len(&self) -> usize {
+        self.emails.len()
+    }
+
+    /// True for a slice without recipients (never written).
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty()
+    }
+}
+
 /// Decodes a slice payload as a message view with [`SliceFields`].
 pub fn decode_slice(payload: &[u8]) -> Result<super::record::MessageView<'_>, QueueError> {
     let mut r = Reader {
@@ -348,6 +443,14 @@ mod tests {
         let f = v.campaign.unwrap();
         assert_eq!((f.campaign, f.first_index), (99, 2048));
         assert_eq!(f.row(2).unwrap(), vec!["N2", "Zürich"]);
+        let idx = SliceIndex::build(payload).unwrap();
+        assert_eq!((idx.campaign, idx.first_index, idx.len()), (99, 2048, 3));
+        let e = idx.entry(payload, 1).unwrap();
+        assert_eq!(
+            (e.email, e.values),
+            ("r1@example.net", vec!["N1", "Zürich"])
+        );
+        assert!(idx.entry(payload, 3).is_err());
         assert_eq!(f.row(0).unwrap(), vec!["N0", "Zürich"]);
         assert!(f.row(3).is_err());
         // A row with the wrong number of values is refused.

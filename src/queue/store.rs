@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::model::{now_micros, CampaignSlice, QueueId, RcptStatus, Submission};
 
-use super::campaign_record::{self, CampaignView};
+use super::campaign_record::{self, CampaignView, SliceEntry, SliceIndex};
 use super::record::{self, Kind, MessageRef, MessageView};
 use super::recovery::{Records, RecoveryReport, Stopwatch};
 use super::room::{intake_reserve, Room};
@@ -108,6 +108,9 @@ pub struct Store {
     campaigns: HashMap<u64, CampaignSlot>,
     /// The campaign of each live slice.
     slice_of: HashMap<QueueId, u64>,
+    /// Recipient offsets of the slices read so far (built on first use,
+    /// dropped with the slice).
+    slice_index: std::cell::RefCell<HashMap<QueueId, std::rc::Rc<SliceIndex>>>,
     poisoned: bool,
 }
 
@@ -185,6 +188,7 @@ impl Store {
             held: HashMap::new(),
             campaigns: HashMap::new(),
             slice_of: HashMap::new(),
+            slice_index: std::cell::RefCell::new(HashMap::new()),
             poisoned: false,
         };
         let mut report = RecoveryReport {
@@ -567,6 +571,46 @@ impl Store {
         self.collect_if_empty(c.loc.seg)
     }
 
+    /// Recipient `i` of campaign slice `id` (address and merge-field
+    /// values) with the slice's index, without decoding the rest of the
+    /// slice: the delivery path reads one recipient per job.
+    pub fn slice_entry(
+        &self,
+        id: QueueId,
+        i: usize,
+    ) -> Option<(std::rc::Rc<SliceIndex>, SliceEntry<'_>)> {
+        self.slice_of.get(&id)?;
+        let slot = self.index.get(&id)?;
+        let state = self.segs.get(slot.loc.seg as usize)?.as_ref()?;
+        let record::Scan::Record {
+            kind: Kind::Recipients,
+            payload,
+            ..
+        } = record::scan_unverified(state.seg.record_at(slot.loc.offset as usize))
+        else {
+            return None;
+        };
+        let index = {
+            let mut cache = self.slice_index.borrow_mut();
+            match cache.get(&id) {
+                Some(ix) => std::rc::Rc::clone(ix),
+                None => {
+                    let ix = std::rc::Rc::new(SliceIndex::build(payload).ok()?);
+                    cache.insert(id, std::rc::Rc::clone(&ix));
+                    ix
+                }
+            }
+        };
+        let entry = index.entry(payload, i).ok()?;
+        Some((index, entry))
+    }
+
+    /// The campaign of slice `id`, or `None` for a message (a hash lookup:
+    /// the delivery path asks it of every job).
+    pub fn slice_campaign(&self, id: QueueId) -> Option<u64> {
+        self.slice_of.get(&id).copied()
+    }
+
     /// The campaign record of `cid`, checksum verified, while a slice of it
     /// on this shard is live.
     pub fn campaign(&self, cid: u64) -> Option<CampaignView<'_>> {
@@ -900,6 +944,7 @@ impl Store {
                 self.index.remove(&id);
                 state.live_msgs -= 1;
                 self.collect_if_empty(seg_idx)?;
+                self.slice_index.borrow_mut().remove(&id);
                 if let Some(cid) = self.slice_of.remove(&id) {
                     let last = self.campaigns.get_mut(&cid).is_some_and(|c| {
                         c.live_slices = c.live_slices.saturating_sub(1);

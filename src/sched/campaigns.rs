@@ -14,7 +14,7 @@ use crate::config::internet::Rate;
 use crate::deliver::session::Outgoing;
 use crate::deliver::RcptResult;
 use crate::model::{DsnParams, Envelope};
-use crate::queue::campaign_record::{CampaignView, SliceFields};
+use crate::queue::campaign_record::{CampaignView, SliceEntry, SliceIndex};
 use crate::queue::campaign_results::ResultsWriter;
 use crate::queue::campaign_state::{CampaignRegistry, CampaignState};
 use crate::queue::suppress::{Entry, Reason, ReasonKind, Scope, SharedSuppressions};
@@ -197,10 +197,12 @@ impl CampaignCache {
     pub fn render<'a>(
         &mut self,
         load: impl FnOnce() -> Option<CampaignView<'a>>,
-        fields: SliceFields<'_>,
+        slice: &SliceIndex,
         row: usize,
-        email: &str,
+        recipient: &SliceEntry<'_>,
     ) -> Result<Outgoing, Unsendable> {
+        let email = recipient.email;
+        let fields = slice;
         let Some(settings) = self.settings.clone() else {
             return Err(Unsendable::Result(RcptResult::deferred(
                 "4.3.5",
@@ -240,12 +242,7 @@ impl CampaignCache {
                 entry.scope, entry.reason
             )));
         }
-        let values = fields.row(row).map_err(|e| {
-            Unsendable::Result(RcptResult::deferred(
-                "4.3.0",
-                format!("campaign slice unreadable: {e}"),
-            ))
-        })?;
+        let values = recipient.values.iter();
         let recipient = RecipientRow {
             line: 0,
             email: email.to_string(),

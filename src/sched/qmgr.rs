@@ -1085,10 +1085,7 @@ impl State {
     /// How long `job` must wait for its campaign's rate limit, if it is a
     /// campaign job and has no token yet (one is taken when it may go).
     fn campaign_rate_wait(&self, job: &Job) -> Option<Duration> {
-        let store = self.store.borrow();
-        let (view, _) = store.peek(job.id)?;
-        let cid = view.campaign?.campaign;
-        drop(store);
+        let cid = self.store.borrow().slice_campaign(job.id)?;
         self.campaigns.rate_wait(cid)
     }
 
@@ -1097,15 +1094,12 @@ impl State {
         let Some(&i) = job.rcpts.first() else { return };
         let (addr, campaign) = {
             let store = self.store.borrow();
-            let Some((view, _)) = store.peek(job.id) else {
+            let Some((slice, e)) = store.slice_entry(job.id, i as usize) else {
                 return;
             };
             (
-                view.recipients
-                    .get(i as usize)
-                    .map(|a| a.to_string())
-                    .unwrap_or_default(),
-                view.campaign.map(|f| (f.campaign, f.first_index)),
+                e.email.to_string(),
+                Some((slice.campaign, slice.first_index)),
             )
         };
         crate::info_line!(target: "qmgr", "{}: to=<{addr}>, status=suppressed ({why})", job.id);
@@ -1171,25 +1165,26 @@ impl State {
     fn outgoing_campaign(&mut self, job: &Job) -> Option<CampaignJob> {
         let store = self.store.clone();
         let store = store.borrow();
-        let (view, _) = store.peek(job.id)?;
-        let fields = view.campaign?;
+        store.slice_campaign(job.id)?;
         let &row = job.rcpts.first()?;
-        if self.campaigns.state(fields.campaign) != Some(CampaignState::Running) {
+        let Some((slice, recipient)) = store.slice_entry(job.id, row as usize) else {
+            // Unreadable since it was planned: deferred, tried again.
+            return Some(CampaignJob::Record(RcptResult::deferred(
+                "4.3.0",
+                "campaign slice unreadable".into(),
+            )));
+        };
+        if self.campaigns.state(slice.campaign) != Some(CampaignState::Running) {
             // Paused (or cancelled) since it was planned: not sent; the
             // pass ends and the slice is looked at again.
             return Some(CampaignJob::Skip);
         }
-        let email = view
-            .recipients
-            .get(row as usize)
-            .copied()
-            .unwrap_or_default();
         Some(
             match self.campaigns.render(
-                || store.campaign(fields.campaign),
-                fields,
+                || store.campaign(slice.campaign),
+                &slice,
                 row as usize,
-                email,
+                &recipient,
             ) {
                 Ok(msg) => CampaignJob::Send(msg),
                 Err(Unsendable::Result(result)) => CampaignJob::Record(result),
@@ -1215,25 +1210,56 @@ impl State {
         let attempts = self.msgs.get(&job.id).map(|m| m.attempts).unwrap_or(0);
         let next_retry = now + self.backoff(attempts + 1).as_micros() as u64;
         let mut store = self.store.borrow_mut();
-        let Some((view, _)) = store.peek(job.id) else {
-            return;
+        // What the log lines and notices need: for a campaign slice, read
+        // through its index (the job's recipients only).
+        let (arrival, null_sender, campaign, dsn, addrs) = if store.slice_campaign(job.id).is_some()
+        {
+            let mut slice = None;
+            let addrs: Vec<String> = job
+                .rcpts
+                .iter()
+                .map(|&i| match store.slice_entry(job.id, i as usize) {
+                    Some((ix, e)) => {
+                        slice = Some(ix);
+                        e.email.to_string()
+                    }
+                    None => String::new(),
+                })
+                .collect();
+            let Some(slice) = slice else {
+                return;
+            };
+            // Campaign recipients are reported in the campaign, never by a
+            // notice to the (VERP) sender.
+            (
+                slice.arrival_micros,
+                true,
+                Some((slice.campaign, slice.first_index)),
+                DsnParams::default(),
+                addrs,
+            )
+        } else {
+            let Some((view, _)) = store.peek(job.id) else {
+                return;
+            };
+            let addrs: Vec<String> = job
+                .rcpts
+                .iter()
+                .map(|&i| {
+                    view.recipients
+                        .get(i as usize)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                })
+                .collect();
+            (
+                view.arrival_micros,
+                view.sender.is_empty(),
+                None,
+                view.dsn.clone(),
+                addrs,
+            )
         };
-        let arrival = view.arrival_micros;
-        // Campaign recipients are reported in the campaign, never by a
-        // notice to the (VERP) sender.
-        let null_sender = view.sender.is_empty() || view.campaign.is_some();
-        let campaign = view.campaign.map(|f| (f.campaign, f.first_index));
-        let dsn = view.dsn.clone();
-        let addrs: Vec<String> = job
-            .rcpts
-            .iter()
-            .map(|&i| {
-                view.recipients
-                    .get(i as usize)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            })
-            .collect();
         let relay = relay.map_or("none", |r| r.name.as_str());
         let a = secs(queued.saturating_sub(arrival));
         let b = secs(timing.started.saturating_sub(queued));
@@ -1374,13 +1400,7 @@ impl State {
             self.msgs.remove(&id);
             return;
         }
-        let campaign = {
-            let store = self.store.borrow();
-            store
-                .peek(id)
-                .and_then(|(v, _)| v.campaign)
-                .map(|f| f.campaign)
-        };
+        let campaign = self.store.borrow().slice_campaign(id);
         if let Some(cid) = campaign {
             if self.campaigns.state(cid) != Some(CampaignState::Running) {
                 // Paused while this pass ran: not an attempt; plan() looks
