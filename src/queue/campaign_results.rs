@@ -193,21 +193,7 @@ pub fn read_results(
     mut each: impl FnMut(&ResultLine),
 ) -> Result<ResultCounts, QueueError> {
     let mut last: HashMap<u32, (ResultLine, bool)> = HashMap::new();
-    let prefix = format!("{cid}.");
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ResultCounts::default()),
-        Err(e) => return Err(QueueError::io("readdir", dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(&prefix) && name.ends_with(".results")) {
-            continue;
-        }
-        let path = entry.path();
-        let later = name.ends_with(&format!(".{ASYNC}.results"));
+    for (path, later) in journals(dir, cid)? {
         let f = File::open(&path).map_err(|e| QueueError::io("open", &path, e))?;
         for line in BufReader::new(f).split(b'\n') {
             let line = line.map_err(|e| QueueError::io("read", &path, e))?;
@@ -248,21 +234,8 @@ pub fn read_results(
 /// every line of a recipient has its address). `None` when the recipient
 /// has no line yet (it was never tried).
 pub fn find_recipient(dir: &Path, cid: u64, index: u32) -> Result<Option<String>, QueueError> {
-    let prefix = format!("{cid}.");
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(QueueError::io("readdir", dir, e)),
-    };
     let wanted = format!("{index}\t");
-    for entry in entries {
-        let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with(&prefix) && name.ends_with(".results")) {
-            continue;
-        }
-        let path = entry.path();
+    for (path, _) in journals(dir, cid)? {
         let f = File::open(&path).map_err(|e| QueueError::io("open", &path, e))?;
         for line in BufReader::new(f).split(b'\n') {
             let line = line.map_err(|e| QueueError::io("read", &path, e))?;
@@ -275,6 +248,27 @@ pub fn find_recipient(dir: &Path, cid: u64, index: u32) -> Result<Option<String>
         }
     }
     Ok(None)
+}
+
+/// The journals of campaign `cid` in `dir`, each with whether it is the
+/// async one (results learnt later); none when `dir` does not exist.
+fn journals(dir: &Path, cid: u64) -> Result<Vec<(PathBuf, bool)>, QueueError> {
+    let prefix = format!("{cid}.");
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(QueueError::io("readdir", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| QueueError::io("readdir", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".results") {
+            out.push((entry.path(), name.ends_with(&format!(".{ASYNC}.results"))));
+        }
+    }
+    Ok(out)
 }
 
 fn parse_line(line: &[u8]) -> Option<ResultLine> {

@@ -104,6 +104,15 @@ pub struct CampaignCache {
     templates: HashMap<u64, Result<Rc<Compiled>, String>>,
     /// Results of this shard's campaign recipients, written at each commit.
     pub results: Option<ResultsWriter>,
+    /// Rate limits and start times of the campaigns seen.
+    limits: HashMap<u64, Limits>,
+}
+
+/// A campaign's rate limit and start time.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    rate: Option<Rate>,
+    not_before: Option<u64>,
 }
 
 impl CampaignCache {
@@ -117,6 +126,7 @@ impl CampaignCache {
             settings,
             templates: HashMap::new(),
             results,
+            limits: HashMap::new(),
         }
     }
 
@@ -130,19 +140,31 @@ impl CampaignCache {
         }
     }
 
+    /// Campaign `cid`'s rate limit and start time: fixed at acceptance,
+    /// so read from the registry once per shard, not per message.
+    fn limits(&mut self, cid: u64) -> Option<Limits> {
+        if let Some(l) = self.limits.get(&cid) {
+            return Some(*l);
+        }
+        let info = self.settings.as_ref()?.registry.get(cid)?;
+        let l = Limits {
+            rate: info.rate.as_deref().and_then(|r| Rate::parse(r).ok()),
+            not_before: info.not_before,
+        };
+        self.limits.insert(cid, l);
+        Some(l)
+    }
+
     /// How long a message of campaign `cid` must wait for its rate limit
     /// (`None`: send now; a token is taken).
-    pub fn rate_wait(&self, cid: u64) -> Option<std::time::Duration> {
-        let settings = self.settings.as_ref()?;
-        let info = settings.registry.get(cid)?;
-        let rate = Rate::parse(info.rate.as_deref()?).ok()?;
-        settings.rates.take(cid, rate).err()
+    pub fn rate_wait(&mut self, cid: u64) -> Option<std::time::Duration> {
+        let rate = self.limits(cid)?.rate?;
+        self.settings.as_ref()?.rates.take(cid, rate).err()
     }
 
     /// Seconds until campaign `cid` may start (`--at`), if it may not yet.
-    pub fn starts_in(&self, cid: u64) -> Option<u64> {
-        let settings = self.settings.as_ref()?;
-        let at = settings.registry.get(cid)?.not_before?;
+    pub fn starts_in(&mut self, cid: u64) -> Option<u64> {
+        let at = self.limits(cid)?.not_before?;
         let now = crate::model::now_micros() / 1_000_000;
         (at > now).then(|| at - now)
     }

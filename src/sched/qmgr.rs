@@ -489,7 +489,7 @@ impl Qmgr {
                 .await
                 && self
                     .wait_for_token(&mut session, &cfg, || {
-                        self.state.borrow().campaign_rate_wait(&job)
+                        self.state.borrow_mut().campaign_rate_wait(&job)
                     })
                     .await;
             if !ready {
@@ -1084,7 +1084,7 @@ impl State {
 
     /// How long `job` must wait for its campaign's rate limit, if it is a
     /// campaign job and has no token yet (one is taken when it may go).
-    fn campaign_rate_wait(&self, job: &Job) -> Option<Duration> {
+    fn campaign_rate_wait(&mut self, job: &Job) -> Option<Duration> {
         let cid = self.store.borrow().slice_campaign(job.id)?;
         self.campaigns.rate_wait(cid)
     }
