@@ -22,6 +22,8 @@
 //!   in the additional section;
 //! - [`Zone::servfail`] names answer SERVFAIL, [`Zone::timeout`] names are
 //!   never answered (over UDP or TCP);
+//! - [`Zone::secure`] names are answered with the AD bit set (as a validating
+//!   resolver marks DNSSEC-authenticated data); other answers never carry it;
 //! - every query is logged ([`DnsServer::queries`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,7 +35,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA};
+use hickory_proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TLSA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// The EDNS payload size the server advertises and honours at most.
@@ -53,6 +56,12 @@ enum Rr {
     /// Preference and exchange (canonical form, `""` for the root: null MX).
     Mx(u16, String),
     Cname(String),
+    /// One TXT record: its character-strings.
+    Txt(Vec<String>),
+    /// A PTR target (canonical form).
+    Ptr(String),
+    /// A TLSA record: usage, selector, matching type, data.
+    Tlsa(u8, u8, u8, Vec<u8>),
 }
 
 impl Rr {
@@ -62,6 +71,9 @@ impl Rr {
             Rr::Aaaa(_) => RecordType::AAAA,
             Rr::Mx(..) => RecordType::MX,
             Rr::Cname(_) => RecordType::CNAME,
+            Rr::Txt(_) => RecordType::TXT,
+            Rr::Ptr(_) => RecordType::PTR,
+            Rr::Tlsa(..) => RecordType::TLSA,
         }
     }
 
@@ -71,6 +83,14 @@ impl Rr {
             Rr::Aaaa(ip) => RData::AAAA(AAAA(*ip)),
             Rr::Mx(pref, host) => RData::MX(MX::new(*pref, to_name(host))),
             Rr::Cname(target) => RData::CNAME(CNAME(to_name(target))),
+            Rr::Txt(strings) => RData::TXT(TXT::new(strings.clone())),
+            Rr::Ptr(target) => RData::PTR(PTR(to_name(target))),
+            Rr::Tlsa(usage, selector, matching, data) => RData::TLSA(TLSA::new(
+                CertUsage::from(*usage),
+                Selector::from(*selector),
+                Matching::from(*matching),
+                data.clone(),
+            )),
         }
     }
 }
@@ -91,7 +111,7 @@ fn to_name(canonical: &str) -> Name {
 
 /// The records a [`DnsServer`] serves (a builder).
 ///
-/// Record types are A, AAAA, MX and CNAME; owners and targets are checked
+/// Record types are A, AAAA, MX, CNAME, TXT, PTR and TLSA; owners and targets are checked
 /// to be valid names when they are added.
 #[derive(Clone, Debug)]
 pub struct Zone {
@@ -100,6 +120,8 @@ pub struct Zone {
     servfail: BTreeSet<(String, Option<RecordType>)>,
     /// Names (and optionally one type) never answered.
     timeout: BTreeSet<(String, Option<RecordType>)>,
+    /// Names (exact) whose answers carry the AD bit.
+    secure: BTreeSet<String>,
     ttl: u32,
 }
 
@@ -116,6 +138,7 @@ impl Zone {
             records: BTreeMap::new(),
             servfail: BTreeSet::new(),
             timeout: BTreeSet::new(),
+            secure: BTreeSet::new(),
             ttl: 300,
         }
     }
@@ -155,6 +178,40 @@ impl Zone {
         let target = canon(target);
         to_name(&target);
         self.add(alias, Rr::Cname(target))
+    }
+
+    /// Adds one TXT record at `owner`. A value longer than 255 bytes is
+    /// split into several character-strings, as zone files do.
+    pub fn txt(self, owner: &str, value: &str) -> Zone {
+        let strings = value
+            .as_bytes()
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>();
+        let strings = if strings.is_empty() { vec![String::new()] } else { strings };
+        self.add(owner, Rr::Txt(strings))
+    }
+
+    /// Adds the PTR record of `ip` (its `in-addr.arpa` / `ip6.arpa` name)
+    /// pointing at `host`.
+    pub fn ptr(self, ip: std::net::IpAddr, host: &str) -> Zone {
+        let owner = hickory_proto::rr::Name::from(ip).to_ascii();
+        let host = canon(host);
+        to_name(&host);
+        self.add(&owner, Rr::Ptr(host))
+    }
+
+    /// Adds `owner TLSA usage selector matching data` (for DANE,
+    /// `owner` is `_25._tcp.HOST`).
+    pub fn tlsa(self, owner: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) -> Zone {
+        self.add(owner, Rr::Tlsa(usage, selector, matching, data.to_vec()))
+    }
+
+    /// Answers for exactly this name carry the AD bit (authenticated data),
+    /// as a validating resolver sets it for a DNSSEC-signed zone.
+    pub fn secure(mut self, name: &str) -> Zone {
+        self.secure.insert(canon(name));
+        self
     }
 
     /// Every query for exactly this name answers SERVFAIL.
@@ -260,6 +317,7 @@ impl Zone {
             return Some(resp);
         }
         resp.set_authoritative(true);
+        resp.set_authentic_data(self.secure.contains(&key));
 
         let mut owner = query.name().clone();
         let mut key = key;
