@@ -6,6 +6,7 @@ mod bench_campaign;
 mod bench_smtp;
 pub mod campaign;
 mod campaign_progress;
+pub mod dkim;
 pub mod mailq;
 pub mod passwd;
 pub mod sendmail;
@@ -62,6 +63,12 @@ enum Command {
         #[command(subcommand)]
         action: campaign::CampaignAction,
     },
+    /// DKIM signing keys: make one, show the DNS records (see
+    /// docs/AUTHENTICATION.md).
+    Dkim {
+        #[command(subcommand)]
+        action: dkim::DkimAction,
+    },
     /// The suppression list: addresses campaigns do not mail (see
     /// docs/SUPPRESSION.md).
     Suppress {
@@ -112,6 +119,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Passwd { action } => return passwd::run(action),
         Command::Campaign { action } => return campaign::run(action),
         Command::Suppress { action } => return suppress::run(action),
+        Command::Dkim { action } => return dkim::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {
@@ -171,7 +179,7 @@ fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let result = ringmail::daemon::serve(&config, stop);
+    let result = ringmail::daemon::serve(&config, loaded.path.as_deref(), stop);
     if let Ok(report) = &result {
         tracing::info!(
             target: "master",

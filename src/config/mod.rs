@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod dkim;
 pub mod http;
 pub mod internet;
 pub mod listener;
 pub mod mode;
 
+pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
 pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
     domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
@@ -230,6 +232,11 @@ pub struct Config {
     /// runs only when the table is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpConfig>,
+    /// DKIM signing keys (`[[dkim]]`); mail is signed once one is given.
+    pub dkim: Vec<DkimKeyConfig>,
+    /// Threads that sign mail (RSA signing costs about a millisecond); 0
+    /// means one per CPU core.
+    pub dkim_signing_threads: usize,
 }
 
 /// One `[[route]]` entry: mail for `domain` (and, with a leading dot,
@@ -292,6 +299,8 @@ impl Default for Config {
             tls_policy: Vec::new(),
             mynetworks: listener::default_mynetworks(),
             listener: Vec::new(),
+            dkim: Vec::new(),
+            dkim_signing_threads: 0,
             smtpd_timeout: 300,
             smtpd_data_timeout: 300,
             smtpd_starttls_timeout: 60,
@@ -552,6 +561,21 @@ impl Config {
         }
         if let Some(http) = &self.http {
             http.check().map_err(|e| bad("http", e))?;
+        }
+        for (i, d) in self.dkim.iter().enumerate() {
+            let at = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: entry_line(text, "dkim", i),
+                key: "dkim",
+                message: format!("{}/{}: {message}", d.domain, d.selector),
+            };
+            d.check().map_err(at)?;
+            if self.dkim[..i]
+                .iter()
+                .any(|o| o.domain.eq_ignore_ascii_case(&d.domain) && o.selector == d.selector)
+            {
+                return Err(at("listed twice".into()));
+            }
         }
         if self.minimal_backoff_time == 0 {
             return Err(bad(
