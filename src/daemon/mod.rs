@@ -131,6 +131,13 @@ pub fn serve(
         None => None,
     };
 
+    // DKIM: a key that cannot be used stops the start (mail must not go
+    // out unsigned when the configuration says to sign it).
+    let keys = Arc::new(CurrentKeys::new(Signers::load(&config.dkim)?));
+    if !config.dkim.is_empty() {
+        tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
+    }
+
     let stale = crate::inject::maildrop::remove_stale_temp_files(
         &spool.maildrop(),
         Duration::from_secs(3600),
@@ -185,12 +192,6 @@ pub fn serve(
             spool.campaigns(),
         ));
     let http_suppressions = suppressions.clone();
-    // DKIM: a key that cannot be used stops the start (mail must not go
-    // out unsigned when the configuration says to sign it).
-    let keys = Arc::new(CurrentKeys::new(Signers::load(&config.dkim)?));
-    if !config.dkim.is_empty() {
-        tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
-    }
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
         key: campaign_key.clone(),
         myhostname: config.myhostname.clone(),
