@@ -84,6 +84,10 @@ impl PolicyServer {
         self.answer.lock().unwrap().body = body.to_string();
     }
 
+    fn set_content_type(&self, content_type: &str) {
+        self.answer.lock().unwrap().content_type = content_type.to_string();
+    }
+
     /// The requests answered so far: (request line, Host header).
     fn requests(&self) -> Vec<(String, String)> {
         self.requests.lock().unwrap().clone()
@@ -447,7 +451,9 @@ fn cached_policy_is_used_after_a_restart_when_the_policy_server_is_down() {
     drop_message(&sb, "second", "v@sts.test");
     let line = wait_status(&mut d, "v@sts.test", "deferred");
     assert!(
-        line.contains("MTA-STS policy: no MX host matches the policy of sts.test (MX: mx2.sts.test"),
+        line.contains(
+            "MTA-STS policy: no MX host matches the policy of sts.test (MX: mx2.sts.test"
+        ),
         "{line}"
     );
     d.stop();
@@ -459,7 +465,10 @@ fn cached_policy_is_used_after_a_restart_when_the_policy_server_is_down() {
     sb.write_config(&settings(&dns, port, https_port, &pki.ca_file, ""));
     let mut d = start(&sb, "auto", 2);
     let line = wait_status(&mut d, "v@sts.test", "deferred");
-    assert!(line.contains("MTA-STS policy: no MX host matches"), "{line}");
+    assert!(
+        line.contains("MTA-STS policy: no MX host matches"),
+        "{line}"
+    );
     d.stop();
     assert!(
         d.log().contains(
@@ -547,11 +556,89 @@ fn a_destination_can_turn_mta_sts_off() {
     assert_eq!(sink.stats().messages, 1);
     assert!(https.requests().is_empty());
     assert!(
-        !dns
-            .queries()
+        !dns.queries()
             .iter()
             .any(|(name, t)| name == "_mta-sts.sts.test" && *t == RecordType::TXT),
         "{:?}",
         dns.queries()
     );
+}
+
+/// A policy served as `text/html` is no policy (RFC 8461 section 3.3): the
+/// fetch is refused with a warning, nothing is cached, and the mail goes
+/// out as without MTA-STS although the policy would not allow its MX.
+#[test]
+fn a_policy_not_served_as_text_plain_is_ignored() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = pki(dir.path());
+    let https = PolicyServer::start(
+        pki.https.server_config(),
+        &policy("enforce", &["mx.elsewhere.test"]),
+    );
+    https.set_content_type("text/html");
+    let sink = tls_sink(&pki.mx);
+    let dns = zone("1", "mx.sts.test");
+    let sb = Sandbox::with(settings(
+        &dns,
+        sink.local_addr.port(),
+        https.addr.port(),
+        &pki.ca_file,
+        "",
+    ));
+    let mut d = start(&sb, "auto", 0);
+    drop_message(&sb, "html", "u@sts.test");
+    wait_status(&mut d, "u@sts.test", "sent");
+    d.stop();
+    assert!(
+        d.log().contains(
+            "MTA-STS: cannot fetch the policy of sts.test (id 1): mta-sts.sts.test served \
+             content type \"text/html\", not text/plain; no policy applies"
+        ),
+        "{}",
+        d.log()
+    );
+    assert_eq!(https.requests().len(), 1);
+    assert!(!cached_file(&sb).exists());
+    assert_eq!(sink.stats().messages, 1);
+}
+
+/// The policy server's certificate must verify: one that nobody trusts
+/// gives no policy (a warning), so an attacker on the path cannot serve
+/// one; the mail goes out as without MTA-STS.
+#[test]
+fn a_policy_server_with_an_untrusted_certificate_gives_no_policy() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pki = pki(dir.path());
+    let https = PolicyServer::start(
+        certs::self_signed(&["mta-sts.sts.test"]).server_config(),
+        &policy("enforce", &["mx.elsewhere.test"]),
+    );
+    let sink = tls_sink(&pki.mx);
+    let dns = zone("1", "mx.sts.test");
+    let sb = Sandbox::with(settings(
+        &dns,
+        sink.local_addr.port(),
+        https.addr.port(),
+        &pki.ca_file,
+        "",
+    ));
+    let mut d = start(&sb, "auto", 0);
+    drop_message(&sb, "selfsigned", "u@sts.test");
+    wait_status(&mut d, "u@sts.test", "sent");
+    d.stop();
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "MTA-STS: cannot fetch the policy of sts.test (id 1): TLS handshake with \
+             mta-sts.sts.test[127.0.0.1]:{}: invalid peer certificate",
+            https.addr.port()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("no policy applies"), "{log}");
+    assert!(
+        https.requests().is_empty(),
+        "no request over an unverified connection"
+    );
+    assert_eq!(sink.stats().messages, 1);
 }

@@ -842,8 +842,14 @@ mod tests {
                 "[[tls_policy]]\ndomain = \"a.test\"\nlevel = \"may\"\nmta_sts = true\n",
                 "an explicit level takes precedence over MTA-STS",
             ),
-            ("smtp_mta_sts_port = 0\n", "`smtp_mta_sts_port`: must not be 0"),
-            ("smtp_mta_sts_timeout = 0\n", "`smtp_mta_sts_timeout`: must be at least 1"),
+            (
+                "smtp_mta_sts_port = 0\n",
+                "`smtp_mta_sts_port`: must not be 0",
+            ),
+            (
+                "smtp_mta_sts_timeout = 0\n",
+                "`smtp_mta_sts_timeout`: must be at least 1",
+            ),
         ] {
             let err = Config::parse(text, Path::new("c.toml"))
                 .unwrap_err()

@@ -359,7 +359,10 @@ mod tests {
         )
         .unwrap();
         let r = Router::from_config(&c).unwrap();
-        assert!(!r.policy(&r.route("a@x.on.example").unwrap()).mta_sts, "relayhost");
+        assert!(
+            !r.policy(&r.route("a@x.on.example").unwrap()).mta_sts,
+            "relayhost"
+        );
         let mut c = c;
         c.relayhost.clear();
         let r = Router::from_config(&c).unwrap();

@@ -159,8 +159,8 @@ impl DiskCache {
         if d.domain != domain {
             return Err(corrupt(format!("holds the policy of {}", d.domain)));
         }
-        let p = CachedPolicy::new(&d.id, d.policy, d.fetched_at)
-            .map_err(|e| corrupt(e.to_string()))?;
+        let p =
+            CachedPolicy::new(&d.id, d.policy, d.fetched_at).map_err(|e| corrupt(e.to_string()))?;
         Ok(Some(p))
     }
 
@@ -215,7 +215,8 @@ impl DiskCache {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.example.com\r\nmax_age: 86400\r\n";
+    const TEXT: &str =
+        "version: STSv1\r\nmode: enforce\r\nmx: mx.example.com\r\nmax_age: 86400\r\n";
 
     #[test]
     fn stored_policies_come_back() {

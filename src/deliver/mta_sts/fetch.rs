@@ -19,6 +19,8 @@ use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 
+use crate::deliver::io_text;
+
 /// The path of the policy file.
 pub const WELL_KNOWN: &str = "/.well-known/mta-sts.txt";
 
@@ -38,7 +40,7 @@ pub enum FetchError {
     #[error("no address for {0}")]
     NoAddress(String),
     /// TCP connect failed.
-    #[error("connect to {host}[{}]:{}: {source}", addr.ip(), addr.port())]
+    #[error("connect to {host}[{}]:{}: {}", addr.ip(), addr.port(), io_text(source))]
     Connect {
         /// The policy host.
         host: String,
@@ -48,7 +50,7 @@ pub enum FetchError {
         source: std::io::Error,
     },
     /// The TLS handshake failed (an untrusted or misnamed certificate ...).
-    #[error("TLS handshake with {host}[{}]:{}: {source}", addr.ip(), addr.port())]
+    #[error("TLS handshake with {host}[{}]:{}: {}", addr.ip(), addr.port(), io_text(source))]
     Tls {
         /// The policy host.
         host: String,
@@ -174,11 +176,10 @@ async fn fetch_from(
         host: host.clone(),
         detail: e.to_string(),
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(
-        TokioIo::new(tls),
-    )
-    .await
-    .map_err(|e| http(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(tls))
+            .await
+            .map_err(|e| http(&e))?;
     let host_header = if req.port == 443 {
         host.clone()
     } else {

@@ -54,6 +54,10 @@ pub use record::{RecordError, StsRecord};
 /// the outcome of the fetch it led to) before looking again.
 pub const RECHECK: Duration = Duration::from_secs(300);
 
+/// Above this many domains in a shard's memory, those without a policy
+/// are forgotten (they cost a TXT lookup when mail for them comes again).
+const MAX_DOMAINS: usize = 50_000;
+
 /// MTA-STS settings (the switch itself, `smtp_mta_sts` and the
 /// per-destination `mta_sts`, is part of each hop's [`HopPolicy`]).
 #[derive(Clone, Debug)]
@@ -199,6 +203,10 @@ impl MtaSts {
     pub async fn policy(&self, dns: &Dns, domain: &str) -> Option<Rc<CachedPolicy>> {
         let lock = {
             let mut d = self.domains.borrow_mut();
+            if d.len() >= MAX_DOMAINS && !d.contains_key(domain) {
+                // Keep policies and lookups in progress.
+                d.retain(|_, s| s.cached.is_some() || Rc::strong_count(&s.lock) > 1);
+            }
             Rc::clone(&d.entry(domain.to_string()).or_default().lock)
         };
         let _guard = lock.lock().await;
@@ -551,9 +559,7 @@ mod tests {
         assert!(matches!(e, DeliverError::Timeout { .. }));
         let testing = Applied {
             domain: "example".into(),
-            policy: Rc::new(
-                CachedPolicy::new("1", text.replace("enforce", "testing"), 0).unwrap(),
-            ),
+            policy: Rc::new(CachedPolicy::new("1", text.replace("enforce", "testing"), 0).unwrap()),
         };
         assert_eq!(
             testing.tls_level(TlsSecurityLevel::May),

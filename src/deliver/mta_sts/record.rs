@@ -105,7 +105,9 @@ mod tests {
         );
         assert_eq!(StsRecord::parse("v=STSv1;id=abc").unwrap().id, "abc");
         assert_eq!(
-            StsRecord::parse("v=STSv1 ; ext=1 ; id=Z9 ; id=other").unwrap().id,
+            StsRecord::parse("v=STSv1 ; ext=1 ; id=Z9 ; id=other")
+                .unwrap()
+                .id,
             "Z9"
         );
     }
@@ -136,10 +138,7 @@ mod tests {
             StsRecord::select(&["v=spf1 -all"]),
             Err(RecordError::Missing)
         );
-        assert_eq!(
-            StsRecord::select::<&str>(&[]),
-            Err(RecordError::Missing)
-        );
+        assert_eq!(StsRecord::select::<&str>(&[]), Err(RecordError::Missing));
         assert_eq!(
             StsRecord::select(&["v=STSv1; id=1", "v=STSv1; id=2"]),
             Err(RecordError::Several(2))
