@@ -193,7 +193,7 @@ impl MtaSts {
         if !policy.mta_sts || !hop.mx_lookup {
             return None;
         }
-        let domain = hop.host.trim_end_matches('.').to_ascii_lowercase();
+        let domain = ascii_name(&hop.host);
         let p = self.policy(dns, &domain).await?;
         (p.policy.mode != Mode::None).then_some(Applied { domain, policy: p })
     }
@@ -429,7 +429,10 @@ pub fn select_hosts(
     match policy.mode {
         Mode::None => Ok(hosts),
         Mode::Testing => {
-            for h in hosts.iter().filter(|h| !policy.matches(&h.name)) {
+            for h in hosts
+                .iter()
+                .filter(|h| !policy.matches(&ascii_name(&h.name)))
+            {
                 tracing::info!(
                     target: "smtp",
                     "MTA-STS testing: {domain}: MX host {} does not match the policy (mx {}); \
@@ -444,7 +447,7 @@ pub fn select_hosts(
             let all: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
             let kept: Vec<MailHost> = hosts
                 .into_iter()
-                .filter(|h| policy.matches(&h.name))
+                .filter(|h| policy.matches(&ascii_name(&h.name)))
                 .collect();
             if kept.is_empty() {
                 return Err(MtaStsError::NoMatchingMx {
@@ -453,7 +456,7 @@ pub fn select_hosts(
                     patterns: policy.patterns(),
                 });
             }
-            for h in all.iter().filter(|h| !policy.matches(h)) {
+            for h in all.iter().filter(|h| !policy.matches(&ascii_name(h))) {
                 tracing::info!(
                     target: "smtp",
                     "MTA-STS: {domain}: skipping MX host {h}: not in the policy (mx {})",
@@ -462,6 +465,17 @@ pub fn select_hosts(
             }
             Ok(kept)
         }
+    }
+}
+
+/// `name` in lower-case ASCII (IDNA A-labels for an internationalised
+/// name) without a final dot: the form of policy host names, cache file
+/// names and the policy's `mx` patterns.
+fn ascii_name(name: &str) -> String {
+    let trimmed = name.trim_end_matches('.');
+    match hickory_resolver::Name::from_utf8(trimmed) {
+        Ok(n) => n.to_ascii().trim_end_matches('.').to_ascii_lowercase(),
+        Err(_) => trimmed.to_ascii_lowercase(),
     }
 }
 
@@ -514,6 +528,15 @@ mod tests {
         let de = DeliverError::MtaSts(e);
         assert!(de.is_transient());
         assert_eq!(de.dsn(), "4.7.5");
+    }
+
+    #[test]
+    fn internationalised_names_match_in_ascii() {
+        assert_eq!(ascii_name("Bücher.Example."), "xn--bcher-kva.example");
+        assert_eq!(ascii_name("MX.example"), "mx.example");
+        let p = policy("version: STSv1\nmode: enforce\nmx: *.xn--bcher-kva.example\nmax_age: 60\n");
+        let kept = select_hosts("bücher.example", &p, vec![host("mx.bücher.example", 0)]).unwrap();
+        assert_eq!(kept.len(), 1);
     }
 
     #[test]
