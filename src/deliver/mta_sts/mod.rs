@@ -259,14 +259,10 @@ impl MtaSts {
                 None
             }
         };
-        // No (valid) record: a cached policy stays in force until it
-        // expires (RFC 8461 section 5.1).
-        let record = record?;
-        if let Some(c) = &cached {
-            if c.id == record.id && !c.wants_refresh(now) {
-                return cached;
-            }
-        }
+        let record = match (next_step(record.as_ref(), cached.as_deref(), now), record) {
+            (Next::Fetch, Some(record)) => record,
+            _ => return cached,
+        };
         match self.refresh(dns, domain, &record.id, now).await {
             Ok(p) => {
                 tracing::info!(
@@ -348,6 +344,25 @@ impl MtaSts {
                 None
             }
         }
+    }
+}
+
+/// What to do once the TXT record has been looked at.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Keep the cached policy (or none): no record (RFC 8461 section 5.1:
+    /// a cached policy stays in force until it expires), or the same id
+    /// and the policy is not yet half way to its expiry.
+    Keep,
+    /// Fetch the policy: nothing cached, a new id, or time to refresh.
+    Fetch,
+}
+
+fn next_step(record: Option<&StsRecord>, cached: Option<&CachedPolicy>, now: u64) -> Next {
+    match (record, cached) {
+        (None, _) => Next::Keep,
+        (Some(r), Some(c)) if c.id == r.id && !c.wants_refresh(now) => Next::Keep,
+        (Some(_), _) => Next::Fetch,
     }
 }
 
@@ -528,6 +543,38 @@ mod tests {
         let de = DeliverError::MtaSts(e);
         assert!(de.is_transient());
         assert_eq!(de.dsn(), "4.7.5");
+    }
+
+    #[test]
+    fn when_to_fetch() {
+        let text = "version: STSv1\nmode: enforce\nmx: mx.example\nmax_age: 1000\n";
+        let cached = CachedPolicy::new("a", text.into(), 10_000).unwrap();
+        let rec = |id: &str| StsRecord { id: id.into() };
+        assert_eq!(
+            next_step(None, None, 0),
+            Next::Keep,
+            "no record, nothing cached"
+        );
+        assert_eq!(
+            next_step(None, Some(&cached), 10_900),
+            Next::Keep,
+            "no record: cached"
+        );
+        assert_eq!(next_step(Some(&rec("a")), None, 0), Next::Fetch);
+        assert_eq!(
+            next_step(Some(&rec("a")), Some(&cached), 10_499),
+            Next::Keep
+        );
+        assert_eq!(
+            next_step(Some(&rec("a")), Some(&cached), 10_500),
+            Next::Fetch,
+            "half of max_age: refresh"
+        );
+        assert_eq!(
+            next_step(Some(&rec("b")), Some(&cached), 10_001),
+            Next::Fetch,
+            "new id"
+        );
     }
 
     #[test]
