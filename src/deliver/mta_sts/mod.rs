@@ -11,7 +11,8 @@
 //!    once per [`RECHECK`] per domain and shard. When its `id` differs from
 //!    the cached policy's, or half the cached policy's `max_age` has
 //!    passed, or nothing is cached, the policy is fetched over HTTPS from
-//!    `mta-sts.DOMAIN` ([`fetch`]) and parsed ([`policy`]).
+//!    `mta-sts.DOMAIN` ([`fetch`]) and parsed ([`policy`]), unless another
+//!    shard has just written that policy to disk.
 //! 3. A failed fetch, a missing TXT record or a DNS failure leaves the
 //!    cached policy in force until it expires (section 5.1); without one,
 //!    no policy applies and mail goes out as before.
@@ -263,6 +264,12 @@ impl MtaSts {
             (Next::Fetch, Some(record)) => record,
             _ => return cached,
         };
+        // Another shard may have fetched this one already.
+        if let Some(p) = self.load(domain) {
+            if !p.is_expired(now) && next_step(Some(&record), Some(&p), now) == Next::Keep {
+                return Some(Rc::new(p));
+            }
+        }
         match self.refresh(dns, domain, &record.id, now).await {
             Ok(p) => {
                 tracing::info!(
