@@ -35,7 +35,11 @@ fn keygen(sb: &Sandbox, domain: &str, selector: &str, file: &str) -> (PathBuf, S
         .output()
         .expect("ringmail dkim keygen");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "keygen: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "keygen: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let line = text
         .lines()
         .find(|l| l.contains("._domainkey."))
@@ -126,21 +130,33 @@ fn a_well_configured_domain_passes_every_check() {
     write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
     let out = check(&sb, &["example.com", "--ip", IP]);
     let t = stdout(&out);
-    assert_eq!(out.status.code(), Some(0), "{t}{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(line(&t, "SPF"), "  SPF    pass   v=spf1 ip4:203.0.113.5 -all");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{t}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        line(&t, "SPF"),
+        "  SPF    pass   v=spf1 ip4:203.0.113.5 -all"
+    );
     assert_eq!(
         line(&t, "DKIM"),
         "  DKIM   pass   s2026._domainkey.example.com: ed25519-sha256 key matches the record"
     );
     assert!(
-        line(&t, "DMARC").starts_with("  DMARC  pass   p=quarantine, aligned with From: example.com"),
+        line(&t, "DMARC")
+            .starts_with("  DMARC  pass   p=quarantine, aligned with From: example.com"),
         "{t}"
     );
     assert_eq!(
         line(&t, "PTR"),
         "  PTR    pass   203.0.113.5 -> mail.example.com -> 203.0.113.5"
     );
-    assert_eq!(line(&t, "MX"), "  MX     pass   example.com: MX 10 mail.example.com");
+    assert_eq!(
+        line(&t, "MX"),
+        "  MX     pass   example.com: MX 10 mail.example.com"
+    );
     assert_eq!(t.lines().count(), 5, "{t}");
     // The key was looked up through the configured (test) server.
     assert!(dns
@@ -194,15 +210,24 @@ fn dual_keys_are_each_checked() {
     write_config(
         &sb,
         &dns,
-        &[("example.com", "s2026", &key), ("example.com", "s2027", &key2)],
+        &[
+            ("example.com", "s2026", &key),
+            ("example.com", "s2027", &key2),
+        ],
     );
     let out = check(&sb, &["example.com", "--ip", IP]);
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    let dkim: Vec<&str> = t.lines().filter(|l| l.trim_start().starts_with("DKIM")).collect();
+    let dkim: Vec<&str> = t
+        .lines()
+        .filter(|l| l.trim_start().starts_with("DKIM"))
+        .collect();
     assert_eq!(dkim.len(), 2, "{t}");
     assert!(dkim[0].contains("pass") && dkim[0].contains("s2026"), "{t}");
-    assert!(dkim[1].contains("FAIL") && dkim[1].contains("s2027._domainkey.example.com: no record"), "{t}");
+    assert!(
+        dkim[1].contains("FAIL") && dkim[1].contains("s2027._domainkey.example.com: no record"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -256,7 +281,10 @@ fn spf_must_pass_for_the_sending_ip() {
     let out = check(&sb, &["example.com", "--ip", IP]);
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert_eq!(line(&t, "SPF"), "  SPF    pass   v=spf1 include:_spf.example.net ~all");
+    assert_eq!(
+        line(&t, "SPF"),
+        "  SPF    pass   v=spf1 include:_spf.example.net ~all"
+    );
     drop(dns);
     // No record at all.
     let dns = DnsServer::start(zone(None));
@@ -306,7 +334,8 @@ fn dmarc_missing_misaligned_and_inherited() {
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(
-        line(&t, "DMARC").contains("FAIL   _dmarc.example.com: no record (publish TXT at _dmarc.example.com"),
+        line(&t, "DMARC")
+            .contains("FAIL   _dmarc.example.com: no record (publish TXT at _dmarc.example.com"),
         "{t}"
     );
     drop(dns);
@@ -332,18 +361,30 @@ fn dmarc_missing_misaligned_and_inherited() {
     drop(dns);
     let dns = DnsServer::start(
         good_zone(&record)
-            .txt("_dmarc.news.example.com", "v=DMARC1; p=reject; adkim=s; aspf=s")
+            .txt(
+                "_dmarc.news.example.com",
+                "v=DMARC1; p=reject; adkim=s; aspf=s",
+            )
             .mx("bounces.example.com", 10, "mail.example.com"),
     );
     write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
     let out = check(
         &sb,
-        &["example.com", "--from", "news.example.com", "--bounce-domain", "bounces.example.com"],
+        &[
+            "example.com",
+            "--from",
+            "news.example.com",
+            "--bounce-domain",
+            "bounces.example.com",
+        ],
     );
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     let l = line(&t, "DMARC");
-    assert!(l.contains("FAIL   p=reject, but From: news.example.com aligns with neither"), "{l}");
+    assert!(
+        l.contains("FAIL   p=reject, but From: news.example.com aligns with neither"),
+        "{l}"
+    );
     assert!(l.contains("adkim=strict"), "{l}");
 }
 
@@ -363,7 +404,10 @@ fn ptr_must_exist_and_resolve_back() {
     let out = check(&sb, &["example.com", "--ip", IP]);
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(line(&t, "PTR").contains("FAIL   203.0.113.5: no PTR record"), "{t}");
+    assert!(
+        line(&t, "PTR").contains("FAIL   203.0.113.5: no PTR record"),
+        "{t}"
+    );
     drop(dns);
 
     let dns = DnsServer::start(
@@ -381,7 +425,10 @@ fn ptr_must_exist_and_resolve_back() {
          (add the A record host.example.net -> 203.0.113.5)"
     );
     // The rest passes: p=none is allowed.
-    assert!(line(&t, "DMARC").contains("pass   p=none (monitoring only)"), "{t}");
+    assert!(
+        line(&t, "DMARC").contains("pass   p=none (monitoring only)"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -396,7 +443,16 @@ fn the_bounce_domain_must_receive_mail() {
     let dns = DnsServer::start(zone);
     write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
     // bounces.example.com has an SPF record but no MX and no address.
-    let out = check(&sb, &["example.com", "--ip", IP, "--bounce-domain", "bounces.example.com"]);
+    let out = check(
+        &sb,
+        &[
+            "example.com",
+            "--ip",
+            IP,
+            "--bounce-domain",
+            "bounces.example.com",
+        ],
+    );
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(line(&t, "SPF").contains("pass"), "{t}");
@@ -407,11 +463,20 @@ fn the_bounce_domain_must_receive_mail() {
     let out = check(&sb, &["example.com", "--bounce-domain", "null.example.com"]);
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(line(&t, "MX").contains("FAIL   null.example.com: null MX"), "{t}");
-    let out = check(&sb, &["example.com", "--bounce-domain", "plain.example.com"]);
+    assert!(
+        line(&t, "MX").contains("FAIL   null.example.com: null MX"),
+        "{t}"
+    );
+    let out = check(
+        &sb,
+        &["example.com", "--bounce-domain", "plain.example.com"],
+    );
     let t = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{t}");
-    assert!(line(&t, "MX").contains("pass   plain.example.com: no MX, its address 198.51.100.30"), "{t}");
+    assert!(
+        line(&t, "MX").contains("pass   plain.example.com: no MX, its address 198.51.100.30"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -435,7 +500,17 @@ fn json_output_has_every_finding_and_the_exit_code() {
     let (sb, key, record) = keyed_sandbox();
     let dns = DnsServer::start(good_zone(&record));
     write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
-    let out = check(&sb, &["example.com", "--ip", IP, "--json", "--bounce-domain", "nowhere.example.com"]);
+    let out = check(
+        &sb,
+        &[
+            "example.com",
+            "--ip",
+            IP,
+            "--json",
+            "--bounce-domain",
+            "nowhere.example.com",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(v["domain"], "example.com");
@@ -443,7 +518,10 @@ fn json_output_has_every_finding_and_the_exit_code() {
     assert_eq!(v["ip"], IP);
     assert_eq!(v["exit"], 1);
     let findings = v["findings"].as_array().unwrap();
-    let names: Vec<&str> = findings.iter().map(|f| f["check"].as_str().unwrap()).collect();
+    let names: Vec<&str> = findings
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["SPF", "DKIM", "DMARC", "PTR", "MX"]);
     let mx = &findings[4];
     assert_eq!(mx["status"], "fail");
@@ -501,8 +579,14 @@ fn campaign_send_warns_and_strict_refuses_to_start() {
     let out = campaign_send(&sb, &[]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("warning: check-domain example.com"), "{err}");
-    assert!(err.contains("DKIM   FAIL   s2026._domainkey.example.com: no record"), "{err}");
-    assert!(!err.contains("MX     pass"), "only problems are shown: {err}");
+    assert!(
+        err.contains("DKIM   FAIL   s2026._domainkey.example.com: no record"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("MX     pass"),
+        "only problems are shown: {err}"
+    );
     // Not strict: it goes on to the daemon, which does not run here.
     assert_eq!(out.status.code(), Some(69), "{err}");
 

@@ -43,7 +43,8 @@ pub fn record_name(key: &DkimKeyConfig) -> String {
 /// `p=` tag; `v=` is optional, RFC 6376 section 3.6.1).
 pub fn is_key_record(record: &str) -> bool {
     let r = record.trim_start();
-    r.get(..7).is_some_and(|v| v.eq_ignore_ascii_case("v=DKIM1"))
+    r.get(..7)
+        .is_some_and(|v| v.eq_ignore_ascii_case("v=DKIM1"))
         || r.split(';').any(|tag| tag.trim_start().starts_with("p="))
 }
 
@@ -60,8 +61,8 @@ pub async fn check(
             DKIM,
             format!("no [[dkim]] key configured for {from_domain}; run ringmail dkim keygen"),
             format!(
-                "ringmail dkim keygen --domain {from_domain} --selector SELECTOR --algorithm ed25519, \
-                 then add the [[dkim]] entry it prints and publish its record"
+                "e.g. ringmail dkim keygen --domain {from_domain} --selector SELECTOR --algorithm ed25519; \
+                 add the [[dkim]] entry it prints and publish its record"
             ),
         )];
     }
@@ -131,10 +132,9 @@ async fn check_key(resolver: &CheckResolver, from_domain: &str, config: &DkimKey
 /// The finding for mail-auth's verification of the test signature.
 pub fn judge(owner: &str, algorithm: &str, result: &DkimResult, publish: &str) -> Finding {
     match result {
-        DkimResult::Pass => Finding::pass(
-            DKIM,
-            format!("{owner}: {algorithm} key matches the record"),
-        ),
+        DkimResult::Pass => {
+            Finding::pass(DKIM, format!("{owner}: {algorithm} key matches the record"))
+        }
         DkimResult::TempError(e) => Finding::new(
             DKIM,
             Status::TempError,
@@ -187,10 +187,7 @@ mod tests {
             entry("other.example", "o"),
         ];
         let pick = |d: &str| -> Vec<String> {
-            keys_for(&keys, d)
-                .iter()
-                .map(|k| record_name(k))
-                .collect()
+            keys_for(&keys, d).iter().map(|k| record_name(k)).collect()
         };
         assert_eq!(
             pick("Example.com"),
@@ -213,10 +210,21 @@ mod tests {
 
     #[test]
     fn verification_results_become_findings() {
-        let f = judge("s._domainkey.example.com", "ed25519-sha256", &DkimResult::Pass, "p");
+        let f = judge(
+            "s._domainkey.example.com",
+            "ed25519-sha256",
+            &DkimResult::Pass,
+            "p",
+        );
         assert_eq!(f.status, Status::Pass);
-        let e = mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::FailedVerification);
-        let f = judge("s._domainkey.example.com", "rsa-sha256", &DkimResult::Fail(e), "publish: \"v=DKIM1\"");
+        let e =
+            mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::FailedVerification);
+        let f = judge(
+            "s._domainkey.example.com",
+            "rsa-sha256",
+            &DkimResult::Fail(e),
+            "publish: \"v=DKIM1\"",
+        );
         assert_eq!(f.status, Status::Fail);
         assert!(f.detail.contains("does not match"), "{}", f.detail);
         assert_eq!(f.fix.as_deref(), Some("publish: \"v=DKIM1\""));
@@ -227,8 +235,8 @@ mod tests {
 
     #[test]
     fn the_test_message_is_signed_by_a_key_for_its_domain() {
-        let pem = crate::sign::keygen::generate(crate::config::DkimAlgorithm::Ed25519Sha256, 0)
-            .unwrap();
+        let pem =
+            crate::sign::keygen::generate(crate::config::DkimAlgorithm::Ed25519Sha256, 0).unwrap();
         let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
         let signers = Signers::from_keys(vec![(entry("example.com", "s"), key)]).unwrap();
         let (signed, keys) = signers.sign_wire(test_message("example.com")).unwrap();

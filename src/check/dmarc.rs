@@ -99,7 +99,11 @@ async fn find(resolver: &CheckResolver, from: &str) -> Result<Option<Found>, Che
 
 /// The check. `dkim_domains` are the `d=` of the keys that sign the
 /// `From:` domain.
-pub async fn check(resolver: &CheckResolver, opts: &CheckOptions, dkim_domains: &[String]) -> Finding {
+pub async fn check(
+    resolver: &CheckResolver,
+    opts: &CheckOptions,
+    dkim_domains: &[String],
+) -> Finding {
     let from = canonical(&opts.from_domain);
     let found = match find(resolver, &from).await {
         Ok(f) => f,
@@ -235,8 +239,16 @@ mod tests {
 
     #[test]
     fn alignment_is_relaxed_or_strict() {
-        assert!(aligned("news.example.com", "example.com", Alignment::Relaxed));
-        assert!(!aligned("news.example.com", "example.com", Alignment::Strict));
+        assert!(aligned(
+            "news.example.com",
+            "example.com",
+            Alignment::Relaxed
+        ));
+        assert!(!aligned(
+            "news.example.com",
+            "example.com",
+            Alignment::Strict
+        ));
         assert!(aligned("Example.com", "example.com.", Alignment::Strict));
         assert!(!aligned("example.net", "example.com", Alignment::Relaxed));
     }
@@ -251,10 +263,17 @@ mod tests {
     #[test]
     fn aligned_by_dkim_and_spf_passes_with_the_policy() {
         let r = parse("v=DMARC1; p=quarantine");
-        let f = judge(&r, &found("_dmarc.example.com", false), "example.com", "example.com", &["example.com".into()]);
+        let f = judge(
+            &r,
+            &found("_dmarc.example.com", false),
+            "example.com",
+            "example.com",
+            &["example.com".into()],
+        );
         assert_eq!(f.status, Status::Pass);
         assert!(
-            f.detail.starts_with("p=quarantine, aligned with From: example.com"),
+            f.detail
+                .starts_with("p=quarantine, aligned with From: example.com"),
             "{}",
             f.detail
         );
@@ -286,10 +305,22 @@ mod tests {
     #[test]
     fn spf_alone_warns_and_nothing_fails() {
         let r = parse("v=DMARC1; p=none");
-        let f = judge(&r, &found("_dmarc.example.com", false), "example.com", "example.com", &[]);
+        let f = judge(
+            &r,
+            &found("_dmarc.example.com", false),
+            "example.com",
+            "example.com",
+            &[],
+        );
         assert_eq!(f.status, Status::Warn);
         assert!(f.detail.contains("monitoring only"), "{}", f.detail);
-        let f = judge(&r, &found("_dmarc.example.com", false), "example.com", "example.net", &[]);
+        let f = judge(
+            &r,
+            &found("_dmarc.example.com", false),
+            "example.com",
+            "example.net",
+            &[],
+        );
         assert_eq!(f.status, Status::Fail);
         assert!(f.detail.contains("no DKIM key"), "{}", f.detail);
     }

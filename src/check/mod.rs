@@ -68,9 +68,8 @@ impl CheckError {
     /// `temperror` when transient, else `FAIL`.
     pub fn finding(&self, check: CheckKind) -> Finding {
         if self.is_transient() {
-            Finding::new(check, Status::TempError, self.to_string()).with_fix(
-                "try again; if it persists, check the [dns] servers and the domain's name servers",
-            )
+            Finding::new(check, Status::TempError, self.to_string())
+                .with_fix("try again; if it persists, check the [dns] servers")
         } else {
             Finding::fail(check, self.to_string(), "check the domain name")
         }

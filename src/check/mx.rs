@@ -48,9 +48,8 @@ pub async fn check(resolver: &CheckResolver, domain: &str) -> Finding {
 
 /// The finding for what `domain` publishes.
 pub fn judge(domain: &str, receiving: &Receiving) -> Finding {
-    let publish = format!(
-        "publish an MX record for {domain} pointing at a host that accepts its bounces"
-    );
+    let publish =
+        format!("publish an MX record for {domain} pointing at a host that accepts its bounces");
     match receiving {
         Receiving::NullMx => Finding::fail(
             MX,
@@ -64,7 +63,10 @@ pub fn judge(domain: &str, receiving: &Receiving) -> Finding {
         ),
         Receiving::Implicit(addrs) => Finding::pass(
             MX,
-            format!("{domain}: no MX, its address {} receives (implicit MX)", addrs[0]),
+            format!(
+                "{domain}: no MX, its address {} receives (implicit MX)",
+                addrs[0]
+            ),
         ),
         Receiving::Mx(hosts) => {
             let list = hosts
@@ -95,12 +97,19 @@ mod tests {
         let f = judge(
             "example.com",
             &Receiving::Mx(vec![
-                (10, "mx1.example.com".into(), vec!["192.0.2.1".parse().unwrap()]),
+                (
+                    10,
+                    "mx1.example.com".into(),
+                    vec!["192.0.2.1".parse().unwrap()],
+                ),
                 (20, "mx2.example.com".into(), vec![]),
             ]),
         );
         assert_eq!(f.status, Status::Pass);
-        assert_eq!(f.detail, "example.com: MX 10 mx1.example.com, 20 mx2.example.com");
+        assert_eq!(
+            f.detail,
+            "example.com: MX 10 mx1.example.com, 20 mx2.example.com"
+        );
         let f = judge(
             "example.com",
             &Receiving::Mx(vec![(10, "mx1.example.com".into(), vec![])]),

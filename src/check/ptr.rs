@@ -131,7 +131,10 @@ mod tests {
     fn dns_trouble_on_the_way_back_is_a_temperror() {
         let f = judge(
             ip("203.0.113.5"),
-            &[("mail.example.com".into(), Forward::Trouble("SERVFAIL".into()))],
+            &[(
+                "mail.example.com".into(),
+                Forward::Trouble("SERVFAIL".into()),
+            )],
             "example.com",
         );
         assert_eq!(f.status, Status::TempError);

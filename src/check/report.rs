@@ -292,7 +292,8 @@ mod tests {
         r.findings[1].status = Status::Skip;
         assert_eq!(r.exit_code(), EXIT_OK);
         assert_eq!(Report::default().exit_code(), EXIT_OK);
-        r.findings.push(Finding::new(CheckKind::Mx, Status::TempError, "x"));
+        r.findings
+            .push(Finding::new(CheckKind::Mx, Status::TempError, "x"));
         r.findings.push(Finding::fail(CheckKind::Spf, "x", "y"));
         assert_eq!(r.exit_code(), EXIT_FAIL);
         assert_eq!(r.problems().count(), 2);

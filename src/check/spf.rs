@@ -45,14 +45,13 @@ pub async fn check(resolver: &CheckResolver, opts: &CheckOptions) -> Finding {
             Some(r) => (*r).clone(),
             None => format!("{domain}: no SPF record"),
         };
-        return Finding::new(SPF, Status::Skip, format!("{what}; give --ip to evaluate it"));
+        return Finding::new(
+            SPF,
+            Status::Skip,
+            format!("{what}; give --ip to evaluate it"),
+        );
     };
-    let publish = |how: &str| {
-        format!(
-            "{how} TXT at {domain}: \"v=spf1 {} -all\"",
-            mechanism(ip)
-        )
-    };
+    let publish = |how: &str| format!("{how} TXT at {domain}: \"v=spf1 {} -all\"", mechanism(ip));
     let record = match spf.as_slice() {
         [] => {
             return Finding::fail(SPF, format!("{domain}: no SPF record"), publish("publish"));
@@ -73,10 +72,7 @@ pub async fn check(resolver: &CheckResolver, opts: &CheckOptions) -> Finding {
     let out = resolver
         .authenticator()
         .verify_spf(Parameters::new(SpfParameters::verify_mail_from(
-            ip,
-            &opts.helo,
-            &opts.helo,
-            &sender,
+            ip, &opts.helo, &opts.helo, &sender,
         )))
         .await;
     judge(out.result(), &record, domain, ip)
@@ -93,11 +89,9 @@ pub fn judge(result: SpfResult, record: &str, domain: &str, ip: IpAddr) -> Findi
     let word = |r: SpfResult| r.to_string().to_ascii_lowercase();
     match result {
         SpfResult::Pass => Finding::pass(SPF, record),
-        SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => Finding::fail(
-            SPF,
-            format!("{record}: {} for {ip}", word(result)),
-            add(),
-        ),
+        SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => {
+            Finding::fail(SPF, format!("{record}: {} for {ip}", word(result)), add())
+        }
         SpfResult::None => Finding::fail(
             SPF,
             format!("{domain}: no SPF record"),
@@ -136,7 +130,12 @@ mod tests {
     #[test]
     fn results_become_findings_with_fixes() {
         let rec = "v=spf1 ip4:198.51.100.1 -all";
-        let f = judge(SpfResult::Pass, "v=spf1 ip4:203.0.113.5 -all", "example.com", IP);
+        let f = judge(
+            SpfResult::Pass,
+            "v=spf1 ip4:203.0.113.5 -all",
+            "example.com",
+            IP,
+        );
         assert_eq!(f.status, Status::Pass);
         assert_eq!(f.detail, "v=spf1 ip4:203.0.113.5 -all");
         let f = judge(SpfResult::SoftFail, rec, "example.com", IP);

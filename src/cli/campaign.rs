@@ -220,9 +220,10 @@ pub fn run(action: CampaignAction) -> ExitCode {
 
 /// Sends the campaign to the daemon, after the domain check (warnings on
 /// stderr). Exit 0 once it is durably queued, 1 when `--strict` and the
-/// domain check failed, 65 when it is refused (nothing queued), 66 when a file cannot be opened,
-/// 69 (EX_UNAVAILABLE) when no daemon runs, 75 when it could not be queued
-/// now or the answer was lost (`campaign list` tells whether it was).
+/// domain check failed, 65 when it is refused (nothing queued), 66 when a
+/// file cannot be opened, 69 (EX_UNAVAILABLE) when no daemon runs, 75 when
+/// it could not be queued now or the answer was lost (`campaign list`
+/// tells whether it was).
 fn send(args: SendArgs) -> ExitCode {
     let config = match super::load(args.what.config.clone()) {
         Ok(c) => c,

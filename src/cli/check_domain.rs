@@ -128,7 +128,10 @@ pub fn before_campaign(
     let problems: Vec<_> = report.problems().collect();
     if !problems.is_empty() {
         eprintln!("ringmail: warning: check-domain {from_domain}:");
-        eprint!("{}", ringmail::check::report::table(problems.iter().copied()));
+        eprint!(
+            "{}",
+            ringmail::check::report::table(problems.iter().copied())
+        );
     }
     if strict && report.has_failures() {
         eprintln!(
