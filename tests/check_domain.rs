@@ -92,7 +92,7 @@ fn stdout(out: &Output) -> String {
 fn line<'a>(table: &'a str, check: &str) -> &'a str {
     table
         .lines()
-        .find(|l| l.trim_start().split_whitespace().next() == Some(check))
+        .find(|l| l.split_whitespace().next() == Some(check))
         .unwrap_or_else(|| panic!("no {check} line in:\n{table}"))
 }
 

@@ -84,7 +84,7 @@ impl PrivateKey {
             });
         }
         let pem = std::fs::read(path).map_err(|e| file(e.to_string()))?;
-        PrivateKey::from_pem(&pem).map_err(|reason| file(reason))
+        PrivateKey::from_pem(&pem).map_err(file)
     }
 
     /// Parses PEM text (the first private key in it).
