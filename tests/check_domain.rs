@@ -26,11 +26,22 @@ fn ip() -> std::net::IpAddr {
 /// `ringmail dkim keygen` (Ed25519) into the sandbox: the key file and the
 /// TXT record it prints.
 fn keygen(sb: &Sandbox, domain: &str, selector: &str, file: &str) -> (PathBuf, String) {
+    keygen_alg(sb, domain, selector, file, "ed25519")
+}
+
+/// `ringmail dkim keygen --algorithm ALG`: the key file and its record.
+fn keygen_alg(
+    sb: &Sandbox,
+    domain: &str,
+    selector: &str,
+    file: &str,
+    alg: &str,
+) -> (PathBuf, String) {
     let path = sb.root().join(file);
     let out = sb
         .cmd()
         .args(["dkim", "keygen", "--domain", domain, "--selector", selector])
-        .args(["--algorithm", "ed25519", "--out"])
+        .args(["--algorithm", alg, "--out"])
         .arg(&path)
         .output()
         .expect("ringmail dkim keygen");
@@ -46,7 +57,10 @@ fn keygen(sb: &Sandbox, domain: &str, selector: &str, file: &str) -> (PathBuf, S
         .unwrap_or_else(|| panic!("no zone line in {text}"));
     // `S._domainkey.D. IN TXT ( "part" "part" )`: the quoted parts, joined.
     let record: String = line.split('"').skip(1).step_by(2).collect();
-    assert!(record.starts_with("v=DKIM1; k=ed25519; p="), "{record}");
+    assert!(
+        record.starts_with(&format!("v=DKIM1; k={alg}; p=")),
+        "{record}"
+    );
     (path, record)
 }
 
@@ -226,6 +240,38 @@ fn dual_keys_are_each_checked() {
     assert!(dkim[0].contains("pass") && dkim[0].contains("s2026"), "{t}");
     assert!(
         dkim[1].contains("FAIL") && dkim[1].contains("s2027._domainkey.example.com: no record"),
+        "{t}"
+    );
+}
+
+#[test]
+fn an_rsa_key_beside_an_ed25519_key_passes_with_its_long_record() {
+    let (sb, key, record) = keyed_sandbox();
+    let (rsa, rsa_record) = keygen_alg(&sb, "example.com", "r2026", "r2026.pem", "rsa");
+    // Longer than one TXT character-string: published as several.
+    assert!(rsa_record.len() > 255, "{rsa_record}");
+    let dns = DnsServer::start(good_zone(&record).txt("r2026._domainkey.example.com", &rsa_record));
+    write_config(
+        &sb,
+        &dns,
+        &[
+            ("example.com", "s2026", &key),
+            ("example.com", "r2026", &rsa),
+        ],
+    );
+    let out = check(&sb, &["example.com", "--ip", IP]);
+    let t = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let dkim: Vec<&str> = t
+        .lines()
+        .filter(|l| l.trim_start().starts_with("DKIM"))
+        .collect();
+    assert_eq!(
+        dkim,
+        [
+            "  DKIM   pass   s2026._domainkey.example.com: ed25519-sha256 key matches the record",
+            "  DKIM   pass   r2026._domainkey.example.com: rsa-sha256 key matches the record",
+        ],
         "{t}"
     );
 }
@@ -490,6 +536,25 @@ fn dns_trouble_is_a_temperror_with_exit_75() {
     assert!(line(&t, "DMARC").contains("temperror"), "{t}");
     assert!(line(&t, "DKIM").contains("pass"), "{t}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("try again"));
+    drop(dns);
+    // The key record answering SERVFAIL and the PTR name's address never
+    // answered (a timeout) are DNS trouble too, not a missing record.
+    let dns = DnsServer::start(
+        good_zone(&record)
+            .servfail("s2026._domainkey.example.com")
+            .timeout("mail.example.com"),
+    );
+    write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
+    let out = check(&sb, &["example.com", "--ip", IP]);
+    let t = stdout(&out);
+    assert_eq!(out.status.code(), Some(75), "{t}");
+    assert!(
+        line(&t, "DKIM")
+            .contains("temperror   DNS lookup of s2026._domainkey.example.com TXT failed"),
+        "{t}"
+    );
+    assert!(line(&t, "PTR").contains("temperror"), "{t}");
+    assert!(line(&t, "SPF").contains("pass"), "{t}");
     // A failure wins over DNS trouble.
     let out = check(&sb, &["example.com", "--ip", "198.51.100.99"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
