@@ -212,6 +212,13 @@ fn a_record_of_another_key_fails() {
     // The fix is the record of the configured key, not the published one.
     assert!(l.ends_with(&format!("(publish: \"{record}\")")), "{l}");
     assert!(!l.contains(&other), "{l}");
+    // A key receivers cannot verify does not align for DMARC: only SPF
+    // does.
+    assert!(line(&t, "DMARC").contains("warn"), "{t}");
+    assert!(
+        line(&t, "DMARC").contains("through SPF (example.com) only"),
+        "{t}"
+    );
     // Everything else still passes.
     assert!(line(&t, "SPF").contains("pass"), "{t}");
 }

@@ -97,8 +97,8 @@ async fn find(resolver: &CheckResolver, from: &str) -> Result<Option<Found>, Che
     Ok(None)
 }
 
-/// The check. `dkim_domains` are the `d=` of the keys that sign the
-/// `From:` domain.
+/// The check. `dkim_domains` are the `d=` of the working keys that sign
+/// the `From:` domain.
 pub async fn check(
     resolver: &CheckResolver,
     opts: &CheckOptions,
@@ -193,11 +193,11 @@ fn judge(
             Status::Warn,
             format!("{what}, aligned with From: {from} through SPF ({bounce}) only: forwarded mail fails DMARC"),
         )
-        .with_fix(format!("sign with a [[dkim]] key for {from}")),
+        .with_fix(format!("sign with a working [[dkim]] key for {from} (see the DKIM line)")),
         (true, false) => {
             let all: Vec<&String> = dkim_domains.iter().collect();
             let signed = if all.is_empty() {
-                "no DKIM key".to_string()
+                "a working DKIM key".to_string()
             } else {
                 format!("DKIM {}", dkim_text(&all))
             };
@@ -322,7 +322,11 @@ mod tests {
             &[],
         );
         assert_eq!(f.status, Status::Fail);
-        assert!(f.detail.contains("no DKIM key"), "{}", f.detail);
+        assert!(
+            f.detail.contains("neither a working DKIM key"),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]

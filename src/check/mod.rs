@@ -107,20 +107,28 @@ impl CheckOptions {
 }
 
 /// Runs every check (concurrently) and gathers the findings in the order
-/// SPF, DKIM (one per key), DMARC, PTR, MX.
+/// SPF, DKIM (one per key), DMARC, PTR, MX. DMARC's DKIM alignment counts
+/// only the keys whose check did not fail (a key whose record is missing
+/// signs nothing a receiver can verify).
 pub async fn check_domain(
     resolver: &CheckResolver,
     opts: &CheckOptions,
     keys: &[DkimKeyConfig],
 ) -> Report {
-    let dkim_domains: Vec<String> = dkim::keys_for(keys, &opts.from_domain)
-        .iter()
-        .map(|k| resolver::canonical(&k.domain))
-        .collect();
-    let (spf, dkim, dmarc, ptr, mx) = tokio::join!(
+    let dkim_then_dmarc = async {
+        let dkim = dkim::check(resolver, &opts.from_domain, keys).await;
+        let working: Vec<String> = dkim::keys_for(keys, &opts.from_domain)
+            .iter()
+            .zip(&dkim)
+            .filter(|(_, f)| f.status != Status::Fail)
+            .map(|(k, _)| resolver::canonical(&k.domain))
+            .collect();
+        let dmarc = dmarc::check(resolver, opts, &working).await;
+        (dkim, dmarc)
+    };
+    let (spf, (dkim, dmarc), ptr, mx) = tokio::join!(
         spf::check(resolver, opts),
-        dkim::check(resolver, &opts.from_domain, keys),
-        dmarc::check(resolver, opts, &dkim_domains),
+        dkim_then_dmarc,
         ptr::check(resolver, opts.ip, &opts.domain),
         mx::check(resolver, &opts.bounce_domain),
     );
