@@ -224,6 +224,26 @@ fn a_record_of_another_key_fails() {
 }
 
 #[test]
+fn a_revoked_or_broken_key_record_fails() {
+    let (sb, key, record) = keyed_sandbox();
+    for (published, why) in [
+        ("v=DKIM1; k=ed25519; p=", "revoked"),
+        (&record.replace("k=ed25519", "k=rsa")[..], "does not match"),
+    ] {
+        let dns = DnsServer::start(
+            zone_without_dmarc(published).txt("_dmarc.example.com", "v=DMARC1; p=reject"),
+        );
+        write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
+        let out = check(&sb, &["example.com", "--ip", IP]);
+        let t = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{published}: {t}");
+        let l = line(&t, "DKIM");
+        assert!(l.contains("FAIL") && l.contains(why), "{published}: {l}");
+        assert!(l.ends_with(&format!("(publish: \"{record}\")")), "{l}");
+    }
+}
+
+#[test]
 fn dual_keys_are_each_checked() {
     let (sb, key, record) = keyed_sandbox();
     let (key2, _) = keygen(&sb, "example.com", "s2027", "s2027.pem");

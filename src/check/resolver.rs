@@ -96,6 +96,7 @@ impl CheckResolver {
             })
             .filter(|n| !n.is_empty())
             .collect();
+        names.sort();
         names.dedup();
         Ok(names)
     }
