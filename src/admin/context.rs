@@ -51,6 +51,8 @@ pub struct AdminContext {
     pub campaigns_dir: PathBuf,
     /// Single messages.
     pub messages: MessageIntake,
+    /// The shards' counters, for `GET /metrics`.
+    pub metrics: Arc<crate::obs::metrics::Metrics>,
 }
 
 /// The handlers' state.
@@ -105,6 +107,13 @@ pub(super) fn for_tests(spool: &std::path::Path) -> AdminContext {
             crate::queue::suppress::SuppressionList::open(spool).unwrap(),
         )),
         campaigns_dir: campaigns,
+        metrics: Arc::new(crate::obs::metrics::Metrics::new(
+            crate::obs::metrics::DaemonInfo {
+                io_backend: "epoll".into(),
+                shards: 1,
+                version: "test",
+            },
+        )),
         messages: MessageIntake {
             ring: Arc::new(crate::sign::SignStage::start(
                 ring,

@@ -3,6 +3,7 @@
 
 pub mod bench;
 mod bench_campaign;
+mod bench_dkim;
 mod bench_smtp;
 pub mod campaign;
 mod campaign_progress;
@@ -10,6 +11,7 @@ pub mod check_domain;
 pub mod dkim;
 pub mod mailq;
 pub mod passwd;
+mod queue_view;
 pub mod sendmail;
 pub mod sink;
 pub mod suppress;
@@ -93,6 +95,43 @@ enum Command {
 
 #[derive(Subcommand)]
 enum QueueAction {
+    /// Live recipients by domain and age, as Postfix's qshape (works with
+    /// the daemon stopped).
+    Shape {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Count by the sender's domain instead (`qshape -s`).
+        #[arg(long)]
+        sender: bool,
+        /// Show the busiest N domains, the rest as one row (0: all).
+        #[arg(long, default_value_t = 0)]
+        top: usize,
+        /// Age buckets: 5, 10, 20 ... minutes, the last open-ended.
+        #[arg(long, default_value_t = 10)]
+        buckets: usize,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a queued message: envelope with each recipient's state, then
+    /// the message, as Postfix's `postcat -q` (works with the daemon stopped).
+    Show {
+        /// The queue ID.
+        id: String,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// The envelope (`postcat -e`).
+        #[arg(long, short = 'e')]
+        envelope: bool,
+        /// The header (`postcat -h`; `-h` is help here).
+        #[arg(long, short = 'H')]
+        header: bool,
+        /// The body (`postcat -b`).
+        #[arg(long, short = 'b')]
+        body: bool,
+    },
     /// List queued messages, Postfix style (works with the daemon stopped).
     List {
         /// Configuration file.
@@ -119,6 +158,28 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Queue { action } => match action {
             QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
             QueueAction::Flush { config } => return flush_exit(load(config)),
+            QueueAction::Shape {
+                config,
+                sender,
+                top,
+                buckets,
+                json,
+            } => load(config).and_then(|c| queue_view::print_shape(&c, sender, top, buckets, json)),
+            QueueAction::Show {
+                id,
+                config,
+                envelope,
+                header,
+                body,
+            } => {
+                let all = !(envelope || header || body);
+                let parts = queue_view::ShowParts {
+                    envelope: all || envelope,
+                    header: all || header,
+                    body: all || body,
+                };
+                load(config).and_then(|c| queue_view::print_message(&c, &id, parts))
+            }
         },
         Command::Passwd { action } => return passwd::run(action),
         Command::Campaign { action } => return campaign::run(action),

@@ -177,8 +177,16 @@ pub struct Config {
     /// Extra trusted CA certificates (PEM) for `verify`, beside the system roots.
     #[serde(alias = "smtp_tls_CAfile")]
     pub smtp_tls_ca_file: Option<PathBuf>,
-    /// Per-destination TLS levels (`[[tls_policy]]`).
+    /// Per-destination TLS levels and MTA-STS switches (`[[tls_policy]]`).
     pub tls_policy: Vec<TlsPolicyConfig>,
+    /// Consult recipient domains' MTA-STS policies (RFC 8461) on MX
+    /// delivery.
+    pub smtp_mta_sts: bool,
+    /// HTTPS port of MTA-STS policy hosts; 443 (other values are for
+    /// tests, whose policy server cannot bind 443).
+    pub smtp_mta_sts_port: u16,
+    /// Seconds one MTA-STS policy fetch may take.
+    pub smtp_mta_sts_timeout: u64,
     /// Client networks that may relay through the SMTP listeners without
     /// authenticating (CIDR blocks or addresses); default loopback only.
     pub mynetworks: Vec<String>,
@@ -297,6 +305,9 @@ impl Default for Config {
             smtp_tls_security_level: TlsSecurityLevel::May,
             smtp_tls_ca_file: None,
             tls_policy: Vec::new(),
+            smtp_mta_sts: true,
+            smtp_mta_sts_port: 443,
+            smtp_mta_sts_timeout: 10,
             mynetworks: listener::default_mynetworks(),
             listener: Vec::new(),
             dkim: Vec::new(),
@@ -605,6 +616,31 @@ impl Config {
         }
         for p in &self.tls_policy {
             check_domain(&p.domain).map_err(|e| bad("tls_policy", e))?;
+            match (p.level, p.mta_sts) {
+                (None, None) => {
+                    return Err(bad(
+                        "tls_policy",
+                        format!("domain {:?}: give a level, mta_sts or both", p.domain),
+                    ))
+                }
+                (Some(_), Some(true)) => {
+                    return Err(bad(
+                        "tls_policy",
+                        format!(
+                            "domain {:?}: an explicit level takes precedence over MTA-STS; \
+                             drop mta_sts = true or the level",
+                            p.domain
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if self.smtp_mta_sts_port == 0 {
+            return Err(bad("smtp_mta_sts_port", "must not be 0".into()));
+        }
+        if self.smtp_mta_sts_timeout == 0 {
+            return Err(bad("smtp_mta_sts_timeout", "must be at least 1".into()));
         }
         if !self.default_destination_rate_limit.is_empty() {
             Rate::parse(&self.default_destination_rate_limit)
@@ -782,6 +818,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("c.toml:1:"), "not line 0: {err}");
+    }
+
+    #[test]
+    fn tls_policy_entries_with_mta_sts() {
+        let ok = Config::parse(
+            "smtp_mta_sts_port = 8443\n[[tls_policy]]\ndomain = \"a.test\"\nmta_sts = false\n\
+             [[tls_policy]]\ndomain = \"b.test\"\nlevel = \"verify\"\nmta_sts = false\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.tls_policy[0].level, None);
+        assert_eq!(ok.smtp_mta_sts_port, 8443);
+        let printed = ok.to_toml();
+        let again = Config::parse(&printed, Path::new("printed.toml")).unwrap();
+        assert_eq!(again.tls_policy, ok.tls_policy, "{printed}");
+        for (text, want) in [
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\n",
+                "give a level, mta_sts or both",
+            ),
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\nlevel = \"may\"\nmta_sts = true\n",
+                "an explicit level takes precedence over MTA-STS",
+            ),
+            (
+                "smtp_mta_sts_port = 0\n",
+                "`smtp_mta_sts_port`: must not be 0",
+            ),
+            (
+                "smtp_mta_sts_timeout = 0\n",
+                "`smtp_mta_sts_timeout`: must be at least 1",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::deliver::{DeliveryConfig, Router};
 use crate::inject::leftovers::{AlreadyQueued, QueuedAs};
 use crate::inject::{Pickup, PickupConfig, PickupStats};
 use crate::model::{Ack, QueueId};
+use crate::obs::metrics::{DaemonInfo, Metrics, ShardCounters};
 use crate::rt::{self, IoBackend};
 use crate::sched::qmgr::QmgrConfig;
 use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
@@ -131,6 +132,13 @@ pub fn serve(
         None => None,
     };
 
+    // DKIM: a key that cannot be used stops the start (mail must not go
+    // out unsigned when the configuration says to sign it).
+    let keys = Arc::new(CurrentKeys::new(Signers::load(&config.dkim)?));
+    if !config.dkim.is_empty() {
+        tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
+    }
+
     let stale = crate::inject::maildrop::remove_stale_temp_files(
         &spool.maildrop(),
         Duration::from_secs(3600),
@@ -185,12 +193,6 @@ pub fn serve(
             spool.campaigns(),
         ));
     let http_suppressions = suppressions.clone();
-    // DKIM: a key that cannot be used stops the start (mail must not go
-    // out unsigned when the configuration says to sign it).
-    let keys = Arc::new(CurrentKeys::new(Signers::load(&config.dkim)?));
-    if !config.dkim.is_empty() {
-        tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
-    }
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
         key: campaign_key.clone(),
         myhostname: config.myhostname.clone(),
@@ -205,6 +207,11 @@ pub fn serve(
     let suppress_refresh = suppressions.map(|s| spawn_suppress_refresh(s, Arc::clone(&stop)));
 
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
+    let metrics = Arc::new(Metrics::new(DaemonInfo {
+        io_backend: backend.name().to_string(),
+        shards: shard_count,
+        version: env!("CARGO_PKG_VERSION"),
+    }));
     let signing_threads = match config.dkim_signing_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -245,6 +252,7 @@ pub fn serve(
                     shard: index,
                     ..campaign_settings.clone()
                 }),
+                metrics: Some(ShardCounters::new(Arc::clone(&metrics), index)),
                 ..QmgrConfig::from_config(
                     config,
                     shard_count,
@@ -375,6 +383,7 @@ pub fn serve(
                 key: campaign_key,
                 suppressions: http_suppressions,
                 campaigns_dir: spool.campaigns(),
+                metrics: Arc::clone(&metrics),
                 messages: crate::admin::MessageIntake {
                     ring: Arc::clone(&stage),
                     closed: Arc::clone(&intake_closed),

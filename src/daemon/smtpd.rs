@@ -190,6 +190,7 @@ fn prepare(
         arrival_micros: crate::model::now_micros(),
         uid: 0,
         source: m.source,
+        origin: crate::obs::metrics::Origin::Smtp,
         file_identity: None,
         campaign: None,
     })

@@ -21,6 +21,7 @@ use crate::model::Nexthop;
 use crate::rt::tls::{client_config, TlsLevel};
 
 use super::dns::{Dns, DnsError, MailHost};
+use super::mta_sts::{Applied, MtaSts};
 use super::route::HopPolicy;
 use super::session::{Security, Session};
 use super::{DeliverError, DeliveryConfig};
@@ -35,6 +36,7 @@ pub struct Connector {
     ca_file: Option<PathBuf>,
     tls_configs: RefCell<HashMap<TlsSecurityLevel, Arc<rustls::ClientConfig>>>,
     sasl_plaintext: bool,
+    mta_sts: MtaSts,
 }
 
 impl Connector {
@@ -51,6 +53,7 @@ impl Connector {
             ca_file: cfg.tls_ca_file.clone(),
             tls_configs: RefCell::new(HashMap::new()),
             sasl_plaintext: cfg.sasl_plaintext,
+            mta_sts: MtaSts::new(&cfg.mta_sts),
         }
     }
 
@@ -93,6 +96,12 @@ impl Connector {
         Ok(dns.mail_hosts(&hop.host).await?)
     }
 
+    /// The MTA-STS policy for a connection to `hop` (see `mta_sts`).
+    async fn mta_sts(&self, hop: &Nexthop, policy: &HopPolicy) -> Option<Applied> {
+        let dns = self.dns.as_ref().ok()?;
+        self.mta_sts.applied(dns, hop, policy).await
+    }
+
     /// Opens a session to the first host and address of `hop` that works.
     pub async fn open(
         &self,
@@ -101,7 +110,13 @@ impl Connector {
         cfg: &DeliveryConfig,
     ) -> Result<Session, DeliverError> {
         let hosts = self.hosts(hop).await?;
-        let tls = self.tls_config(policy.tls)?;
+        // MTA-STS may narrow the hosts and raise the level to `verify`.
+        let sts = self.mta_sts(hop, policy).await;
+        let (hosts, level) = match &sts {
+            Some(a) => (a.hosts(hosts)?, a.tls_level(policy.tls)),
+            None => (hosts, policy.tls),
+        };
+        let tls = self.tls_config(level)?;
         let mut tried = 0;
         let mut failures = Failures::default();
         for host in hosts {
@@ -131,7 +146,7 @@ impl Connector {
                 let security = Security {
                     tls: tls.clone(),
                     tls_required: matches!(
-                        policy.tls,
+                        level,
                         TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify
                     ),
                     server_name: host.name.clone(),
@@ -139,7 +154,12 @@ impl Connector {
                     sasl_plaintext: self.sasl_plaintext,
                 };
                 match Session::open(&host.name, addr, cfg, &security).await {
-                    Ok(s) => return Ok(s),
+                    Ok(s) => {
+                        if let Some(a) = &sts {
+                            a.check_session(&s);
+                        }
+                        return Ok(s);
+                    }
                     Err(e @ DeliverError::TlsHandshake { .. }) if !security.tls_required => {
                         // `may`: the same server again, in plaintext.
                         tracing::info!(target: "smtp", "{e}; trying again without TLS");
@@ -148,7 +168,12 @@ impl Connector {
                             ..security
                         };
                         match Session::open(&host.name, addr, cfg, &plain).await {
-                            Ok(s) => return Ok(s),
+                            Ok(s) => {
+                                if let Some(a) = &sts {
+                                    a.check_session(&s);
+                                }
+                                return Ok(s);
+                            }
                             Err(e) => failures.add(e),
                         }
                     }
@@ -161,7 +186,11 @@ impl Connector {
                 }
             }
         }
-        Err(failures.result(hop))
+        let e = failures.result(hop);
+        Err(match &sts {
+            Some(a) => a.explain(e),
+            None => e,
+        })
     }
 }
 

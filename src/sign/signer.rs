@@ -124,16 +124,28 @@ impl Signers {
         let mut signed = Signed::default();
         let pieces = unstuffed(wire);
         for e in self.entries_for(&domain) {
+            // The streaming signer takes the pieces as one message (the
+            // header section is gathered, the body hashed as it comes).
             let sig = match &e.signer {
-                KeySigner::Rsa(s) => s.sign_chained(pieces.iter().copied()),
-                KeySigner::Ed25519(s) => s.sign_chained(pieces.iter().copied()),
+                KeySigner::Rsa(s) => {
+                    let mut stream = s.sign_streaming();
+                    pieces.iter().for_each(|p| stream.write(p));
+                    stream.finish()
+                }
+                KeySigner::Ed25519(s) => {
+                    let mut stream = s.sign_streaming();
+                    pieces.iter().for_each(|p| stream.write(p));
+                    stream.finish()
+                }
             }
             .map_err(|err| SignError::Sign {
                 domain: e.config.domain.clone(),
                 selector: e.config.selector.clone(),
                 reason: err.to_string(),
             })?;
+            let start = signed.fields.len();
             sig.write_header(&mut signed.fields);
+            no_fold_before_end(&mut signed.fields, start);
             signed
                 .keys
                 .push(format!("{}/{}", e.config.domain, e.config.selector));
@@ -202,6 +214,21 @@ fn build(c: &DkimKeyConfig, key: PrivateKey) -> Result<KeySigner, SignError> {
     })
 }
 
+/// mail-auth may fold the field right before its final `;` when the `b=`
+/// value fills the line. RFC 6376 deletes that white space with the value
+/// when verifying, but some verifiers (dkimpy) keep it and fail: write the
+/// `;` on the value's line instead.
+fn no_fold_before_end(fields: &mut Vec<u8>, start: usize) {
+    for fold in [&b"\r\n\t;\r\n"[..], &b"\r\n ;\r\n"[..]] {
+        if fields[start..].ends_with(fold) {
+            let cut = fields.len() - fold.len();
+            fields.truncate(cut);
+            fields.extend_from_slice(b";\r\n");
+            return;
+        }
+    }
+}
+
 /// The domain (lower case) of the first `From:` address of `wire`.
 pub fn from_domain(wire: &[u8]) -> Option<String> {
     let parts = split_message(wire).ok()?;
@@ -253,6 +280,16 @@ mod tests {
         assert_eq!(joined, b"Subject: x\r\n\r\n.hidden\r\nplain\r\n..\r\n");
         assert_eq!(unstuffed(b"a\r\n").concat(), b"a\r\n");
         assert_eq!(unstuffed(b"..x\r\n").concat(), b".x\r\n");
+    }
+
+    #[test]
+    fn no_fold_is_left_before_the_final_semicolon() {
+        let mut f = b"X: y\r\nDKIM-Signature: v=1; b=abc\r\n\t;\r\n".to_vec();
+        no_fold_before_end(&mut f, 6);
+        assert_eq!(f, b"X: y\r\nDKIM-Signature: v=1; b=abc;\r\n");
+        let mut g = b"DKIM-Signature: v=1; b=abc;\r\n".to_vec();
+        no_fold_before_end(&mut g, 0);
+        assert_eq!(g, b"DKIM-Signature: v=1; b=abc;\r\n");
     }
 
     #[test]
