@@ -60,7 +60,22 @@ pub fn run(action: DkimAction) -> ExitCode {
     }
 }
 
+/// Writes `text` to standard output; a closed pipe (`| head`) is not an
+/// error worth a panic.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn run_action(action: DkimAction) -> anyhow::Result<()> {
+    let mut buf = String::new();
+    let result = run_into(action, &mut buf);
+    emit(&buf);
+    result
+}
+
+fn run_into(action: DkimAction, buf: &mut String) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
     match action {
         DkimAction::Keygen {
             domain,
@@ -92,20 +107,21 @@ fn run_action(action: DkimAction) -> anyhow::Result<()> {
             let pem = keygen::generate(alg, bits)?;
             let key = keygen::write_key(&entry.key_file, &pem)?;
             let path = std::fs::canonicalize(&entry.key_file).unwrap_or(entry.key_file.clone());
-            println!("wrote {} (mode 0600)", path.display());
-            println!();
-            println!("publish this TXT record:");
-            println!(
+            let _ = writeln!(buf, "wrote {} (mode 0600)", path.display());
+            let _ = writeln!(buf);
+            let _ = writeln!(buf, "publish this TXT record:");
+            let _ = writeln!(
+                buf,
                 "{}",
                 keygen::zone_line(&domain, &selector, &key.dns_record())
             );
-            println!();
-            println!("and add to ringmail.toml:");
-            println!("[[dkim]]");
-            println!("domain = \"{domain}\"");
-            println!("selector = \"{selector}\"");
-            println!("key_file = \"{}\"", path.display());
-            println!("algorithm = \"{}\"", alg.as_str());
+            let _ = writeln!(buf);
+            let _ = writeln!(buf, "and add to ringmail.toml:");
+            let _ = writeln!(buf, "[[dkim]]");
+            let _ = writeln!(buf, "domain = \"{domain}\"");
+            let _ = writeln!(buf, "selector = \"{selector}\"");
+            let _ = writeln!(buf, "key_file = \"{}\"", path.display());
+            let _ = writeln!(buf, "algorithm = \"{}\"", alg.as_str());
             Ok(())
         }
         DkimAction::Record { config } => {
@@ -116,7 +132,8 @@ fn run_action(action: DkimAction) -> anyhow::Result<()> {
             for d in &config.dkim {
                 let key = PrivateKey::load(&d.key_file)
                     .with_context(|| format!("{}/{}", d.domain, d.selector))?;
-                println!(
+                let _ = writeln!(
+                    buf,
                     "{}",
                     keygen::zone_line(&d.domain, &d.selector, &key.dns_record())
                 );
