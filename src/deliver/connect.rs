@@ -8,18 +8,21 @@
 //! IPv6 network costs one failed connect per host. Under TLS level `may`, a
 //! failed handshake is retried at once on the same address in plaintext.
 //! At most [`MAX_ADDRESSES`] addresses are tried per attempt
-//! (`smtp_mx_address_limit`).
+//! (`smtp_mx_address_limit`). Under `dane` and `dane-only` each host's
+//! level comes from its TLSA records ([`super::dane`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::TlsSecurityLevel;
+use crate::config::{DnsSupportLevel, TlsSecurityLevel};
 use crate::model::Nexthop;
+use crate::rt::tls::dane::{dane_client_config, DaneVerifier};
 use crate::rt::tls::{client_config, TlsLevel};
 
+use super::dane::{self, DaneDns, DaneLookupError, HostPolicy};
 use super::dns::{Dns, DnsError, MailHost};
 use super::route::HopPolicy;
 use super::session::{Security, Session};
@@ -35,6 +38,10 @@ pub struct Connector {
     ca_file: Option<PathBuf>,
     tls_configs: RefCell<HashMap<TlsSecurityLevel, Arc<rustls::ClientConfig>>>,
     sasl_plaintext: bool,
+    /// DNSSEC-aware lookups, at `smtp_dns_support_level = dnssec`.
+    dane: Option<Result<DaneDns, DaneLookupError>>,
+    /// A DANE level without `dnssec` was reported.
+    dane_warned: Cell<bool>,
 }
 
 impl Connector {
@@ -51,6 +58,28 @@ impl Connector {
             ca_file: cfg.tls_ca_file.clone(),
             tls_configs: RefCell::new(HashMap::new()),
             sasl_plaintext: cfg.sasl_plaintext,
+            dane: (cfg.dns_support_level == DnsSupportLevel::Dnssec)
+                .then(|| DaneDns::new(&cfg.dns)),
+            dane_warned: Cell::new(false),
+        }
+    }
+
+    /// The DNSSEC-aware resolver when `level` is a DANE level and
+    /// `smtp_dns_support_level = dnssec`; without `dnssec`, DANE levels
+    /// act as `may` (warned once).
+    fn dane_dns(&self, level: TlsSecurityLevel) -> Result<Option<&DaneDns>, DeliverError> {
+        if !level.is_dane() {
+            return Ok(None);
+        }
+        match &self.dane {
+            Some(Ok(d)) => Ok(Some(d)),
+            Some(Err(e)) => Err(e.clone().into()),
+            None => {
+                if !self.dane_warned.replace(true) {
+                    tracing::warn!(target: "smtp", "TLS level {level} needs smtp_dns_support_level = dnssec; using may");
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -61,7 +90,10 @@ impl Connector {
     ) -> Result<Option<Arc<rustls::ClientConfig>>, DeliverError> {
         let rt_level = match level {
             TlsSecurityLevel::None => return Ok(None),
-            TlsSecurityLevel::May => TlsLevel::May,
+            // Without DNSSEC support, DANE levels act as `may`.
+            TlsSecurityLevel::May | TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly => {
+                TlsLevel::May
+            }
             TlsSecurityLevel::Encrypt => TlsLevel::Encrypt,
             TlsSecurityLevel::Verify => TlsLevel::Verify,
         };
@@ -101,7 +133,11 @@ impl Connector {
         cfg: &DeliveryConfig,
     ) -> Result<Session, DeliverError> {
         let hosts = self.hosts(hop).await?;
-        let tls = self.tls_config(policy.tls)?;
+        let dane_dns = self.dane_dns(policy.tls)?;
+        let mx_secure = match dane_dns {
+            Some(d) => d.mx_secure(hop).await?,
+            None => false,
+        };
         let mut tried = 0;
         let mut failures = Failures::default();
         for host in hosts {
@@ -122,6 +158,14 @@ impl Connector {
                     continue;
                 }
             };
+            let host_tls = match self.host_tls(dane_dns, mx_secure, &host, hop, policy).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(target: "smtp", "{e}");
+                    failures.add(e);
+                    continue;
+                }
+            };
             for ip in addrs {
                 if tried >= MAX_ADDRESSES {
                     break;
@@ -129,16 +173,18 @@ impl Connector {
                 tried += 1;
                 let addr = SocketAddr::new(ip, hop.port);
                 let security = Security {
-                    tls: tls.clone(),
-                    tls_required: matches!(
-                        policy.tls,
-                        TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify
-                    ),
+                    tls: host_tls.config.clone(),
+                    tls_required: host_tls.required,
                     server_name: host.name.clone(),
                     sasl: policy.sasl.clone(),
                     sasl_plaintext: self.sasl_plaintext,
                 };
-                match Session::open(&host.name, addr, cfg, &security).await {
+                let opened = Session::open(&host.name, addr, cfg, &security).await;
+                let opened = match &host_tls.dane {
+                    Some((verifier, name)) => opened.map_err(|e| dane::explain(e, verifier, name)),
+                    None => opened,
+                };
+                match opened {
                     Ok(s) => return Ok(s),
                     Err(e @ DeliverError::TlsHandshake { .. }) if !security.tls_required => {
                         // `may`: the same server again, in plaintext.
@@ -162,6 +208,60 @@ impl Connector {
             }
         }
         Err(failures.result(hop))
+    }
+}
+
+/// The TLS settings of one host.
+struct HostTls {
+    config: Option<Arc<rustls::ClientConfig>>,
+    required: bool,
+    /// Under DANE with usable records: the verifier and the TLSA owner.
+    dane: Option<(Arc<DaneVerifier>, String)>,
+}
+
+impl Connector {
+    /// The TLS settings for `host` of `hop`: the hop's level, or under
+    /// DANE what the host's TLSA records make of it.
+    async fn host_tls(
+        &self,
+        dane_dns: Option<&DaneDns>,
+        mx_secure: bool,
+        host: &MailHost,
+        hop: &Nexthop,
+        policy: &HopPolicy,
+    ) -> Result<HostTls, DeliverError> {
+        let level_tls = |level: TlsSecurityLevel| -> Result<HostTls, DeliverError> {
+            Ok(HostTls {
+                config: self.tls_config(level)?,
+                required: matches!(level, TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify),
+                dane: None,
+            })
+        };
+        let Some(dane_dns) = dane_dns else {
+            return level_tls(policy.tls);
+        };
+        let name = dane::tlsa_name(&host.name, hop.port);
+        let found = if mx_secure {
+            dane_dns.tlsa(&name).await
+        } else {
+            dane::Found::InsecureMx
+        };
+        match dane::decide(policy.tls, &host.name, &name, found)? {
+            HostPolicy::Level(level) => level_tls(level),
+            HostPolicy::Dane(records) => {
+                let dc = dane_client_config(&records, &host.name, &[hop.host.as_str()]).map_err(
+                    |e| DeliverError::TlsHandshake {
+                        peer: host.name.clone(),
+                        detail: e.to_string(),
+                    },
+                )?;
+                Ok(HostTls {
+                    config: Some(dc.config),
+                    required: true,
+                    dane: Some((dc.verifier, name)),
+                })
+            }
+        }
     }
 }
 

@@ -188,7 +188,11 @@ impl Zone {
             .chunks(255)
             .map(|c| String::from_utf8_lossy(c).into_owned())
             .collect::<Vec<_>>();
-        let strings = if strings.is_empty() { vec![String::new()] } else { strings };
+        let strings = if strings.is_empty() {
+            vec![String::new()]
+        } else {
+            strings
+        };
         self.add(owner, Rr::Txt(strings))
     }
 
