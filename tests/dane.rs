@@ -362,3 +362,86 @@ fn dane_ee_mismatch_against_a_real_postfix_receiver() {
     d.stop();
     assert!(pf.messages().is_empty(), "Postfix got nothing");
 }
+
+/// Authenticated TLSA records that are all unusable for SMTP (PKIX-EE)
+/// make the level `encrypt`: a receiver without STARTTLS gets nothing and
+/// the mail is deferred as under `encrypt` (4.7.4), not sent in plaintext.
+#[test]
+fn only_unusable_tlsa_records_mean_encrypt() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = plain_sink(dir.path(), None);
+    let port = sink.local_addr.port();
+    let tlsa = vec![(1, 1, 1, vec![0xab; 32]), (0, 0, 1, vec![0xcd; 32])];
+    let dns = DnsServer::start(zone(port, &tlsa, true));
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "unusable", "z@dane.test");
+    let line = wait_status(&mut d, &log_path(&sb), "z@dane.test", "deferred");
+    assert!(line.contains("dsn=4.7.4"), "{line}");
+    assert!(
+        line.contains(&format!(
+            "TLS is required, but was not offered by host {MX}[127.0.0.1]"
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("DANE:"), "encrypt, not DANE: {line}");
+    d.stop();
+    assert_eq!(sink.stats().messages, 0);
+}
+
+/// `dane-only` per destination: without the AD bit the mail is deferred
+/// with DANE's reason instead of going out under `may`.
+#[test]
+fn dane_only_defers_without_dnssec() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let sink = tls_sink(dir.path(), &c);
+    let port = sink.local_addr.port();
+    let tlsa = vec![(3, 1, 1, sha256(&spki_of(&c.pki.server)))];
+    let dns = DnsServer::start(zone(port, &tlsa, false));
+    let sb = sandbox(
+        &dns,
+        port,
+        "smtp_dns_support_level = \"dnssec\"\n\
+         [[tls_policy]]\ndomain = \"dane.test\"\nlevel = \"dane-only\"\n",
+    );
+    let mut d = start(&sb);
+    drop_message(&sb, "daneonly", "q@dane.test");
+    let line = wait_status(&mut d, &log_path(&sb), "q@dane.test", "deferred");
+    assert!(
+        line.contains(&format!(
+            "DANE: TLS level dane-only, but {MX} has no DNSSEC-validated MX RRset"
+        )),
+        "{line}"
+    );
+    d.stop();
+    assert_eq!(sink.stats().messages, 0);
+}
+
+/// Without `smtp_dns_support_level = "dnssec"` the AD bit is not trusted:
+/// `dane` acts as `may` (with a warning) even with matching-looking
+/// records, and the mail goes out over unverified TLS.
+#[test]
+fn dane_without_dnssec_support_acts_as_may() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let sink = tls_sink(dir.path(), &c);
+    let port = sink.local_addr.port();
+    let tlsa = vec![(3, 1, 1, vec![0xab; 32])];
+    let dns = DnsServer::start(zone(port, &tlsa, true));
+    let sb = sandbox(&dns, port, "smtp_tls_security_level = \"dane\"\n");
+    let mut d = start(&sb);
+    drop_message(&sb, "nodnssec", "p@dane.test");
+    wait_status(&mut d, &log_path(&sb), "p@dane.test", "sent");
+    d.stop();
+    let log = d.log();
+    assert!(
+        log.contains("TLS level dane needs smtp_dns_support_level = dnssec; using may"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Untrusted TLS connection established"),
+        "{log}"
+    );
+    assert_eq!(sink.stats().messages, 1);
+}
