@@ -345,18 +345,7 @@ impl DaneDns {
             rtype: rtype_name(rtype),
             detail,
         };
-        let mut qname = Name::from_utf8(name).map_err(|e| failed(format!("bad name: {e}")))?;
-        qname.set_fqdn(true);
-        let mut msg = Message::new();
-        msg.set_id(fastrand::u16(..))
-            .set_message_type(MessageType::Query)
-            .set_op_code(OpCode::Query)
-            .set_recursion_desired(true)
-            .set_authentic_data(true)
-            .add_query(Query::query(qname, rtype));
-        let mut edns = Edns::new();
-        edns.set_dnssec_ok(true).set_max_payload(1232);
-        msg.set_edns(edns);
+        let msg = query_message(name, rtype).map_err(failed)?;
         let request = DnsRequest::new(msg, DnsRequestOptions::default());
         match self.pool.send(request).first_answer().await {
             Ok(response) => {
@@ -394,6 +383,25 @@ impl DaneDns {
             },
         }
     }
+}
+
+/// A recursive query for `name` (absolute) and `rtype` with the AD bit
+/// and EDNS's DO bit set (RFC 6840 section 5.7, RFC 3225), so that a
+/// validating resolver reports whether it authenticated the answer.
+fn query_message(name: &str, rtype: RecordType) -> Result<Message, String> {
+    let mut qname = Name::from_utf8(name).map_err(|e| format!("bad name: {e}"))?;
+    qname.set_fqdn(true);
+    let mut msg = Message::new();
+    msg.set_id(fastrand::u16(..))
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .set_authentic_data(true)
+        .add_query(Query::query(qname, rtype));
+    let mut edns = Edns::new();
+    edns.set_dnssec_ok(true).set_max_payload(1232);
+    msg.set_edns(edns);
+    Ok(msg)
 }
 
 fn rtype_name(rtype: RecordType) -> &'static str {
@@ -489,6 +497,22 @@ mod tests {
             );
         }
         assert_eq!(tlsa_name("mx.test.", 25), NAME);
+    }
+
+    #[test]
+    fn queries_ask_for_the_dnssec_verdict() {
+        let m = query_message("_25._tcp.MX.test", RecordType::TLSA).unwrap();
+        assert!(m.authentic_data() && m.recursion_desired());
+        let edns = m.extensions().as_ref().unwrap();
+        assert!(edns.flags().dnssec_ok);
+        assert_eq!(m.queries()[0].name().to_ascii(), "_25._tcp.mx.test.");
+        assert_eq!(m.queries()[0].query_type(), RecordType::TLSA);
+        // The bytes on the wire carry both bits.
+        let wire = m.to_vec().unwrap();
+        let back = Message::from_vec(&wire).unwrap();
+        assert!(back.authentic_data());
+        assert!(back.extensions().as_ref().unwrap().flags().dnssec_ok);
+        assert!(query_message("bad..name", RecordType::MX).is_err());
     }
 
     #[test]
