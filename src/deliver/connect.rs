@@ -133,10 +133,9 @@ impl Connector {
         cfg: &DeliveryConfig,
     ) -> Result<Session, DeliverError> {
         let hosts = self.hosts(hop).await?;
-        let dane_dns = self.dane_dns(policy.tls)?;
-        let mx_secure = match dane_dns {
-            Some(d) => d.mx_secure(hop).await?,
-            None => false,
+        let plan = match self.dane_dns(policy.tls)? {
+            Some(d) => TlsPlan::Dane(d, d.mx_secure(hop).await?),
+            None => TlsPlan::Fixed(self.level_tls(policy.tls)?),
         };
         let mut tried = 0;
         let mut failures = Failures::default();
@@ -158,12 +157,17 @@ impl Connector {
                     continue;
                 }
             };
-            let host_tls = match self.host_tls(dane_dns, mx_secure, &host, hop, policy).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::info!(target: "smtp", "{e}");
-                    failures.add(e);
-                    continue;
+            let host_tls = match &plan {
+                TlsPlan::Fixed(t) => t.clone(),
+                TlsPlan::Dane(d, mx_secure) => {
+                    match self.dane_tls(d, *mx_secure, &host, hop, policy).await {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::info!(target: "smtp", "{e}");
+                            failures.add(e);
+                            continue;
+                        }
+                    }
                 }
             };
             for ip in addrs {
@@ -212,6 +216,7 @@ impl Connector {
 }
 
 /// The TLS settings of one host.
+#[derive(Clone)]
 struct HostTls {
     config: Option<Arc<rustls::ClientConfig>>,
     required: bool,
@@ -219,27 +224,34 @@ struct HostTls {
     dane: Option<(Arc<DaneVerifier>, String)>,
 }
 
+/// How the hosts of one next hop get their TLS settings.
+enum TlsPlan<'a> {
+    /// All alike, from the hop's level.
+    Fixed(HostTls),
+    /// Each from its TLSA records; whether the MX RRset is authenticated.
+    Dane(&'a DaneDns, bool),
+}
+
 impl Connector {
-    /// The TLS settings for `host` of `hop`: the hop's level, or under
-    /// DANE what the host's TLSA records make of it.
-    async fn host_tls(
+    /// The TLS settings of a (non-DANE) level.
+    fn level_tls(&self, level: TlsSecurityLevel) -> Result<HostTls, DeliverError> {
+        Ok(HostTls {
+            config: self.tls_config(level)?,
+            required: matches!(level, TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify),
+            dane: None,
+        })
+    }
+
+    /// The TLS settings for `host` of `hop` under `dane` or `dane-only`:
+    /// what its TLSA records make of the level.
+    async fn dane_tls(
         &self,
-        dane_dns: Option<&DaneDns>,
+        dane_dns: &DaneDns,
         mx_secure: bool,
         host: &MailHost,
         hop: &Nexthop,
         policy: &HopPolicy,
     ) -> Result<HostTls, DeliverError> {
-        let level_tls = |level: TlsSecurityLevel| -> Result<HostTls, DeliverError> {
-            Ok(HostTls {
-                config: self.tls_config(level)?,
-                required: matches!(level, TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify),
-                dane: None,
-            })
-        };
-        let Some(dane_dns) = dane_dns else {
-            return level_tls(policy.tls);
-        };
         let name = dane::tlsa_name(&host.name, hop.port);
         let found = if mx_secure {
             dane_dns.tlsa(&name).await
@@ -247,7 +259,7 @@ impl Connector {
             dane::Found::InsecureMx
         };
         match dane::decide(policy.tls, &host.name, &name, found)? {
-            HostPolicy::Level(level) => level_tls(level),
+            HostPolicy::Level(level) => self.level_tls(level),
             HostPolicy::Dane(records) => {
                 let dc = dane_client_config(&records, &host.name, &[hop.host.as_str()]).map_err(
                     |e| DeliverError::TlsHandshake {

@@ -209,7 +209,7 @@ pub fn tlsa_name(host: &str, port: u16) -> String {
 /// names the records that require it. Other failures are unchanged.
 pub fn explain(e: DeliverError, verifier: &DaneVerifier, tlsa_name: &str) -> DeliverError {
     match e {
-        DeliverError::TlsHandshake { peer, detail } => match verifier.refusal() {
+        DeliverError::TlsHandshake { peer, detail } => match verifier.take_refusal() {
             Some(reason) => {
                 let reason = reason.to_string();
                 tracing::info!(target: "smtp", "{peer}: {reason}");

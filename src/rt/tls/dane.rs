@@ -322,7 +322,7 @@ fn chain_to(
 }
 
 /// The rustls verifier of one connection to a host with usable TLSA
-/// records. It remembers why it refused a chain ([`DaneVerifier::refusal`]),
+/// records. It remembers why it refused a chain ([`DaneVerifier::take_refusal`]),
 /// because rustls reports the refusal only as a bare certificate error.
 #[derive(Debug)]
 pub struct DaneVerifier {
@@ -335,12 +335,14 @@ pub struct DaneVerifier {
 }
 
 impl DaneVerifier {
-    /// Why the last chain was refused, if it was.
-    pub fn refusal(&self) -> Option<DaneError> {
+    /// Why the last chain was refused, if it was; forgotten once taken, so
+    /// a later handshake of the same host (its next address) that fails
+    /// for another reason is not blamed on it.
+    pub fn take_refusal(&self) -> Option<DaneError> {
         self.refusal
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .take()
     }
 }
 
@@ -669,14 +671,15 @@ mod tests {
                 .verify_server_cert(&c.leaf, &[], &name("mx.test"), &[], UnixTime::now());
         assert!(got.is_err());
         assert!(matches!(
-            dc.verifier.refusal(),
+            dc.verifier.take_refusal(),
             Some(DaneError::NoMatch { .. })
         ));
+        assert_eq!(dc.verifier.take_refusal(), None, "taken once");
         let ok = dane_client_config(&[rec(3, 1, 1, sha256(&c.leaf_spki))], "mx.test", &[]).unwrap();
         assert!(ok
             .verifier
             .verify_server_cert(&c.leaf, &[], &name("mx.test"), &[], UnixTime::now())
             .is_ok());
-        assert_eq!(ok.verifier.refusal(), None);
+        assert_eq!(ok.verifier.take_refusal(), None);
     }
 }
