@@ -44,8 +44,8 @@ fn spki_of(cert: &certs::ServerCert) -> Vec<u8> {
 }
 
 /// The zone: `dane.test` MX `mx.dane.test` on 127.0.0.1, TLSA records at
-/// `_PORT._tcp.mx.dane.test`, and the AD bit on the MX and TLSA answers
-/// when `secure`.
+/// `_PORT._tcp.mx.dane.test`, and the AD bit on the MX, the MX host's
+/// address and the TLSA answers when `secure`.
 fn zone(port: u16, tlsa: &[(u8, u8, u8, Vec<u8>)], secure: bool) -> Zone {
     let owner = format!("_{port}._tcp.{MX}");
     let mut z = Zone::new()
@@ -57,7 +57,7 @@ fn zone(port: u16, tlsa: &[(u8, u8, u8, Vec<u8>)], secure: bool) -> Zone {
         z = z.tlsa(&owner, *u, *s, *m, d);
     }
     if secure {
-        z = z.secure(DOMAIN).secure(&owner);
+        z = z.secure(DOMAIN).secure(MX).secure(&owner);
     }
     z
 }
@@ -443,5 +443,38 @@ fn dane_without_dnssec_support_acts_as_may() {
         log.contains("Untrusted TLS connection established"),
         "{log}"
     );
+    assert_eq!(sink.stats().messages, 1);
+}
+
+/// An authenticated MX RRset whose host's address records are not
+/// authenticated: TLSA records are not looked up (RFC 7672 section 2.2.2),
+/// the level acts as `may`, and even mismatching records do not stop the
+/// mail.
+#[test]
+fn insecure_mx_host_address_means_may() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let sink = tls_sink(dir.path(), &c);
+    let port = sink.local_addr.port();
+    let owner = format!("_{port}._tcp.{MX}");
+    let dns = DnsServer::start(
+        zone(port, &[(3, 1, 1, vec![0xab; 32])], false)
+            .secure(DOMAIN)
+            .secure(&owner),
+    );
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "insecurehost", "r@dane.test");
+    wait_status(&mut d, &log_path(&sb), "r@dane.test", "sent");
+    d.stop();
+    assert!(
+        d.log().contains(&format!(
+            "Untrusted TLS connection established to {MX}[127.0.0.1]:{port}"
+        )),
+        "{}",
+        d.log()
+    );
+    let asked = format!("{:?}", dns.queries());
+    assert!(!asked.contains("_tcp"), "{asked}");
     assert_eq!(sink.stats().messages, 1);
 }

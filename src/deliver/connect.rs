@@ -253,10 +253,12 @@ impl Connector {
         policy: &HopPolicy,
     ) -> Result<HostTls, DeliverError> {
         let name = dane::tlsa_name(&host.name, hop.port);
-        let found = if mx_secure {
-            dane_dns.tlsa(&name).await
-        } else {
+        let found = if !mx_secure {
             dane::Found::InsecureMx
+        } else if !dane_dns.address_secure(&host.name).await? {
+            dane::Found::InsecureHost
+        } else {
+            dane_dns.tlsa(&name).await
         };
         match dane::decide(policy.tls, &host.name, &name, found)? {
             HostPolicy::Level(level) => self.level_tls(level),

@@ -14,6 +14,7 @@
 //! | what DNS says | `dane` | `dane-only` |
 //! |---|---|---|
 //! | MX RRset (or the host's address, without MX) not authenticated | `may` | defer |
+//! | the MX host's address records not authenticated | `may` | defer |
 //! | no TLSA records (NXDOMAIN or NODATA) | `may` | defer |
 //! | TLSA records, not authenticated | `may` | defer |
 //! | TLSA lookup failed (SERVFAIL, timeout) | skip the host (defer) | skip the host (defer) |
@@ -133,6 +134,9 @@ pub enum Found {
     /// The MX RRset (or, without MX, the host's address) is not
     /// authenticated: TLSA records were not looked up.
     InsecureMx,
+    /// The MX RRset is authenticated, the host's address records are not:
+    /// TLSA records were not looked up.
+    InsecureHost,
     /// No TLSA records (NXDOMAIN or NODATA).
     NoTlsa,
     /// TLSA records, but the answer was not authenticated.
@@ -177,6 +181,7 @@ pub fn decide(
     };
     match found {
         Found::InsecureMx => may_or("no DNSSEC-validated MX RRset"),
+        Found::InsecureHost => may_or("no DNSSEC-validated address records"),
         Found::NoTlsa => may_or("no TLSA records"),
         Found::InsecureTlsa => may_or("no DNSSEC-validated TLSA records"),
         Found::LookupFailed(detail) => Err(DaneLookupError::TlsaLookup {
@@ -288,9 +293,20 @@ impl DaneDns {
                 Answer::NoData => {}
             }
         }
-        Ok(match self.query(&hop.host, RecordType::A).await? {
+        self.address_secure(&hop.host).await
+    }
+
+    /// True when the resolver authenticated `host`'s address records (its
+    /// A records, or without them its AAAA records): RFC 7672 section
+    /// 2.2.2 looks up TLSA records only for hosts whose addresses are
+    /// secure, as Postfix does.
+    pub async fn address_secure(&self, host: &str) -> Result<bool, DaneLookupError> {
+        if host.parse::<IpAddr>().is_ok() {
+            return Ok(false);
+        }
+        Ok(match self.query(host, RecordType::A).await? {
             Answer::Records { authentic, .. } => authentic,
-            _ => match self.query(&hop.host, RecordType::AAAA).await? {
+            _ => match self.query(host, RecordType::AAAA).await? {
                 Answer::Records { authentic, .. } => authentic,
                 _ => false,
             },
@@ -442,6 +458,7 @@ mod tests {
     #[test]
     fn dane_level_decision_table() {
         assert_eq!(dane(Found::InsecureMx), Ok(MAY));
+        assert_eq!(dane(Found::InsecureHost), Ok(MAY));
         assert_eq!(dane(Found::NoTlsa), Ok(MAY));
         assert_eq!(dane(Found::InsecureTlsa), Ok(MAY));
         let e = dane(Found::LookupFailed("server answered SERVFAIL".into())).unwrap_err();
@@ -467,6 +484,7 @@ mod tests {
     fn dane_only_defers_where_dane_downgrades() {
         for found in [
             Found::InsecureMx,
+            Found::InsecureHost,
             Found::NoTlsa,
             Found::InsecureTlsa,
             Found::Tlsa(vec![rec(0, 1, 1)]),
