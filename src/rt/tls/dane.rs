@@ -209,7 +209,7 @@ const INTEGER: u8 = 0x02;
 const VERSION: u8 = 0xa0;
 
 /// The DER subjectPublicKeyInfo of an X.509 certificate (RFC 5280
-/// section 4.1): Certificate → tbsCertificate → [version], serialNumber,
+/// section 4.1): Certificate → tbsCertificate → (version), serialNumber,
 /// signature, issuer, validity, subject, subjectPublicKeyInfo.
 pub fn spki(cert: &[u8]) -> Result<&[u8], DaneError> {
     let certificate = expect(cert, SEQUENCE, "not a certificate")?;
