@@ -478,3 +478,43 @@ fn insecure_mx_host_address_means_may() {
     assert!(!asked.contains("_tcp"), "{asked}");
     assert_eq!(sink.stats().messages, 1);
 }
+
+/// An MX host that is an alias (CNAME, all answers authenticated): its
+/// TLSA records are looked up at the name the alias leads to first
+/// (RFC 7672 section 2.2.2), and a DANE-EE record there is honoured.
+#[test]
+fn tlsa_at_the_cname_target_of_an_mx_host() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &["real.dane.test"]);
+    let sink = tls_sink(dir.path(), &c);
+    let port = sink.local_addr.port();
+    let real = "real.dane.test";
+    let owner = format!("_{port}._tcp.{real}");
+    let dns = DnsServer::start(
+        Zone::new()
+            .mx(DOMAIN, 10, MX)
+            .cname(MX, real)
+            .a(real, LOCAL)
+            .tlsa(&owner, 3, 1, 1, &sha256(&spki_of(&c.pki.server)))
+            .mx("sender.test", 10, "mx.sender.test")
+            .a("mx.sender.test", LOCAL)
+            .secure(DOMAIN)
+            .secure(MX)
+            .secure(&owner),
+    );
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "cname", "c@dane.test");
+    wait_status(&mut d, &log_path(&sb), "c@dane.test", "sent");
+    d.stop();
+    assert!(
+        d.log().contains(&format!(
+            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
+        )),
+        "{}",
+        d.log()
+    );
+    let asked = format!("{:?}", dns.queries());
+    assert!(asked.contains(&owner), "{asked}");
+    assert_eq!(sink.stats().messages, 1);
+}

@@ -179,7 +179,7 @@ impl Connector {
                 let security = Security {
                     tls: host_tls.config.clone(),
                     tls_required: host_tls.required,
-                    server_name: host.name.clone(),
+                    server_name: host_tls.sni.clone().unwrap_or_else(|| host.name.clone()),
                     sasl: policy.sasl.clone(),
                     sasl_plaintext: self.sasl_plaintext,
                 };
@@ -220,6 +220,8 @@ impl Connector {
 struct HostTls {
     config: Option<Arc<rustls::ClientConfig>>,
     required: bool,
+    /// The name to send as SNI instead of the host's (a DANE base domain).
+    sni: Option<String>,
     /// Under DANE with usable records: the verifier and the TLSA owner.
     dane: Option<(Arc<DaneVerifier>, String)>,
 }
@@ -238,12 +240,16 @@ impl Connector {
         Ok(HostTls {
             config: self.tls_config(level)?,
             required: matches!(level, TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify),
+            sni: None,
             dane: None,
         })
     }
 
     /// The TLS settings for `host` of `hop` under `dane` or `dane-only`:
-    /// what its TLSA records make of the level.
+    /// what its TLSA records make of the level. For a host that is an
+    /// alias, the records at the name it leads to come first, then those
+    /// at its own name (RFC 7672 section 2.2.2); the one that has records
+    /// is the TLSA base domain, sent as SNI and checked by DANE-TA.
     async fn dane_tls(
         &self,
         dane_dns: &DaneDns,
@@ -252,26 +258,40 @@ impl Connector {
         hop: &Nexthop,
         policy: &HopPolicy,
     ) -> Result<HostTls, DeliverError> {
-        let name = dane::tlsa_name(&host.name, hop.port);
+        let mut base = host.name.clone();
         let found = if !mx_secure {
             dane::Found::InsecureMx
-        } else if !dane_dns.address_secure(&host.name).await? {
-            dane::Found::InsecureHost
         } else {
-            dane_dns.tlsa(&name).await
+            match dane_dns.host_bases(&host.name).await? {
+                None => dane::Found::InsecureHost,
+                Some(bases) => {
+                    let mut found = dane::Found::NoTlsa;
+                    for b in bases {
+                        found = dane_dns.tlsa(&dane::tlsa_name(&b, hop.port)).await;
+                        base = b;
+                        if !matches!(found, dane::Found::NoTlsa | dane::Found::InsecureTlsa) {
+                            break;
+                        }
+                    }
+                    found
+                }
+            }
         };
+        let name = dane::tlsa_name(&base, hop.port);
         match dane::decide(policy.tls, &host.name, &name, found)? {
             HostPolicy::Level(level) => self.level_tls(level),
             HostPolicy::Dane(records) => {
-                let dc = dane_client_config(&records, &host.name, &[hop.host.as_str()]).map_err(
-                    |e| DeliverError::TlsHandshake {
+                let others = [host.name.as_str(), hop.host.as_str()];
+                let dc = dane_client_config(&records, &base, &others).map_err(|e| {
+                    DeliverError::TlsHandshake {
                         peer: host.name.clone(),
                         detail: e.to_string(),
-                    },
-                )?;
+                    }
+                })?;
                 Ok(HostTls {
                     config: Some(dc.config),
                     required: true,
+                    sni: Some(base),
                     dane: Some((dc.verifier, name)),
                 })
             }

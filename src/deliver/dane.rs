@@ -236,8 +236,13 @@ pub fn explain(e: DeliverError, verifier: &DaneVerifier, tlsa_name: &str) -> Del
 /// One answer, as far as DANE cares.
 #[derive(Clone, Debug)]
 enum Answer {
-    /// Records of the type asked for (after CNAMEs), and the AD bit.
-    Records { tlsa: Vec<Tlsa>, authentic: bool },
+    /// Records of the type asked for (after CNAMEs), the AD bit, and
+    /// the name the CNAME chain ended at, if there was one.
+    Records {
+        tlsa: Vec<Tlsa>,
+        authentic: bool,
+        canonical: Option<String>,
+    },
     /// The name exists without records of the type.
     NoData,
     /// The name does not exist.
@@ -293,23 +298,34 @@ impl DaneDns {
                 Answer::NoData => {}
             }
         }
-        self.address_secure(&hop.host).await
+        Ok(self.host_bases(&hop.host).await?.is_some())
     }
 
-    /// True when the resolver authenticated `host`'s address records (its
-    /// A records, or without them its AAAA records): RFC 7672 section
-    /// 2.2.2 looks up TLSA records only for hosts whose addresses are
-    /// secure, as Postfix does.
-    pub async fn address_secure(&self, host: &str) -> Result<bool, DaneLookupError> {
+    /// The TLSA base domains of MX host `host` (RFC 7672 section 2.2.2),
+    /// or `None` when the resolver did not authenticate its address
+    /// records (its A records, or without them its AAAA records): TLSA
+    /// records are looked up only for hosts with secure addresses, as
+    /// Postfix does. A host that is an alias (CNAME) has two bases, the
+    /// name the chain ends at first, then the host's own name.
+    pub async fn host_bases(&self, host: &str) -> Result<Option<Vec<String>>, DaneLookupError> {
         if host.parse::<IpAddr>().is_ok() {
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(match self.query(host, RecordType::A).await? {
-            Answer::Records { authentic, .. } => authentic,
-            _ => match self.query(host, RecordType::AAAA).await? {
-                Answer::Records { authentic, .. } => authentic,
-                _ => false,
-            },
+        let answer = match self.query(host, RecordType::A).await? {
+            a @ Answer::Records { .. } => a,
+            _ => self.query(host, RecordType::AAAA).await?,
+        };
+        let own = canon(host);
+        Ok(match answer {
+            Answer::Records {
+                authentic: true,
+                canonical: Some(target),
+                ..
+            } if target != own => Some(vec![target, own]),
+            Answer::Records {
+                authentic: true, ..
+            } => Some(vec![own]),
+            _ => None,
         })
     }
 
@@ -369,7 +385,11 @@ impl DaneDns {
                 let mut tlsa = Vec::new();
                 let mut any = false;
                 let mut ttl = MAX_CACHE_TTL;
+                let mut aliases = HashMap::new();
                 for r in response.answers() {
+                    if let RData::CNAME(target) = r.data() {
+                        aliases.insert(canon(&r.name().to_ascii()), canon(&target.0.to_ascii()));
+                    }
                     if r.record_type() != rtype {
                         continue;
                     }
@@ -387,7 +407,15 @@ impl DaneDns {
                 if !any {
                     return Ok((Answer::NoData, NEGATIVE_TTL));
                 }
-                Ok((Answer::Records { tlsa, authentic }, ttl))
+                let canonical = follow(&aliases, name);
+                Ok((
+                    Answer::Records {
+                        tlsa,
+                        authentic,
+                        canonical,
+                    },
+                    ttl,
+                ))
             }
             Err(e) => match e.kind() {
                 ProtoErrorKind::NoRecordsFound { response_code, .. } => match *response_code {
@@ -399,6 +427,28 @@ impl DaneDns {
             },
         }
     }
+}
+
+/// A name in lower case without the final dot.
+fn canon(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Where the CNAME chain `aliases` (alias → target, canonical names)
+/// leads from `name`, if anywhere (at most 8 links; a loop ends it).
+fn follow(aliases: &HashMap<String, String>, name: &str) -> Option<String> {
+    let mut at = canon(name);
+    let mut moved = false;
+    for _ in 0..8 {
+        match aliases.get(&at) {
+            Some(next) if *next != at => {
+                at = next.clone();
+                moved = true;
+            }
+            _ => break,
+        }
+    }
+    moved.then_some(at)
 }
 
 /// A recursive query for `name` (absolute) and `rtype` with the AD bit
@@ -531,6 +581,23 @@ mod tests {
         assert!(back.authentic_data());
         assert!(back.extensions().as_ref().unwrap().flags().dnssec_ok);
         assert!(query_message("bad..name", RecordType::MX).is_err());
+    }
+
+    #[test]
+    fn cname_chains_are_followed() {
+        let aliases: HashMap<String, String> = [
+            ("mx.test".to_string(), "a.test".to_string()),
+            ("a.test".to_string(), "b.test".to_string()),
+            ("loop.test".to_string(), "loop2.test".to_string()),
+            ("loop2.test".to_string(), "loop.test".to_string()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(follow(&aliases, "MX.test."), Some("b.test".into()));
+        assert_eq!(follow(&aliases, "b.test"), None);
+        assert_eq!(follow(&aliases, "other.test"), None);
+        // A loop ends after a bounded number of links.
+        assert!(follow(&aliases, "loop.test").is_some());
     }
 
     #[test]
