@@ -69,6 +69,7 @@ fn append_commit(c: &mut Criterion) {
         arrival_micros: 1,
         uid: 0,
         source: Source::Internal(0),
+        origin: Default::default(),
         file_identity: None,
         campaign: None,
     };

@@ -44,6 +44,7 @@ fn main() {
         arrival_micros: 1,
         uid: 0,
         source: Source::Internal(0),
+        origin: Default::default(),
         file_identity: None,
         campaign: None,
     };

@@ -57,5 +57,6 @@ pub mod proto;
 pub mod queue;
 pub mod rt;
 pub mod sched;
+pub mod sign;
 pub mod sink;
 pub mod spool;

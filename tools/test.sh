@@ -3,9 +3,10 @@
 # talk to, then runs every test. Safe to run again: it installs only what
 # is missing. Needs root for apt-get on a fresh machine (as CI is).
 #
-# Peers: Postfix's smtp-sink/smtp-source, swaks and pflogsumm (Debian), Python 3,
+# Peers: Postfix's smtp-sink/smtp-source, swaks and pflogsumm (Debian), Python 3
+# with dkimpy (PyPI),
 # chattr and mkfs.ext4 (e2fsprogs), curl and headless Chromium (the HTTP
-# server's tests, tests/http_api.rs), Haraka (npm, into tests/haraka/).
+# server's tests, tests/http_api.rs), Prometheus (tests/metrics.rs), Haraka (npm, into tests/haraka/).
 # Every test talks to loopback and temporary directories only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,11 +25,19 @@ command -v pflogsumm >/dev/null || need_apt+=(pflogsumm)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   # "No configuration" keeps the package from starting a system Postfix.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need_apt[@]}"
+fi
+
+# dkimpy (with PyNaCl for Ed25519), the independent DKIM verifier of
+# tests/dkim.rs, for the python3 the tests run.
+if ! python3 -c 'import dkim, nacl' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check dkimpy pynacl \
+    || python3 -m pip install --quiet --break-system-packages dkimpy pynacl
 fi
 
 # Haraka, a strict real receiver (tests/haraka.rs). Pinned by

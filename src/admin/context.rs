@@ -13,7 +13,6 @@ use crate::compose::TokenKey;
 use crate::config::HttpConfig;
 use crate::daemon::campaign_intake::CampaignIntake;
 use crate::queue::suppress::SharedSuppressions;
-use crate::sched::PickupRing;
 
 use super::auth::Tokens;
 
@@ -26,11 +25,12 @@ const MAX_MESSAGES_AT_ONCE: usize = 64;
 /// Largest body of `POST /u/TOKEN` (RFC 8058's is 26 bytes).
 pub(super) const MAX_UNSUBSCRIBE_BODY: u64 = 4096;
 
-/// Where single messages go: the pickup ring, with cleanup's settings.
+/// Where single messages go: the signing stage before the pickup ring,
+/// with cleanup's settings.
 #[derive(Clone)]
 pub struct MessageIntake {
-    /// The ring the shards drain.
-    pub ring: Arc<PickupRing>,
+    /// The signing stage, which passes them to the ring the shards drain.
+    pub ring: Arc<crate::sign::SignStage>,
     /// Set when the daemon stops taking mail.
     pub closed: Arc<AtomicBool>,
     /// `myhostname`, `myorigin`, `message_size_limit`.
@@ -51,6 +51,8 @@ pub struct AdminContext {
     pub campaigns_dir: PathBuf,
     /// Single messages.
     pub messages: MessageIntake,
+    /// The shards' counters, for `GET /metrics`.
+    pub metrics: Arc<crate::obs::metrics::Metrics>,
 }
 
 /// The handlers' state.
@@ -92,7 +94,7 @@ pub(super) fn for_tests(spool: &std::path::Path) -> AdminContext {
     let campaigns = spool.join("campaigns");
     std::fs::create_dir_all(&campaigns).unwrap();
     let registry = crate::queue::campaign_state::CampaignRegistry::load(&campaigns).unwrap();
-    let ring = Arc::new(PickupRing::new(4));
+    let ring = Arc::new(crate::sched::PickupRing::new(4));
     let closed = Arc::new(AtomicBool::new(false));
     AdminContext {
         intake: Arc::new(crate::daemon::campaign_intake::CampaignIntake::new(
@@ -105,8 +107,19 @@ pub(super) fn for_tests(spool: &std::path::Path) -> AdminContext {
             crate::queue::suppress::SuppressionList::open(spool).unwrap(),
         )),
         campaigns_dir: campaigns,
+        metrics: Arc::new(crate::obs::metrics::Metrics::new(
+            crate::obs::metrics::DaemonInfo {
+                io_backend: "epoll".into(),
+                shards: 1,
+                version: "test",
+            },
+        )),
         messages: MessageIntake {
-            ring,
+            ring: Arc::new(crate::sign::SignStage::start(
+                ring,
+                Arc::new(crate::sign::CurrentKeys::default()),
+                1,
+            )),
             closed,
             site: crate::cleanup::intake::SiteParams {
                 myhostname: "mx.example.org".into(),

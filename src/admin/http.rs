@@ -139,6 +139,7 @@ fn router(state: context::State) -> Router {
             post(campaigns_control::control),
         )
         .route("/api/v1/messages", post(messages_create::create))
+        .route("/metrics", get(super::metrics::scrape))
         .fallback(no_route)
         .with_state(state)
 }

@@ -22,6 +22,7 @@ mod auth;
 mod body;
 mod context;
 pub mod http;
+mod metrics;
 mod reply;
 mod unsubscribe;
 mod unsubscribe_page;

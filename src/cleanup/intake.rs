@@ -67,6 +67,10 @@ pub fn prepare(
         arrival_micros: crate::model::now_micros(),
         uid,
         source: Source::File(path.to_path_buf()),
+        origin: match kind {
+            SpoolKind::Maildrop => crate::obs::metrics::Origin::Sendmail,
+            SpoolKind::Pickup => crate::obs::metrics::Origin::Pickup,
+        },
         file_identity: None,
         campaign: None,
     })

@@ -85,6 +85,10 @@ pub struct BenchArgs {
     /// The daemon's `smtp_transaction_chaining`: auto, on or off.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub chaining: String,
+    /// DKIM-sign every message (keys made for the run); the report adds
+    /// how many messages the machine's cores can sign per second.
+    #[arg(long, value_enum, default_value = "none")]
+    pub dkim: super::bench_dkim::BenchDkim,
 }
 
 /// What a run measured.
@@ -118,6 +122,10 @@ struct Report {
     campaign_accept_seconds: Option<f64>,
     /// `--via campaign`: queue bytes per recipient (records, padding).
     queue_bytes_per_recipient: Option<f64>,
+    /// `--dkim`: the keys messages were signed with.
+    dkim: String,
+    /// `--dkim`: messages per second this machine's cores can sign.
+    dkim_machine_sign_rate: Option<f64>,
     /// The daemon's peak resident memory, MB.
     daemon_peak_rss_mb: Option<f64>,
 }
@@ -198,6 +206,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
+    // Measured before the daemon starts, so nothing competes for the cores.
+    let sign_rate = super::bench_dkim::machine_sign_rate(args.dkim, args.size)?;
+    let dkim_tables = super::bench_dkim::config_tables(args.dkim, dir.path())?;
     let config = dir.path().join("ringmail.toml");
     std::fs::write(
         &config,
@@ -208,7 +219,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             args.shards,
             args.io_backend,
             args.chaining
-        ) + &super::bench_smtp::listener_table(smtp_port),
+        ) + &super::bench_smtp::listener_table(smtp_port)
+            + &dkim_tables,
     )?;
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
     let log = std::fs::File::create(dir.path().join("daemon.log"))?;
@@ -245,7 +257,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         let kept = dir.keep();
         eprintln!("kept {}", kept.display());
     }
-    let report = result?;
+    let mut report = result?;
+    report.dkim_machine_sign_rate = sign_rate.map(|(rate, _)| rate);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -526,6 +539,8 @@ fn drive(
         pipelined_after_data: final_snap.pipelined_after_data,
         campaign_accept_seconds,
         queue_bytes_per_recipient,
+        dkim: format!("{:?}", args.dkim).to_lowercase(),
+        dkim_machine_sign_rate: None,
         daemon_peak_rss_mb,
     })
 }
@@ -575,6 +590,14 @@ fn print_report(r: &Report) {
             .map(|m| format!(", peak RSS {m:.0} MB"))
             .unwrap_or_default()
     );
+    if let Some(rate) = r.dkim_machine_sign_rate {
+        println!(
+            "  dkim            {} signing: this machine's cores sign {rate:.0} messages/s; this run {:.0} messages/s = {:.0}% of that",
+            r.dkim,
+            r.messages_per_second,
+            100.0 * r.messages_per_second / rate.max(1.0)
+        );
+    }
     if let (Some(a), Some(b)) = (r.campaign_accept_seconds, r.queue_bytes_per_recipient) {
         println!("  campaign        accepted (durable, sealed) in {a:.2} s; {b:.1} queue bytes per recipient");
     }

@@ -3,11 +3,14 @@
 
 pub mod bench;
 mod bench_campaign;
+mod bench_dkim;
 mod bench_smtp;
 pub mod campaign;
 mod campaign_progress;
+pub mod dkim;
 pub mod mailq;
 pub mod passwd;
+mod queue_view;
 pub mod sendmail;
 pub mod sink;
 pub mod suppress;
@@ -62,6 +65,12 @@ enum Command {
         #[command(subcommand)]
         action: campaign::CampaignAction,
     },
+    /// DKIM signing keys: make one, show the DNS records (see
+    /// docs/AUTHENTICATION.md).
+    Dkim {
+        #[command(subcommand)]
+        action: dkim::DkimAction,
+    },
     /// The suppression list: addresses campaigns do not mail (see
     /// docs/SUPPRESSION.md).
     Suppress {
@@ -82,6 +91,43 @@ enum Command {
 
 #[derive(Subcommand)]
 enum QueueAction {
+    /// Live recipients by domain and age, as Postfix's qshape (works with
+    /// the daemon stopped).
+    Shape {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Count by the sender's domain instead (`qshape -s`).
+        #[arg(long)]
+        sender: bool,
+        /// Show the busiest N domains, the rest as one row (0: all).
+        #[arg(long, default_value_t = 0)]
+        top: usize,
+        /// Age buckets: 5, 10, 20 ... minutes, the last open-ended.
+        #[arg(long, default_value_t = 10)]
+        buckets: usize,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a queued message: envelope with each recipient's state, then
+    /// the message, as Postfix's `postcat -q` (works with the daemon stopped).
+    Show {
+        /// The queue ID.
+        id: String,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// The envelope (`postcat -e`).
+        #[arg(long, short = 'e')]
+        envelope: bool,
+        /// The header (`postcat -h`; `-h` is help here).
+        #[arg(long, short = 'H')]
+        header: bool,
+        /// The body (`postcat -b`).
+        #[arg(long, short = 'b')]
+        body: bool,
+    },
     /// List queued messages, Postfix style (works with the daemon stopped).
     List {
         /// Configuration file.
@@ -108,10 +154,33 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Queue { action } => match action {
             QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
             QueueAction::Flush { config } => return flush_exit(load(config)),
+            QueueAction::Shape {
+                config,
+                sender,
+                top,
+                buckets,
+                json,
+            } => load(config).and_then(|c| queue_view::print_shape(&c, sender, top, buckets, json)),
+            QueueAction::Show {
+                id,
+                config,
+                envelope,
+                header,
+                body,
+            } => {
+                let all = !(envelope || header || body);
+                let parts = queue_view::ShowParts {
+                    envelope: all || envelope,
+                    header: all || header,
+                    body: all || body,
+                };
+                load(config).and_then(|c| queue_view::print_message(&c, &id, parts))
+            }
         },
         Command::Passwd { action } => return passwd::run(action),
         Command::Campaign { action } => return campaign::run(action),
         Command::Suppress { action } => return suppress::run(action),
+        Command::Dkim { action } => return dkim::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {
@@ -171,7 +240,7 @@ fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
-    let result = ringmail::daemon::serve(&config, stop);
+    let result = ringmail::daemon::serve(&config, loaded.path.as_deref(), stop);
     if let Ok(report) = &result {
         tracing::info!(
             target: "master",

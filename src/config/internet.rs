@@ -146,15 +146,21 @@ impl DnsConfig {
     }
 }
 
-/// One `[[tls_policy]]` entry: the TLS level for one destination.
+/// One `[[tls_policy]]` entry: the TLS level for one destination, and
+/// whether its MTA-STS policy is consulted. At least one of the two.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsPolicyConfig {
     /// Destination: a recipient domain (MX delivery) or a next-hop host;
     /// `.example.com` matches every subdomain.
     pub domain: String,
-    /// The level for it.
-    pub level: TlsSecurityLevel,
+    /// The level for it; an explicit level also turns MTA-STS off for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<TlsSecurityLevel>,
+    /// MTA-STS on or off for it, overriding `smtp_mta_sts` (only without
+    /// `level`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mta_sts: Option<bool>,
 }
 
 /// One `[[smtp_sasl_password]]` entry: credentials for a relay host
@@ -276,8 +282,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.smtp_dns_support_level, DnsSupportLevel::Dnssec);
         assert_eq!(c.smtp_tls_security_level, TlsSecurityLevel::DaneOnly);
-        assert_eq!(c.tls_policy[0].level, TlsSecurityLevel::Dane);
-        assert!(c.tls_policy[0].level.is_dane() && !TlsSecurityLevel::Verify.is_dane());
+        assert_eq!(c.tls_policy[0].level, Some(TlsSecurityLevel::Dane));
+        assert!(TlsSecurityLevel::DaneOnly.is_dane() && !TlsSecurityLevel::Verify.is_dane());
         assert_eq!(TlsSecurityLevel::DaneOnly.to_string(), "dane-only");
         let d = crate::config::Config::default();
         assert_eq!(d.smtp_dns_support_level, DnsSupportLevel::Enabled);

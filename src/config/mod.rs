@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod dkim;
 pub mod http;
 pub mod internet;
 pub mod listener;
 pub mod mode;
 
+pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
 pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
     domain_matches, DnsConfig, DnsSupportLevel, InetProtocols, Rate, RateLimitConfig,
@@ -178,8 +180,16 @@ pub struct Config {
     /// Extra trusted CA certificates (PEM) for `verify`, beside the system roots.
     #[serde(alias = "smtp_tls_CAfile")]
     pub smtp_tls_ca_file: Option<PathBuf>,
-    /// Per-destination TLS levels (`[[tls_policy]]`).
+    /// Per-destination TLS levels and MTA-STS switches (`[[tls_policy]]`).
     pub tls_policy: Vec<TlsPolicyConfig>,
+    /// Consult recipient domains' MTA-STS policies (RFC 8461) on MX
+    /// delivery.
+    pub smtp_mta_sts: bool,
+    /// HTTPS port of MTA-STS policy hosts; 443 (other values are for
+    /// tests, whose policy server cannot bind 443).
+    pub smtp_mta_sts_port: u16,
+    /// Seconds one MTA-STS policy fetch may take.
+    pub smtp_mta_sts_timeout: u64,
     /// Client networks that may relay through the SMTP listeners without
     /// authenticating (CIDR blocks or addresses); default loopback only.
     pub mynetworks: Vec<String>,
@@ -233,6 +243,11 @@ pub struct Config {
     /// runs only when the table is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpConfig>,
+    /// DKIM signing keys (`[[dkim]]`); mail is signed once one is given.
+    pub dkim: Vec<DkimKeyConfig>,
+    /// Threads that sign mail (RSA signing costs about a millisecond); 0
+    /// means one per CPU core.
+    pub dkim_signing_threads: usize,
 }
 
 /// One `[[route]]` entry: mail for `domain` (and, with a leading dot,
@@ -294,8 +309,13 @@ impl Default for Config {
             smtp_tls_security_level: TlsSecurityLevel::May,
             smtp_tls_ca_file: None,
             tls_policy: Vec::new(),
+            smtp_mta_sts: true,
+            smtp_mta_sts_port: 443,
+            smtp_mta_sts_timeout: 10,
             mynetworks: listener::default_mynetworks(),
             listener: Vec::new(),
+            dkim: Vec::new(),
+            dkim_signing_threads: 0,
             smtpd_timeout: 300,
             smtpd_data_timeout: 300,
             smtpd_starttls_timeout: 60,
@@ -557,6 +577,21 @@ impl Config {
         if let Some(http) = &self.http {
             http.check().map_err(|e| bad("http", e))?;
         }
+        for (i, d) in self.dkim.iter().enumerate() {
+            let at = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: entry_line(text, "dkim", i),
+                key: "dkim",
+                message: format!("{}/{}: {message}", d.domain, d.selector),
+            };
+            d.check().map_err(at)?;
+            if self.dkim[..i]
+                .iter()
+                .any(|o| o.domain.eq_ignore_ascii_case(&d.domain) && o.selector == d.selector)
+            {
+                return Err(at("listed twice".into()));
+            }
+        }
         if self.minimal_backoff_time == 0 {
             return Err(bad(
                 "minimal_backoff_time",
@@ -585,6 +620,31 @@ impl Config {
         }
         for p in &self.tls_policy {
             check_domain(&p.domain).map_err(|e| bad("tls_policy", e))?;
+            match (p.level, p.mta_sts) {
+                (None, None) => {
+                    return Err(bad(
+                        "tls_policy",
+                        format!("domain {:?}: give a level, mta_sts or both", p.domain),
+                    ))
+                }
+                (Some(_), Some(true)) => {
+                    return Err(bad(
+                        "tls_policy",
+                        format!(
+                            "domain {:?}: an explicit level takes precedence over MTA-STS; \
+                             drop mta_sts = true or the level",
+                            p.domain
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if self.smtp_mta_sts_port == 0 {
+            return Err(bad("smtp_mta_sts_port", "must not be 0".into()));
+        }
+        if self.smtp_mta_sts_timeout == 0 {
+            return Err(bad("smtp_mta_sts_timeout", "must be at least 1".into()));
         }
         if !self.default_destination_rate_limit.is_empty() {
             Rate::parse(&self.default_destination_rate_limit)
@@ -762,6 +822,44 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.starts_with("c.toml:1:"), "not line 0: {err}");
+    }
+
+    #[test]
+    fn tls_policy_entries_with_mta_sts() {
+        let ok = Config::parse(
+            "smtp_mta_sts_port = 8443\n[[tls_policy]]\ndomain = \"a.test\"\nmta_sts = false\n\
+             [[tls_policy]]\ndomain = \"b.test\"\nlevel = \"verify\"\nmta_sts = false\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.tls_policy[0].level, None);
+        assert_eq!(ok.smtp_mta_sts_port, 8443);
+        let printed = ok.to_toml();
+        let again = Config::parse(&printed, Path::new("printed.toml")).unwrap();
+        assert_eq!(again.tls_policy, ok.tls_policy, "{printed}");
+        for (text, want) in [
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\n",
+                "give a level, mta_sts or both",
+            ),
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\nlevel = \"may\"\nmta_sts = true\n",
+                "an explicit level takes precedence over MTA-STS",
+            ),
+            (
+                "smtp_mta_sts_port = 0\n",
+                "`smtp_mta_sts_port`: must not be 0",
+            ),
+            (
+                "smtp_mta_sts_timeout = 0\n",
+                "`smtp_mta_sts_timeout`: must be at least 1",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -4,20 +4,23 @@
 //! daemon exits.
 
 use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::cleanup::intake::{prepare, SiteParams};
-use crate::config::Config;
+use crate::config::{Config, DkimKeyConfig};
 use crate::deliver::{DeliveryConfig, Router};
 use crate::inject::leftovers::{AlreadyQueued, QueuedAs};
 use crate::inject::{Pickup, PickupConfig, PickupStats};
 use crate::model::{Ack, QueueId};
+use crate::obs::metrics::{DaemonInfo, Metrics, ShardCounters};
 use crate::rt::{self, IoBackend};
 use crate::sched::qmgr::QmgrConfig;
 use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
+use crate::sign::{CurrentKeys, SignError, SignStage, Signers};
 use crate::spool::{Spool, SpoolError};
 
 mod campaign;
@@ -56,6 +59,9 @@ pub enum DaemonError {
     /// The HTTP server's address could not be bound.
     #[error(transparent)]
     Http(#[from] crate::admin::AdminError),
+    /// A DKIM key could not be used.
+    #[error(transparent)]
+    Dkim(#[from] SignError),
 }
 
 impl DaemonError {
@@ -69,6 +75,7 @@ impl DaemonError {
             DaemonError::Router(e) => e.is_transient(),
             DaemonError::Smtpd(e) => e.is_transient(),
             DaemonError::Http(e) => e.is_transient(),
+            DaemonError::Dkim(e) => e.is_transient(),
         }
     }
 }
@@ -97,7 +104,14 @@ const PICKUP_FINISH_LIMIT: Duration = Duration::from_secs(3);
 type ShardHandle = JoinHandle<Result<(IoBackend, Result<u64, ShardError>), rt::RtError>>;
 
 /// Runs the daemon until `stop` is set (the CLI sets it on SIGTERM/SIGINT).
-pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, DaemonError> {
+///
+/// `config_path` is the file `config` came from: SIGHUP re-reads its
+/// `[[dkim]]` entries.
+pub fn serve(
+    config: &Config,
+    config_path: Option<&Path>,
+    stop: Arc<AtomicBool>,
+) -> Result<ServeReport, DaemonError> {
     let spool = Spool::new(&config.spool_dir);
     spool.create_dirs()?;
     let _lock = spool.lock()?;
@@ -117,6 +131,13 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         Some(h) => Some(crate::admin::bind(h.listen)?),
         None => None,
     };
+
+    // DKIM: a key that cannot be used stops the start (mail must not go
+    // out unsigned when the configuration says to sign it).
+    let keys = Arc::new(CurrentKeys::new(Signers::load(&config.dkim)?));
+    if !config.dkim.is_empty() {
+        tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
+    }
 
     let stale = crate::inject::maildrop::remove_stale_temp_files(
         &spool.maildrop(),
@@ -181,10 +202,32 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
         shard: 0,
         suppressions: suppressions.clone(),
         rates: Arc::new(crate::sched::campaigns::CampaignRates::default()),
+        keys: Some(Arc::clone(&keys)),
     };
     let suppress_refresh = suppressions.map(|s| spawn_suppress_refresh(s, Arc::clone(&stop)));
 
     let ring = Arc::new(PickupRing::new(config.pickup_ring_size));
+    let metrics = Arc::new(Metrics::new(DaemonInfo {
+        io_backend: backend.name().to_string(),
+        shards: shard_count,
+        version: env!("CARGO_PKG_VERSION"),
+    }));
+    let signing_threads = match config.dkim_signing_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let stage = Arc::new(SignStage::start(
+        Arc::clone(&ring),
+        Arc::clone(&keys),
+        signing_threads,
+    ));
+    let key_reload = spawn_key_reload(
+        config_path.map(Path::to_path_buf),
+        config.dkim.clone(),
+        Arc::clone(&keys),
+        Arc::clone(&stage),
+        Arc::clone(&stop),
+    );
     let flushes = Arc::new(AtomicU64::new(0));
     let slots = crate::sched::slots::DestinationSlots::new();
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
@@ -209,6 +252,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
                     shard: index,
                     ..campaign_settings.clone()
                 }),
+                metrics: Some(ShardCounters::new(Arc::clone(&metrics), index)),
                 ..QmgrConfig::from_config(
                     config,
                     shard_count,
@@ -275,7 +319,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let intake_closed = Arc::new(AtomicBool::new(false));
     let listeners = match smtpd::start(
         config,
-        Arc::clone(&ring),
+        Arc::clone(&stage),
         Arc::clone(&intake_closed),
         Some(mailbox),
     ) {
@@ -305,7 +349,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     let submit_server = match submit::start(
         &spool.submit_socket(),
         site.clone(),
-        Arc::clone(&ring),
+        Arc::clone(&stage),
         Arc::clone(&intake_closed),
     ) {
         Ok(s) => Some(s),
@@ -339,8 +383,9 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
                 key: campaign_key,
                 suppressions: http_suppressions,
                 campaigns_dir: spool.campaigns(),
+                metrics: Arc::clone(&metrics),
                 messages: crate::admin::MessageIntake {
-                    ring: Arc::clone(&ring),
+                    ring: Arc::clone(&stage),
                     closed: Arc::clone(&intake_closed),
                     site: site.clone(),
                 },
@@ -376,8 +421,8 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     }));
     // The shards have let go of theirs: this frees the set.
     drop(leftovers);
-    let ring_for_pickup = Arc::clone(&ring);
-    pickup.run(&mut |sub| ring_for_pickup.push(sub), &ack_rx, &stop);
+    let stage_for_pickup = Arc::clone(&stage);
+    pickup.run(&mut |sub| stage_for_pickup.push(sub), &ack_rx, &stop);
 
     tracing::info!(target: "master", "terminating on signal: stopping intake, committing pending messages");
     // SMTP sessions answer what the shards are committing (the shards
@@ -393,6 +438,11 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     }
     if let Some(h) = http_server {
         h.stop();
+    }
+    // Whatever the signing threads hold goes to the ring before the shards
+    // stop (each is still unacknowledged: at worst it is offered again).
+    if !stage.drain(Duration::from_secs(5)) {
+        tracing::warn!(target: "master", "DKIM signing threads still busy at stop; their messages were not acknowledged and will be offered again");
     }
     intake_closed.store(true, Ordering::Release);
     shard_stop.store(true, Ordering::Release);
@@ -433,6 +483,7 @@ pub fn serve(config: &Config, stop: Arc<AtomicBool>) -> Result<ServeReport, Daem
     // unlink the files committed since pickup stopped listening.
     report.pickup = pickup.finish(&ack_rx, PICKUP_FINISH_LIMIT);
     let _ = control_thread.join();
+    let _ = key_reload.join();
     if let Some(t) = suppress_refresh {
         let _ = t.join();
     }
@@ -455,6 +506,50 @@ fn first_failure(earlier: Option<(usize, String)>, now: (usize, String)) -> (usi
 /// Reloads the suppression list's changes (by `ringmail suppress`, another
 /// process) once a second, so a suppression added mid-campaign is honoured
 /// from the next recipient on.
+/// Reloads the DKIM keys on SIGHUP: the `[[dkim]]` entries of the
+/// configuration file (re-read) and their key files. A reload that fails
+/// keeps the keys in use and says why.
+fn spawn_key_reload(
+    config_path: Option<PathBuf>,
+    started_with: Vec<DkimKeyConfig>,
+    keys: Arc<CurrentKeys>,
+    stage: Arc<SignStage>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)) {
+        tracing::warn!(target: "master", "cannot handle SIGHUP ({e}): DKIM keys are not reloadable");
+    }
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(200));
+            if !hup.swap(false, Ordering::AcqRel) {
+                continue;
+            }
+            let entries = match &config_path {
+                Some(path) => match Config::load(Some(path)) {
+                    Ok(loaded) => loaded.config.dkim,
+                    Err(e) => {
+                        tracing::error!(target: "master", "reload: {e}; DKIM keys unchanged");
+                        continue;
+                    }
+                },
+                None => started_with.clone(),
+            };
+            match Signers::load(&entries) {
+                Ok(signers) => {
+                    tracing::info!(target: "master", "reload: DKIM signing with {} keys: {signers:?}", entries.len());
+                    keys.replace(signers);
+                    stage.keys_changed();
+                }
+                Err(e) => {
+                    tracing::error!(target: "master", "reload: {e}; DKIM keys unchanged");
+                }
+            }
+        }
+    })
+}
+
 fn spawn_suppress_refresh(
     list: crate::queue::suppress::SharedSuppressions,
     stop: Arc<AtomicBool>,

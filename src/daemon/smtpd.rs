@@ -16,13 +16,13 @@ use crate::inject::smtpd::{
 };
 use crate::model::{Envelope, Submission};
 use crate::proto::server::{AuthConfig, Limits, SessionConfig, SessionParams};
-use crate::sched::PickupRing;
+use crate::sign::SignStage;
 
 /// Starts the configured listeners; `None` when there are none. `closed`
 /// is set when the daemon stops taking mail.
 pub(super) fn start(
     config: &Config,
-    ring: Arc<PickupRing>,
+    ring: Arc<SignStage>,
     closed: Arc<AtomicBool>,
     local: Option<Arc<dyn crate::inject::smtpd::LocalMail>>,
 ) -> Result<Option<SmtpdHandle>, SmtpdError> {
@@ -190,6 +190,7 @@ fn prepare(
         arrival_micros: crate::model::now_micros(),
         uid: 0,
         source: m.source,
+        origin: crate::obs::metrics::Origin::Smtp,
         file_identity: None,
         campaign: None,
     })

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::cleanup::intake::{prepare, SiteParams};
 use crate::inject::SpoolKind;
 use crate::model::{AckSender, Source};
-use crate::sched::PickupRing;
+use crate::sign::SignStage;
 
 use super::unix_server::{ServerSpec, UnixServer};
 
@@ -34,7 +34,7 @@ const ENVELOPE_SLACK: u64 = 1 << 20;
 pub(super) fn start(
     path: &Path,
     site: SiteParams,
-    ring: Arc<PickupRing>,
+    ring: Arc<SignStage>,
     closed: Arc<AtomicBool>,
 ) -> std::io::Result<UnixServer> {
     let shared = Arc::new(Shared {
@@ -58,7 +58,7 @@ pub(super) fn start(
 
 struct Shared {
     site: SiteParams,
-    ring: Arc<PickupRing>,
+    ring: Arc<SignStage>,
     closed: Arc<AtomicBool>,
     path: PathBuf,
     next_id: AtomicU64,

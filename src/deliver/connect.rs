@@ -24,6 +24,7 @@ use crate::rt::tls::{client_config, TlsLevel};
 
 use super::dane::{self, DaneDns, DaneLookupError, HostPolicy};
 use super::dns::{Dns, DnsError, MailHost};
+use super::mta_sts::{Applied, MtaSts};
 use super::route::HopPolicy;
 use super::session::{Security, Session};
 use super::{DeliverError, DeliveryConfig};
@@ -42,6 +43,7 @@ pub struct Connector {
     dane: Option<Result<DaneDns, DaneLookupError>>,
     /// A DANE level without `dnssec` was reported.
     dane_warned: Cell<bool>,
+    mta_sts: MtaSts,
 }
 
 impl Connector {
@@ -58,6 +60,7 @@ impl Connector {
             ca_file: cfg.tls_ca_file.clone(),
             tls_configs: RefCell::new(HashMap::new()),
             sasl_plaintext: cfg.sasl_plaintext,
+            mta_sts: MtaSts::new(&cfg.mta_sts),
             dane: (cfg.dns_support_level == DnsSupportLevel::Dnssec)
                 .then(|| DaneDns::new(&cfg.dns)),
             dane_warned: Cell::new(false),
@@ -125,6 +128,12 @@ impl Connector {
         Ok(dns.mail_hosts(&hop.host).await?)
     }
 
+    /// The MTA-STS policy for a connection to `hop` (see `mta_sts`).
+    async fn mta_sts(&self, hop: &Nexthop, policy: &HopPolicy) -> Option<Applied> {
+        let dns = self.dns.as_ref().ok()?;
+        self.mta_sts.applied(dns, hop, policy).await
+    }
+
     /// Opens a session to the first host and address of `hop` that works.
     pub async fn open(
         &self,
@@ -133,9 +142,17 @@ impl Connector {
         cfg: &DeliveryConfig,
     ) -> Result<Session, DeliverError> {
         let hosts = self.hosts(hop).await?;
+        // MTA-STS may narrow the hosts and raise the level to `verify`.
+        let sts = self.mta_sts(hop, policy).await;
+        let (hosts, level) = match &sts {
+            Some(a) => (a.hosts(hosts)?, a.tls_level(policy.tls)),
+            None => (hosts, policy.tls),
+        };
+        // Where DANE applies it decides per host, before MTA-STS (RFC 8461
+        // section 2: MTA-STS must not override a failing DANE check).
         let plan = match self.dane_dns(policy.tls)? {
             Some(d) => TlsPlan::Dane(d, d.mx_secure(hop).await?),
-            None => TlsPlan::Fixed(self.level_tls(policy.tls)?),
+            None => TlsPlan::Fixed(self.level_tls(level)?),
         };
         let mut tried = 0;
         let mut failures = Failures::default();
@@ -160,7 +177,10 @@ impl Connector {
             let host_tls = match &plan {
                 TlsPlan::Fixed(t) => t.clone(),
                 TlsPlan::Dane(d, mx_secure) => {
-                    match self.dane_tls(d, *mx_secure, &host, hop, policy).await {
+                    match self
+                        .dane_tls(d, *mx_secure, &host, hop, policy, sts.as_ref())
+                        .await
+                    {
                         Ok(t) => t,
                         Err(e) => {
                             tracing::info!(target: "smtp", "{e}");
@@ -189,7 +209,12 @@ impl Connector {
                     None => opened,
                 };
                 match opened {
-                    Ok(s) => return Ok(s),
+                    Ok(s) => {
+                        if let Some(a) = &sts {
+                            a.check_session(&s);
+                        }
+                        return Ok(s);
+                    }
                     Err(e @ DeliverError::TlsHandshake { .. }) if !security.tls_required => {
                         // `may`: the same server again, in plaintext.
                         tracing::info!(target: "smtp", "{e}; trying again without TLS");
@@ -198,7 +223,12 @@ impl Connector {
                             ..security
                         };
                         match Session::open(&host.name, addr, cfg, &plain).await {
-                            Ok(s) => return Ok(s),
+                            Ok(s) => {
+                                if let Some(a) = &sts {
+                                    a.check_session(&s);
+                                }
+                                return Ok(s);
+                            }
                             Err(e) => failures.add(e),
                         }
                     }
@@ -211,7 +241,11 @@ impl Connector {
                 }
             }
         }
-        Err(failures.result(hop))
+        let e = failures.result(hop);
+        Err(match &sts {
+            Some(a) => a.explain(e),
+            None => e,
+        })
     }
 }
 
@@ -249,7 +283,8 @@ impl Connector {
     /// what its TLSA records make of the level. For a host that is an
     /// alias, the records at the name it leads to come first, then those
     /// at its own name (RFC 7672 section 2.2.2); the one that has records
-    /// is the TLSA base domain, sent as SNI and checked by DANE-TA.
+    /// is the TLSA base domain, sent as SNI and checked by DANE-TA. Where
+    /// the records leave a plain level, an MTA-STS policy may raise it.
     async fn dane_tls(
         &self,
         dane_dns: &DaneDns,
@@ -257,6 +292,7 @@ impl Connector {
         host: &MailHost,
         hop: &Nexthop,
         policy: &HopPolicy,
+        sts: Option<&Applied>,
     ) -> Result<HostTls, DeliverError> {
         let mut base = host.name.clone();
         let found = if !mx_secure {
@@ -279,7 +315,7 @@ impl Connector {
         };
         let name = dane::tlsa_name(&base, hop.port);
         match dane::decide(policy.tls, &host.name, &name, found)? {
-            HostPolicy::Level(level) => self.level_tls(level),
+            HostPolicy::Level(level) => self.level_tls(sts.map_or(level, |a| a.tls_level(level))),
             HostPolicy::Dane(records) => {
                 let others = [host.name.as_str(), hop.host.as_str()];
                 let dc = dane_client_config(&records, &base, &others).map_err(|e| {

@@ -171,6 +171,32 @@ impl Dns {
         }
     }
 
+    /// The TXT records at `name`, each the concatenation of its
+    /// character-strings (invalid UTF-8 replaced); none when the name or
+    /// the type does not exist. Used for MTA-STS (`_mta-sts.DOMAIN`).
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let fq = fqdn(name)?;
+        match self.resolver.txt_lookup(fq).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|t| {
+                    t.txt_data()
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect::<String>()
+                })
+                .collect()),
+            Err(e) => match classify(&e) {
+                Answer::NoData | Answer::NxDomain => Ok(Vec::new()),
+                Answer::Failed(detail) => Err(DnsError::Temporary {
+                    name: name.to_string(),
+                    rtype: "TXT",
+                    detail,
+                }),
+            },
+        }
+    }
+
     /// The addresses of `host` allowed by `inet_protocols`, IPv6 first.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         if let Ok(ip) = host.parse::<IpAddr>() {

@@ -7,6 +7,7 @@ pub mod classify;
 pub mod connect;
 pub mod dane;
 pub mod dns;
+pub mod mta_sts;
 pub mod route;
 pub mod session;
 
@@ -71,6 +72,8 @@ pub struct DeliveryConfig {
     pub sasl_plaintext: bool,
     /// Whether transactions are chained (see [`TransactionChaining`]).
     pub chaining: TransactionChaining,
+    /// MTA-STS policy fetching and caching.
+    pub mta_sts: mta_sts::MtaStsConfig,
 }
 
 impl DeliveryConfig {
@@ -99,6 +102,12 @@ impl DeliveryConfig {
             tls_ca_file: c.smtp_tls_ca_file.clone(),
             sasl_plaintext: c.smtp_sasl_plaintext,
             chaining: c.smtp_transaction_chaining,
+            mta_sts: mta_sts::MtaStsConfig {
+                cache_dir: Some(c.spool_dir.join("mta-sts")),
+                port: c.smtp_mta_sts_port,
+                timeout: s(c.smtp_mta_sts_timeout),
+                ca_file: c.smtp_tls_ca_file.clone(),
+            },
         }
     }
 }
@@ -201,6 +210,9 @@ pub enum DeliverError {
     /// DANE refused the host or the next hop (always temporary).
     #[error("{0}")]
     Dane(#[from] dane::DaneLookupError),
+    /// The destination's MTA-STS policy stops this attempt.
+    #[error("{0}")]
+    MtaSts(#[from] mta_sts::MtaStsError),
     /// The greeting or EHLO/HELO was refused.
     #[error("host {peer} refused to talk to me: {reply}")]
     Refused {
@@ -241,6 +253,7 @@ impl DeliverError {
             DeliverError::Route(e) => e.dsn().to_string(),
             DeliverError::Dns(e) => e.dsn().to_string(),
             DeliverError::Dane(e) => e.dsn().to_string(),
+            DeliverError::MtaSts(e) => e.dsn(),
             DeliverError::TlsRequired { .. } => "4.7.4".into(),
             DeliverError::TlsHandshake { .. } => "4.7.5".into(),
             DeliverError::Auth { .. } => "4.7.0".into(),

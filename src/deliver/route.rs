@@ -63,6 +63,11 @@ pub struct HopPolicy {
     pub rate: Option<Rate>,
     /// SASL user name and password for AUTH.
     pub sasl: Option<(String, String)>,
+    /// Consult the destination's MTA-STS policy (RFC 8461): MX delivery of
+    /// a recipient domain, neither a relay host nor a `[[route]]` next
+    /// hop, no explicit TLS level, `smtp_mta_sts` or the `[[tls_policy]]`
+    /// entry's `mta_sts` on.
+    pub mta_sts: bool,
 }
 
 /// Maps recipient domains to next hops, and next hops to their policies.
@@ -74,7 +79,8 @@ pub struct Router {
     route_tls: HashMap<Nexthop, TlsSecurityLevel>,
     route_rate: HashMap<Nexthop, Rate>,
     tls_default: TlsSecurityLevel,
-    tls_policy: Vec<(String, TlsSecurityLevel)>,
+    tls_policy: Vec<(String, Option<TlsSecurityLevel>, Option<bool>)>,
+    mta_sts: bool,
     rate_default: Option<Rate>,
     rate_policy: Vec<(String, Rate)>,
     sasl: Vec<(Nexthop, String, String)>,
@@ -144,8 +150,9 @@ impl Router {
             tls_policy: c
                 .tls_policy
                 .iter()
-                .map(|p| (p.domain.clone(), p.level))
+                .map(|p| (p.domain.clone(), p.level, p.mta_sts))
                 .collect(),
+            mta_sts: c.smtp_mta_sts,
             rate_default,
             rate_policy,
             sasl,
@@ -195,15 +202,29 @@ impl Router {
 
     /// The policy for next hop `hop`: a route's `tls`/`rate` first, then
     /// `[[tls_policy]]`/`[[rate_limit]]` entries matching the hop's host
-    /// (the recipient domain for MX delivery), then the defaults.
+    /// (the recipient domain for MX delivery), then the defaults. MTA-STS
+    /// applies to MX delivery without an explicit TLS level (an entry's
+    /// `level` wins over it, as Postfix's `smtp_tls_policy_maps`).
     pub fn policy(&self, hop: &Nexthop) -> HopPolicy {
-        let tls = self.route_tls.get(hop).copied().unwrap_or_else(|| {
-            self.tls_policy
-                .iter()
-                .find(|(d, _)| domain_matches(d, &hop.host))
-                .map(|(_, l)| *l)
-                .unwrap_or(self.tls_default)
-        });
+        let entry = self
+            .tls_policy
+            .iter()
+            .find(|(d, _, _)| domain_matches(d, &hop.host));
+        let tls = self
+            .route_tls
+            .get(hop)
+            .copied()
+            .or_else(|| entry.and_then(|(_, l, _)| *l))
+            .unwrap_or(self.tls_default);
+        let configured_hop =
+            self.relayhost.as_ref() == Some(hop) || self.routes.iter().any(|(_, h)| h == hop);
+        let mta_sts = hop.mx_lookup
+            && !configured_hop
+            && match entry {
+                Some((_, Some(_), _)) => false,
+                Some((_, None, on)) => on.unwrap_or(self.mta_sts),
+                None => self.mta_sts,
+            };
         let rate = self.route_rate.get(hop).copied().or_else(|| {
             self.rate_policy
                 .iter()
@@ -216,7 +237,12 @@ impl Router {
             .iter()
             .find(|(h, _, _)| h == hop)
             .map(|(_, u, p)| (u.clone(), p.clone()));
-        HopPolicy { tls, rate, sasl }
+        HopPolicy {
+            tls,
+            rate,
+            sasl,
+            mta_sts,
+        }
     }
 }
 
@@ -304,5 +330,43 @@ mod tests {
         assert_eq!(r.policy(&mx("a.lax.example")).tls, TlsSecurityLevel::May);
         assert_eq!(r.policy(&mx("slow.example")).rate.unwrap().count, 1);
         assert_eq!(r.policy(&mx("slow.example")).sasl, None);
+    }
+
+    #[test]
+    fn mta_sts_for_mx_delivery_unless_overridden() {
+        let c = Config::parse(
+            "[[route]]\ndomain = \"routed.example\"\nnexthop = \"relay.example\"\n\
+             [[tls_policy]]\ndomain = \"off.example\"\nmta_sts = false\n\
+             [[tls_policy]]\ndomain = \"pinned.example\"\nlevel = \"encrypt\"\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(c.smtp_mta_sts, "on by default");
+        let r = Router::from_config(&c).unwrap();
+        let p = |rcpt: &str| r.policy(&r.route(rcpt).unwrap());
+        assert!(p("a@plain.example").mta_sts);
+        assert!(!p("a@off.example").mta_sts);
+        assert_eq!(p("a@off.example").tls, TlsSecurityLevel::May);
+        assert!(!p("a@pinned.example").mta_sts, "an explicit level wins");
+        assert_eq!(p("a@pinned.example").tls, TlsSecurityLevel::Encrypt);
+        assert!(!p("a@routed.example").mta_sts, "a route's next hop");
+        assert!(!p("a@[127.0.0.1]").mta_sts, "no MX lookup");
+
+        let c = Config::parse(
+            "smtp_mta_sts = false\nrelayhost = \"[127.0.0.1]:25\"\n\
+             [[tls_policy]]\ndomain = \".on.example\"\nmta_sts = true\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        let r = Router::from_config(&c).unwrap();
+        assert!(
+            !r.policy(&r.route("a@x.on.example").unwrap()).mta_sts,
+            "relayhost"
+        );
+        let mut c = c;
+        c.relayhost.clear();
+        let r = Router::from_config(&c).unwrap();
+        assert!(r.policy(&r.route("a@x.on.example").unwrap()).mta_sts);
+        assert!(!r.policy(&r.route("a@other.example").unwrap()).mta_sts);
     }
 }

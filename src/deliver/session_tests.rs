@@ -30,6 +30,7 @@ fn cfg() -> DeliveryConfig {
         tls_ca_file: None,
         sasl_plaintext: false,
         chaining: crate::config::TransactionChaining::Auto,
+        mta_sts: crate::deliver::mta_sts::MtaStsConfig::default(),
     }
 }
 

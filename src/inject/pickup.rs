@@ -734,6 +734,7 @@ mod tests {
                 arrival_micros: 0,
                 uid,
                 source: Source::File(path.to_path_buf()),
+                origin: Default::default(),
                 file_identity: None,
                 campaign: None,
             })

@@ -57,6 +57,8 @@ pub struct Submission {
     pub uid: u32,
     /// Whom to tell once the message is durable.
     pub source: Source,
+    /// Where it came in (the metrics' `source` label).
+    pub origin: crate::obs::metrics::Origin,
     /// For a spool file, which file it was (kept in the queue record, so a
     /// restart does not queue a leftover file twice); `None` otherwise.
     pub file_identity: Option<FileIdentity>,
@@ -78,6 +80,7 @@ impl Submission {
             arrival_micros: super::now_micros(),
             uid: 0,
             source,
+            origin: crate::obs::metrics::Origin::Campaign,
             file_identity: None,
             campaign: Some(Box::new(slice)),
         }

@@ -6,6 +6,7 @@
 //! Postfix program that does the same step: `pickup`, `cleanup`, `qmgr`,
 //! `smtp`, `master`, `sendmail`.
 
+pub mod metrics;
 pub mod throttle;
 
 pub use throttle::Throttle;

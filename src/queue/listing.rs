@@ -60,14 +60,16 @@ pub struct SliceOf {
     pub first_index: u32,
 }
 
-/// Lists the messages with at least one live recipient under `queue_root`
-/// (every shard directory), oldest first.
-pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
-    let mut out = Vec::new();
-    let mut reasons: HashMap<(QueueId, u32), String> = HashMap::new();
+/// Every record with a valid checksum in every shard's segments under
+/// `queue_root`, oldest segment first per shard, given to `each` as
+/// (kind, payload, status bytes).
+fn for_each_record(
+    queue_root: &Path,
+    mut each: impl FnMut(Kind, &[u8], &[u8]),
+) -> Result<(), QueueError> {
     let dirs = match std::fs::read_dir(queue_root) {
         Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(QueueError::io("readdir", queue_root, e)),
     };
     let mut ids = Vec::new();
@@ -108,65 +110,72 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                 continue;
             }
             for found in Records::new(&map) {
-                match found.kind {
-                    Kind::Message | Kind::Recipients => {
-                        let decoded = if found.kind == Kind::Message {
-                            record::decode_message(found.payload)
-                        } else {
-                            super::campaign_record::decode_slice(found.payload)
-                        };
-                        let Ok(m) = decoded else {
-                            continue;
-                        };
-                        let statuses: Vec<RcptStatus> = (0..m.recipients.len())
-                            .map(|i| RcptStatus::from_byte(found.aux.get(i).copied().unwrap_or(0)))
-                            .collect();
-                        if !statuses.iter().any(|s| s.is_live()) {
-                            continue;
-                        }
-                        out.push(QueuedMessage {
-                            queue_id: m.id.to_string(),
-                            arrival_time: m.arrival_micros / 1_000_000,
-                            sender: m.sender.to_string(),
-                            size: m.wire.len() as u64,
-                            message_id: match m.campaign {
-                                Some(c) => format!(
-                                    "campaign {} recipients {}..",
-                                    c.campaign, c.first_index
-                                ),
-                                None => m.message_id.to_string(),
-                            },
-                            recipients: m
-                                .recipients
-                                .iter()
-                                .zip(statuses)
-                                .map(|(a, s)| QueuedRecipient {
-                                    address: a.to_string(),
-                                    status: s.as_str(),
-                                    reason: None,
-                                })
-                                .collect(),
-                            campaign: m.campaign.map(|c| SliceOf {
-                                id: c.campaign,
-                                first_index: c.first_index,
-                            }),
-                            source_file: (found.kind == Kind::Message)
-                                .then(|| record::decode_file_identity(found.payload).ok().flatten())
-                                .flatten()
-                                .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
-                        });
-                    }
-                    Kind::Defer => {
-                        if let Ok(d) = record::decode_defer(found.payload) {
-                            reasons.insert((d.id, d.rcpt), d.reason.to_string());
-                        }
-                    }
-                    // Shown through its slices.
-                    Kind::Campaign => {}
-                }
+                each(found.kind, found.payload, found.aux);
             }
         }
     }
+    Ok(())
+}
+
+/// Lists every message with at least one recipient still to deliver, in
+/// arrival order, with the last deferral reason of each deferred
+/// recipient.
+pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
+    let mut out = Vec::new();
+    let mut reasons: HashMap<(QueueId, u32), String> = HashMap::new();
+    for_each_record(queue_root, |kind, payload, aux| match kind {
+        Kind::Message | Kind::Recipients => {
+            let decoded = if kind == Kind::Message {
+                record::decode_message(payload)
+            } else {
+                super::campaign_record::decode_slice(payload)
+            };
+            let Ok(m) = decoded else {
+                return;
+            };
+            let statuses: Vec<RcptStatus> = (0..m.recipients.len())
+                .map(|i| RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0)))
+                .collect();
+            if !statuses.iter().any(|s| s.is_live()) {
+                return;
+            }
+            out.push(QueuedMessage {
+                queue_id: m.id.to_string(),
+                arrival_time: m.arrival_micros / 1_000_000,
+                sender: m.sender.to_string(),
+                size: m.wire.len() as u64,
+                message_id: match m.campaign {
+                    Some(c) => format!("campaign {} recipients {}..", c.campaign, c.first_index),
+                    None => m.message_id.to_string(),
+                },
+                recipients: m
+                    .recipients
+                    .iter()
+                    .zip(statuses)
+                    .map(|(a, s)| QueuedRecipient {
+                        address: a.to_string(),
+                        status: s.as_str(),
+                        reason: None,
+                    })
+                    .collect(),
+                campaign: m.campaign.map(|c| SliceOf {
+                    id: c.campaign,
+                    first_index: c.first_index,
+                }),
+                source_file: (kind == Kind::Message)
+                    .then(|| record::decode_file_identity(payload).ok().flatten())
+                    .flatten()
+                    .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
+            });
+        }
+        Kind::Defer => {
+            if let Ok(d) = record::decode_defer(payload) {
+                reasons.insert((d.id, d.rcpt), d.reason.to_string());
+            }
+        }
+        // Shown through its slices.
+        Kind::Campaign => {}
+    })?;
     if !reasons.is_empty() {
         for m in &mut out {
             let Ok(id) = m.queue_id.parse::<QueueId>() else {
@@ -181,4 +190,128 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     }
     out.sort_by(|a, b| (a.arrival_time, &a.queue_id).cmp(&(b.arrival_time, &b.queue_id)));
     Ok(out)
+}
+
+/// One queued message in full, for `ringmail queue show` (Postfix's
+/// `postcat -q`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShownMessage {
+    /// What the listing shows (every recipient, done or not).
+    pub listed: QueuedMessage,
+    /// The message as it is sent (dot-stuffing undone); empty for a
+    /// campaign slice, whose messages are rendered at delivery.
+    pub content: Vec<u8>,
+    /// 8BITMIME / SMTPUTF8 needs, as words.
+    pub flags: Vec<&'static str>,
+    /// The submitting uid.
+    pub uid: u32,
+}
+
+/// The message `id` (its newest valid record), whatever its recipients'
+/// states; `None` when no segment holds it.
+pub fn show_message(queue_root: &Path, id: QueueId) -> Result<Option<ShownMessage>, QueueError> {
+    let mut shown: Option<ShownMessage> = None;
+    let mut reasons: HashMap<u32, String> = HashMap::new();
+    for_each_record(queue_root, |kind, payload, aux| match kind {
+        Kind::Message | Kind::Recipients => {
+            let decoded = if kind == Kind::Message {
+                record::decode_message(payload)
+            } else {
+                super::campaign_record::decode_slice(payload)
+            };
+            let Ok(m) = decoded else {
+                return;
+            };
+            if m.id != id {
+                return;
+            }
+            let mut flags = Vec::new();
+            if m.flags.has(crate::model::MessageFlags::BODY_8BIT) {
+                flags.push("8bitmime");
+            }
+            if m.flags.has(crate::model::MessageFlags::SMTPUTF8) {
+                flags.push("smtputf8");
+            }
+            let content = if kind == Kind::Message {
+                unstuff(m.wire)
+            } else {
+                Vec::new()
+            };
+            shown = Some(ShownMessage {
+                listed: QueuedMessage {
+                    queue_id: m.id.to_string(),
+                    arrival_time: m.arrival_micros / 1_000_000,
+                    sender: m.sender.to_string(),
+                    size: m.wire.len() as u64,
+                    message_id: m.message_id.to_string(),
+                    recipients: m
+                        .recipients
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| QueuedRecipient {
+                            address: a.to_string(),
+                            status: RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0))
+                                .as_str(),
+                            reason: None,
+                        })
+                        .collect(),
+                    source_file: (kind == Kind::Message)
+                        .then(|| record::decode_file_identity(payload).ok().flatten())
+                        .flatten()
+                        .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
+                    campaign: m.campaign.map(|c| SliceOf {
+                        id: c.campaign,
+                        first_index: c.first_index,
+                    }),
+                },
+                content,
+                flags,
+                uid: m.uid,
+            });
+        }
+        Kind::Defer => {
+            if let Ok(d) = record::decode_defer(payload) {
+                if d.id == id {
+                    reasons.insert(d.rcpt, d.reason.to_string());
+                }
+            }
+        }
+        Kind::Campaign => {}
+    })?;
+    if let Some(s) = &mut shown {
+        for (i, r) in s.listed.recipients.iter_mut().enumerate() {
+            if r.status == RcptStatus::Deferred.as_str() {
+                r.reason = reasons.remove(&(i as u32));
+            }
+        }
+    }
+    Ok(shown)
+}
+
+/// The wire form with the stuffed dot of each line removed.
+pub(crate) fn unstuff(wire: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(wire.len());
+    let mut at_line_start = true;
+    for &b in wire {
+        // The first dot of a line is the stuffed one; the next is kept.
+        if !(at_line_start && b == b'.') {
+            out.push(b);
+        }
+        at_line_start = b == b'\n';
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unstuffing_drops_the_first_dot_of_each_line() {
+        assert_eq!(
+            unstuff(b"a\r\n..b\r\n...\r\nc.d\r\n"),
+            b"a\r\n.b\r\n..\r\nc.d\r\n"
+        );
+        assert_eq!(unstuff(b"..x\r\n"), b".x\r\n");
+    }
 }

@@ -21,6 +21,7 @@ pub mod record;
 pub mod recovery;
 mod room;
 pub mod segment;
+pub mod shape;
 pub mod store;
 pub mod suppress;
 

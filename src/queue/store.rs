@@ -1111,6 +1111,7 @@ mod tests {
             arrival_micros: now_micros(),
             uid: 0,
             source: Source::Internal(i as u64),
+            origin: Default::default(),
             file_identity: None,
             campaign: None,
         }

@@ -38,6 +38,8 @@ pub struct CampaignSettings {
     pub suppressions: Option<SharedSuppressions>,
     /// The campaigns' rate limits, shared by every shard.
     pub rates: Arc<CampaignRates>,
+    /// DKIM keys: each rendered message is signed for its recipient.
+    pub keys: Option<Arc<crate::sign::CurrentKeys>>,
 }
 
 /// Per-campaign rate limits (`campaign send --rate`), one token bucket per
@@ -106,6 +108,8 @@ pub struct CampaignCache {
     pub results: Option<ResultsWriter>,
     /// Rate limits and start times of the campaigns seen.
     limits: HashMap<u64, Limits>,
+    /// This shard's view of the DKIM keys.
+    signer: Option<crate::sign::KeysReader>,
 }
 
 /// A campaign's rate limit and start time.
@@ -122,11 +126,16 @@ impl CampaignCache {
         let results = settings
             .as_ref()
             .map(|s| ResultsWriter::new(&s.results_dir, s.shard));
+        let signer = settings
+            .as_ref()
+            .and_then(|s| s.keys.as_ref())
+            .map(|k| k.reader());
         CampaignCache {
             settings,
             templates: HashMap::new(),
             results,
             limits: HashMap::new(),
+            signer,
         }
     }
 
@@ -313,10 +322,25 @@ impl CampaignCache {
                 ),
             })
         })?;
+        // Signed per recipient, after rendering (the body and headers
+        // differ for each), on this shard: see docs/AUTHENTICATION.md for
+        // what that costs.
+        let wire = match self.signer.as_mut() {
+            Some(reader) => match reader.keys().sign_wire(cleaned.wire) {
+                Ok((wire, _)) => wire,
+                Err(e) => {
+                    return Err(Unsendable::Result(RcptResult::deferred(
+                        "4.7.0",
+                        format!("campaign {} recipient {index}: {e}", fields.campaign),
+                    )))
+                }
+            },
+            None => cleaned.wire,
+        };
         Ok(Outgoing {
             sender: rendered.sender,
             recipients: vec![rendered.recipient],
-            wire: cleaned.wire,
+            wire,
             flags: cleaned.flags,
             dsn: DsnParams::default(),
         })

@@ -158,6 +158,7 @@ pub fn queue_notice(
         arrival_micros: now_micros(),
         uid: 0,
         source: Source::Internal(id.raw()),
+        origin: crate::obs::metrics::Origin::Internal,
         file_identity: None,
         campaign: None,
     };

@@ -80,6 +80,8 @@ pub struct QmgrConfig {
     /// Rendering of campaign recipients (the token key, cleanup limits);
     /// `None` defers them.
     pub campaigns: Option<CampaignSettings>,
+    /// This shard's Prometheus counters (the daemon's; none in tests).
+    pub metrics: Option<crate::obs::metrics::ShardCounters>,
 }
 
 impl QmgrConfig {
@@ -103,6 +105,7 @@ impl QmgrConfig {
             },
             delivery,
             campaigns: None,
+            metrics: None,
         }
     }
 }
@@ -337,6 +340,11 @@ impl Qmgr {
     pub fn stop(&self) {
         self.state.borrow_mut().stopping = true;
         self.timer_wake.notify_one();
+    }
+
+    /// Number of messages this shard's queue manager holds.
+    pub fn queued_messages(&self) -> usize {
+        self.state.borrow().msgs.len()
     }
 
     /// Number of delivery workers running.
@@ -1103,6 +1111,9 @@ impl State {
             )
         };
         crate::info_line!(target: "qmgr", "{}: to=<{addr}>, status=suppressed ({why})", job.id);
+        if let Some(m) = &self.cfg.metrics {
+            m.outcome(crate::obs::metrics::Outcome::Suppressed);
+        }
         if let Some((cid, first)) = campaign {
             self.campaigns.note(
                 cid,
@@ -1153,6 +1164,9 @@ impl State {
         let mut store = self.store.borrow_mut();
         for (i, addr) in &live {
             crate::info_line!(target: "qmgr", "{id}: to=<{addr}>, status=cancelled ({why})");
+            if let Some(m) = &self.cfg.metrics {
+                m.outcome(crate::obs::metrics::Outcome::Cancelled);
+            }
             set_final_status(&mut store, id, *i, RcptStatus::Dropped);
         }
         write_statuses(&mut store);
@@ -1273,6 +1287,18 @@ impl State {
                 RcptResult::Bounced { .. } => (RcptStatus::Bounced, "bounced"),
                 RcptResult::Expired { .. } => (RcptStatus::Bounced, "expired"),
             };
+            if let Some(m) = &self.cfg.metrics {
+                use crate::obs::metrics::Outcome;
+                m.outcome(match result {
+                    RcptResult::Sent { .. } => {
+                        m.delivery_seconds.observe(secs(now.saturating_sub(queued)));
+                        Outcome::Delivered
+                    }
+                    RcptResult::Deferred { .. } => Outcome::Deferred,
+                    RcptResult::Bounced { .. } => Outcome::Bounced,
+                    RcptResult::Expired { .. } => Outcome::Expired,
+                });
+            }
             crate::info_line!(
                 target: "smtp",
                 "{}: to=<{addr}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",

@@ -70,6 +70,7 @@ mod tests {
             arrival_micros: 0,
             uid: 0,
             source: Source::Internal(i),
+            origin: Default::default(),
             file_identity: None,
             campaign: None,
         })

@@ -176,12 +176,25 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                 // Leave the rest to an idle shard while this one commits.
                 ctx.ring.wake_one();
             }
+            let began = Instant::now();
             let committed = commit(&store, &qmgr, backend).await;
             last_commit = Instant::now();
+            if let Some(m) = &ctx.qmgr.metrics {
+                m.commit_seconds
+                    .observe(last_commit.duration_since(began).as_secs_f64());
+                m.commit_batch.observe(batch.len() as f64);
+            }
             for (sub, result) in batch.drain(..) {
                 let result = match (result, &committed) {
                     (Ok(id), Ok(())) => {
                         queued += 1;
+                        if let Some(m) = &ctx.qmgr.metrics {
+                            let rcpts = match &sub.campaign {
+                                Some(slice) => slice.rows.len(),
+                                None => sub.envelope.recipients.len(),
+                            };
+                            m.received(sub.origin, rcpts as u64);
+                        }
                         log_queued(id, &sub);
                         qmgr.schedule(id);
                         Ok(id)
@@ -203,6 +216,10 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                 }
             }
             continue;
+        }
+        if let Some(m) = &ctx.qmgr.metrics {
+            m.queue_messages
+                .store(qmgr.queued_messages() as i64, Ordering::Relaxed);
         }
         let dirty = store.borrow().has_dirty();
         if dirty && last_commit.elapsed() >= STATUS_COMMIT_INTERVAL {

@@ -142,6 +142,7 @@ fn prepare(
         arrival_micros: crate::model::now_micros(),
         uid,
         source: Source::Internal(0),
+        origin: crate::obs::metrics::Origin::Api,
         file_identity: None,
         campaign: None,
     }))

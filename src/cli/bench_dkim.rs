@@ -1,0 +1,99 @@
+//! `ringmail bench --dkim ALG`: signing keys for the run, and how many
+//! messages this machine's cores can sign per second (the ceiling a signed
+//! run is measured against).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ringmail::config::{DkimAlgorithm, DkimKeyConfig};
+use ringmail::sign::{keygen, PrivateKey, Signers};
+
+/// Which keys a benchmark signs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchDkim {
+    /// No signing.
+    None,
+    /// Ed25519.
+    Ed25519,
+    /// RSA, 2048 bits.
+    Rsa2048,
+    /// Both at once (dual signing).
+    Dual,
+}
+
+impl BenchDkim {
+    fn algorithms(self) -> Vec<DkimAlgorithm> {
+        match self {
+            BenchDkim::None => vec![],
+            BenchDkim::Ed25519 => vec![DkimAlgorithm::Ed25519Sha256],
+            BenchDkim::Rsa2048 => vec![DkimAlgorithm::RsaSha256],
+            BenchDkim::Dual => vec![DkimAlgorithm::RsaSha256, DkimAlgorithm::Ed25519Sha256],
+        }
+    }
+}
+
+/// The domain the bench's messages come from.
+const DOMAIN: &str = "bench.example";
+
+/// Writes the keys into `dir` and returns the `[[dkim]]` tables for the
+/// daemon's configuration (empty for `none`).
+pub fn config_tables(dkim: BenchDkim, dir: &Path) -> anyhow::Result<String> {
+    let mut out = String::new();
+    for (i, alg) in dkim.algorithms().into_iter().enumerate() {
+        let path = dir.join(format!("dkim-{i}.pem"));
+        let pem = keygen::generate(alg, 2048)?;
+        keygen::write_key(&path, &pem)?;
+        out.push_str(&format!(
+            "[[dkim]]\ndomain = \"{DOMAIN}\"\nselector = \"bench{i}\"\nkey_file = {:?}\n",
+            path.display().to_string()
+        ));
+    }
+    Ok(out)
+}
+
+/// Messages per second the machine can sign: one core's rate over about
+/// half a second, times the cores. `None` without signing.
+pub fn machine_sign_rate(dkim: BenchDkim, size: usize) -> anyhow::Result<Option<(f64, usize)>> {
+    let algs = dkim.algorithms();
+    if algs.is_empty() {
+        return Ok(None);
+    }
+    let mut keys = Vec::new();
+    for (i, alg) in algs.into_iter().enumerate() {
+        let pem = keygen::generate(alg, 2048)?;
+        let key = PrivateKey::from_pem(pem.as_bytes()).map_err(|e| anyhow::anyhow!(e))?;
+        let config = DkimKeyConfig {
+            domain: DOMAIN.into(),
+            selector: format!("bench{i}"),
+            key_file: "unused".into(),
+            algorithm: None,
+            headers: None,
+            oversign_headers: None,
+            canonicalization: Default::default(),
+            from_domains: None,
+            expire: 0,
+        };
+        keys.push((config, key));
+    }
+    let signers = Signers::from_keys(keys).context("bench keys")?;
+    let mut wire = format!(
+        "From: Bench <sender@{DOMAIN}>\r\nTo: r@example.net\r\nSubject: sign rate\r\nMessage-ID: <rate@{DOMAIN}>\r\n\r\n"
+    )
+    .into_bytes();
+    while wire.len() < size {
+        wire.extend_from_slice(
+            b"The quick brown fox jumps over the lazy dog, again and again.\r\n",
+        );
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(500) {
+        let signed = signers.sign(&wire).context("signing")?;
+        std::hint::black_box(signed);
+        n += 1;
+    }
+    let per_core = n as f64 / start.elapsed().as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    Ok(Some((per_core * cores as f64, cores)))
+}

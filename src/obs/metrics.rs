@@ -1,0 +1,472 @@
+//! Counters for Prometheus (`GET /metrics`, docs/OPERATIONS.md).
+//!
+//! Each shard owns one [`ShardMetrics`], on its own cache lines, and bumps
+//! it with relaxed atomic adds: no lock and no shared line on the hot path.
+//! A scrape reads every shard's atomics and sums them
+//! ([`Metrics::render`]); the values it sees are each exact, not a
+//! snapshot taken at one instant.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Where a message came in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// `sendmail` (through `submit.sock` or `maildrop/`).
+    Sendmail,
+    /// A file dropped into `pickup/`.
+    Pickup,
+    /// An SMTP listener.
+    Smtp,
+    /// `POST /api/v1/messages`.
+    Api,
+    /// A campaign slice (its recipients counted, one message each).
+    Campaign,
+    /// Made by the daemon itself (bounces, delay warnings).
+    #[default]
+    Internal,
+}
+
+impl Origin {
+    /// Every origin, in the order of the counters.
+    pub const ALL: [Origin; 6] = [
+        Origin::Sendmail,
+        Origin::Pickup,
+        Origin::Smtp,
+        Origin::Api,
+        Origin::Campaign,
+        Origin::Internal,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Sendmail => "sendmail",
+            Origin::Pickup => "pickup",
+            Origin::Smtp => "smtp",
+            Origin::Api => "api",
+            Origin::Campaign => "campaign",
+            Origin::Internal => "internal",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What became of a recipient's delivery attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the receiver.
+    Delivered,
+    /// Refused for now; tried again later.
+    Deferred,
+    /// Refused for good (a bounce notice goes to the sender).
+    Bounced,
+    /// Given up after `maximal_queue_lifetime`.
+    Expired,
+    /// Not sent: on the suppression list.
+    Suppressed,
+    /// Not sent: its campaign was cancelled.
+    Cancelled,
+}
+
+impl Outcome {
+    /// Every outcome, in the order of the counters.
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Delivered,
+        Outcome::Deferred,
+        Outcome::Bounced,
+        Outcome::Expired,
+        Outcome::Suppressed,
+        Outcome::Cancelled,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Deferred => "deferred",
+            Outcome::Bounced => "bounced",
+            Outcome::Expired => "expired",
+            Outcome::Suppressed => "suppressed",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the group-commit latency buckets.
+pub const COMMIT_BUCKETS: [f64; 10] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0];
+
+/// Upper bounds of the group-commit batch size buckets (messages).
+pub const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0];
+
+/// Upper bounds (seconds) of the delivery latency buckets (queued to the
+/// receiver's acceptance).
+pub const DELIVERY_BUCKETS: [f64; 10] =
+    [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0, 86400.0];
+
+/// A histogram of fixed buckets made of atomics.
+#[derive(Debug)]
+pub struct AtomicHistogram<const N: usize> {
+    bounds: [f64; N],
+    buckets: [AtomicU64; N],
+    count: AtomicU64,
+    /// Sum in microunits (µs for seconds), to stay an integer.
+    sum_micro: AtomicU64,
+}
+
+impl<const N: usize> AtomicHistogram<N> {
+    /// An empty histogram with these upper bounds (ascending).
+    pub fn new(bounds: [f64; N]) -> Self {
+        AtomicHistogram {
+            bounds,
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micro: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, value: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| value <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micro
+            .fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
+    }
+}
+
+/// One shard's counters (its own cache lines).
+#[derive(Debug)]
+#[repr(align(128))]
+pub struct ShardMetrics {
+    received_messages: [AtomicU64; 6],
+    received_recipients: [AtomicU64; 6],
+    outcomes: [AtomicU64; 6],
+    /// Messages in this shard's queue now.
+    pub queue_messages: AtomicI64,
+    /// Group commits (fdatasync) and their latency.
+    pub commit_seconds: AtomicHistogram<10>,
+    /// Messages per group commit.
+    pub commit_batch: AtomicHistogram<8>,
+    /// Queued to accepted by the receiver, per recipient.
+    pub delivery_seconds: AtomicHistogram<10>,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            received_messages: std::array::from_fn(|_| AtomicU64::new(0)),
+            received_recipients: std::array::from_fn(|_| AtomicU64::new(0)),
+            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
+            queue_messages: AtomicI64::new(0),
+            commit_seconds: AtomicHistogram::new(COMMIT_BUCKETS),
+            commit_batch: AtomicHistogram::new(BATCH_BUCKETS),
+            delivery_seconds: AtomicHistogram::new(DELIVERY_BUCKETS),
+        }
+    }
+}
+
+impl ShardMetrics {
+    /// A message queued durably, with its recipients.
+    pub fn received(&self, origin: Origin, recipients: u64) {
+        self.received_messages[origin.index()].fetch_add(1, Ordering::Relaxed);
+        self.received_recipients[origin.index()].fetch_add(recipients, Ordering::Relaxed);
+    }
+
+    /// One recipient's attempt ended this way.
+    pub fn outcome(&self, outcome: Outcome) {
+        let i = Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One shard's handle on the shared counters.
+#[derive(Clone, Debug)]
+pub struct ShardCounters {
+    all: std::sync::Arc<Metrics>,
+    index: usize,
+}
+
+impl ShardCounters {
+    /// Shard `index`'s counters in `all`.
+    pub fn new(all: std::sync::Arc<Metrics>, index: usize) -> ShardCounters {
+        ShardCounters { all, index }
+    }
+}
+
+impl std::ops::Deref for ShardCounters {
+    type Target = ShardMetrics;
+
+    fn deref(&self) -> &ShardMetrics {
+        self.all.shard(self.index)
+    }
+}
+
+/// Facts about the running daemon, as labels of `ringmail_info`.
+#[derive(Clone, Debug)]
+pub struct DaemonInfo {
+    /// `uring` or `epoll`.
+    pub io_backend: String,
+    /// Number of shards.
+    pub shards: usize,
+    /// The crate version.
+    pub version: &'static str,
+}
+
+/// Every shard's counters, shared by the shards and the HTTP server.
+#[derive(Debug)]
+pub struct Metrics {
+    shards: Vec<ShardMetrics>,
+    info: DaemonInfo,
+    started: Instant,
+}
+
+impl Metrics {
+    /// Counters for `info.shards` shards, all zero.
+    pub fn new(info: DaemonInfo) -> Metrics {
+        Metrics {
+            shards: (0..info.shards.max(1))
+                .map(|_| ShardMetrics::default())
+                .collect(),
+            info,
+            started: Instant::now(),
+        }
+    }
+
+    /// Shard `index`'s counters (the last shard's for an index beyond).
+    pub fn shard(&self, index: usize) -> &ShardMetrics {
+        let last = self.shards.len() - 1;
+        // `new` makes at least one: `last` is a valid index.
+        &self.shards[index.min(last)]
+    }
+
+    fn sum(&self, f: impl Fn(&ShardMetrics) -> u64) -> u64 {
+        self.shards.iter().map(f).sum()
+    }
+
+    /// The text exposition format (version 0.0.4) of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        header(
+            &mut out,
+            "ringmail_info",
+            "gauge",
+            "The daemon: io backend, shards and version as labels; always 1.",
+        );
+        let _ = writeln!(
+            out,
+            "ringmail_info{{io_backend=\"{}\",shards=\"{}\",version=\"{}\"}} 1",
+            escape(&self.info.io_backend),
+            self.info.shards,
+            escape(self.info.version)
+        );
+        header(
+            &mut out,
+            "ringmail_uptime_seconds",
+            "gauge",
+            "Seconds since the daemon started.",
+        );
+        let _ = writeln!(
+            out,
+            "ringmail_uptime_seconds {:.3}",
+            self.started.elapsed().as_secs_f64()
+        );
+
+        header(&mut out, "ringmail_messages_received_total", "counter", "Messages queued durably, by where they came in (a campaign counts one per recipient list slice).");
+        for o in Origin::ALL {
+            let v = self.sum(|s| load(&s.received_messages[o.index()]));
+            let _ = writeln!(
+                out,
+                "ringmail_messages_received_total{{source=\"{}\"}} {v}",
+                o.as_str()
+            );
+        }
+        header(
+            &mut out,
+            "ringmail_recipients_received_total",
+            "counter",
+            "Recipients queued durably, by where they came in.",
+        );
+        for o in Origin::ALL {
+            let v = self.sum(|s| load(&s.received_recipients[o.index()]));
+            let _ = writeln!(
+                out,
+                "ringmail_recipients_received_total{{source=\"{}\"}} {v}",
+                o.as_str()
+            );
+        }
+        header(
+            &mut out,
+            "ringmail_recipients_total",
+            "counter",
+            "Recipient delivery attempts by outcome (deferred counts every deferral).",
+        );
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            let v = self.sum(|s| load(&s.outcomes[i]));
+            let _ = writeln!(
+                out,
+                "ringmail_recipients_total{{outcome=\"{}\"}} {v}",
+                o.as_str()
+            );
+        }
+        header(
+            &mut out,
+            "ringmail_queue_messages",
+            "gauge",
+            "Messages in the queue now (not yet done for every recipient).",
+        );
+        let q: i64 = self
+            .shards
+            .iter()
+            .map(|s| s.queue_messages.load(Ordering::Relaxed))
+            .sum();
+        let _ = writeln!(out, "ringmail_queue_messages {}", q.max(0));
+        histogram(
+            &mut out,
+            "ringmail_commit_seconds",
+            "Group commit latency (write and fdatasync of a batch).",
+            self.shards.iter().map(|s| &s.commit_seconds),
+            1e6,
+        );
+        histogram(
+            &mut out,
+            "ringmail_commit_batch_messages",
+            "Messages per group commit.",
+            self.shards.iter().map(|s| &s.commit_batch),
+            1e6,
+        );
+        histogram(
+            &mut out,
+            "ringmail_delivery_seconds",
+            "Queued to accepted by the receiver, per recipient.",
+            self.shards.iter().map(|s| &s.delivery_seconds),
+            1e6,
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A histogram summed over shards: cumulative `_bucket`s, `_sum`, `_count`.
+fn histogram<'a, const N: usize>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    parts: impl Iterator<Item = &'a AtomicHistogram<N>> + Clone,
+    micro: f64,
+) {
+    header(out, name, "histogram", help);
+    let Some(first) = parts.clone().next() else {
+        return;
+    };
+    let mut cumulative = 0u64;
+    for (i, bound) in first.bounds.iter().enumerate() {
+        cumulative += parts
+            .clone()
+            .map(|h| h.buckets[i].load(Ordering::Relaxed))
+            .sum::<u64>();
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let count: u64 = parts.clone().map(|h| h.count.load(Ordering::Relaxed)).sum();
+    let sum: u64 = parts.map(|h| h.sum_micro.load(Ordering::Relaxed)).sum();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", sum as f64 / micro);
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> Metrics {
+        Metrics::new(DaemonInfo {
+            io_backend: "uring".into(),
+            shards: 2,
+            version: "0.1.0",
+        })
+    }
+
+    #[test]
+    fn shards_are_summed_per_label() {
+        let m = metrics();
+        m.shard(0).received(Origin::Smtp, 3);
+        m.shard(1).received(Origin::Smtp, 1);
+        m.shard(1).received(Origin::Pickup, 1);
+        m.shard(0).outcome(Outcome::Delivered);
+        m.shard(1).outcome(Outcome::Delivered);
+        m.shard(1).outcome(Outcome::Deferred);
+        let text = m.render();
+        assert!(
+            text.contains("ringmail_messages_received_total{source=\"smtp\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("ringmail_recipients_received_total{source=\"smtp\"} 4\n"));
+        assert!(text.contains("ringmail_messages_received_total{source=\"pickup\"} 1\n"));
+        assert!(text.contains("ringmail_recipients_total{outcome=\"delivered\"} 2\n"));
+        assert!(text.contains("ringmail_recipients_total{outcome=\"deferred\"} 1\n"));
+        assert!(
+            text.contains("ringmail_info{io_backend=\"uring\",shards=\"2\",version=\"0.1.0\"} 1\n")
+        );
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        let m = metrics();
+        m.shard(0).commit_seconds.observe(0.0004);
+        m.shard(1).commit_seconds.observe(0.003);
+        m.shard(1).commit_seconds.observe(5.0);
+        let text = m.render();
+        assert!(
+            text.contains("ringmail_commit_seconds_bucket{le=\"0.0005\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("ringmail_commit_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("ringmail_commit_seconds_bucket{le=\"2\"} 2\n"));
+        assert!(text.contains("ringmail_commit_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("ringmail_commit_seconds_count 3\n"));
+        assert!(
+            text.contains("ringmail_commit_seconds_sum 5.0034\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_metric_has_help_and_type() {
+        let text = metrics().render();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            assert!(
+                text.contains(&format!("# TYPE {base} "))
+                    || text.contains(&format!("# TYPE {name} ")),
+                "{name} has no TYPE line"
+            );
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
