@@ -518,3 +518,114 @@ fn tlsa_at_the_cname_target_of_an_mx_host() {
     assert!(asked.contains(&owner), "{asked}");
     assert_eq!(sink.stats().messages, 1);
 }
+
+/// A small HTTPS server on 127.0.0.1 answering every request with `body`
+/// (an MTA-STS policy) until dropped; counts the requests.
+struct PolicyServer {
+    port: u16,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PolicyServer {
+    fn start(config: std::sync::Arc<rustls::ServerConfig>, body: String) -> PolicyServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st) = (served.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                let Ok((tcp, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = tcp.set_nonblocking(false);
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let conn = rustls::ServerConnection::new(config.clone()).expect("server");
+                let mut tls = rustls::StreamOwned::new(conn, tcp);
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                s.fetch_add(1, Ordering::SeqCst);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes());
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+        });
+        PolicyServer { port, served, stop }
+    }
+}
+
+impl Drop for PolicyServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// DANE and an `enforce` MTA-STS policy for the same destination: DANE
+/// decides for the host with usable TLSA records (RFC 8461 section 2), so
+/// a certificate no CA vouches for, matched by DANE-EE, gets the mail
+/// (MTA-STS alone would refuse it), logged `Verified`.
+#[test]
+fn dane_wins_over_an_mta_sts_enforce_policy() {
+    let dir = tempfile::tempdir().expect("tmp");
+    fs::create_dir_all(dir.path().join("mx")).expect("mkdir");
+    fs::create_dir_all(dir.path().join("sts")).expect("mkdir");
+    // The MX's chain comes from a CA the daemon does not trust.
+    let c = chain(&dir.path().join("mx"), &["not-the-mx.test"]);
+    let sink = tls_sink(dir.path(), &c);
+    let port = sink.local_addr.port();
+    // The policy server's certificate comes from a CA it does trust.
+    let sts_ca = certs::test_ca();
+    let ca_file = sts_ca.write_pem(&dir.path().join("sts"));
+    let policy = format!("version: STSv1\r\nmode: enforce\r\nmx: {MX}\r\nmax_age: 86400\r\n");
+    let server = PolicyServer::start(
+        sts_ca.server_cert(&["mta-sts.dane.test"]).server_config(),
+        policy,
+    );
+    let tlsa = vec![(3, 1, 1, sha256(&spki_of(&c.pki.server)))];
+    let dns = DnsServer::start(
+        zone(port, &tlsa, true)
+            .txt("_mta-sts.dane.test", "v=STSv1; id=1;")
+            .a("mta-sts.dane.test", LOCAL),
+    );
+    let sb = sandbox(
+        &dns,
+        port,
+        &format!(
+            "{DANE}smtp_mta_sts_port = {}\nsmtp_tls_CAfile = {:?}\n",
+            server.port,
+            ca_file.display().to_string()
+        ),
+    );
+    let mut d = start(&sb);
+    drop_message(&sb, "stsdane", "s@dane.test");
+    wait_status(&mut d, &log_path(&sb), "s@dane.test", "sent");
+    d.stop();
+    assert!(
+        d.log().contains(&format!(
+            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
+        )),
+        "{}",
+        d.log()
+    );
+    assert!(
+        server.served.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the MTA-STS policy was fetched"
+    );
+    assert_eq!(sink.stats().messages, 1);
+}
