@@ -37,6 +37,9 @@
 //! - [`sink`]: the bundled SMTP receiver for tests and benchmarks.
 //! - [`daemon`]: `ringmail serve`, wiring the stages together (the
 //!   listeners' wiring in `daemon/smtpd.rs`).
+//! - [`check`]: `ringmail check-domain`: SPF, DKIM, DMARC, reverse DNS
+//!   and the bounce domain's MX, asked through the configured resolver;
+//!   findings as values, rendered as a table or JSON.
 //! - [`admin`]: the HTTP server beside the daemon (`[http]`): one-click
 //!   unsubscribe and the JSON API, on a runtime of its own, reaching the
 //!   shards only through the pickup ring, the campaign intake and the
@@ -44,6 +47,7 @@
 
 pub mod admin;
 pub mod bounce;
+pub mod check;
 pub mod cleanup;
 pub mod compose;
 pub mod config;

@@ -287,6 +287,19 @@ fn dual_signed(io: &str, canonicalization: &str) {
             f.display()
         );
     }
+    let log = d.log();
+    for sel in ["rsa2026", "ed2026"] {
+        assert_eq!(
+            count_lines(
+                &log,
+                &[&format!(
+                    "DKIM-Signature field added (s={sel}, d=example.com)"
+                )]
+            ),
+            msgs.len() + 1,
+            "one log line per signature: {log}"
+        );
+    }
     d.stop();
 }
 

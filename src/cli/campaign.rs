@@ -125,6 +125,13 @@ pub struct SendArgs {
     /// `+30m` / `+2h` / `+90s` from now, or Unix seconds.
     #[arg(long)]
     pub at: Option<String>,
+    /// The sending IP for the domain check (SPF and PTR are checked only
+    /// with it).
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// Do not start when the domain check (as `check-domain`) fails.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `--at`: an RFC 3339 time, `+N{s,m,h,d}` from now, or Unix seconds.
@@ -211,10 +218,12 @@ pub fn run(action: CampaignAction) -> ExitCode {
     }
 }
 
-/// Sends the campaign to the daemon. Exit 0 once it is durably queued, 65
-/// when it is refused (nothing queued), 66 when a file cannot be opened,
-/// 69 (EX_UNAVAILABLE) when no daemon runs, 75 when it could not be queued
-/// now or the answer was lost (`campaign list` tells whether it was).
+/// Sends the campaign to the daemon, after the domain check (warnings on
+/// stderr). Exit 0 once it is durably queued, 1 when `--strict` and the
+/// domain check failed, 65 when it is refused (nothing queued), 66 when a
+/// file cannot be opened, 69 (EX_UNAVAILABLE) when no daemon runs, 75 when
+/// it could not be queued now or the answer was lost (`campaign list`
+/// tells whether it was).
 fn send(args: SendArgs) -> ExitCode {
     let config = match super::load(args.what.config.clone()) {
         Ok(c) => c,
@@ -231,6 +240,15 @@ fn send(args: SendArgs) -> ExitCode {
             return ExitCode::from(66);
         }
     };
+    let opts = TemplateOptions {
+        campaign: 0,
+        from: what.from.clone(),
+        bounce_domain: what.bounce_domain.clone(),
+        unsubscribe_base: what.unsubscribe.clone(),
+    };
+    if !super::check_domain::before_campaign(&config, &template, &opts, args.ip, args.strict) {
+        return ExitCode::from(1);
+    }
     let mut file = match File::open(&what.recipients) {
         Ok(f) => f,
         Err(e) => {

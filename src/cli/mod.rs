@@ -7,6 +7,7 @@ mod bench_dkim;
 mod bench_smtp;
 pub mod campaign;
 mod campaign_progress;
+pub mod check_domain;
 pub mod dkim;
 pub mod mailq;
 pub mod passwd;
@@ -71,6 +72,9 @@ enum Command {
         #[command(subcommand)]
         action: dkim::DkimAction,
     },
+    /// Check a sending domain's SPF, DKIM, DMARC, reverse DNS and bounce
+    /// MX through the configured resolver (see docs/AUTHENTICATION.md).
+    CheckDomain(check_domain::CheckDomainArgs),
     /// The suppression list: addresses campaigns do not mail (see
     /// docs/SUPPRESSION.md).
     Suppress {
@@ -181,6 +185,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Campaign { action } => return campaign::run(action),
         Command::Suppress { action } => return suppress::run(action),
         Command::Dkim { action } => return dkim::run(action),
+        Command::CheckDomain(args) => return check_domain::run(args),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {

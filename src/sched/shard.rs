@@ -334,6 +334,11 @@ fn log_queued(id: QueueId, sub: &Submission) {
         crate::info_line!(target: "pickup", "{id}: uid={} from=<{}>", sub.uid, sub.envelope.sender);
     }
     crate::info_line!(target: "cleanup", "{id}: message-id=<{}>", sub.message_id);
+    // As OpenDKIM logs it beside Postfix: one line per signature added by
+    // the signing stage.
+    for (selector, domain) in crate::sign::signer::added_signatures(&sub.wire) {
+        crate::info_line!(target: "cleanup", "{id}: DKIM-Signature field added (s={selector}, d={domain})");
+    }
     crate::info_line!(
         target: "qmgr",
         "{id}: from=<{}>, size={}, nrcpt={} (queue active)",

@@ -229,6 +229,37 @@ fn no_fold_before_end(fields: &mut Vec<u8>, start: usize) {
     }
 }
 
+/// The `s=` and `d=` of the DKIM-Signature fields at the very top of
+/// `wire` (those the signing stage put there), for the log.
+pub fn added_signatures(wire: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = wire;
+    while let Some(after) = rest.strip_prefix(b"DKIM-Signature:".as_slice()) {
+        // The field ends at a line end not followed by folding white space.
+        let mut end = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &after[end..]) {
+            end += nl + 1;
+            if !matches!(after.get(end), Some(b' ' | b'\t')) {
+                break;
+            }
+        }
+        if end == 0 {
+            break;
+        }
+        let field = String::from_utf8_lossy(&after[..end]).replace(['\r', '\n', '\t', ' '], "");
+        let tag = |name: &str| {
+            field
+                .split(';')
+                .find_map(|t| t.strip_prefix(name))
+                .unwrap_or("")
+                .to_string()
+        };
+        out.push((tag("s="), tag("d=")));
+        rest = &after[end..];
+    }
+    out
+}
+
 /// The domain (lower case) of the first `From:` address of `wire`.
 pub fn from_domain(wire: &[u8]) -> Option<String> {
     let parts = split_message(wire).ok()?;
@@ -290,6 +321,30 @@ mod tests {
         let mut g = b"DKIM-Signature: v=1; b=abc;\r\n".to_vec();
         no_fold_before_end(&mut g, 0);
         assert_eq!(g, b"DKIM-Signature: v=1; b=abc;\r\n");
+    }
+
+    #[test]
+    fn the_signatures_added_are_found_for_the_log() {
+        let signers = Signers::from_keys(vec![
+            (config("example.com", "a"), ed_key()),
+            (config("example.com", "b"), ed_key()),
+        ])
+        .unwrap();
+        let (wire, _) = signers
+            .sign_wire(
+                b"From: x@example.com\r\nDKIM-Signature: v=1; s=old; d=x.example\r\n\r\nhi\r\n"
+                    .to_vec(),
+            )
+            .unwrap();
+        assert_eq!(
+            added_signatures(&wire),
+            vec![
+                ("a".to_string(), "example.com".to_string()),
+                ("b".to_string(), "example.com".to_string())
+            ],
+            "only the fields at the top, not one the message already had below From"
+        );
+        assert!(added_signatures(b"From: x\r\n\r\n").is_empty());
     }
 
     #[test]
