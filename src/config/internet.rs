@@ -58,6 +58,38 @@ pub enum TlsSecurityLevel {
     /// TLS required; the certificate must chain to a trusted root and name
     /// the host.
     Verify,
+    /// DANE (RFC 7672) where DNSSEC allows it: with an authenticated MX
+    /// RRset and usable authenticated TLSA records for the MX host, TLS is
+    /// required and the certificate must match them; TLSA records that are
+    /// all unusable make it `encrypt`; anything else is `may`. Needs
+    /// `smtp_dns_support_level = "dnssec"` (else it acts as `may`).
+    Dane,
+    /// As `dane`, but mail is deferred unless the MX host has usable
+    /// authenticated TLSA records (Postfix's `dane-only`).
+    #[serde(rename = "dane-only")]
+    DaneOnly,
+}
+
+impl TlsSecurityLevel {
+    /// True for `dane` and `dane-only`.
+    pub fn is_dane(self) -> bool {
+        matches!(self, TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly)
+    }
+}
+
+/// `smtp_dns_support_level`, as Postfix: whether DNSSEC validation
+/// results of the resolver are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsSupportLevel {
+    /// DNS lookups without DNSSEC: the AD bit is never looked at, and
+    /// TLS levels `dane` and `dane-only` act as `may`.
+    #[default]
+    Enabled,
+    /// Trust the AD bit (authenticated data) of the configured resolver's
+    /// answers, as Postfix does: the resolver must validate DNSSEC and be
+    /// reached over a trusted path (loopback). Needed for DANE.
+    Dnssec,
 }
 
 impl fmt::Display for TlsSecurityLevel {
@@ -67,6 +99,8 @@ impl fmt::Display for TlsSecurityLevel {
             TlsSecurityLevel::May => "may",
             TlsSecurityLevel::Encrypt => "encrypt",
             TlsSecurityLevel::Verify => "verify",
+            TlsSecurityLevel::Dane => "dane",
+            TlsSecurityLevel::DaneOnly => "dane-only",
         })
     }
 }
@@ -236,6 +270,28 @@ mod tests {
         assert!(!domain_matches("example.com", "a.example.com"));
         assert!(domain_matches(".example.com", "a.example.com"));
         assert!(!domain_matches(".example.com", "example.com"));
+    }
+
+    #[test]
+    fn dane_levels_and_dns_support_level_parse() {
+        let c = crate::config::Config::parse(
+            "smtp_dns_support_level = \"dnssec\"\nsmtp_tls_security_level = \"dane-only\"\n\
+             [[tls_policy]]\ndomain = \"a.example\"\nlevel = \"dane\"\n",
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.smtp_dns_support_level, DnsSupportLevel::Dnssec);
+        assert_eq!(c.smtp_tls_security_level, TlsSecurityLevel::DaneOnly);
+        assert_eq!(c.tls_policy[0].level, Some(TlsSecurityLevel::Dane));
+        assert!(TlsSecurityLevel::DaneOnly.is_dane() && !TlsSecurityLevel::Verify.is_dane());
+        assert_eq!(TlsSecurityLevel::DaneOnly.to_string(), "dane-only");
+        let d = crate::config::Config::default();
+        assert_eq!(d.smtp_dns_support_level, DnsSupportLevel::Enabled);
+        assert!(crate::config::Config::parse(
+            "smtp_dns_support_level = \"validate\"\n",
+            std::path::Path::new("c.toml")
+        )
+        .is_err());
     }
 
     #[test]

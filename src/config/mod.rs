@@ -18,8 +18,8 @@ pub mod mode;
 pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
 pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
-    domain_matches, DnsConfig, InetProtocols, Rate, RateLimitConfig, SaslPasswordConfig,
-    TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
+    domain_matches, DnsConfig, DnsSupportLevel, InetProtocols, Rate, RateLimitConfig,
+    SaslPasswordConfig, TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
 };
 pub use listener::{ListenerConfig, ListenerKind, Networks};
 pub use mode::DirMode;
@@ -172,6 +172,9 @@ pub struct Config {
     pub inet_protocols: InetProtocols,
     /// DNS servers and timeouts (`[dns]`).
     pub dns: DnsConfig,
+    /// Whether the resolver's DNSSEC results (the AD bit) are trusted;
+    /// `dnssec` is needed for DANE.
+    pub smtp_dns_support_level: DnsSupportLevel,
     /// Default TLS level for delivery.
     pub smtp_tls_security_level: TlsSecurityLevel,
     /// Extra trusted CA certificates (PEM) for `verify`, beside the system roots.
@@ -302,6 +305,7 @@ impl Default for Config {
             smtp_port: 25,
             inet_protocols: InetProtocols::All,
             dns: DnsConfig::default(),
+            smtp_dns_support_level: DnsSupportLevel::Enabled,
             smtp_tls_security_level: TlsSecurityLevel::May,
             smtp_tls_ca_file: None,
             tls_policy: Vec::new(),

@@ -8,18 +8,21 @@
 //! IPv6 network costs one failed connect per host. Under TLS level `may`, a
 //! failed handshake is retried at once on the same address in plaintext.
 //! At most [`MAX_ADDRESSES`] addresses are tried per attempt
-//! (`smtp_mx_address_limit`).
+//! (`smtp_mx_address_limit`). Under `dane` and `dane-only` each host's
+//! level comes from its TLSA records ([`super::dane`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::TlsSecurityLevel;
+use crate::config::{DnsSupportLevel, TlsSecurityLevel};
 use crate::model::Nexthop;
+use crate::rt::tls::dane::{dane_client_config, DaneVerifier};
 use crate::rt::tls::{client_config, TlsLevel};
 
+use super::dane::{self, DaneDns, DaneLookupError, HostPolicy};
 use super::dns::{Dns, DnsError, MailHost};
 use super::mta_sts::{Applied, MtaSts};
 use super::route::HopPolicy;
@@ -36,6 +39,10 @@ pub struct Connector {
     ca_file: Option<PathBuf>,
     tls_configs: RefCell<HashMap<TlsSecurityLevel, Arc<rustls::ClientConfig>>>,
     sasl_plaintext: bool,
+    /// DNSSEC-aware lookups, at `smtp_dns_support_level = dnssec`.
+    dane: Option<Result<DaneDns, DaneLookupError>>,
+    /// A DANE level without `dnssec` was reported.
+    dane_warned: Cell<bool>,
     mta_sts: MtaSts,
 }
 
@@ -54,6 +61,28 @@ impl Connector {
             tls_configs: RefCell::new(HashMap::new()),
             sasl_plaintext: cfg.sasl_plaintext,
             mta_sts: MtaSts::new(&cfg.mta_sts),
+            dane: (cfg.dns_support_level == DnsSupportLevel::Dnssec)
+                .then(|| DaneDns::new(&cfg.dns)),
+            dane_warned: Cell::new(false),
+        }
+    }
+
+    /// The DNSSEC-aware resolver when `level` is a DANE level and
+    /// `smtp_dns_support_level = dnssec`; without `dnssec`, DANE levels
+    /// act as `may` (warned once).
+    fn dane_dns(&self, level: TlsSecurityLevel) -> Result<Option<&DaneDns>, DeliverError> {
+        if !level.is_dane() {
+            return Ok(None);
+        }
+        match &self.dane {
+            Some(Ok(d)) => Ok(Some(d)),
+            Some(Err(e)) => Err(e.clone().into()),
+            None => {
+                if !self.dane_warned.replace(true) {
+                    tracing::warn!(target: "smtp", "TLS level {level} needs smtp_dns_support_level = dnssec; using may");
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -64,7 +93,10 @@ impl Connector {
     ) -> Result<Option<Arc<rustls::ClientConfig>>, DeliverError> {
         let rt_level = match level {
             TlsSecurityLevel::None => return Ok(None),
-            TlsSecurityLevel::May => TlsLevel::May,
+            // Without DNSSEC support, DANE levels act as `may`.
+            TlsSecurityLevel::May | TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly => {
+                TlsLevel::May
+            }
             TlsSecurityLevel::Encrypt => TlsLevel::Encrypt,
             TlsSecurityLevel::Verify => TlsLevel::Verify,
         };
@@ -116,7 +148,12 @@ impl Connector {
             Some(a) => (a.hosts(hosts)?, a.tls_level(policy.tls)),
             None => (hosts, policy.tls),
         };
-        let tls = self.tls_config(level)?;
+        // Where DANE applies it decides per host, before MTA-STS (RFC 8461
+        // section 2: MTA-STS must not override a failing DANE check).
+        let plan = match self.dane_dns(policy.tls)? {
+            Some(d) => TlsPlan::Dane(d, d.mx_secure(hop).await?),
+            None => TlsPlan::Fixed(self.level_tls(level)?),
+        };
         let mut tried = 0;
         let mut failures = Failures::default();
         for host in hosts {
@@ -137,6 +174,22 @@ impl Connector {
                     continue;
                 }
             };
+            let host_tls = match &plan {
+                TlsPlan::Fixed(t) => t.clone(),
+                TlsPlan::Dane(d, mx_secure) => {
+                    match self
+                        .dane_tls(d, *mx_secure, &host, hop, policy, sts.as_ref())
+                        .await
+                    {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::info!(target: "smtp", "{e}");
+                            failures.add(e);
+                            continue;
+                        }
+                    }
+                }
+            };
             for ip in addrs {
                 if tried >= MAX_ADDRESSES {
                     break;
@@ -144,16 +197,18 @@ impl Connector {
                 tried += 1;
                 let addr = SocketAddr::new(ip, hop.port);
                 let security = Security {
-                    tls: tls.clone(),
-                    tls_required: matches!(
-                        level,
-                        TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify
-                    ),
-                    server_name: host.name.clone(),
+                    tls: host_tls.config.clone(),
+                    tls_required: host_tls.required,
+                    server_name: host_tls.sni.clone().unwrap_or_else(|| host.name.clone()),
                     sasl: policy.sasl.clone(),
                     sasl_plaintext: self.sasl_plaintext,
                 };
-                match Session::open(&host.name, addr, cfg, &security).await {
+                let opened = Session::open(&host.name, addr, cfg, &security).await;
+                let opened = match &host_tls.dane {
+                    Some((verifier, name)) => opened.map_err(|e| dane::explain(e, verifier, name)),
+                    None => opened,
+                };
+                match opened {
                     Ok(s) => {
                         if let Some(a) = &sts {
                             a.check_session(&s);
@@ -191,6 +246,92 @@ impl Connector {
             Some(a) => a.explain(e),
             None => e,
         })
+    }
+}
+
+/// The TLS settings of one host.
+#[derive(Clone)]
+struct HostTls {
+    config: Option<Arc<rustls::ClientConfig>>,
+    required: bool,
+    /// The name to send as SNI instead of the host's (a DANE base domain).
+    sni: Option<String>,
+    /// Under DANE with usable records: the verifier and the TLSA owner.
+    dane: Option<(Arc<DaneVerifier>, String)>,
+}
+
+/// How the hosts of one next hop get their TLS settings.
+enum TlsPlan<'a> {
+    /// All alike, from the hop's level.
+    Fixed(HostTls),
+    /// Each from its TLSA records; whether the MX RRset is authenticated.
+    Dane(&'a DaneDns, bool),
+}
+
+impl Connector {
+    /// The TLS settings of a (non-DANE) level.
+    fn level_tls(&self, level: TlsSecurityLevel) -> Result<HostTls, DeliverError> {
+        Ok(HostTls {
+            config: self.tls_config(level)?,
+            required: matches!(level, TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify),
+            sni: None,
+            dane: None,
+        })
+    }
+
+    /// The TLS settings for `host` of `hop` under `dane` or `dane-only`:
+    /// what its TLSA records make of the level. For a host that is an
+    /// alias, the records at the name it leads to come first, then those
+    /// at its own name (RFC 7672 section 2.2.2); the one that has records
+    /// is the TLSA base domain, sent as SNI and checked by DANE-TA. Where
+    /// the records leave a plain level, an MTA-STS policy may raise it.
+    async fn dane_tls(
+        &self,
+        dane_dns: &DaneDns,
+        mx_secure: bool,
+        host: &MailHost,
+        hop: &Nexthop,
+        policy: &HopPolicy,
+        sts: Option<&Applied>,
+    ) -> Result<HostTls, DeliverError> {
+        let mut base = host.name.clone();
+        let found = if !mx_secure {
+            dane::Found::InsecureMx
+        } else {
+            match dane_dns.host_bases(&host.name).await? {
+                None => dane::Found::InsecureHost,
+                Some(bases) => {
+                    let mut found = dane::Found::NoTlsa;
+                    for b in bases {
+                        found = dane_dns.tlsa(&dane::tlsa_name(&b, hop.port)).await;
+                        base = b;
+                        if !matches!(found, dane::Found::NoTlsa | dane::Found::InsecureTlsa) {
+                            break;
+                        }
+                    }
+                    found
+                }
+            }
+        };
+        let name = dane::tlsa_name(&base, hop.port);
+        match dane::decide(policy.tls, &host.name, &name, found)? {
+            HostPolicy::Level(level) => self.level_tls(sts.map_or(level, |a| a.tls_level(level))),
+            HostPolicy::Dane(records) => {
+                let others = [host.name.as_str(), hop.host.as_str()];
+                let dc = dane_client_config(&records, &base, &others).map_err(|e| {
+                    DeliverError::TlsHandshake {
+                        peer: host.name.clone(),
+                        detail: e.to_string(),
+                    }
+                })?;
+                Ok(HostTls {
+                    config: Some(dc.config),
+                    required: true,
+                    sni: Some(base),
+                    dane: Some((dc.verifier, name)),
+                })
+            }
+        }
     }
 }
 

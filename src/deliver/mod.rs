@@ -5,6 +5,7 @@
 
 pub mod classify;
 pub mod connect;
+pub mod dane;
 pub mod dns;
 pub mod mta_sts;
 pub mod route;
@@ -14,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, DnsConfig, InetProtocols, TransactionChaining};
+use crate::config::{Config, DnsConfig, DnsSupportLevel, InetProtocols, TransactionChaining};
 use crate::proto::{ProtoError, Reply};
 use crate::rt::IoBackend;
 
@@ -63,6 +64,8 @@ pub struct DeliveryConfig {
     pub dns: DnsConfig,
     /// Address families to deliver over.
     pub inet_protocols: InetProtocols,
+    /// Whether the resolver's AD bit is trusted (`dnssec`: DANE works).
+    pub dns_support_level: DnsSupportLevel,
     /// Extra CA certificates for TLS level `verify`.
     pub tls_ca_file: Option<PathBuf>,
     /// AUTH is allowed without TLS.
@@ -95,6 +98,7 @@ impl DeliveryConfig {
             backend,
             dns: c.dns.clone(),
             inet_protocols: c.inet_protocols,
+            dns_support_level: c.smtp_dns_support_level,
             tls_ca_file: c.smtp_tls_ca_file.clone(),
             sasl_plaintext: c.smtp_sasl_plaintext,
             chaining: c.smtp_transaction_chaining,
@@ -203,6 +207,9 @@ pub enum DeliverError {
         /// Why.
         detail: String,
     },
+    /// DANE refused the host or the next hop (always temporary).
+    #[error("{0}")]
+    Dane(#[from] dane::DaneLookupError),
     /// The destination's MTA-STS policy stops this attempt.
     #[error("{0}")]
     MtaSts(#[from] mta_sts::MtaStsError),
@@ -245,6 +252,7 @@ impl DeliverError {
             DeliverError::Refused { reply, .. } => reply.dsn(),
             DeliverError::Route(e) => e.dsn().to_string(),
             DeliverError::Dns(e) => e.dsn().to_string(),
+            DeliverError::Dane(e) => e.dsn().to_string(),
             DeliverError::MtaSts(e) => e.dsn(),
             DeliverError::TlsRequired { .. } => "4.7.4".into(),
             DeliverError::TlsHandshake { .. } => "4.7.5".into(),

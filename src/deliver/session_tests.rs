@@ -26,6 +26,7 @@ fn cfg() -> DeliveryConfig {
         backend: IoBackend::Epoll,
         dns: crate::config::DnsConfig::default(),
         inet_protocols: crate::config::InetProtocols::All,
+        dns_support_level: crate::config::DnsSupportLevel::Enabled,
         tls_ca_file: None,
         sasl_plaintext: false,
         chaining: crate::config::TransactionChaining::Auto,

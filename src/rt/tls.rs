@@ -26,11 +26,14 @@
 //!   opportunistic verifier and the trust classification.
 //! - `stream`: [`TlsStream`] and the handshake.
 //! - `info`: [`TlsInfo`] and [`Trust`]: what Postfix logs about a session.
+//! - [`dane`]: TLSA records, matching certificates against them (RFC 7672)
+//!   and the verifier of connections to hosts with usable records.
 //! - `server_config`, `server_stream`: the server side (the sink and the
 //!   SMTP injection listener) over tokio sockets: [`server_config`] from
 //!   PEM files and [`ServerStream`], STARTTLS with rustls driven by hand.
 
 mod config;
+pub mod dane;
 mod info;
 mod server_config;
 mod server_stream;

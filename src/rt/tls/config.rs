@@ -222,9 +222,11 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// How to classify the peers of one configuration.
-struct Classifier {
-    level: TlsLevel,
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+pub(super) struct Classifier {
+    /// At `Verify` every finished handshake is `Verified`.
+    pub(super) level: TlsLevel,
+    /// The verifier that tells `Trusted` from `Untrusted` at other levels.
+    pub(super) webpki: Option<Arc<WebPkiServerVerifier>>,
 }
 
 /// The classifiers of the configurations made by [`client_config`],
@@ -241,7 +243,8 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn register(config: &Arc<ClientConfig>, classifier: Classifier) {
+/// Remembers how to classify the handshakes made with `config`.
+pub(super) fn register(config: &Arc<ClientConfig>, classifier: Classifier) {
     let mut r = registry();
     r.retain(|(weak, _)| weak.strong_count() > 0);
     r.push((Arc::downgrade(config), Arc::new(classifier)));
