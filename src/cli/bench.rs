@@ -89,6 +89,9 @@ pub struct BenchArgs {
     /// how many messages the machine's cores can sign per second.
     #[arg(long, value_enum, default_value = "none")]
     pub dkim: super::bench_dkim::BenchDkim,
+    /// The daemon's `dkim_signing_threads` (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub dkim_threads: usize,
 }
 
 /// What a run measured.
@@ -213,12 +216,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     std::fs::write(
         &config,
         format!(
-            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\nsmtp_transaction_chaining = {:?}\n",
+            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\nsmtp_transaction_chaining = {:?}\ndkim_signing_threads = {}\n",
             sink_addr.ip(),
             sink_addr.port(),
             args.shards,
             args.io_backend,
-            args.chaining
+            args.chaining,
+            args.dkim_threads
         ) + &super::bench_smtp::listener_table(smtp_port)
             + &dkim_tables,
     )?;
