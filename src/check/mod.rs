@@ -144,19 +144,7 @@ pub async fn check_domain(
     }
 }
 
-/// True when `name` is a plausible domain name: dot-separated labels of
-/// letters, digits, `-` and `_`, 1 to 63 bytes each, 253 in all.
-pub fn is_domain_name(name: &str) -> bool {
-    let name = name.trim_end_matches('.');
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-}
+pub use crate::mail::address::is_domain_name;
 
 #[cfg(test)]
 mod tests {

@@ -110,7 +110,9 @@ pub fn machine_sign_rate(dkim: BenchDkim, size: usize) -> anyhow::Result<Option<
         .collect();
     let mut rate = 0.0;
     for t in threads {
-        rate += t.join().map_err(|_| anyhow::anyhow!("a signing thread panicked"))?;
+        rate += t
+            .join()
+            .map_err(|_| anyhow::anyhow!("a signing thread panicked"))?;
     }
     Ok(Some((rate, cores)))
 }

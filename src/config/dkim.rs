@@ -136,15 +136,7 @@ pub struct DkimKeyConfig {
 impl DkimKeyConfig {
     /// Checks what can be checked without reading the key file.
     pub fn check(&self) -> Result<(), String> {
-        let label_ok = |s: &str| {
-            !s.is_empty()
-                && s.split('.').all(|l| {
-                    !l.is_empty()
-                        && l.len() <= 63
-                        && l.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                })
-        };
+        let label_ok = crate::mail::address::is_domain_name;
         if !label_ok(&self.domain) {
             return Err(format!("domain {:?} is not a domain name", self.domain));
         }

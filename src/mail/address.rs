@@ -196,6 +196,20 @@ pub fn needs_smtputf8(addr: &str) -> bool {
     !addr.is_ascii()
 }
 
+/// True when `name` is a plausible domain name: dot-separated labels of
+/// letters, digits, `-` and `_`, 1 to 63 bytes each, 253 in all.
+pub fn is_domain_name(name: &str) -> bool {
+    let name = name.trim_end_matches('.');
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// Splits a parsed address into local part and domain at the `@` that ends
 /// the local part (a quoted local part may itself hold an `@`). Returns
 /// `None` for the null sender or a string without such an `@`.

@@ -139,34 +139,7 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
             if !statuses.iter().any(|s| s.is_live()) {
                 return;
             }
-            out.push(QueuedMessage {
-                queue_id: m.id.to_string(),
-                arrival_time: m.arrival_micros / 1_000_000,
-                sender: m.sender.to_string(),
-                size: m.wire.len() as u64,
-                message_id: match m.campaign {
-                    Some(c) => format!("campaign {} recipients {}..", c.campaign, c.first_index),
-                    None => m.message_id.to_string(),
-                },
-                recipients: m
-                    .recipients
-                    .iter()
-                    .zip(statuses)
-                    .map(|(a, s)| QueuedRecipient {
-                        address: a.to_string(),
-                        status: s.as_str(),
-                        reason: None,
-                    })
-                    .collect(),
-                campaign: m.campaign.map(|c| SliceOf {
-                    id: c.campaign,
-                    first_index: c.first_index,
-                }),
-                source_file: (kind == Kind::Message)
-                    .then(|| record::decode_file_identity(payload).ok().flatten())
-                    .flatten()
-                    .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
-            });
+            out.push(listed(kind, payload, &m, statuses));
         }
         Kind::Defer => {
             if let Ok(d) = record::decode_defer(payload) {
@@ -190,6 +163,43 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     }
     out.sort_by(|a, b| (a.arrival_time, &a.queue_id).cmp(&(b.arrival_time, &b.queue_id)));
     Ok(out)
+}
+
+/// The listing entry of a message or campaign slice record.
+fn listed(
+    kind: Kind,
+    payload: &[u8],
+    m: &record::MessageView<'_>,
+    statuses: Vec<RcptStatus>,
+) -> QueuedMessage {
+    QueuedMessage {
+        queue_id: m.id.to_string(),
+        arrival_time: m.arrival_micros / 1_000_000,
+        sender: m.sender.to_string(),
+        size: m.wire.len() as u64,
+        message_id: match &m.campaign {
+            Some(c) => format!("campaign {} recipients {}..", c.campaign, c.first_index),
+            None => m.message_id.to_string(),
+        },
+        recipients: m
+            .recipients
+            .iter()
+            .zip(statuses)
+            .map(|(a, s)| QueuedRecipient {
+                address: a.to_string(),
+                status: s.as_str(),
+                reason: None,
+            })
+            .collect(),
+        campaign: m.campaign.as_ref().map(|c| SliceOf {
+            id: c.campaign,
+            first_index: c.first_index,
+        }),
+        source_file: (kind == Kind::Message)
+            .then(|| record::decode_file_identity(payload).ok().flatten())
+            .flatten()
+            .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
+    }
 }
 
 /// One queued message in full, for `ringmail queue show` (Postfix's
@@ -237,33 +247,11 @@ pub fn show_message(queue_root: &Path, id: QueueId) -> Result<Option<ShownMessag
             } else {
                 Vec::new()
             };
+            let statuses = (0..m.recipients.len())
+                .map(|i| RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0)))
+                .collect();
             shown = Some(ShownMessage {
-                listed: QueuedMessage {
-                    queue_id: m.id.to_string(),
-                    arrival_time: m.arrival_micros / 1_000_000,
-                    sender: m.sender.to_string(),
-                    size: m.wire.len() as u64,
-                    message_id: m.message_id.to_string(),
-                    recipients: m
-                        .recipients
-                        .iter()
-                        .enumerate()
-                        .map(|(i, a)| QueuedRecipient {
-                            address: a.to_string(),
-                            status: RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0))
-                                .as_str(),
-                            reason: None,
-                        })
-                        .collect(),
-                    source_file: (kind == Kind::Message)
-                        .then(|| record::decode_file_identity(payload).ok().flatten())
-                        .flatten()
-                        .map(|f| String::from_utf8_lossy(&f.key.name).into_owned()),
-                    campaign: m.campaign.map(|c| SliceOf {
-                        id: c.campaign,
-                        first_index: c.first_index,
-                    }),
-                },
+                listed: listed(kind, payload, &m, statuses),
                 content,
                 flags,
                 uid: m.uid,

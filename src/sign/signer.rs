@@ -124,19 +124,9 @@ impl Signers {
         let mut signed = Signed::default();
         let pieces = unstuffed(wire);
         for e in self.entries_for(&domain) {
-            // The streaming signer takes the pieces as one message (the
-            // header section is gathered, the body hashed as it comes).
             let sig = match &e.signer {
-                KeySigner::Rsa(s) => {
-                    let mut stream = s.sign_streaming();
-                    pieces.iter().for_each(|p| stream.write(p));
-                    stream.finish()
-                }
-                KeySigner::Ed25519(s) => {
-                    let mut stream = s.sign_streaming();
-                    pieces.iter().for_each(|p| stream.write(p));
-                    stream.finish()
-                }
+                KeySigner::Rsa(s) => sign_pieces(s, &pieces),
+                KeySigner::Ed25519(s) => sign_pieces(s, &pieces),
             }
             .map_err(|err| SignError::Sign {
                 domain: e.config.domain.clone(),
@@ -164,6 +154,19 @@ impl Signers {
         out.extend_from_slice(&wire);
         Ok((out, signed.keys))
     }
+}
+
+/// Signs `pieces` as one message with mail-auth's streaming signer (the
+/// header section is gathered, the body hashed as it comes).
+fn sign_pieces<T: mail_auth::common::crypto::SigningKey>(
+    signer: &DkimSigner<T, Done>,
+    pieces: &[&[u8]],
+) -> mail_auth::Result<mail_auth::dkim::Signature> {
+    let mut stream = signer.sign_streaming();
+    for p in pieces {
+        stream.write(p);
+    }
+    stream.finish()
 }
 
 /// A shared handle to the current keys.

@@ -82,7 +82,7 @@ impl MxPattern {
         let bad = || PolicyError::BadMx(text.to_string());
         let lower = text.trim_end_matches('.').to_ascii_lowercase();
         let host = lower.strip_prefix("*.").unwrap_or(&lower);
-        if !is_host_name(host) {
+        if !crate::mail::address::is_domain_name(host) {
             return Err(bad());
         }
         Ok(MxPattern(lower))
@@ -188,19 +188,6 @@ impl Policy {
         let v: Vec<String> = self.mx.iter().map(ToString::to_string).collect();
         v.join(", ")
     }
-}
-
-/// Letters, digits, hyphens and dots, in non-empty labels of at most 63
-/// bytes, at most 253 bytes in all.
-fn is_host_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 #[cfg(test)]
