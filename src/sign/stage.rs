@@ -24,6 +24,13 @@ use crate::sched::ring::PickupRing;
 /// Submissions waiting for a signing thread, per thread.
 const QUEUE_PER_THREAD: usize = 256;
 
+/// Most submissions a signing thread signs before offering them.
+const BATCH: usize = 32;
+
+/// Longest a signing thread keeps signed submissions before offering them
+/// (about ten RSA-2048 signatures).
+const BATCH_TIME: Duration = Duration::from_millis(5);
+
 /// How long a signing thread naps when the ring is full.
 const RING_FULL_NAP: Duration = Duration::from_micros(200);
 
@@ -143,34 +150,52 @@ fn sign_loop(
     in_flight: &AtomicUsize,
 ) {
     let mut reader = keys.reader();
-    while let Ok(mut sub) = rx.recv() {
-        let wire = std::mem::take(&mut sub.wire);
-        match reader.keys().sign(&wire) {
-            Ok(signed) if signed.fields.is_empty() => sub.wire = wire,
-            Ok(signed) => {
-                let mut out = signed.fields;
-                out.reserve(wire.len());
-                out.extend_from_slice(&wire);
-                sub.wire = out;
-                tracing::debug!(target: "cleanup", "message-id=<{}>: signed by {}", sub.message_id, signed.keys.join(", "));
-            }
-            Err(e) => {
-                // A key that loaded but cannot sign this message: queue it
-                // unsigned rather than lose or refuse it, and say so.
-                tracing::warn!(target: "cleanup", "message-id=<{}>: DKIM signing failed, queued unsigned: {e}", sub.message_id);
-                sub.wire = wire;
+    let mut done: Vec<Box<Submission>> = Vec::with_capacity(BATCH);
+    while let Ok(first) = rx.recv() {
+        // Whatever else is already waiting is signed too before the batch
+        // goes to the ring: the shard then commits it in one group commit
+        // instead of one per message. Nothing waits for more to come.
+        let started = Instant::now();
+        done.push(sign_one(first, &mut reader));
+        while done.len() < BATCH && started.elapsed() < BATCH_TIME {
+            match rx.try_recv() {
+                Ok(sub) => done.push(sign_one(sub, &mut reader)),
+                Err(_) => break,
             }
         }
-        let mut sub = sub;
-        loop {
-            match ring.push(sub) {
-                Ok(()) => break,
-                Err(back) => {
-                    sub = back;
-                    std::thread::sleep(RING_FULL_NAP);
+        let n = done.len();
+        for mut sub in done.drain(..) {
+            loop {
+                match ring.push(sub) {
+                    Ok(()) => break,
+                    Err(back) => {
+                        sub = back;
+                        std::thread::sleep(RING_FULL_NAP);
+                    }
                 }
             }
         }
-        in_flight.fetch_sub(1, Ordering::AcqRel);
+        in_flight.fetch_sub(n, Ordering::AcqRel);
     }
+}
+
+/// Puts the signatures in front of one submission's wire form.
+fn sign_one(mut sub: Box<Submission>, reader: &mut super::KeysReader) -> Box<Submission> {
+    let wire = std::mem::take(&mut sub.wire);
+    match reader.keys().sign(&wire) {
+        Ok(signed) if signed.fields.is_empty() => sub.wire = wire,
+        Ok(signed) => {
+            let mut out = signed.fields;
+            out.reserve(wire.len());
+            out.extend_from_slice(&wire);
+            sub.wire = out;
+        }
+        Err(e) => {
+            // A key that loaded but cannot sign this message: queue it
+            // unsigned rather than lose or refuse it, and say so.
+            tracing::warn!(target: "cleanup", "message-id=<{}>: DKIM signing failed, queued unsigned: {e}", sub.message_id);
+            sub.wire = wire;
+        }
+    }
+    sub
 }
