@@ -92,6 +92,10 @@ pub struct BenchArgs {
     /// The daemon's `dkim_signing_threads` (0: one per core).
     #[arg(long, default_value_t = 0)]
     pub dkim_threads: usize,
+    /// Scrape the daemon's `/metrics` every this many milliseconds during
+    /// the run (0: no HTTP server, no scraping), to measure what it costs.
+    #[arg(long, default_value_t = 0)]
+    pub scrape_metrics_ms: u64,
 }
 
 /// What a run measured.
@@ -125,6 +129,8 @@ struct Report {
     campaign_accept_seconds: Option<f64>,
     /// `--via campaign`: queue bytes per recipient (records, padding).
     queue_bytes_per_recipient: Option<f64>,
+    /// `--scrape-metrics-ms`: scrapes of `/metrics` answered during the run.
+    metrics_scrapes: Option<u64>,
     /// `--dkim`: the keys messages were signed with.
     dkim: String,
     /// `--dkim`: messages per second this machine's cores can sign.
@@ -212,6 +218,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     // Measured before the daemon starts, so nothing competes for the cores.
     let sign_rate = super::bench_dkim::machine_sign_rate(args.dkim, args.size)?;
     let dkim_tables = super::bench_dkim::config_tables(args.dkim, dir.path())?;
+    let http_port = if args.scrape_metrics_ms > 0 {
+        Some(
+            std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        )
+    } else {
+        None
+    };
+    let http_table = http_port
+        .map(|p| format!("[http]\nlisten = \"127.0.0.1:{p}\"\n"))
+        .unwrap_or_default();
     let config = dir.path().join("ringmail.toml");
     std::fs::write(
         &config,
@@ -224,7 +242,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             args.chaining,
             args.dkim_threads
         ) + &super::bench_smtp::listener_table(smtp_port)
-            + &dkim_tables,
+            + &dkim_tables
+            + &http_table,
     )?;
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
     let log = std::fs::File::create(dir.path().join("daemon.log"))?;
@@ -237,6 +256,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         .stderr(log)
         .spawn()
         .context("starting the daemon")?;
+    let scraper =
+        http_port.map(|port| super::bench_dkim::Scraper::start(port, args.scrape_metrics_ms));
     let result = drive(
         &args,
         &exe,
@@ -261,7 +282,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
         let kept = dir.keep();
         eprintln!("kept {}", kept.display());
     }
+    let scrapes = scraper.map(super::bench_dkim::Scraper::stop);
     let mut report = result?;
+    report.metrics_scrapes = scrapes;
     report.dkim_machine_sign_rate = sign_rate.map(|(rate, _)| rate);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -543,6 +566,7 @@ fn drive(
         pipelined_after_data: final_snap.pipelined_after_data,
         campaign_accept_seconds,
         queue_bytes_per_recipient,
+        metrics_scrapes: None,
         dkim: format!("{:?}", args.dkim).to_lowercase(),
         dkim_machine_sign_rate: None,
         daemon_peak_rss_mb,
@@ -594,6 +618,9 @@ fn print_report(r: &Report) {
             .map(|m| format!(", peak RSS {m:.0} MB"))
             .unwrap_or_default()
     );
+    if let Some(n) = r.metrics_scrapes {
+        println!("  metrics         /metrics scraped {n} times during the run");
+    }
     if let Some(rate) = r.dkim_machine_sign_rate {
         println!(
             "  dkim            {} signing: this machine's cores sign {rate:.0} messages/s; this run {:.0} messages/s = {:.0}% of that",

@@ -1,6 +1,7 @@
 //! `ringmail bench --dkim ALG`: signing keys for the run, and how many
 //! messages this machine's cores can sign per second (the ceiling a signed
-//! run is measured against).
+//! run is measured against); and `--scrape-metrics-ms`, a Prometheus-like
+//! scraper of the daemon's `/metrics` during the run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -115,4 +116,45 @@ pub fn machine_sign_rate(dkim: BenchDkim, size: usize) -> anyhow::Result<Option<
             .map_err(|_| anyhow::anyhow!("a signing thread panicked"))?;
     }
     Ok(Some((rate, cores)))
+}
+
+/// Scrapes `http://127.0.0.1:PORT/metrics` every `every` milliseconds on a
+/// thread of its own until stopped.
+pub struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl Scraper {
+    /// Starts scraping.
+    pub fn start(port: u16, every: u64) -> Scraper {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut answered = 0u64;
+            let mut body = Vec::with_capacity(16 * 1024);
+            while !flag.load(Ordering::Acquire) {
+                if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = s.write_all(
+                        b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                    );
+                    body.clear();
+                    if s.read_to_end(&mut body).is_ok() && body.starts_with(b"HTTP/1.1 200") {
+                        answered += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(every));
+            }
+            answered
+        });
+        Scraper { stop, thread }
+    }
+
+    /// Stops; the number of scrapes answered 200.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.join().unwrap_or(0)
+    }
 }
