@@ -3,7 +3,9 @@
 //! group commit every 1,000, then reopens the store and reports how long
 //! recovery took and how many anonymous resident bytes the index costs per
 //! message (RssAnon from /proc/self/status; file-backed mapped pages are
-//! not counted). Run: `cargo bench --bench recovery`.
+//! not counted). Run: `cargo bench --bench recovery`. With
+//! `RINGMAIL_BENCH_KEEP=1` the queue is kept and its path printed (a spool's
+//! `queue/` for timing `ringmail queue shape` and `queue list`).
 
 use std::time::Instant;
 
@@ -92,4 +94,8 @@ fn main() {
         after.saturating_sub(before) as f64 / n as f64,
         store.index_bytes() as f64 / n as f64
     );
+    if std::env::var("RINGMAIL_BENCH_KEEP").is_ok_and(|v| v == "1") {
+        drop(store);
+        println!("kept queue:            {}", dir.keep().display());
+    }
 }
