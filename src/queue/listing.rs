@@ -125,17 +125,10 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     let mut reasons: HashMap<(QueueId, u32), String> = HashMap::new();
     for_each_record(queue_root, |kind, payload, aux| match kind {
         Kind::Message | Kind::Recipients => {
-            let decoded = if kind == Kind::Message {
-                record::decode_message(payload)
-            } else {
-                super::campaign_record::decode_slice(payload)
-            };
-            let Ok(m) = decoded else {
+            let Ok(m) = decode(kind, payload) else {
                 return;
             };
-            let statuses: Vec<RcptStatus> = (0..m.recipients.len())
-                .map(|i| RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0)))
-                .collect();
+            let statuses = statuses(&m, aux);
             if !statuses.iter().any(|s| s.is_live()) {
                 return;
             }
@@ -163,6 +156,22 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     }
     out.sort_by(|a, b| (a.arrival_time, &a.queue_id).cmp(&(b.arrival_time, &b.queue_id)));
     Ok(out)
+}
+
+/// A message record or a campaign slice record, decoded alike.
+fn decode(kind: Kind, payload: &[u8]) -> Result<record::MessageView<'_>, QueueError> {
+    if kind == Kind::Message {
+        record::decode_message(payload)
+    } else {
+        super::campaign_record::decode_slice(payload)
+    }
+}
+
+/// Each recipient's state, from the record's status bytes.
+fn statuses(m: &record::MessageView<'_>, aux: &[u8]) -> Vec<RcptStatus> {
+    (0..m.recipients.len())
+        .map(|i| RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0)))
+        .collect()
 }
 
 /// The listing entry of a message or campaign slice record.
@@ -224,12 +233,7 @@ pub fn show_message(queue_root: &Path, id: QueueId) -> Result<Option<ShownMessag
     let mut reasons: HashMap<u32, String> = HashMap::new();
     for_each_record(queue_root, |kind, payload, aux| match kind {
         Kind::Message | Kind::Recipients => {
-            let decoded = if kind == Kind::Message {
-                record::decode_message(payload)
-            } else {
-                super::campaign_record::decode_slice(payload)
-            };
-            let Ok(m) = decoded else {
+            let Ok(m) = decode(kind, payload) else {
                 return;
             };
             if m.id != id {
@@ -247,9 +251,7 @@ pub fn show_message(queue_root: &Path, id: QueueId) -> Result<Option<ShownMessag
             } else {
                 Vec::new()
             };
-            let statuses = (0..m.recipients.len())
-                .map(|i| RcptStatus::from_byte(aux.get(i).copied().unwrap_or(0)))
-                .collect();
+            let statuses = statuses(&m, aux);
             shown = Some(ShownMessage {
                 listed: listed(kind, payload, &m, statuses),
                 content,

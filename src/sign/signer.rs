@@ -145,14 +145,22 @@ impl Signers {
 
     /// `wire` with its signatures in front: the form to queue or send.
     pub fn sign_wire(&self, wire: Vec<u8>) -> Result<(Vec<u8>, Vec<String>), SignError> {
-        let signed = self.sign(&wire)?;
-        if signed.fields.is_empty() {
-            return Ok((wire, signed.keys));
+        let mut signed = self.sign(&wire)?;
+        let keys = std::mem::take(&mut signed.keys);
+        Ok((signed.prepend_to(wire), keys))
+    }
+}
+
+impl Signed {
+    /// `wire` with these signature fields in front (unchanged without any).
+    pub fn prepend_to(self, wire: Vec<u8>) -> Vec<u8> {
+        if self.fields.is_empty() {
+            return wire;
         }
-        let mut out = signed.fields;
+        let mut out = self.fields;
         out.reserve(wire.len());
         out.extend_from_slice(&wire);
-        Ok((out, signed.keys))
+        out
     }
 }
 

@@ -183,13 +183,7 @@ fn sign_loop(
 fn sign_one(mut sub: Box<Submission>, reader: &mut super::KeysReader) -> Box<Submission> {
     let wire = std::mem::take(&mut sub.wire);
     match reader.keys().sign(&wire) {
-        Ok(signed) if signed.fields.is_empty() => sub.wire = wire,
-        Ok(signed) => {
-            let mut out = signed.fields;
-            out.reserve(wire.len());
-            out.extend_from_slice(&wire);
-            sub.wire = out;
-        }
+        Ok(signed) => sub.wire = signed.prepend_to(wire),
         Err(e) => {
             // A key that loaded but cannot sign this message: queue it
             // unsigned rather than lose or refuse it, and say so.
