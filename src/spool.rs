@@ -9,6 +9,7 @@
 //!   suppress/     the suppression list's journal (created by its first writer)
 //!   ringmail.pid  locked (flock) by the running daemon
 //!   control.sock  the daemon's control socket (`flush`)
+//!   admin.sock    queue commands (`queue hold|release|delete|requeue|bounce`)
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -123,6 +124,11 @@ impl Spool {
     /// The daemon's control socket.
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
+    }
+
+    /// The daemon's admin socket (queue commands).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("admin.sock")
     }
 
     /// `spool_dir/submit.sock`: the running daemon takes `sendmail`'s
@@ -285,6 +291,26 @@ impl Spool {
         sock.set_nonblocking(true)
             .map_err(|e| SpoolError::io("set_nonblocking", &path, e))?;
         Ok(sock)
+    }
+
+    /// Binds the daemon's admin socket (mode 0600), replacing a stale one.
+    pub fn bind_admin(&self) -> Result<std::os::unix::net::UnixListener, SpoolError> {
+        let path = self.admin_socket();
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixListener::bind(&path)
+            .map_err(|e| SpoolError::io("bind", &path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| SpoolError::io("chmod", &path, e))?;
+        Ok(sock)
+    }
+
+    /// Connects to the running daemon's admin socket.
+    pub fn connect_admin(&self) -> Result<std::os::unix::net::UnixStream, SpoolError> {
+        let path = self.admin_socket();
+        std::os::unix::net::UnixStream::connect(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => SpoolError::PermissionDenied { path },
+            _ => SpoolError::NotRunning { path, source },
+        })
     }
 
     /// Sends a control command (`flush`) to the running daemon.

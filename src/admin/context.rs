@@ -53,6 +53,10 @@ pub struct AdminContext {
     pub messages: MessageIntake,
     /// The shards' counters, for `GET /metrics`.
     pub metrics: Arc<crate::obs::metrics::Metrics>,
+    /// Queue commands to the shards (`None`: not available here).
+    pub queue: Option<crate::sched::queue_admin::QueueAdmin>,
+    /// `spool_dir/queue`, read by the queue listings.
+    pub queue_root: PathBuf,
 }
 
 /// The handlers' state.
@@ -114,6 +118,8 @@ pub(super) fn for_tests(spool: &std::path::Path) -> AdminContext {
                 version: "test",
             },
         )),
+        queue: None,
+        queue_root: spool.join("queue"),
         messages: MessageIntake {
             ring: Arc::new(crate::sign::SignStage::start(
                 ring,

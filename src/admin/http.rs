@@ -16,7 +16,9 @@ use axum::Router;
 use crate::config::HttpConfig;
 
 use super::context::{self, Shared};
-use super::v1::{campaigns_control, campaigns_create, campaigns_show, messages_create};
+use super::v1::{
+    campaigns_control, campaigns_create, campaigns_show, messages_create, queue_command, queue_show,
+};
 use super::{unsubscribe, AdminContext, AdminError, ApiError};
 
 /// Worker threads of the runtime (requests are short; whatever blocks
@@ -139,6 +141,12 @@ fn router(state: context::State) -> Router {
             post(campaigns_control::control),
         )
         .route("/api/v1/messages", post(messages_create::create))
+        .route("/api/v1/queue", get(queue_show::list))
+        .route("/api/v1/queue/shape", get(queue_show::shape))
+        .route(
+            "/api/v1/queue/{id}",
+            get(queue_show::show).post(queue_command::command),
+        )
         .route("/metrics", get(super::metrics::scrape))
         .fallback(no_route)
         .with_state(state)

@@ -58,9 +58,18 @@ pub fn format_listing(messages: &[QueuedMessage]) -> String {
                     .to_string()
             })
             .unwrap_or_default();
-        // '*' marks mail not yet tried (Postfix: in the active queue).
+        // '*' marks mail not yet tried (Postfix: in the active queue), '!'
+        // mail on hold (Postfix: in the hold queue).
         let active = m.recipients.iter().any(|r| r.status == "pending");
-        let id = format!("{}{}", m.queue_id, if active { "*" } else { "" });
+        let held = m.recipients.iter().any(|r| r.status == "held");
+        let marker = if held {
+            "!"
+        } else if active {
+            "*"
+        } else {
+            ""
+        };
+        let id = format!("{}{marker}", m.queue_id);
         let sender = if m.sender.is_empty() {
             "MAILER-DAEMON"
         } else {
@@ -70,7 +79,7 @@ pub fn format_listing(messages: &[QueuedMessage]) -> String {
         for r in m
             .recipients
             .iter()
-            .filter(|r| r.status == "pending" || r.status == "deferred")
+            .filter(|r| matches!(r.status, "pending" | "deferred" | "held"))
         {
             if let Some(reason) = &r.reason {
                 s.push_str(&format!("{:>44}({reason})\n", ""));

@@ -11,6 +11,7 @@ pub mod check_domain;
 pub mod dkim;
 pub mod mailq;
 pub mod passwd;
+mod queue_admin;
 mod queue_view;
 pub mod sendmail;
 pub mod sink;
@@ -141,6 +142,23 @@ enum QueueAction {
         #[arg(long)]
         json: bool,
     },
+    /// Put recipients on hold: kept, not tried (`postsuper -h`).
+    Hold(queue_admin::Selection),
+    /// Take held recipients off hold and try them now (`postsuper -H`).
+    Release(queue_admin::Selection),
+    /// Remove recipients without a notice (`postsuper -d`).
+    Delete(queue_admin::Selection),
+    /// Try deferred recipients again now (`postsuper -r`).
+    Requeue(queue_admin::Selection),
+    /// Fail recipients now, with a notice to their sender.
+    Bounce {
+        /// Why (in the notice and the log).
+        #[arg(long)]
+        reason: String,
+        /// Which messages.
+        #[command(flatten)]
+        selection: queue_admin::Selection,
+    },
     /// Ask the running daemon to retry deferred mail now.
     Flush {
         /// Configuration file.
@@ -158,6 +176,22 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Queue { action } => match action {
             QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
             QueueAction::Flush { config } => return flush_exit(load(config)),
+            QueueAction::Hold(sel) => {
+                queue_command(ringmail::model::queue_command::QueueOp::Hold, sel)
+            }
+            QueueAction::Release(sel) => {
+                queue_command(ringmail::model::queue_command::QueueOp::Release, sel)
+            }
+            QueueAction::Delete(sel) => {
+                queue_command(ringmail::model::queue_command::QueueOp::Delete, sel)
+            }
+            QueueAction::Requeue(sel) => {
+                queue_command(ringmail::model::queue_command::QueueOp::Requeue, sel)
+            }
+            QueueAction::Bounce { reason, selection } => queue_command(
+                ringmail::model::queue_command::QueueOp::Bounce { reason },
+                selection,
+            ),
             QueueAction::Shape {
                 config,
                 sender,
@@ -257,6 +291,15 @@ fn serve(path: Option<PathBuf>, verbose: bool) -> anyhow::Result<()> {
     ringmail::obs::flush();
     result?;
     Ok(())
+}
+
+/// A queue command for the running daemon.
+fn queue_command(
+    op: ringmail::model::queue_command::QueueOp,
+    sel: queue_admin::Selection,
+) -> anyhow::Result<()> {
+    let config = load(sel.config())?;
+    queue_admin::run(&config, op, sel)
 }
 
 /// `queue flush` / `sendmail -q`: exit 69 (EX_UNAVAILABLE) when no daemon

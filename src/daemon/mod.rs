@@ -23,6 +23,7 @@ use crate::sched::{run_shard, PickupRing, ShardContext, ShardError};
 use crate::sign::{CurrentKeys, SignError, SignStage, Signers};
 use crate::spool::{Spool, SpoolError};
 
+pub mod admin_socket;
 mod campaign;
 pub mod campaign_intake;
 mod campaign_mail;
@@ -126,6 +127,7 @@ pub fn serve(
         Err(e) => return Err(e.into()),
     }
     let control = spool.bind_control()?;
+    let admin_listener = spool.bind_admin()?;
     // Bound now, so an address in use stops the start before anything runs.
     let http_listener = match &config.http {
         Some(h) => Some(crate::admin::bind(h.listen)?),
@@ -235,6 +237,9 @@ pub fn serve(
     let shard_stop = Arc::new(AtomicBool::new(false));
     let mut shards: Vec<ShardHandle> = Vec::new();
     let mut release_txs = Vec::with_capacity(shard_count);
+    let shard_mailboxes: Vec<Arc<crate::sched::mailbox::ShardMailbox>> = (0..shard_count)
+        .map(|_| Arc::new(crate::sched::mailbox::ShardMailbox::new()))
+        .collect();
     for index in 0..shard_count {
         let (release_tx, released) = crossbeam_channel::unbounded::<Vec<QueueId>>();
         release_txs.push(release_tx);
@@ -264,6 +269,7 @@ pub fn serve(
             slots: Arc::clone(&slots),
             leftovers: Arc::clone(&leftovers),
             released,
+            mailbox: Arc::clone(&shard_mailboxes[index]),
         };
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))
@@ -338,6 +344,8 @@ pub fn serve(
         }
     }
     let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
+    let queue_admin = crate::sched::queue_admin::QueueAdmin::new(shard_mailboxes);
+    let admin_thread = admin_socket::spawn(admin_listener, queue_admin.clone(), Arc::clone(&stop));
 
     let site = SiteParams {
         myhostname: config.myhostname.clone(),
@@ -384,6 +392,8 @@ pub fn serve(
                 suppressions: http_suppressions,
                 campaigns_dir: spool.campaigns(),
                 metrics: Arc::clone(&metrics),
+                queue: Some(queue_admin.clone()),
+                queue_root: spool.queue(),
                 messages: crate::admin::MessageIntake {
                     ring: Arc::clone(&stage),
                     closed: Arc::clone(&intake_closed),
@@ -483,11 +493,13 @@ pub fn serve(
     // unlink the files committed since pickup stopped listening.
     report.pickup = pickup.finish(&ack_rx, PICKUP_FINISH_LIMIT);
     let _ = control_thread.join();
+    let _ = admin_thread.join();
     let _ = key_reload.join();
     if let Some(t) = suppress_refresh {
         let _ = t.join();
     }
     let _ = std::fs::remove_file(spool.control_socket());
+    let _ = std::fs::remove_file(spool.admin_socket());
     match first_error {
         Some(e) => Err(e),
         None => Ok(report),

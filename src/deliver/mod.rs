@@ -19,7 +19,7 @@ use crate::config::{Config, DnsConfig, DnsSupportLevel, InetProtocols, Transacti
 use crate::proto::{ProtoError, Reply};
 use crate::rt::IoBackend;
 
-pub use classify::RcptResult;
+pub use classify::{Cause, RcptResult, RemoteReply, ResultClass, ResultText};
 pub use connect::Connector;
 pub use route::{HopPolicy, RouteError, Router, RouterConfigError};
 pub use session::Session;

@@ -720,7 +720,7 @@ impl Session {
                 let result = if e.is_transient() {
                     RcptResult::deferred(&e.dsn(), text)
                 } else {
-                    RcptResult::Bounced { dsn: e.dsn(), text }
+                    RcptResult::bounced(&e.dsn(), text)
                 };
                 let results = msg.recipients.iter().map(|_| result.clone()).collect();
                 done(tag, ChainResult::Done(results));

@@ -2,7 +2,7 @@
 //! chaining, and chained transactions refused as Haraka refuses them.
 
 use super::*;
-use crate::deliver::Timeouts;
+use crate::deliver::{ResultClass, Timeouts};
 use crate::rt::IoBackend;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -153,9 +153,9 @@ fn pipelined_transaction_over_an_in_memory_pipe() {
             dsn: DsnParams::default(),
         };
         let results = s.send(&msg, &c).await.unwrap();
-        assert!(matches!(results[0], RcptResult::Sent { .. }), "{results:?}");
+        assert!(results[0].is_sent(), "{results:?}");
         assert!(
-            matches!(&results[1], RcptResult::Bounced { dsn, .. } if dsn == "5.1.1"),
+            results[1].class == ResultClass::Bounced && results[1].dsn() == "5.1.1",
             "{results:?}"
         );
         assert!(s.reusable(&c));
@@ -257,11 +257,11 @@ fn chained_transactions_overlap_and_unanswered_ones_are_not_attempted() {
             .await;
         assert_eq!(got.len(), 3, "{got:?}");
         assert!(
-            matches!(&got[0], (1, ChainResult::Done(r)) if matches!(r[0], RcptResult::Sent { .. })),
+            matches!(&got[0], (1, ChainResult::Done(r)) if r[0].is_sent()),
             "{got:?}"
         );
         assert!(
-            matches!(&got[1], (2, ChainResult::Done(r)) if matches!(&r[0], RcptResult::Bounced { dsn, .. } if dsn == "5.1.1")),
+            matches!(&got[1], (2, ChainResult::Done(r)) if r[0].class == ResultClass::Bounced && r[0].dsn() == "5.1.1"),
             "{got:?}"
         );
         assert!(matches!(&got[2], (3, ChainResult::NotAttempted)), "{got:?}");
@@ -338,7 +338,7 @@ fn a_refused_chained_transaction_is_sent_again_unchained() {
         for (i, (n, r)) in got.iter().enumerate() {
             assert_eq!(usize::from(*n), i + 1);
             assert!(
-                matches!(r, ChainResult::Done(r) if matches!(r[0], RcptResult::Sent { .. })),
+                matches!(r, ChainResult::Done(r) if r[0].is_sent()),
                 "{got:?}"
             );
         }
@@ -356,9 +356,7 @@ fn a_refused_chained_transaction_is_sent_again_unchained() {
         )
         .await;
         assert_eq!(got.len(), 1, "message 4 is not chained: {got:?}");
-        assert!(
-            matches!(&got[0], (3, ChainResult::Done(r)) if matches!(r[0], RcptResult::Sent { .. }))
-        );
+        assert!(matches!(&got[0], (3, ChainResult::Done(r)) if r[0].is_sent()));
         assert_eq!(more.len(), 1);
         s.quit(&c).await;
         srv.await.unwrap();
@@ -396,7 +394,7 @@ fn a_chained_refusal_repeated_unchained_is_the_real_answer() {
             .await;
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(
-            matches!(&got[1], (2, ChainResult::Done(r)) if matches!(&r[0], RcptResult::Bounced { dsn, .. } if dsn == "5.7.1")),
+            matches!(&got[1], (2, ChainResult::Done(r)) if r[0].class == ResultClass::Bounced && r[0].dsn() == "5.7.1"),
             "{got:?}"
         );
         assert!(s.take_chain_refusal().is_none());

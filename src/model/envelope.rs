@@ -49,6 +49,9 @@ pub enum RcptStatus {
     Bounced = 3,
     /// Removed by the administrator or expired and bounced.
     Dropped = 4,
+    /// Put on hold by the administrator (`queue hold`): kept, not tried,
+    /// until `queue release` makes it deferred again.
+    Held = 5,
 }
 
 impl RcptStatus {
@@ -60,6 +63,7 @@ impl RcptStatus {
             2 => RcptStatus::Sent,
             3 => RcptStatus::Bounced,
             4 => RcptStatus::Dropped,
+            5 => RcptStatus::Held,
             _ => RcptStatus::Pending,
         }
     }
@@ -67,6 +71,12 @@ impl RcptStatus {
     /// True while the recipient still needs a delivery attempt.
     pub fn is_live(self) -> bool {
         matches!(self, RcptStatus::Pending | RcptStatus::Deferred)
+    }
+
+    /// True while the recipient keeps its message in the queue: it needs
+    /// an attempt, or it is on hold.
+    pub fn is_open(self) -> bool {
+        self.is_live() || self == RcptStatus::Held
     }
 
     /// The word used in `mailq --json` and logs.
@@ -77,6 +87,7 @@ impl RcptStatus {
             RcptStatus::Sent => "sent",
             RcptStatus::Bounced => "bounced",
             RcptStatus::Dropped => "dropped",
+            RcptStatus::Held => "held",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod dsn;
 mod envelope;
 mod file_identity;
 mod nexthop;
+pub mod queue_command;
 pub mod queue_id;
 mod submission;
 

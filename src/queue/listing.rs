@@ -21,7 +21,7 @@ use super::QueueError;
 pub struct QueuedRecipient {
     /// The address.
     pub address: String,
-    /// `pending`, `deferred`, `sent`, `bounced` or `dropped`.
+    /// `pending`, `deferred`, `held`, `sent`, `bounced` or `dropped`.
     pub status: &'static str,
     /// The last deferral reason, if any.
     pub reason: Option<String>,
@@ -129,7 +129,7 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                 return;
             };
             let statuses = statuses(&m, aux);
-            if !statuses.iter().any(|s| s.is_live()) {
+            if !statuses.iter().any(|s| s.is_open()) {
                 return;
             }
             out.push(listed(kind, payload, &m, statuses));

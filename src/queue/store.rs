@@ -366,7 +366,7 @@ impl Store {
                 .aux
                 .iter()
                 .take(nrcpt)
-                .filter(|&&b| RcptStatus::from_byte(b).is_live())
+                .filter(|&&b| RcptStatus::from_byte(b).is_open())
                 .count() as u32;
             if live == 0 {
                 continue;
@@ -907,6 +907,12 @@ impl Store {
         }
     }
 
+    /// The status of recipient `rcpt` of live message `id`, as last set.
+    pub fn status(&self, id: QueueId, rcpt: usize) -> Option<RcptStatus> {
+        let (_, status) = self.peek(id)?;
+        status.get(rcpt).map(RcptStatus::from_byte)
+    }
+
     /// Sets the status of recipient `rcpt` of message `id` in place, in
     /// memory until [`Store::flush_statuses`] (callers setting several call
     /// it once after them) or the next commit writes it. Returns
@@ -932,13 +938,13 @@ impl Store {
         let was_live = state
             .seg
             .byte_at(pos)
-            .is_some_and(|b| RcptStatus::from_byte(b).is_live());
+            .is_some_and(|b| RcptStatus::from_byte(b).is_open());
         state.seg.set_byte(pos, status as u8);
         state.dirty = true;
         if self.statuses_set.last() != Some(&seg_idx) && !self.statuses_set.contains(&seg_idx) {
             self.statuses_set.push(seg_idx);
         }
-        if was_live && !status.is_live() {
+        if was_live && !status.is_open() {
             slot.live -= 1;
             if slot.live == 0 {
                 self.index.remove(&id);

@@ -257,12 +257,7 @@ impl CampaignCache {
                 compiled
             }
         };
-        let compiled = template.map_err(|e| {
-            Unsendable::Result(RcptResult::Bounced {
-                dsn: "5.6.0".into(),
-                text: e,
-            })
-        })?;
+        let compiled = template.map_err(|e| Unsendable::Result(RcptResult::bounced("5.6.0", e)))?;
         if let Some(entry) = settings
             .suppressions
             .as_ref()
@@ -298,10 +293,10 @@ impl CampaignCache {
                 &settings.key,
             )
             .map_err(|e| {
-                Unsendable::Result(RcptResult::Bounced {
-                    dsn: "5.6.0".into(),
-                    text: format!("campaign {} recipient {index}: {e}", fields.campaign),
-                })
+                Unsendable::Result(RcptResult::bounced(
+                    "5.6.0",
+                    format!("campaign {} recipient {index}: {e}", fields.campaign),
+                ))
             })?;
         let envelope = Envelope {
             sender: rendered.sender.clone(),
@@ -314,13 +309,13 @@ impl CampaignCache {
             now,
         };
         let cleaned = cleanup(&rendered.message, &envelope, &opts).map_err(|e| {
-            Unsendable::Result(RcptResult::Bounced {
-                dsn: "5.6.0".into(),
-                text: format!(
+            Unsendable::Result(RcptResult::bounced(
+                "5.6.0",
+                format!(
                     "campaign {} recipient {index}: rendered message refused: {e}",
                     fields.campaign
                 ),
-            })
+            ))
         })?;
         // Signed per recipient, after rendering (the body and headers
         // differ for each), on this shard: see docs/AUTHENTICATION.md for

@@ -16,8 +16,10 @@
 
 pub mod campaigns;
 pub mod chaining;
+pub mod mailbox;
 pub mod notices;
 pub mod qmgr;
+pub mod queue_admin;
 pub mod rate;
 pub mod ring;
 pub mod shard;

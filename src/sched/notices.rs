@@ -11,7 +11,7 @@
 use chrono::{DateTime, Local, TimeZone};
 
 use crate::bounce::{self, BounceRequest, FailedRecipient, NoticeKind};
-use crate::deliver::RcptResult;
+use crate::deliver::{Cause, RcptResult};
 use crate::model::{now_micros, DsnRet, QueueId, Source, Submission};
 use crate::queue::Store;
 
@@ -25,28 +25,19 @@ pub struct NoticeConfig {
 }
 
 /// The `bounce` module's view of one failed or delayed recipient (with its
-/// ORCPT, if any): the reply and the host that gave it are recovered from
-/// the Postfix-style text (`host NAME[IP]:PORT said: REPLY (in reply to
-/// STAGE)`).
+/// ORCPT, if any): the reply and the host that gave it come from the
+/// result's typed cause.
 pub fn failed_recipient(
     address: &str,
     orcpt: Option<&str>,
     result: &RcptResult,
 ) -> FailedRecipient {
-    let text = result.text();
-    let (remote_mta, diagnostic) = match text
-        .strip_prefix("host ")
-        .and_then(|rest| rest.split_once(" said: "))
-    {
-        Some((peer, reply)) => {
-            let host = peer.split('[').next().unwrap_or(peer).to_string();
-            let reply = reply
-                .rsplit_once(" (in reply to ")
-                .map(|(r, _)| r)
-                .unwrap_or(reply);
-            (Some(host), Some(reply.to_string()))
-        }
-        None => (None, None),
+    let (remote_mta, diagnostic) = match &result.cause {
+        Cause::Reply(r) => (
+            Some(r.peer.split('[').next().unwrap_or(&r.peer).to_string()),
+            Some(r.reply.to_string()),
+        ),
+        Cause::Failure { reply, .. } => (None, reply.as_ref().map(|r| r.to_string())),
     };
     FailedRecipient {
         address: address.to_string(),
@@ -54,7 +45,7 @@ pub fn failed_recipient(
         status: result.dsn().to_string(),
         diagnostic,
         remote_mta,
-        reason: text.to_string(),
+        reason: result.text(),
     }
 }
 
@@ -192,13 +183,16 @@ fn local_time(micros: u64) -> DateTime<Local> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::{Reply, Stage};
 
     #[test]
-    fn reply_and_host_are_recovered_from_the_text() {
-        let r = RcptResult::Bounced {
-            dsn: "5.1.1".into(),
-            text: "host mx.example[127.0.0.1]:25 said: 550 5.1.1 <a@b>: no such user (in reply to RCPT TO command)".into(),
+    fn reply_and_host_come_from_the_typed_cause() {
+        let peer = crate::deliver::Peer {
+            host: "mx.example".into(),
+            addr: "127.0.0.1:25".parse().unwrap(),
         };
+        let reply = Reply::new(550, vec!["5.1.1 <a@b>: no such user".into()]);
+        let r = RcptResult::from_reply(&peer, &reply, Stage::Rcpt);
         let f = failed_recipient("a@b", None, &r);
         assert_eq!(f.remote_mta.as_deref(), Some("mx.example"));
         assert_eq!(
@@ -206,10 +200,15 @@ mod tests {
             Some("550 5.1.1 <a@b>: no such user")
         );
         assert_eq!(f.status, "5.1.1");
-        let e = RcptResult::Bounced {
-            dsn: "5.1.10".into(),
-            text: "mail for x.example loops back to myself or the domain does not accept mail (null MX)".into(),
-        };
+        assert_eq!(
+            f.reason,
+            "host mx.example[127.0.0.1] said: 550 5.1.1 <a@b>: no such user (in reply to RCPT TO command)"
+        );
+        let e = RcptResult::bounced(
+            "5.1.10",
+            "mail for x.example loops back to myself or the domain does not accept mail (null MX)"
+                .into(),
+        );
         let f = failed_recipient("a@x.example", Some("rfc822;A@x.example"), &e);
         assert_eq!(f.original_recipient.as_deref(), Some("rfc822;A@x.example"));
         assert_eq!(f.remote_mta, None);
@@ -219,10 +218,12 @@ mod tests {
 
     #[test]
     fn relayed_recipients_carry_the_relay_and_reply() {
-        let r = RcptResult::Sent {
-            dsn: "2.0.0".into(),
-            text: "250 2.0.0 Ok: queued as 42".into(),
+        let peer = crate::deliver::Peer {
+            host: "mx.example".into(),
+            addr: "127.0.0.1:25".parse().unwrap(),
         };
+        let reply = Reply::new(250, vec!["2.0.0 Ok: queued as 42".into()]);
+        let r = RcptResult::from_reply(&peer, &reply, Stage::EndOfData);
         let f = relayed_recipient("a@b", None, "mx.example[127.0.0.1]:25", &r);
         assert_eq!(f.remote_mta.as_deref(), Some("mx.example"));
         assert_eq!(f.diagnostic.as_deref(), Some("250 2.0.0 Ok: queued as 42"));

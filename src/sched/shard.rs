@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::mailbox::ShardRequest;
+
 use crate::model::{Ack, AckError, QueueId, Source, Submission};
 use crate::queue::recovery::RecoveryReport;
 use crate::queue::{QueueError, Store};
@@ -82,6 +84,8 @@ pub struct ShardContext {
     /// From pickup: messages whose spool file is gone for good, so their
     /// records need not outlive delivery (see [`Store::release_file`]).
     pub released: Receiver<Vec<QueueId>>,
+    /// Requests only this shard may carry out (queue commands).
+    pub mailbox: Arc<super::mailbox::ShardMailbox>,
 }
 
 /// Status bytes and defer records written by delivery are committed at most
@@ -227,6 +231,9 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
             let _ = commit(&store, &qmgr, backend).await;
             last_commit = Instant::now();
         }
+        if answer_requests(&ctx, &store, &qmgr, backend).await {
+            last_commit = Instant::now();
+        }
         let flush = ctx.flush.load(Ordering::Acquire);
         if flush != flush_seen {
             flush_seen = flush;
@@ -242,6 +249,7 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
         };
         tokio::select! {
             _ = ctx.ring.wait() => {}
+            _ = ctx.mailbox.wait() => {}
             _ = qmgr.dirty(), if !dirty => {}
             _ = tokio::time::sleep(nap) => {}
         }
@@ -313,6 +321,38 @@ async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), Ac
         ));
     }
     Ok(())
+}
+
+/// Carries out the requests waiting in the shard's mailbox, each answered
+/// after a commit made its changes durable (or with the commit's error).
+/// True when it committed.
+async fn answer_requests(
+    ctx: &ShardContext,
+    store: &RefCell<Store>,
+    qmgr: &Qmgr,
+    backend: IoBackend,
+) -> bool {
+    let mut committed = false;
+    while let Some(request) = ctx.mailbox.try_recv() {
+        match request {
+            ShardRequest::Queue {
+                command,
+                ids,
+                reply,
+            } => {
+                let mut report = qmgr.administer(&command, &ids);
+                if !command.dry_run && !report.messages.is_empty() {
+                    if let Err(e) = commit(store, qmgr, backend).await {
+                        report.error = Some(e.to_string());
+                    }
+                    committed = true;
+                }
+                // The asker may have given up waiting.
+                let _ = reply.send(report);
+            }
+        }
+    }
+    committed
 }
 
 /// The three lines Postfix logs for a message entering the queue.

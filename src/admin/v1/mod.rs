@@ -5,11 +5,17 @@
 //! - `campaigns_control`: `POST /api/v1/campaigns/ID/pause|resume|cancel`
 //!   (scope `admin`).
 //! - `messages_create`: `POST /api/v1/messages` (scope `inject`).
+//! - `queue_show`: `GET /api/v1/queue`, `/api/v1/queue/shape`,
+//!   `/api/v1/queue/ID` (scope `read`).
+//! - `queue_command`: `POST /api/v1/queue/hold|release|delete|requeue|bounce`
+//!   (scope `admin`).
 
 pub(super) mod campaigns_control;
 pub(super) mod campaigns_create;
 pub(super) mod campaigns_show;
 pub(super) mod messages_create;
+pub(super) mod queue_command;
+pub(super) mod queue_show;
 
 use super::ApiError;
 

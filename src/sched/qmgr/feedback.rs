@@ -1,0 +1,70 @@
+//! Concurrency feedback (Postfix's qmgr_feedback.c): slow start on
+//! success, a narrower window on failure, and dead destinations.
+
+use std::time::{Duration, Instant};
+
+use super::results::Timing;
+use super::{Job, Qmgr};
+use crate::deliver::{DeliverError, RcptResult};
+use crate::model::Nexthop;
+
+impl Qmgr {
+    /// Slow start: a success widens the window by 1/window (and starts
+    /// another worker when that makes room), a failure narrows it.
+    pub(super) fn feedback(&self, hop: &Nexthop, ok: bool) {
+        {
+            let mut st = self.state.borrow_mut();
+            let limit = st.cfg.concurrency_limit as f64;
+            if let Some(d) = st.dests.get_mut(hop) {
+                if ok {
+                    d.window = (d.window + 1.0 / d.window).min(limit);
+                } else {
+                    d.window = (d.window - 1.0 / d.window).max(1.0);
+                }
+            }
+        }
+        if ok {
+            self.kick(hop);
+        }
+    }
+
+    /// A connection to `hop` failed: defer this job; at a window of one the
+    /// destination is dead and every queued job is deferred with it.
+    pub(super) fn destination_failed(
+        &self,
+        hop: &Nexthop,
+        job: Job,
+        e: &DeliverError,
+        started: u64,
+    ) {
+        let timing = Timing {
+            started,
+            setup: Duration::ZERO,
+            xfer: Duration::ZERO,
+        };
+        let result = RcptResult::from_error(e);
+        let mut jobs = vec![job];
+        {
+            let mut st = self.state.borrow_mut();
+            let min_backoff = st.cfg.min_backoff;
+            if let Some(d) = st.dests.get_mut(hop) {
+                if !e.is_transient() {
+                    // The destination refuses mail for good (null MX, no
+                    // such domain, 5xx greeting): everything queued for it
+                    // fails the same way; later mail asks again.
+                    jobs.extend(d.jobs.drain(..));
+                } else if d.window <= 1.0 {
+                    d.dead_until = Some((Instant::now() + min_backoff, e.to_string()));
+                    jobs.extend(d.jobs.drain(..));
+                    tracing::info!(target: "qmgr", "destination {hop} marked dead: {e}");
+                } else {
+                    d.window = (d.window - 1.0 / d.window).max(1.0);
+                }
+            }
+        }
+        for job in jobs {
+            let results: Vec<RcptResult> = job.rcpts.iter().map(|_| result.clone()).collect();
+            self.finish_job(&job, &results, None, &timing);
+        }
+    }
+}

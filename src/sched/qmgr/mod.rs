@@ -1,0 +1,329 @@
+//! The queue manager of one shard: which message goes to which next hop,
+//! over how many connections, and when deferred mail is tried again.
+//!
+//! Strategy, in the manner of Postfix's qmgr:
+//!
+//! - **Destinations.** Each live recipient is routed to a next hop; a
+//!   message's recipients for one hop form jobs of at most
+//!   `default_destination_recipient_limit` recipients (one SMTP transaction
+//!   each). Every next hop has a FIFO of jobs.
+//! - **Concurrency and slow start.** A destination may use at most its share
+//!   of `default_destination_concurrency_limit` (the global limit divided
+//!   over the shards, rounded up). It starts at its share of
+//!   `initial_destination_concurrency`; each successful transaction adds
+//!   1/window, each failed connection takes 1/window away (Postfix's
+//!   positive and negative feedback).
+//! - **Connection reuse.** A worker keeps its connection for the next job of
+//!   the same destination, within the reuse count and time limits; idle
+//!   connections are kept for `smtp_connection_cache_time_limit` and closed
+//!   with QUIT after that.
+//! - **Dead destinations.** A connection failure at a window of one marks the
+//!   destination dead for `minimal_backoff_time`: its queued jobs are
+//!   deferred at once with the same reason, and new ones are deferred
+//!   without connecting, instead of retrying message by message.
+//! - **Retry.** A message with deferred recipients is retried after
+//!   `minimal_backoff_time * 2^(attempts-1)`, capped at
+//!   `maximal_backoff_time`, with ±20 % jitter so retries do not arrive in
+//!   lock step. Mail older than `maximal_queue_lifetime` is not retried: its
+//!   live recipients are returned as expired.
+//! - **Flush** (`sendmail -q`) makes every deferred message due now and
+//!   forgets dead destinations.
+
+mod admin;
+mod campaign_jobs;
+mod chain;
+mod config;
+mod delays;
+mod feedback;
+mod notify;
+mod outgoing;
+mod plan;
+mod results;
+mod retry;
+mod reuse;
+mod status;
+#[cfg(test)]
+mod tests;
+mod worker;
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::campaigns::CampaignCache;
+use super::slots::{DestinationSlots, SlotGuard};
+use crate::bounce::FailedRecipient;
+use crate::deliver::{Connector, HopPolicy, RcptResult, Router, Session};
+use crate::model::{Nexthop, QueueId, RcptStatus};
+use crate::queue::Store;
+
+use chain::Relay;
+pub use config::QmgrConfig;
+use results::Timing;
+use status::{set_final_status, write_statuses};
+
+/// One SMTP transaction's worth of recipients of one message.
+#[derive(Clone, Debug)]
+struct Job {
+    id: QueueId,
+    rcpts: Vec<u32>,
+}
+
+/// The live recipients (index, address) of a slice, and its campaign and
+/// first index.
+type LiveOfSlice = (Vec<(u32, String)>, Option<(u64, u32)>);
+
+/// What a campaign job comes to.
+enum CampaignJob {
+    /// Its rendered message.
+    Send(crate::deliver::session::Outgoing),
+    /// A result to record instead (the recipient's fields do not render).
+    Record(RcptResult),
+    /// Nothing now: the campaign is paused.
+    Skip,
+    /// Never: the address is on the suppression list (the reason).
+    Suppressed(String),
+}
+
+/// Campaign slices of one shard in a delivery pass at once: at most this
+/// many × 1,024 recipients are jobs in memory; the others wait their turn.
+const MAX_ACTIVE_SLICES: usize = 16;
+
+/// How soon a slice of a paused campaign (or one still being accepted) is
+/// looked at again.
+const CAMPAIGN_RECHECK_MICROS: u64 = 1_000_000;
+
+/// How long a worker with an open connection waits for more jobs before
+/// parking its connection in the idle pool: under load the next commit
+/// batch arrives within milliseconds, and a parked connection costs an RSET
+/// probe when it is taken again.
+const LINGER: Duration = Duration::from_millis(50);
+
+/// Per next-hop state.
+struct Dest {
+    jobs: VecDeque<Job>,
+    /// Woken when jobs are added, for lingering workers.
+    ready: Rc<Notify>,
+    active: usize,
+    window: f64,
+    dead_until: Option<(Instant, String)>,
+    idle: Vec<(Session, SlotGuard, Instant)>,
+    /// TLS level, rate limit and credentials for this hop.
+    policy: Rc<HopPolicy>,
+}
+
+/// Per message state while it has jobs out or waits for a retry.
+#[derive(Default)]
+struct MsgState {
+    outstanding: u32,
+    attempts: u32,
+    /// When the message entered the queue manager (for delays=a/b).
+    queued_micros: u64,
+    /// Recipients that failed for good in this pass and whose sender wants
+    /// to know (NOTIFY): reported in one notice when the pass ends, their
+    /// status written after its commit.
+    failed: Vec<(u32, FailedRecipient)>,
+    /// Recipients deferred in this pass whose sender wants a delay
+    /// warning.
+    delayed: Vec<FailedRecipient>,
+    /// Recipients sent in this pass whose sender asked for a success
+    /// notice (`NOTIFY=SUCCESS`): reported in one notice when the pass
+    /// ends, their status written after its commit.
+    relayed: Vec<(u32, FailedRecipient)>,
+    /// A delay warning was sent.
+    warned: bool,
+}
+
+struct State {
+    store: Rc<RefCell<Store>>,
+    cfg: Rc<QmgrConfig>,
+    router: Router,
+    connector: Rc<Connector>,
+    dests: HashMap<Nexthop, Dest>,
+    msgs: HashMap<QueueId, MsgState>,
+    retry: BinaryHeap<Reverse<(u64, QueueId)>>,
+    slots: Arc<DestinationSlots>,
+    stopping: bool,
+    /// Recipients whose notice (failure, or success for `NOTIFY=SUCCESS`)
+    /// waits for the next commit: their final status is written after it.
+    after_commit: Vec<(QueueId, u32, RcptStatus)>,
+    /// Notices appended since the last commit, scheduled after it.
+    new_notices: Vec<QueueId>,
+    /// What the commit in progress covers (taken from `after_commit` and
+    /// `new_notices` by [`Qmgr::before_commit`]): a notice appended while
+    /// the commit's fdatasync runs is not durable when it returns, so it
+    /// waits for the next one.
+    committing: (Vec<(QueueId, u32, RcptStatus)>, Vec<QueueId>),
+    /// Compiled campaign templates.
+    campaigns: CampaignCache,
+    /// Campaign slices whose pass is under way (their recipients are jobs).
+    campaign_active: std::collections::HashSet<QueueId>,
+    /// Campaign slices waiting for a pass: the cursor that keeps the jobs
+    /// in memory to [`MAX_ACTIVE_SLICES`] slices, whatever the list's size.
+    campaign_waiting: VecDeque<QueueId>,
+    /// The retry timer's wake-up (a waiting slice may start now).
+    timer_wake: Rc<Notify>,
+}
+
+/// The queue manager of one shard. Cheap to clone (shared state on the
+/// shard's thread).
+#[derive(Clone)]
+pub struct Qmgr {
+    state: Rc<RefCell<State>>,
+    /// Woken when the retry heap gets an earlier entry or a flush arrives.
+    timer_wake: Rc<Notify>,
+    /// Woken when status bytes were written and want a commit.
+    dirty_wake: Rc<Notify>,
+}
+
+impl Qmgr {
+    /// A queue manager over `store`.
+    pub fn new(
+        store: Rc<RefCell<Store>>,
+        cfg: QmgrConfig,
+        router: Router,
+        slots: Arc<DestinationSlots>,
+    ) -> Qmgr {
+        let timer_wake = Rc::new(Notify::new());
+        Qmgr {
+            state: Rc::new(RefCell::new(State {
+                campaign_active: std::collections::HashSet::new(),
+                campaign_waiting: VecDeque::new(),
+                timer_wake: Rc::clone(&timer_wake),
+                store,
+                connector: Rc::new(Connector::new(&cfg.delivery)),
+                campaigns: CampaignCache::new(cfg.campaigns.clone()),
+                cfg: Rc::new(cfg),
+                router,
+                dests: HashMap::new(),
+                msgs: HashMap::new(),
+                retry: BinaryHeap::new(),
+                slots,
+                stopping: false,
+                after_commit: Vec::new(),
+                new_notices: Vec::new(),
+                committing: (Vec::new(), Vec::new()),
+            })),
+            timer_wake,
+            dirty_wake: Rc::new(Notify::new()),
+        }
+    }
+
+    /// Resolves when delivery wrote status bytes that want a commit.
+    pub async fn dirty(&self) {
+        self.dirty_wake.notified().await;
+    }
+
+    /// Schedules every live recipient of message `id` now.
+    pub fn schedule(&self, id: QueueId) {
+        let kicks = {
+            let mut st = self.state.borrow_mut();
+            st.plan(id)
+        };
+        for hop in kicks {
+            self.kick(&hop);
+        }
+    }
+
+    /// Called by the shard just before a commit writes and syncs the
+    /// queue: the notices appended so far (and the statuses waiting for
+    /// them) are the ones [`Qmgr::after_commit`] may treat as durable once
+    /// that commit succeeds. What a failed commit covered stays for the next.
+    pub fn before_commit(&self) {
+        let mut st = self.state.borrow_mut();
+        st.campaigns.flush_results();
+        let statuses = std::mem::take(&mut st.after_commit);
+        let notices = std::mem::take(&mut st.new_notices);
+        st.committing.0.extend(statuses);
+        st.committing.1.extend(notices);
+    }
+
+    /// Called by the shard after every successful commit: the notices
+    /// appended before [`Qmgr::before_commit`] are durable, so the
+    /// recipients they report get their final status now (bounced, or sent
+    /// for a success notice; durable with the next commit) and the notices
+    /// are scheduled.
+    pub fn after_commit(&self) {
+        let (statuses, notices) = {
+            let mut st = self.state.borrow_mut();
+            std::mem::take(&mut st.committing)
+        };
+        if statuses.is_empty() && notices.is_empty() {
+            return;
+        }
+        {
+            let st = self.state.borrow();
+            let mut store = st.store.borrow_mut();
+            for (id, rcpt, status) in statuses {
+                set_final_status(&mut store, id, rcpt, status);
+            }
+            write_statuses(&mut store);
+        }
+        self.dirty_wake.notify_one();
+        for id in notices {
+            self.schedule(id);
+        }
+    }
+
+    /// True while notices or statuses wait for a commit.
+    pub fn has_pending(&self) -> bool {
+        let st = self.state.borrow();
+        !st.after_commit.is_empty()
+            || !st.new_notices.is_empty()
+            || !st.committing.0.is_empty()
+            || !st.committing.1.is_empty()
+    }
+
+    /// Makes all deferred mail due now and forgets dead destinations.
+    pub fn flush(&self) {
+        let mut st = self.state.borrow_mut();
+        let due: Vec<QueueId> = st.retry.drain().map(|Reverse((_, id))| id).collect();
+        for id in due {
+            st.retry.push(Reverse((0, id)));
+        }
+        for d in st.dests.values_mut() {
+            d.dead_until = None;
+        }
+        drop(st);
+        self.timer_wake.notify_one();
+    }
+
+    /// Stops starting transactions; idle connections are closed by [`Qmgr::run_timer`].
+    pub fn stop(&self) {
+        self.state.borrow_mut().stopping = true;
+        self.timer_wake.notify_one();
+    }
+
+    /// Number of messages this shard's queue manager holds.
+    pub fn queued_messages(&self) -> usize {
+        self.state.borrow().msgs.len()
+    }
+
+    /// Number of delivery workers running.
+    pub fn active_workers(&self) -> usize {
+        self.state.borrow().dests.values().map(|d| d.active).sum()
+    }
+
+    /// Records the results of a job: status bytes, defer records, log lines;
+    /// schedules a retry or logs removal once the message has no job out.
+    fn finish_job(
+        &self,
+        job: &Job,
+        results: &[RcptResult],
+        relay: Option<&Relay>,
+        timing: &Timing,
+    ) {
+        let mut st = self.state.borrow_mut();
+        let cfg = st.cfg.clone();
+        st.record_results(job, results, relay, timing);
+        st.job_done(job.id, &cfg);
+        drop(st);
+        self.dirty_wake.notify_one();
+        self.timer_wake.notify_one();
+    }
+}

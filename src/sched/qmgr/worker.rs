@@ -1,0 +1,269 @@
+//! Delivery workers: how many run per destination, and what one does
+//! with its connection (take jobs, wait for rate tokens, open or reuse a
+//! connection, send a chain of transactions over it).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::chain::{Relay, Sent};
+use super::{Job, Qmgr, QmgrConfig, LINGER};
+use crate::config::TransactionChaining;
+use crate::deliver::Session;
+use crate::model::{now_micros, Nexthop};
+use crate::sched::slots::SlotGuard;
+
+impl Qmgr {
+    /// Starts delivery workers for `hop` up to its window, as long as a
+    /// cached connection or a free connection slot is there for each.
+    pub(super) fn kick(&self, hop: &Nexthop) {
+        loop {
+            let start = {
+                let mut st = self.state.borrow_mut();
+                let cfg = st.cfg.clone();
+                let stopping = st.stopping;
+                let slots = Arc::clone(&st.slots);
+                let Some(d) = st.dests.get_mut(hop) else {
+                    return;
+                };
+                let cap = (d.window.floor() as usize).clamp(1, cfg.concurrency_limit);
+                if stopping || d.jobs.is_empty() || d.active >= cap || d.dead_until.is_some() {
+                    None
+                } else if d.idle.len() > d.active {
+                    Some(None)
+                } else {
+                    slots.try_acquire(hop, cfg.concurrency_limit).map(Some)
+                }
+                .inspect(|_| d.active += 1)
+            };
+            let Some(guard) = start else { return };
+            let me = self.clone();
+            let hop = hop.clone();
+            tokio::task::spawn_local(async move { me.worker(hop, guard).await });
+        }
+    }
+
+    /// One connection's worth of work for `hop`: takes jobs until none is
+    /// left, reusing the connection. `spare` is a connection slot taken for
+    /// it by [`Qmgr::kick`] (none when a cached connection was there).
+    pub(super) async fn worker(self, hop: Nexthop, mut spare: Option<SlotGuard>) {
+        let cfg = self.state.borrow().cfg.clone();
+        let mut session: Option<(Session, SlotGuard)> = None;
+        // A job to send again on a new connection because the reused one
+        // turned out to be closing (421 at MAIL FROM): not the message's fault.
+        let mut retry_fresh: Option<Job> = None;
+        loop {
+            let mut lingered = false;
+            let job = loop {
+                if let Some(job) = retry_fresh.take() {
+                    break Some(job);
+                }
+                let (job, ready) = {
+                    let mut st = self.state.borrow_mut();
+                    if st.stopping {
+                        break None;
+                    }
+                    match st.dests.get_mut(&hop) {
+                        Some(d) => (d.jobs.pop_front(), Rc::clone(&d.ready)),
+                        None => break None,
+                    }
+                };
+                if job.is_some() || lingered || session.is_none() {
+                    break job;
+                }
+                lingered = true;
+                let _ = tokio::time::timeout(LINGER, ready.notified()).await;
+            };
+            let Some(job) = job else { break };
+            let (policy, slots) = {
+                let st = self.state.borrow();
+                let policy = st.dests.get(&hop).map(|d| Rc::clone(&d.policy));
+                (policy, Arc::clone(&st.slots))
+            };
+            // The destination's rate limit, then the campaign's own
+            // (`campaign send --rate`).
+            let rate = policy.as_ref().and_then(|p| p.rate);
+            let ready = self
+                .wait_for_token(&mut session, &cfg, || match rate {
+                    Some(rate) => slots.rates.take(&hop, rate).err(),
+                    None => None,
+                })
+                .await
+                && self
+                    .wait_for_token(&mut session, &cfg, || {
+                        self.state.borrow_mut().campaign_rate_wait(&job)
+                    })
+                    .await;
+            if !ready {
+                if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                    d.jobs.push_front(job);
+                }
+                break;
+            }
+            // A cached connection may have been closed by the server while
+            // idle: probe it with RSET (as Postfix does) before trusting it.
+            while session.is_none() {
+                let Some((mut s, g)) = self.take_idle(&hop) else {
+                    break;
+                };
+                if s.probe(&cfg.delivery).await.is_ok() {
+                    session = Some((s, g));
+                } else {
+                    s.abort().await;
+                }
+            }
+            let started = now_micros();
+            let mut setup = Duration::ZERO;
+            if session.is_none() {
+                let guard = spare.take().or_else(|| {
+                    let slots = Arc::clone(&self.state.borrow().slots);
+                    slots.try_acquire(&hop, cfg.concurrency_limit)
+                });
+                let Some(guard) = guard else {
+                    // Every slot is taken (by other shards): leave the job
+                    // for later; the timer retries the destination.
+                    if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                        d.jobs.push_front(job);
+                    }
+                    break;
+                };
+                let t = Instant::now();
+                let connector = Rc::clone(&self.state.borrow().connector);
+                let policy = policy
+                    .clone()
+                    .unwrap_or_else(|| Rc::new(self.state.borrow().router.policy(&hop)));
+                match connector.open(&hop, &policy, &cfg.delivery).await {
+                    Ok(s) => {
+                        setup = t.elapsed();
+                        session = Some((s, guard));
+                    }
+                    Err(e) => {
+                        drop(guard);
+                        self.destination_failed(&hop, job, &e, started);
+                        break;
+                    }
+                }
+            }
+            let Some((mut s, guard)) = session.take() else {
+                break;
+            };
+            let msg = self.state.borrow_mut().outgoing(&job);
+            let Some(msg) = msg else {
+                // Message gone (removed meanwhile): nothing to send.
+                self.state.borrow_mut().job_done(job.id, &cfg);
+                session = Some((s, guard));
+                continue;
+            };
+            // The first job, then (with PIPELINING) every job that arrives
+            // for this destination while the connection is busy, each
+            // overlapping the previous one (see `Session::send_chain`).
+            let relay = s.peer().to_string();
+            let first = Sent {
+                job,
+                started,
+                setup,
+                at: Instant::now(),
+                first: true,
+            };
+            let mut broke = false;
+            let chain = match cfg.delivery.chaining {
+                TransactionChaining::Off => false,
+                TransactionChaining::On => true,
+                TransactionChaining::Auto => !slots.chain_refusals.refuses(&hop),
+            };
+            // The relay information of the results: who, and whether the
+            // RFC 3461 requests went on with the messages.
+            let relay = Relay {
+                name: relay,
+                dsn_passed: s.passes_dsn(),
+            };
+            s.send_chain(
+                (first, msg),
+                &cfg.delivery,
+                chain,
+                || self.next_chained(&hop, policy.as_deref()),
+                |sent, result| {
+                    let ok = self.chain_done(&hop, sent, result, &relay, &mut retry_fresh);
+                    broke |= !ok;
+                },
+            )
+            .await;
+            if let Some(refusal) = s.take_chain_refusal() {
+                if cfg.delivery.chaining == TransactionChaining::Auto
+                    && slots.chain_refusals.remember(&hop)
+                {
+                    tracing::warn!(
+                        target: "smtp",
+                        "host {} refused a transaction pipelined after end of data \
+                         ({refusal}) and accepted it unpipelined: no longer chaining \
+                         transactions to {hop}",
+                        relay.name
+                    );
+                }
+            }
+            if retry_fresh.is_some() || broke || !s.reusable(&cfg.delivery) {
+                if retry_fresh.is_some() || broke {
+                    // The connection is in an unknown state (or closing).
+                    s.abort().await;
+                } else {
+                    s.quit(&cfg.delivery).await;
+                }
+                drop(guard);
+            } else {
+                session = Some((s, guard));
+            }
+        }
+        if let Some((s, guard)) = session {
+            let mut st = self.state.borrow_mut();
+            if let Some(d) = st.dests.get_mut(&hop) {
+                d.idle.push((s, guard, Instant::now()));
+            }
+        }
+        let more = {
+            let mut st = self.state.borrow_mut();
+            match st.dests.get_mut(&hop) {
+                Some(d) => {
+                    d.active -= 1;
+                    !d.jobs.is_empty()
+                }
+                None => false,
+            }
+        };
+        if more {
+            self.kick(&hop);
+        }
+    }
+
+    /// Waits until `take` finds a token (it returns how long to wait while
+    /// there is none); a connection that would idle longer than the cache
+    /// time limit meanwhile is closed. False when the daemon is stopping.
+    pub(super) async fn wait_for_token(
+        &self,
+        session: &mut Option<(Session, SlotGuard)>,
+        cfg: &QmgrConfig,
+        mut take: impl FnMut() -> Option<Duration>,
+    ) -> bool {
+        while let Some(wait) = take() {
+            if wait > cfg.delivery.idle_time_limit {
+                // Do not hold a connection idle for long.
+                if let Some((s, guard)) = session.take() {
+                    s.quit(&cfg.delivery).await;
+                    drop(guard);
+                }
+            }
+            tokio::time::sleep(wait).await;
+            if self.state.borrow().stopping {
+                return false;
+            }
+        }
+        !self.state.borrow().stopping
+    }
+
+    /// Starts workers for `hop` once the current task yields (not from
+    /// inside a chain's callback, which runs while state may be borrowed).
+    pub(super) fn kick_later(&self, hop: &Nexthop) {
+        let me = self.clone();
+        let hop = hop.clone();
+        tokio::task::spawn_local(async move { me.kick(&hop) });
+    }
+}
