@@ -713,3 +713,97 @@ fn browse(chromium: &Path, action: &str, url: &str, png: &Path) -> (bool, String
     );
     (out.status.success(), text)
 }
+
+#[test]
+fn queue_over_http() {
+    // The relay host refuses connections: mail stays deferred.
+    let port = free_port();
+    let sb = sandbox(free_port(), port, 1 << 20);
+    let (mut d, base) = start(&sb, port);
+    sb.sendmail_ok(
+        &["-f", "s@example.com", "x@a.example"],
+        b"Subject: a\n\nx\n",
+    );
+    sb.sendmail_ok(
+        &["-f", "s@example.com", "y@b.example"],
+        b"Subject: b\n\nx\n",
+    );
+    d.wait_until("both deferred", || {
+        sb.queue_list()
+            .iter()
+            .flat_map(|m| m.recipients.iter())
+            .filter(|r| r.status == "deferred")
+            .count()
+            == 2
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    let listed = api("GET", &format!("{base}/api/v1/queue"), READER, None);
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json().as_array().map(Vec::len), Some(2));
+    let shape = api(
+        "GET",
+        &format!("{base}/api/v1/queue/shape?top=1"),
+        READER,
+        None,
+    );
+    assert_eq!(shape.status, 200, "{}", shape.body);
+    assert_eq!(shape.json()["rows"][0]["total"], 2);
+    let b_id = sb
+        .queue_list()
+        .into_iter()
+        .find(|m| m.addresses() == ["y@b.example"])
+        .expect("queued")
+        .queue_id;
+    let one = api("GET", &format!("{base}/api/v1/queue/{b_id}"), READER, None);
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.json()["recipients"][0]["address"], "y@b.example");
+    let none = api(
+        "GET",
+        &format!("{base}/api/v1/queue/0123456789AB"),
+        READER,
+        None,
+    );
+    assert_eq!(none.status, 404, "{}", none.body);
+
+    let hold_a = json_file(
+        dir.path(),
+        "a.json",
+        &serde_json::json!({"domain": "a.example"}),
+    );
+    let dry = json_file(
+        dir.path(),
+        "dry.json",
+        &serde_json::json!({"domain": "a.example", "dry_run": true}),
+    );
+    let empty = json_file(dir.path(), "empty.json", &serde_json::json!({}));
+    let url = |op: &str| format!("{base}/api/v1/queue/{op}");
+    assert_eq!(api("POST", &url("hold"), READER, Some(&hold_a)).status, 403);
+    assert_eq!(api("POST", &url("hold"), ADMIN, Some(&empty)).status, 400);
+    assert_eq!(
+        api("POST", &url("bounce"), ADMIN, Some(&hold_a)).status,
+        400
+    );
+    assert_eq!(
+        api("POST", &url("explode"), ADMIN, Some(&hold_a)).status,
+        404
+    );
+    let r = api("POST", &url("hold"), ADMIN, Some(&dry));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["dry_run"], true);
+    assert_eq!(r.json()["messages"].as_array().map(Vec::len), Some(1));
+    assert!(sb
+        .queue_list()
+        .iter()
+        .all(|m| m.recipients.iter().all(|r| r.status != "held")));
+    let r = api("POST", &url("hold"), ADMIN, Some(&hold_a));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["recipients"], 1);
+    let delete_b = json_file(dir.path(), "b.json", &serde_json::json!({"ids": [b_id]}));
+    let r = api("POST", &url("delete"), ADMIN, Some(&delete_b));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let left = sb.queue_list();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].addresses(), ["x@a.example"]);
+    assert_eq!(left[0].recipients[0].status, "held");
+    d.stop();
+}
