@@ -194,6 +194,14 @@ impl Connector {
                 if tried >= MAX_ADDRESSES {
                     break;
                 }
+                if policy
+                    .source
+                    .as_ref()
+                    .is_some_and(|src| src.address.is_ipv4() != ip.is_ipv4())
+                {
+                    // A source of the other address family cannot reach it.
+                    continue;
+                }
                 tried += 1;
                 let addr = SocketAddr::new(ip, hop.port);
                 let security = Security {
@@ -202,6 +210,7 @@ impl Connector {
                     server_name: host_tls.sni.clone().unwrap_or_else(|| host.name.clone()),
                     sasl: policy.sasl.clone(),
                     sasl_plaintext: self.sasl_plaintext,
+                    source: policy.source.clone(),
                 };
                 let opened = Session::open(&host.name, addr, cfg, &security).await;
                 let opened = match &host_tls.dane {

@@ -68,6 +68,9 @@ pub struct HopPolicy {
     /// hop, no explicit TLS level, `smtp_mta_sts` or the `[[tls_policy]]`
     /// entry's `mta_sts` on.
     pub mta_sts: bool,
+    /// The sending source connections to this hop bind to (set by the
+    /// queue manager from the message's pool; none: the system's choice).
+    pub source: Option<super::session::SourceBinding>,
 }
 
 /// Maps recipient domains to next hops, and next hops to their policies.
@@ -242,6 +245,7 @@ impl Router {
             rate,
             sasl,
             mta_sts,
+            source: None,
         }
     }
 }

@@ -98,6 +98,20 @@ pub struct Security {
     pub sasl: Option<(String, String)>,
     /// Allow AUTH over a connection without TLS.
     pub sasl_plaintext: bool,
+    /// The sending source to connect from (its local address and EHLO
+    /// name), if the destination's pool chose one.
+    pub source: Option<SourceBinding>,
+}
+
+/// A sending source as a connection uses it (see `[[source]]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SourceBinding {
+    /// The source's name, for logs.
+    pub name: String,
+    /// The local address to bind.
+    pub address: std::net::IpAddr,
+    /// The EHLO name to announce instead of `smtp_helo_name`.
+    pub ehlo_name: Option<String>,
 }
 
 /// An open SMTP session.
@@ -119,6 +133,8 @@ pub struct Session {
     refuses_chaining: bool,
     /// That refusal, until the caller takes it.
     chain_refusal: Option<Reply>,
+    /// The name said in EHLO/HELO (again after STARTTLS).
+    helo_name: String,
 }
 
 /// The largest command group (MAIL, RCPTs, DATA) sent behind a final dot.
@@ -146,7 +162,13 @@ impl Session {
             addr,
         };
         let t = &cfg.timeouts;
-        let conn = match tokio::time::timeout(t.connect, Conn::connect(addr, cfg.backend)).await {
+        let connecting = async {
+            match &security.source {
+                Some(src) => Conn::connect_from(addr, src.address, cfg.backend, t.connect).await,
+                None => Conn::connect(addr, cfg.backend).await,
+            }
+        };
+        let conn = match tokio::time::timeout(t.connect, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(source)) => {
                 return Err(DeliverError::Connect {
@@ -189,11 +211,17 @@ impl Session {
             tls: None,
             refuses_chaining: false,
             chain_refusal: None,
+            helo_name: String::new(),
         };
         let greeting = s.read_reply(t.helo, STAGE_GREETING).await?;
         if !greeting.is_positive() {
             return Err(s.refused(greeting));
         }
+        s.helo_name = security
+            .source
+            .as_ref()
+            .and_then(|src| src.ehlo_name.clone())
+            .unwrap_or_else(|| cfg.helo_name.clone());
         s.hello(cfg).await?;
         if let Some(tls) = &security.tls {
             s.start_tls(tls, security, cfg).await?;
@@ -207,10 +235,22 @@ impl Session {
 
     /// EHLO, or HELO when EHLO is refused.
     async fn hello(&mut self, cfg: &DeliveryConfig) -> Result<(), DeliverError> {
+        let helo_name = std::mem::take(&mut self.helo_name);
+        let said = self.say_hello(cfg, &helo_name).await;
+        self.helo_name = helo_name;
+        said
+    }
+
+    /// EHLO (or HELO) as `helo_name`.
+    async fn say_hello(
+        &mut self,
+        cfg: &DeliveryConfig,
+        helo_name: &str,
+    ) -> Result<(), DeliverError> {
         let t = &cfg.timeouts;
         let s = self;
         let mut cmd = Vec::new();
-        proto::command::ehlo(&mut cmd, &cfg.helo_name).map_err(|source| s.protocol(source))?;
+        proto::command::ehlo(&mut cmd, helo_name).map_err(|source| s.protocol(source))?;
         s.write(cmd, t.helo, "after sending EHLO").await?;
         let reply = s.read_reply(t.helo, "after EHLO").await?;
         if reply.is_positive() {
@@ -218,7 +258,7 @@ impl Session {
         } else if reply.code != 421 {
             // As Postfix: any refusal of EHLO but 421 falls back to HELO.
             let mut cmd = Vec::new();
-            proto::command::helo(&mut cmd, &cfg.helo_name).map_err(|source| s.protocol(source))?;
+            proto::command::helo(&mut cmd, helo_name).map_err(|source| s.protocol(source))?;
             s.write(cmd, t.helo, "after sending HELO").await?;
             let reply = s.read_reply(t.helo, "after HELO").await?;
             if !reply.is_positive() {

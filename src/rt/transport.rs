@@ -40,6 +40,20 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// A blocking TCP connect to `addr` from `local` (any port).
+fn bound_connect(
+    addr: SocketAddr,
+    local: std::net::IpAddr,
+    timeout: std::time::Duration,
+) -> io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    socket.set_tcp_nodelay(true)?;
+    Ok(socket.into())
+}
+
 impl Conn {
     /// Connects to `addr` on `backend`'s socket type.
     pub async fn connect(addr: SocketAddr, backend: IoBackend) -> io::Result<Conn> {
@@ -53,6 +67,35 @@ impl Conn {
                 let s = tokio::net::TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
                 Ok(Conn::Tokio(s))
+            }
+        }
+    }
+
+    /// Connects to `addr` from local address `local` (a sending source's
+    /// IP), on `backend`'s socket type. The bind and the connect run on a
+    /// short-lived thread (neither tokio-uring nor this design has a bound
+    /// connect of its own; a new connection is rare next to the
+    /// transactions it carries), within `timeout`.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        local: std::net::IpAddr,
+        backend: IoBackend,
+        timeout: std::time::Duration,
+    ) -> io::Result<Conn> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("connect".into())
+            .spawn(move || {
+                let _ = tx.send(bound_connect(addr, local, timeout));
+            })?;
+        let stream = rx
+            .await
+            .map_err(|_| io::Error::other("the connecting thread ended"))??;
+        match backend {
+            IoBackend::Uring => Ok(Conn::Uring(tokio_uring::net::TcpStream::from_std(stream))),
+            IoBackend::Epoll => {
+                stream.set_nonblocking(true)?;
+                Ok(Conn::Tokio(tokio::net::TcpStream::from_std(stream)?))
             }
         }
     }
