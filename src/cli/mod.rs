@@ -13,6 +13,7 @@ pub mod mailq;
 pub mod passwd;
 mod queue_view;
 pub mod sendmail;
+pub mod shaping;
 pub mod sink;
 pub mod suppress;
 
@@ -80,6 +81,12 @@ enum Command {
     Suppress {
         #[command(subcommand)]
         action: suppress::SuppressAction,
+    },
+    /// Traffic shaping: a domain's site and effective limits (see
+    /// docs/SHAPING.md).
+    Shaping {
+        #[command(subcommand)]
+        action: shaping::ShapingAction,
     },
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
@@ -186,6 +193,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Suppress { action } => return suppress::run(action),
         Command::Dkim { action } => return dkim::run(action),
         Command::CheckDomain(args) => return check_domain::run(args),
+        Command::Shaping { action } => return shaping::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {
