@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// One `[[source]]`: a local address to send from, with its own name and
 /// limits.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
     /// The name pools and rules use.

@@ -109,7 +109,7 @@ fn domain_beats_site_beats_default_field_by_field() {
         "user site rule over shipped site rule"
     );
     assert_eq!(
-        l.max_connections.from.detail, "/etc/ringmail/shaping.toml:5",
+        l.max_connections.from.detail, "/etc/ringmail/shaping.toml:6",
         "{:?}",
         l.max_connections.from
     );
