@@ -172,3 +172,86 @@ pub fn check(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    fn err(text: &str) -> String {
+        Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const TWO: &str = "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\n\n\
+                       [[source]]\nname = \"b\"\naddress = \"2001:db8::2\"\nehlo_name = \"b.example\"\n";
+
+    #[test]
+    fn sources_pools_and_rules_parse_and_print_back() {
+        let text = format!(
+            "shaping_file = \"/etc/ringmail/shaping.toml\"\n{TWO}\
+             [[pool]]\nname = \"default\"\nsources = [\"a\", \"b\"]\nweights = [2, 1]\n\
+             [[pool_rule]]\npool = \"default\"\ncampaign = \"spring\"\n"
+        );
+        let c = Config::parse(&text, Path::new("c.toml")).unwrap();
+        assert_eq!(c.source.len(), 2);
+        assert_eq!(c.pool[0].weights, [2, 1]);
+        let again = Config::parse(&c.to_toml(), Path::new("printed")).unwrap();
+        assert_eq!(again.source, c.source);
+        assert_eq!(again.pool, c.pool);
+        assert_eq!(again.pool_rule, c.pool_rule);
+        assert_eq!(again.shaping_file, c.shaping_file);
+        assert!(Config::default().source.is_empty() && Config::default().shaping_file.is_none());
+    }
+
+    #[test]
+    fn bad_entries_name_their_own_line() {
+        let e = err(&format!(
+            "{TWO}\n[[source]]\nname = \"a\"\naddress = \"192.0.2.3\"\n"
+        ));
+        assert!(
+            e.starts_with("c.toml:10: bad value for `source`: \"a\": listed twice"),
+            "{e}"
+        );
+        let e = err("[[source]]\nname = \"a\"\naddress = \"0.0.0.0\"\n");
+        assert!(e.contains("not one address"), "{e}");
+        let e = err("[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup = [{ day = 1, per_site = 5 }]\n");
+        assert!(e.contains("warmup needs warmup_start"), "{e}");
+        let e = err(
+            "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup_start = \"2026-13-01\"\n\
+             warmup = [{ day = 1, per_site = 5 }]\n",
+        );
+        assert!(e.contains("expected YYYY-MM-DD"), "{e}");
+        let e = err(
+            "[[source]]\nname = \"a\"\naddress = \"192.0.2.1\"\nwarmup_start = \"2026-12-01\"\n\
+             warmup = [{ day = 2, per_site = 5 }, { day = 2, per_site = 9 }]\n",
+        );
+        assert!(e.contains("increase"), "{e}");
+        let e = err(&format!(
+            "{TWO}[[pool]]\nname = \"p\"\nsources = [\"a\", \"c\"]\n"
+        ));
+        assert!(
+            e.starts_with("c.toml:9:") && e.contains("no [[source]] named \"c\""),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{TWO}[[pool]]\nname = \"p\"\nsources = [\"a\"]\nweights = [1, 2]\n"
+        ));
+        assert!(e.contains("2 weights for 1 sources"), "{e}");
+        let e = err(&format!(
+            "{TWO}[[pool]]\nname = \"p\"\nsources = [\"a\"]\n[[pool_rule]]\npool = \"q\"\ncampaign = \"x\"\n"
+        ));
+        assert!(
+            e.starts_with("c.toml:12:") && e.contains("no such [[pool]]"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{TWO}[[pool]]\nname = \"p\"\nsources = [\"a\"]\n[[pool_rule]]\npool = \"p\"\n"
+        ));
+        assert!(e.contains("give sender_domain, header or campaign"), "{e}");
+        let e = err("shaping_file = \"\"\n");
+        assert!(e.contains("shaping_file"), "{e}");
+    }
+}
