@@ -340,3 +340,33 @@ fn per_site_state_does_not_grow_after_eviction() {
     );
     assert!(shaper.is_empty());
 }
+
+#[test]
+fn user_automation_is_tried_before_shipped_and_default_applies_everywhere() {
+    let t = table(
+        &Config::default(),
+        Some(
+            "[default]\n[[default.automation]]\ntext = \"(?i)too busy\"\naction = \"suspend\"\nduration = \"5m\"\n\n\
+             [[site]]\nname = \"google\"\n[[site.automation]]\nenhanced = \"4.7.28\"\naction = \"suspend\"\nduration = \"2h\"\n",
+        ),
+    );
+    let shaper = Shaper::new(Arc::new(t));
+    let now = Instant::now();
+    let google = SiteKey::new("google");
+    let rate = Reply::new(421, vec!["4.7.28 unusual rate".into()]);
+    let acts = shaper.on_reply(&google, Some("ip-a"), &rate, now);
+    assert_eq!(
+        acts[0].to_string(),
+        "site google source ip-a: suspended for 2h after 421 4.7.28 unusual rate (automation google#1)"
+    );
+    // Only that source is suspended.
+    let e = shaper.effective(&google, None, None, now);
+    assert_eq!(e.suspended_until, None);
+    let busy = Reply::new(421, vec!["Too busy, come back later".into()]);
+    let small = SiteKey::new("mx.small.example");
+    let acts = shaper.on_reply(&small, None, &busy, now);
+    assert_eq!(
+        acts[0].to_string(),
+        "site mx.small.example: suspended for 5m after 421 Too busy, come back later (automation default#1)"
+    );
+}
