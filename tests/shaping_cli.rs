@@ -104,9 +104,12 @@ fn a_user_shaping_file_overrides_field_by_field_and_is_named() {
         "shaping_file = {:?}\n[[source]]\nname = \"ip-a\"\naddress = \"192.0.2.10\"\nmessage_rate = \"20/s\"\n",
         rules.display().to_string()
     );
-    let sb2 = sandbox(&["127.0.0.1:9".to_string()], &extra);
+    sb.write_config(&Settings {
+        extra,
+        ..Settings::default()
+    });
     let out = show(
-        &sb2,
+        &sb,
         &[
             "aol.com",
             "--mx",
@@ -139,7 +142,7 @@ fn a_user_shaping_file_overrides_field_by_field_and_is_named() {
     );
     // A domain no rule knows: its MX set is its site.
     let out = show(
-        &sb2,
+        &sb,
         &[
             "small.example",
             "--mx",

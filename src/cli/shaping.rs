@@ -6,6 +6,8 @@
 //! Exit codes: 0 shown, 64 bad argument, 75 the DNS did not answer, 78 bad
 //! configuration or shaping file.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -95,13 +97,20 @@ fn show(args: ShowArgs) -> ExitCode {
         .filter(|h| !h.is_empty())
         .collect();
     let site = table.site_for(&domain, &hosts);
-    println!("domain  {domain}");
+    let mut out = String::new();
+    let _ = writeln!(out, "domain  {domain}");
     if null_mx {
-        println!("mx      null MX (from {how}): the domain accepts no mail");
+        let _ = writeln!(
+            out,
+            "mx      null MX (from {how}): the domain accepts no mail"
+        );
     } else if hosts.is_empty() {
-        println!("mx      none (from {how}): implicit MX, the domain itself");
+        let _ = writeln!(
+            out,
+            "mx      none (from {how}): implicit MX, the domain itself"
+        );
     } else {
-        println!("mx      {} (from {how})", hosts.join(", "));
+        let _ = writeln!(out, "mx      {} (from {how})", hosts.join(", "));
     }
     let why = match site.origin {
         SiteOrigin::Rule(i) => match table.rules().get(i) {
@@ -115,24 +124,43 @@ fn show(args: ShowArgs) -> ExitCode {
         SiteOrigin::MxSet => "no site rule matched: the MX host set".to_string(),
         SiteOrigin::Domain => "no MX: the domain is its own site".to_string(),
     };
-    println!("site    {}   ({why})", site.key);
-    println!(
+    let _ = writeln!(out, "site    {}   ({why})", site.key);
+    let _ = writeln!(
+        out,
         "source  {}",
         args.source
             .as_deref()
             .unwrap_or("(none: the system's address)")
     );
-    println!();
-    print!(
+    if let Some(w) = args
+        .source
+        .as_deref()
+        .and_then(|s| table.source(s))
+        .and_then(|s| s.warmup.as_ref())
+    {
+        let now = chrono::Utc::now().timestamp();
+        let _ = match w.cap(now) {
+            Some(cap) => writeln!(
+                out,
+                "warmup  day {}: at most {cap} messages per site today (UTC)",
+                w.day(now)
+            ),
+            None => writeln!(out, "warmup  over: no daily cap"),
+        };
+    }
+    out.push('\n');
+    let _ = write!(
+        out,
         "{}",
         table.limits_for(&site.key, Some(&domain), args.source.as_deref())
     );
     let automation: Vec<_> = table.automation_for(&site.key).collect();
     if !automation.is_empty() {
-        println!();
-        println!("automation (first match applies):");
+        out.push('\n');
+        let _ = writeln!(out, "automation (first match applies):");
         for a in automation {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {:<14} when {}: {}",
                 a.id,
                 matcher_text(a),
@@ -140,6 +168,8 @@ fn show(args: ShowArgs) -> ExitCode {
             );
         }
     }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     ExitCode::SUCCESS
 }
 
