@@ -32,6 +32,10 @@
 //! - [`deliver`]: routing, and one SMTP session over an owned-buffer connection.
 //! - [`bounce`]: delivery status notifications (RFC 3464): the failure
 //!   and delay notices sent back to the sender, built without I/O.
+//! - [`shape`]: traffic shaping, sans-IO: sites by MX roll-up, the
+//!   shipped and user shaping rules with the provenance of each limit,
+//!   reply-driven automation, sending sources, pools and warm-up; the
+//!   facade the scheduler asks (`shape::Shaper`).
 //! - [`sched`]: the lock-free pickup ring, the shard loop that drains it
 //!   into the queue, and the per-shard queue manager that schedules delivery.
 //! - [`sink`]: the bundled SMTP receiver for tests and benchmarks.
@@ -61,6 +65,7 @@ pub mod proto;
 pub mod queue;
 pub mod rt;
 pub mod sched;
+pub mod shape;
 pub mod sign;
 pub mod sink;
 pub mod spool;

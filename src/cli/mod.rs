@@ -14,6 +14,7 @@ pub mod passwd;
 mod queue_admin;
 mod queue_view;
 pub mod sendmail;
+pub mod shaping;
 pub mod sink;
 pub mod suppress;
 
@@ -81,6 +82,12 @@ enum Command {
     Suppress {
         #[command(subcommand)]
         action: suppress::SuppressAction,
+    },
+    /// Traffic shaping: a domain's site and effective limits (see
+    /// docs/SHAPING.md).
+    Shaping {
+        #[command(subcommand)]
+        action: shaping::ShapingAction,
     },
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
@@ -220,6 +227,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Suppress { action } => return suppress::run(action),
         Command::Dkim { action } => return dkim::run(action),
         Command::CheckDomain(args) => return check_domain::run(args),
+        Command::Shaping { action } => return shaping::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
         Command::Bench(args) => match bench::run(args) {

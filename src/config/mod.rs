@@ -14,6 +14,7 @@ pub mod http;
 pub mod internet;
 pub mod listener;
 pub mod mode;
+pub mod shaping;
 
 pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
 pub use http::{ApiScope, ApiToken, HttpConfig};
@@ -23,6 +24,7 @@ pub use internet::{
 };
 pub use listener::{ListenerConfig, ListenerKind, Networks};
 pub use mode::DirMode;
+pub use shaping::{PoolConfig, PoolRuleConfig, SourceConfig, WarmupStepConfig};
 
 /// The system-wide configuration file, used when no other is named.
 pub const SYSTEM_CONFIG: &str = "/etc/ringmail/ringmail.toml";
@@ -243,6 +245,16 @@ pub struct Config {
     /// runs only when the table is present.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpConfig>,
+    /// The user's shaping rules (`shaping.toml`, docs/SHAPING.md), over
+    /// the shipped ones; unset: the shipped rules only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shaping_file: Option<PathBuf>,
+    /// Sending sources: local addresses to send from (`[[source]]`).
+    pub source: Vec<SourceConfig>,
+    /// Pools of sources (`[[pool]]`).
+    pub pool: Vec<PoolConfig>,
+    /// Which messages use which pool (`[[pool_rule]]`).
+    pub pool_rule: Vec<PoolRuleConfig>,
     /// DKIM signing keys (`[[dkim]]`); mail is signed once one is given.
     pub dkim: Vec<DkimKeyConfig>,
     /// Threads that sign mail (RSA signing costs about a millisecond); 0
@@ -334,6 +346,10 @@ impl Default for Config {
             bounce_size_limit: 50_000,
             smtpd_passwd_file: PathBuf::from("/etc/ringmail/passwd"),
             http: None,
+            shaping_file: None,
+            source: Vec::new(),
+            pool: Vec::new(),
+            pool_rule: Vec::new(),
         }
     }
 }
@@ -592,6 +608,19 @@ impl Config {
                 return Err(at("listed twice".into()));
             }
         }
+        if let Some(f) = &self.shaping_file {
+            if f.as_os_str().is_empty() || f.file_name().is_none() {
+                return Err(bad("shaping_file", "must be the path of a file".into()));
+            }
+        }
+        shaping::check(&self.source, &self.pool, &self.pool_rule).map_err(
+            |(key, i, message)| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: entry_line(text, key, i),
+                key,
+                message,
+            },
+        )?;
         if self.minimal_backoff_time == 0 {
             return Err(bad(
                 "minimal_backoff_time",
