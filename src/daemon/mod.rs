@@ -26,6 +26,7 @@ use crate::spool::{Spool, SpoolError};
 mod campaign;
 pub mod campaign_intake;
 mod campaign_mail;
+pub mod events;
 mod smtpd;
 mod submit;
 mod unix_server;
@@ -62,6 +63,9 @@ pub enum DaemonError {
     /// A DKIM key could not be used.
     #[error(transparent)]
     Dkim(#[from] SignError),
+    /// The events file or the webhook could not be set up.
+    #[error(transparent)]
+    Events(#[from] crate::obs::events::EventsError),
 }
 
 impl DaemonError {
@@ -76,6 +80,7 @@ impl DaemonError {
             DaemonError::Smtpd(e) => e.is_transient(),
             DaemonError::Http(e) => e.is_transient(),
             DaemonError::Dkim(e) => e.is_transient(),
+            DaemonError::Events(e) => e.is_transient(),
         }
     }
 }
@@ -139,6 +144,14 @@ pub fn serve(
         tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
     }
 
+    // Delivery events: a bad webhook URL or a damaged cursor stops the
+    // start. `event_sink` is what every emitter gets (a disabled sink
+    // without `[events]`).
+    // TODO(lead): hand `event_sink.clone()` to each shard's queue manager
+    // (sched/) for delivered, deferred, bounced, expired, suppressed, and
+    // to the shard's commit for received.
+    let (events, event_sink) = events::start(config)?;
+
     let stale = crate::inject::maildrop::remove_stale_temp_files(
         &spool.maildrop(),
         Duration::from_secs(3600),
@@ -191,6 +204,7 @@ pub fn serve(
             campaign_key.clone(),
             suppressions.clone(),
             spool.campaigns(),
+            event_sink.clone(),
         ));
     let http_suppressions = suppressions.clone();
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
@@ -488,6 +502,10 @@ pub fn serve(
         let _ = t.join();
     }
     let _ = std::fs::remove_file(spool.control_socket());
+    // Last: every emitter has stopped, so the file gets all their events.
+    if let Some(e) = events {
+        e.stop(Duration::from_secs(1));
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(report),
