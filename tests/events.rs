@@ -115,7 +115,8 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>) {
         s.requests += 1;
     }
     let mut stream = reader.into_inner();
-    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+    let _ =
+        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
 }
 
 /// Waits until `done` holds; panics after [`PATIENCE`].
@@ -238,10 +239,7 @@ fn every_event_arrives_although_the_receiver_stops_mid_send() {
         HashSet::from(["application/json".to_string()])
     );
     assert!(seen.events.iter().all(|e| e.kind == EventKind::Delivered));
-    assert!(
-        seen.requests >= TOTAL / 100,
-        "at most 100 events a request"
-    );
+    assert!(seen.requests >= TOTAL / 100, "at most 100 events a request");
 }
 
 #[test]
@@ -300,7 +298,11 @@ fn a_restarted_poster_resumes_from_its_cursor() {
         .iter()
         .map(|e| e.queue_id.as_deref().unwrap().chars().next().unwrap())
         .collect();
-    assert_eq!(tags, HashSet::from(['B']), "nothing resent from before the cursor");
+    assert_eq!(
+        tags,
+        HashSet::from(['B']),
+        "nothing resent from before the cursor"
+    );
     assert_eq!(queue_ids(&seen_now.events).len(), 200);
     assert!(cursor.load().unwrap().unwrap().offset > first.offset);
     drop(seen_now);

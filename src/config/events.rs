@@ -66,7 +66,10 @@ impl fmt::Debug for EventsConfig {
             .field("fsync", &self.fsync)
             .field("webhook_url", &self.webhook_url)
             .field("webhook_batch", &self.webhook_batch)
-            .field("webhook_token", &self.webhook_token.as_ref().map(|_| "<hidden>"))
+            .field(
+                "webhook_token",
+                &self.webhook_token.as_ref().map(|_| "<hidden>"),
+            )
             .field("webhook_timeout", &self.webhook_timeout)
             .finish()
     }
@@ -172,6 +175,9 @@ mod tests {
             ..EventsConfig::default()
         };
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cret-token") && shown.contains("<hidden>"), "{shown}");
+        assert!(
+            !shown.contains("s3cret-token") && shown.contains("<hidden>"),
+            "{shown}"
+        );
     }
 }

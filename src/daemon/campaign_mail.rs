@@ -69,7 +69,9 @@ impl CampaignMailbox {
         e.campaign = Some(cid.to_string());
         e.recipient_index = Some(index);
         e.recipient = Some(address.to_string());
-        e.site = address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+        e.site = address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase());
         e.source = Some(EventSource::Campaign);
         e.reply = reply;
         self.events.emit(e);

@@ -59,11 +59,17 @@ mod tests {
         )
         .unwrap();
         let o = options(&config, config.events.as_ref().unwrap());
-        assert_eq!(o.writer.file, std::path::Path::new("/srv/spool/events/events.jsonl"));
+        assert_eq!(
+            o.writer.file,
+            std::path::Path::new("/srv/spool/events/events.jsonl")
+        );
         assert_eq!(o.writer.fsync, FsyncPolicy::None);
         let w = o.webhook.unwrap();
         assert_eq!(w.batch, 7);
-        assert_eq!(w.cursor, std::path::Path::new("/srv/spool/events/events.jsonl.cursor"));
+        assert_eq!(
+            w.cursor,
+            std::path::Path::new("/srv/spool/events/events.jsonl.cursor")
+        );
         assert_eq!(o.writer.cursor.as_deref(), Some(w.cursor.as_path()));
     }
 

@@ -226,6 +226,9 @@ pub fn serve(
         shards: shard_count,
         version: env!("CARGO_PKG_VERSION"),
     }));
+    if let Some(e) = &events {
+        metrics.set_events(e.stats());
+    }
     let signing_threads = match config.dkim_signing_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What happened.
@@ -149,7 +149,8 @@ impl Event {
         let queue_id = queue_id.into();
         Event {
             id: String::new(),
-            time: Utc::now(),
+            // Microseconds: what the JSON carries, so a read-back is equal.
+            time: Utc::now().trunc_subsecs(6),
             kind,
             queue_id: (!queue_id.is_empty()).then_some(queue_id),
             campaign: None,
@@ -187,16 +188,17 @@ impl IdMaker {
     /// random source; the time and process id if that fails).
     pub fn new() -> IdMaker {
         let mut bytes = [0u8; 8];
-        let prefix = match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
-            Ok(()) => u64::from_le_bytes(bytes),
-            Err(_) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0);
-                now ^ (u64::from(std::process::id()) << 40)
-            }
-        };
+        let prefix =
+            match ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes) {
+                Ok(()) => u64::from_le_bytes(bytes),
+                Err(_) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_nanos() as u64)
+                        .unwrap_or(0);
+                    now ^ (u64::from(std::process::id()) << 40)
+                }
+            };
         IdMaker { prefix, next: 0 }
     }
 

@@ -128,11 +128,13 @@ impl EventFiles {
                 generation,
                 complete: true,
             })),
-            Ok(_) => Ok(open_if_exists(&self.rotated(generation))?.map(|file| Opened {
-                file,
-                generation,
-                complete: true,
-            })),
+            Ok(_) => Ok(
+                open_if_exists(&self.rotated(generation))?.map(|file| Opened {
+                    file,
+                    generation,
+                    complete: true,
+                }),
+            ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(Opened {
                 file,
                 generation,

@@ -91,7 +91,10 @@ impl EventSink {
         let Some(tx) = &self.tx else { return };
         match tx.try_send(event) {
             Ok(()) => {}
-            Err(TrySendError::Full(e)) => self.dropped(&e, "the events queue is full (the events file is not keeping up)"),
+            Err(TrySendError::Full(e)) => self.dropped(
+                &e,
+                "the events queue is full (the events file is not keeping up)",
+            ),
             Err(TrySendError::Disconnected(e)) => self.dropped(&e, "the events writer has stopped"),
         }
     }

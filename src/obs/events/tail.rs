@@ -74,9 +74,13 @@ impl Tail {
             let mut consumed = 0;
             while count < max_events {
                 let rest = &self.buf[consumed..];
-                let Some(nl) = memchr::memchr(b'\n', rest) else { break };
+                let Some(nl) = memchr::memchr(b'\n', rest) else {
+                    break;
+                };
                 let line = &rest[..nl];
-                if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() && line.first() == Some(&b'{') {
+                if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+                    && line.first() == Some(&b'{')
+                {
                     if count > 0 {
                         body.push(b',');
                     }
@@ -128,10 +132,22 @@ mod tests {
         let files = EventFiles::new(&dir.path().join("e.jsonl")).unwrap();
         std::fs::write(files.rotated(1), b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n").unwrap();
         std::fs::write(files.active(), b"{\"n\":4}\nnot json\n{\"n\":5}\n{\"n\":").unwrap();
-        let mut tail = Tail::new(files.clone(), Cursor { generation: 1, offset: 0 });
+        let mut tail = Tail::new(
+            files.clone(),
+            Cursor {
+                generation: 1,
+                offset: 0,
+            },
+        );
         let b = tail.next_batch(2, 1 << 20).unwrap().unwrap();
         assert_eq!(b.body, b"[{\"n\":1},{\"n\":2}]");
-        assert_eq!(b.end, Cursor { generation: 1, offset: 16 });
+        assert_eq!(
+            b.end,
+            Cursor {
+                generation: 1,
+                offset: 16
+            }
+        );
         let b = tail.next_batch(2, 1 << 20).unwrap().unwrap();
         assert_eq!(b.body, b"[{\"n\":3}]");
         let b = tail.next_batch(5, 1 << 20).unwrap().unwrap();
@@ -140,7 +156,10 @@ mod tests {
         assert!(tail.next_batch(5, 1 << 20).unwrap().is_none());
         // The writer finishes the line.
         use std::io::Write;
-        let mut f = std::fs::OpenOptions::new().append(true).open(files.active()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(files.active())
+            .unwrap();
         f.write_all(b"6}\n").unwrap();
         let b = tail.next_batch(5, 1 << 20).unwrap().unwrap();
         assert_eq!(b.body, b"[{\"n\":6}]");
@@ -151,7 +170,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = EventFiles::new(&dir.path().join("e.jsonl")).unwrap();
         std::fs::write(files.active(), b"{\"n\":1}\n{\"n\":2}\n").unwrap();
-        let mut tail = Tail::new(files, Cursor { generation: 1, offset: 0 });
+        let mut tail = Tail::new(
+            files,
+            Cursor {
+                generation: 1,
+                offset: 0,
+            },
+        );
         let b = tail.next_batch(100, 10).unwrap().unwrap();
         assert_eq!(b.body, b"[{\"n\":1}]");
         let b = tail.next_batch(100, 10).unwrap().unwrap();

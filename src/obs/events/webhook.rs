@@ -136,14 +136,23 @@ pub fn parse_url(url: &str) -> Result<Target, WebhookError> {
     let uri: hyper::Uri = url.parse().map_err(|_| bad("not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(bad("https is not supported yet; use http:// (to a local receiver or a TLS proxy)")),
+        Some("https") => {
+            return Err(bad(
+                "https is not supported yet; use http:// (to a local receiver or a TLS proxy)",
+            ))
+        }
         _ => return Err(bad("must start with http://")),
     }
     let authority = uri.authority().ok_or_else(|| bad("has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(bad("user and password in the URL are not supported; use webhook_token"));
+        return Err(bad(
+            "user and password in the URL are not supported; use webhook_token",
+        ));
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     if host.is_empty() {
         return Err(bad("has no host"));
     }
@@ -400,9 +409,10 @@ async fn post_once(target: &Target, token: Option<&str>, body: Bytes) -> Result<
         authority: authority.clone(),
         detail: e.to_string(),
     };
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
-        .await
-        .map_err(|e| http(&e))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+            .await
+            .map_err(|e| http(&e))?;
     let mut request = hyper::Request::post(target.path.as_str())
         .header(HOST, authority.as_str())
         .header(CONTENT_TYPE, "application/json")

@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -229,13 +229,16 @@ impl EventLog {
         }
         if self.size > 0 && self.size + self.buf.len() as u64 > self.options.max_file_size {
             if let Err(e) = self.rotate() {
-                self.complain(format_args!("cannot rotate the events file: {e}; it grows on"));
+                self.complain(format!("cannot rotate the events file: {e}; it grows on"));
             }
         }
-        let written = self.file.write_all(&self.buf).and_then(|()| match self.options.fsync {
-            FsyncPolicy::Batch => self.file.sync_data(),
-            FsyncPolicy::None => Ok(()),
-        });
+        let written = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| match self.options.fsync {
+                FsyncPolicy::Batch => self.file.sync_data(),
+                FsyncPolicy::None => Ok(()),
+            });
         match written {
             Ok(()) => {
                 self.size += self.buf.len() as u64;
@@ -247,10 +250,11 @@ impl EventLog {
                 // they are dropped and counted as lost).
                 let _ = self.file.set_len(self.size);
                 self.stats.write_failed.fetch_add(n, Ordering::Relaxed);
-                self.complain(format_args!(
+                let what = format!(
                     "{}: cannot write {n} events: {e}; they are lost",
                     self.files.active().display()
-                ));
+                );
+                self.complain(what);
             }
         }
     }
@@ -307,17 +311,19 @@ impl EventLog {
         }
     }
 
-    fn complain(&mut self, what: std::fmt::Arguments<'_>) {
+    fn complain(&mut self, what: String) {
         if let Some(held) = self.failing.hit() {
             tracing::error!(target: "events", "{what} ({held} more such errors since the last line)");
         }
     }
 }
 
-/// Opens `path` for appending, creating it with mode 0600.
+/// Opens `path` for appending (and reading, to check its last line),
+/// creating it with mode 0600.
 fn open_append(path: &std::path::Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o600)
         .open(path)
@@ -375,7 +381,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cursor_path = dir.path().join("cursor");
         let stats = Arc::new(EventStats::default());
-        let mut log = EventLog::open(options(dir.path(), Some(cursor_path.clone())), Arc::clone(&stats)).unwrap();
+        let mut log = EventLog::open(
+            options(dir.path(), Some(cursor_path.clone())),
+            Arc::clone(&stats),
+        )
+        .unwrap();
         let files = log.files.clone();
         // Each batch of 5 events is about 500 bytes: two fill a file.
         for _ in 0..8 {
@@ -383,21 +393,34 @@ mod tests {
         }
         assert_eq!(EventStats::get(&stats.written), 40);
         let rotated = files.rotated_generations().unwrap();
-        assert!(rotated.len() >= 3, "no cursor yet: every rotated file stays: {rotated:?}");
+        assert!(
+            rotated.len() >= 3,
+            "no cursor yet: every rotated file stays: {rotated:?}"
+        );
         assert_eq!(rotated[0], 1);
         // The webhook has passed generation 1 and 2 (it reads 3).
         CursorFile::new(&cursor_path)
-            .store(Cursor { generation: 3, offset: 0 })
+            .store(Cursor {
+                generation: 3,
+                offset: 0,
+            })
             .unwrap();
         for _ in 0..2 {
             log.write_batch(&mut batch(5));
         }
         let after = files.rotated_generations().unwrap();
-        assert_eq!(after[0], 3, "1 and 2 removed, 3 kept although keep = 1: {after:?}");
+        assert_eq!(
+            after[0], 3,
+            "1 and 2 removed, 3 kept although keep = 1: {after:?}"
+        );
         assert!(after.len() > 1);
         // Every line in every file is a whole event.
         let mut lines = 0;
-        for g in after.iter().map(|&g| files.rotated(g)).chain([files.active()]) {
+        for g in after
+            .iter()
+            .map(|&g| files.rotated(g))
+            .chain([files.active()])
+        {
             let text = std::fs::read_to_string(g).unwrap();
             for l in text.lines() {
                 serde_json::from_str::<Event>(l).unwrap();
@@ -410,7 +433,8 @@ mod tests {
     #[test]
     fn without_a_webhook_only_keep_files_stay() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = EventLog::open(options(dir.path(), None), Arc::new(EventStats::default())).unwrap();
+        let mut log =
+            EventLog::open(options(dir.path(), None), Arc::new(EventStats::default())).unwrap();
         for _ in 0..10 {
             log.write_batch(&mut batch(5));
         }
