@@ -209,11 +209,16 @@ impl EventLog {
         })
     }
 
-    /// Appends `batch` with one write (and one fdatasync), rotating first
-    /// when it would take the file past `max_file_size`.
+    /// Appends `batch` with one write (and one fdatasync); when the file
+    /// fills up within the batch, what fits is written and synced, the
+    /// file rotated, and the rest goes to the next one. A file never goes
+    /// past `max_file_size` unless one event is larger.
     fn write_batch(&mut self, batch: &mut [Event]) {
         self.buf.clear();
-        let mut n = 0u64;
+        // One rotation attempt per batch: a rename that fails (a read-only
+        // directory) is not retried for every event.
+        let mut may_rotate = true;
+        let mut pending = 0u64;
         for e in batch.iter_mut() {
             if e.id.is_empty() {
                 e.id = self.ids.next_id();
@@ -223,14 +228,29 @@ impl EventLog {
                 // Cannot happen for these types; never write half a line.
                 self.buf.truncate(before);
                 self.stats.write_failed.fetch_add(1, Ordering::Relaxed);
-            } else {
-                n += 1;
+                continue;
             }
+            let filled = self.size + before as u64;
+            let line = (self.buf.len() - before) as u64;
+            if may_rotate && filled > 0 && filled + line > self.options.max_file_size {
+                let rest = self.buf.split_off(before);
+                self.flush(pending);
+                pending = 0;
+                self.buf = rest;
+                if let Err(e) = self.rotate() {
+                    may_rotate = false;
+                    self.complain(format!("cannot rotate the events file: {e}; it grows on"));
+                }
+            }
+            pending += 1;
         }
-        if self.size > 0 && self.size + self.buf.len() as u64 > self.options.max_file_size {
-            if let Err(e) = self.rotate() {
-                self.complain(format!("cannot rotate the events file: {e}; it grows on"));
-            }
+        self.flush(pending);
+    }
+
+    /// Writes the `n` events in `buf` (and syncs them, by the policy).
+    fn flush(&mut self, n: u64) {
+        if self.buf.is_empty() {
+            return;
         }
         let written = self
             .file
@@ -257,6 +277,7 @@ impl EventLog {
                 self.complain(what);
             }
         }
+        self.buf.clear();
     }
 
     /// Renames the active file to its generation's name, starts the next,
