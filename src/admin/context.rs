@@ -53,6 +53,8 @@ pub struct AdminContext {
     pub messages: MessageIntake,
     /// The shards' counters, for `GET /metrics`.
     pub metrics: Arc<crate::obs::metrics::Metrics>,
+    /// Where `unsubscribed` events go (a disabled sink without `[events]`).
+    pub events: crate::obs::events::EventSink,
 }
 
 /// The handlers' state.
@@ -107,6 +109,7 @@ pub(super) fn for_tests(spool: &std::path::Path) -> AdminContext {
             crate::queue::suppress::SuppressionList::open(spool).unwrap(),
         )),
         campaigns_dir: campaigns,
+        events: crate::obs::events::EventSink::disabled(),
         metrics: Arc::new(crate::obs::metrics::Metrics::new(
             crate::obs::metrics::DaemonInfo {
                 io_backend: "epoll".into(),

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use crate::compose::token::token_in_address;
 use crate::compose::TokenKey;
 use crate::inject::smtpd::{LocalMail, LocalMessage, PrepareError};
-use crate::obs::events::{Event, EventKind, EventSink, EventSource, Reply};
+use crate::obs::events::{Event, EventKind, EventSink, Reply};
 use crate::queue::campaign_results::{find_recipient, ResultsWriter};
 use crate::queue::suppress::{Entry, Reason, ReasonKind, Scope, SharedSuppressions};
 
@@ -59,20 +59,12 @@ impl CampaignMailbox {
     }
 
     /// Emits `kind` for recipient `index` of campaign `cid`, once its
-    /// result is durable. The campaign message's queue ID is not known
-    /// here (the report names the recipient by token): `queue_id` is empty.
+    /// result is durable.
     fn emit(&self, kind: EventKind, cid: u64, index: u32, address: &str, reply: Option<Reply>) {
         if !self.events.is_enabled() {
             return;
         }
-        let mut e = Event::new(kind, String::new());
-        e.campaign = Some(cid.to_string());
-        e.recipient_index = Some(index);
-        e.recipient = Some(address.to_string());
-        e.site = address
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase());
-        e.source = Some(EventSource::Campaign);
+        let mut e = Event::campaign_recipient(kind, cid, index, address);
         e.reply = reply;
         self.events.emit(e);
     }

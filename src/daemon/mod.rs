@@ -401,6 +401,7 @@ pub fn serve(
                 suppressions: http_suppressions,
                 campaigns_dir: spool.campaigns(),
                 metrics: Arc::clone(&metrics),
+                events: event_sink.clone(),
                 messages: crate::admin::MessageIntake {
                     ring: Arc::clone(&stage),
                     closed: Arc::clone(&intake_closed),

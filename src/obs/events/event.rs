@@ -167,6 +167,21 @@ impl Event {
         }
     }
 
+    /// An event of `kind` about recipient `index` (`address`) of campaign
+    /// `campaign`, without a queue ID: a late bounce or an unsubscribe,
+    /// which name the recipient by its token, not by its message.
+    pub fn campaign_recipient(kind: EventKind, campaign: u64, index: u32, address: &str) -> Event {
+        let mut e = Event::new(kind, String::new());
+        e.campaign = Some(campaign.to_string());
+        e.recipient_index = Some(index);
+        e.recipient = Some(address.to_string());
+        e.site = address
+            .rsplit_once('@')
+            .map(|(_, domain)| domain.to_ascii_lowercase());
+        e.source = Some(EventSource::Campaign);
+        e
+    }
+
     /// Appends the event as one line of JSON (with the final `\n`) to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         serde_json::to_writer(&mut *out, self)?;
@@ -280,6 +295,18 @@ mod tests {
         assert!(json.get("recipients").is_none());
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn campaign_recipient_events_name_the_recipient() {
+        let e = Event::campaign_recipient(EventKind::Unsubscribed, 7, 3, "A@Mail.Example");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["campaign"], "7");
+        assert_eq!(json["recipient_index"], 3);
+        assert_eq!(json["recipient"], "A@Mail.Example");
+        assert_eq!(json["site"], "mail.example");
+        assert_eq!(json["source"], "campaign");
+        assert!(json.get("queue_id").is_none());
     }
 
     #[test]
