@@ -1069,6 +1069,13 @@ mod tests {
         assert!(w.contains("[http] API tokens"), "{w}");
         let no_tokens = Config::parse("[http]\n", &file).unwrap();
         assert_eq!(credentials_warning(&no_tokens, &file), None);
+        let webhook = Config::parse(
+            "[events]\nwebhook_url = \"http://127.0.0.1:9/h\"\nwebhook_token = \"t0k3n\"\n",
+            &file,
+        )
+        .unwrap();
+        let w = credentials_warning(&webhook, &file).unwrap();
+        assert!(w.contains("an [events] webhook_token"), "{w}");
     }
 
     #[test]
