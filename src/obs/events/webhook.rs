@@ -354,13 +354,16 @@ impl Job {
 
     /// Waits for the writer's poke or `idle_poll`.
     fn idle(&self) {
-        match &self.wake {
-            Some(w) => {
-                let _ = w.recv_timeout(self.options.idle_poll);
-            }
-            None => {
-                self.nap(self.options.idle_poll);
-            }
+        let woken = match &self.wake {
+            Some(w) => !matches!(
+                w.recv_timeout(self.options.idle_poll),
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+            ),
+            None => false,
+        };
+        if !woken {
+            // No writer to poke us (none given, or it has stopped): poll.
+            self.nap(self.options.idle_poll);
         }
     }
 
