@@ -72,6 +72,21 @@ pub enum EventSource {
     Internal,
 }
 
+impl From<crate::obs::metrics::Origin> for EventSource {
+    /// The same intake as the metrics' `source` label.
+    fn from(o: crate::obs::metrics::Origin) -> EventSource {
+        use crate::obs::metrics::Origin;
+        match o {
+            Origin::Sendmail => EventSource::Sendmail,
+            Origin::Pickup => EventSource::Pickup,
+            Origin::Smtp => EventSource::Smtp,
+            Origin::Api => EventSource::Api,
+            Origin::Campaign => EventSource::Campaign,
+            Origin::Internal => EventSource::Internal,
+        }
+    }
+}
+
 /// The receiving server's answer (or ours, for a local decision such as
 /// an expiry), as in the `status=... (...)` part of the log line.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -307,6 +322,14 @@ mod tests {
         assert_eq!(json["site"], "mail.example");
         assert_eq!(json["source"], "campaign");
         assert!(json.get("queue_id").is_none());
+    }
+
+    #[test]
+    fn sources_match_the_metrics_labels() {
+        for o in crate::obs::metrics::Origin::ALL {
+            let s = serde_json::to_string(&EventSource::from(o)).unwrap();
+            assert_eq!(s, format!("\"{}\"", o.as_str()));
+        }
     }
 
     #[test]

@@ -15,6 +15,27 @@
 //!                                                                          └─ 2xx: events.jsonl.cursor
 //! ```
 //!
+//! Emitting, from a stage that was handed the daemon's sink (a clone per
+//! shard; a disabled sink without `[events]`):
+//!
+//! ```
+//! use ringmail::obs::events::{Event, EventKind, EventSink, EventSource, Reply};
+//!
+//! let events = EventSink::disabled();
+//! if events.is_enabled() {
+//!     let mut e = Event::new(EventKind::Delivered, "01A2B3C4D5E6");
+//!     e.sender = Some("news@example.com".into());
+//!     e.recipient = Some("a@example.net".into());
+//!     e.message_id = Some("m1@example.com".into());
+//!     e.site = Some("example.net".into());
+//!     e.source = Some(EventSource::Smtp);
+//!     e.reply = Some(Reply { code: 250, enhanced: Some("2.0.0".into()), text: "ok".into() });
+//!     e.peer = Some("mx.example.net[192.0.2.1]:25".into());
+//!     e.attempts = Some(1);
+//!     events.emit(e); // never blocks; `id` is given by the writer thread
+//! }
+//! ```
+//!
 //! - `event.rs`: the typed event, its JSON form, ids.
 //! - `sink.rs`: the emitting handle and the counters.
 //! - `writer.rs`: the append, sync and rotate thread.
