@@ -10,7 +10,9 @@
 //! - [`model`]: plain types: queue IDs, envelopes, recipient status, DSN
 //!   requests, submissions.
 //! - [`mail`]: RFC 5322 header and address parsing shared by injection and cleanup.
-//! - [`obs`]: Postfix-style log lines.
+//! - [`obs`]: Postfix-style log lines, Prometheus counters, and the
+//!   delivery events for applications (`obs::events`: an events file and a
+//!   webhook).
 //! - [`spool`]: the spool directory layout, the daemon lock and control socket.
 //! - [`inject`]: how mail comes in: the `sendmail` command (writes
 //!   `maildrop/`), the pickup scanner (`maildrop/` and `pickup/`), and the

@@ -72,7 +72,8 @@ fn sandbox(relay: u16, port: u16, max_body: u64) -> Sandbox {
                {{ token = \"{SENDER}\", scopes = [\"inject\", \"read\"] }},\n\
                {{ token = \"{ADMIN}\", scopes = [\"admin\", \"read\"] }},\n\
                {{ token = \"{READER}\", scopes = [\"read\"] }},\n\
-             ]\n"
+             ]\n\
+             [events]\n"
         ),
         ..Settings::default()
     })
@@ -606,6 +607,23 @@ fn one_click_unsubscribe() {
         log.contains(&format!("ringmail/http[{}]: campaign {id} recipient 3 <u3@example.net>: unsubscribed (one-click)", d.pid())),
         "{log}"
     );
+    // `[events]`: each POST answered "unsubscribed" (two) is an event in
+    // the events file, the second a repeat that a receiver may ignore.
+    let events =
+        fs::read_to_string(sb.spool.join("events").join("events.jsonl")).expect("events file");
+    let unsubscribed: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("an event per line"))
+        .filter(|e| e["kind"] == "unsubscribed")
+        .collect();
+    assert_eq!(unsubscribed.len(), 2, "{events}");
+    for e in &unsubscribed {
+        assert_eq!(e["recipient"], "u3@example.net", "{e}");
+        assert_eq!(e["campaign"], id.to_string(), "{e}");
+        assert_eq!(e["recipient_index"], 3, "{e}");
+        assert_eq!(e["source"], "campaign", "{e}");
+        assert_eq!(e["id"].as_str().map(str::len), Some(32), "{e}");
+    }
 }
 
 /// The browser's path: loading the page (as a link scanner would)

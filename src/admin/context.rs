@@ -57,6 +57,8 @@ pub struct AdminContext {
     pub queue: Option<crate::sched::queue_admin::QueueAdmin>,
     /// `spool_dir/queue`, read by the queue listings.
     pub queue_root: PathBuf,
+    /// Where `unsubscribed` events go (a disabled sink without `[events]`).
+    pub events: crate::obs::events::EventSink,
 }
 
 /// The handlers' state.
@@ -111,6 +113,7 @@ pub(super) fn for_tests(spool: &std::path::Path) -> AdminContext {
             crate::queue::suppress::SuppressionList::open(spool).unwrap(),
         )),
         campaigns_dir: campaigns,
+        events: crate::obs::events::EventSink::disabled(),
         metrics: Arc::new(crate::obs::metrics::Metrics::new(
             crate::obs::metrics::DaemonInfo {
                 io_backend: "epoll".into(),

@@ -114,6 +114,15 @@ fn unsubscribe(ctx: &super::AdminContext, t: RecipientToken, how: &str) -> Outco
     match list.add(entry) {
         Ok(_) => {
             crate::info_line!(target: "http", "campaign {cid} recipient {index} <{address}>: unsubscribed ({how})");
+            if ctx.events.is_enabled() {
+                ctx.events
+                    .emit(crate::obs::events::Event::campaign_recipient(
+                        crate::obs::events::EventKind::Unsubscribed,
+                        cid,
+                        index,
+                        &address,
+                    ));
+            }
             Outcome::Unsubscribed
         }
         Err(e) => {
@@ -140,7 +149,9 @@ mod tests {
     #[test]
     fn a_sent_recipient_is_suppressed_with_its_campaign() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = context(dir.path());
+        let mut ctx = context(dir.path());
+        let (tx, events) = crossbeam_channel::bounded(8);
+        ctx.events = crate::obs::events::EventSink::new(tx, Default::default());
         let mut w = ResultsWriter::new(&ctx.campaigns_dir, 1);
         w.note(77, 4, "Four@Example.net", "sent", "2.0.0", "250 ok");
         w.flush().unwrap();
@@ -150,6 +161,16 @@ mod tests {
         let e = list.check("four@example.net", "news.example.com").unwrap();
         assert_eq!(e.campaign, Some(77));
         assert_eq!(e.reason, Reason::new(ReasonKind::Unsubscribe, "one-click"));
+        let event = events.try_recv().unwrap();
+        assert_eq!(event.kind, crate::obs::events::EventKind::Unsubscribed);
+        assert_eq!(
+            (
+                event.campaign.as_deref(),
+                event.recipient_index,
+                event.recipient.as_deref()
+            ),
+            (Some("77"), Some(4), Some("Four@Example.net"))
+        );
         // Twice is fine.
         assert_eq!(unsubscribe(&ctx, t, "one-click"), Outcome::Unsubscribed);
         // A recipient never sent (no line) is not found.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub mod dkim;
+pub mod events;
 pub mod http;
 pub mod internet;
 pub mod listener;
@@ -17,6 +18,7 @@ pub mod mode;
 pub mod shaping;
 
 pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
+pub use events::{EventsConfig, EventsFsync};
 pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
     domain_matches, DnsConfig, DnsSupportLevel, InetProtocols, Rate, RateLimitConfig,
@@ -255,6 +257,10 @@ pub struct Config {
     pub pool: Vec<PoolConfig>,
     /// Which messages use which pool (`[[pool_rule]]`).
     pub pool_rule: Vec<PoolRuleConfig>,
+    /// Delivery events (`[events]`): the events file and the webhook; on
+    /// only when the table is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsConfig>,
     /// DKIM signing keys (`[[dkim]]`); mail is signed once one is given.
     pub dkim: Vec<DkimKeyConfig>,
     /// Threads that sign mail (RSA signing costs about a millisecond); 0
@@ -350,6 +356,7 @@ impl Default for Config {
             source: Vec::new(),
             pool: Vec::new(),
             pool_rule: Vec::new(),
+            events: None,
         }
     }
 }
@@ -593,6 +600,9 @@ impl Config {
         if let Some(http) = &self.http {
             http.check().map_err(|e| bad("http", e))?;
         }
+        if let Some(events) = &self.events {
+            events.check().map_err(|e| bad("events", e))?;
+        }
         for (i, d) in self.dkim.iter().enumerate() {
             let at = |message: String| ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -728,15 +738,24 @@ impl Config {
 /// owner.
 pub fn credentials_warning(config: &Config, file: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    let what = match (
-        config.smtp_sasl_password.is_empty(),
-        !config.http.as_ref().is_some_and(|h| !h.tokens.is_empty()),
-    ) {
-        (true, true) => return None,
-        (false, true) => "smtp_sasl_password entries",
-        (true, false) => "[http] API tokens",
-        (false, false) => "smtp_sasl_password entries and [http] API tokens",
-    };
+    let mut held = Vec::new();
+    if !config.smtp_sasl_password.is_empty() {
+        held.push("smtp_sasl_password entries");
+    }
+    if config.http.as_ref().is_some_and(|h| !h.tokens.is_empty()) {
+        held.push("[http] API tokens");
+    }
+    if config
+        .events
+        .as_ref()
+        .is_some_and(|e| e.webhook_token.is_some())
+    {
+        held.push("an [events] webhook_token");
+    }
+    if held.is_empty() {
+        return None;
+    }
+    let what = held.join(" and ");
     let mode = std::fs::metadata(file).ok()?.permissions().mode();
     (mode & 0o044 != 0).then(|| {
         format!(
@@ -1037,6 +1056,36 @@ mod tests {
     }
 
     #[test]
+    fn events_table_is_optional_and_checked() {
+        assert_eq!(Config::parse("", Path::new("c.toml")).unwrap().events, None);
+        let c = Config::parse("shards = 1\n[events]\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.events, Some(EventsConfig::default()));
+        let text = "shards = 1\n\n[events]\nkeep = 3\nfsync = \"none\"\n\
+                    webhook_url = \"http://127.0.0.1:9000/ringmail\"\nwebhook_token = \"abc\"\n";
+        let c = Config::parse(text, Path::new("c.toml")).unwrap();
+        let events = c.events.clone().unwrap();
+        assert_eq!((events.keep, events.fsync), (3, EventsFsync::None));
+        let printed = Config::parse(&c.to_toml(), Path::new("printed")).unwrap();
+        assert_eq!(printed.events, c.events);
+        let err = |t: &str| {
+            Config::parse(t, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("shards = 1\n\n[events]\nwebhook_url = \"https://app.example/hook\"\n");
+        assert!(
+            e.starts_with("c.toml:3: bad value for `events`: webhook_url") && e.contains("https"),
+            "{e}"
+        );
+        let e = err("[events]\nkeep = 0\n");
+        assert!(e.starts_with("c.toml:1:") && e.contains("keep"), "{e}");
+        let e = err("[events]\nfsync = \"always\"\n");
+        assert!(e.starts_with("c.toml:2:") && e.contains("fsync"), "{e}");
+        let e = err("[events]\nwebhook = \"x\"\n");
+        assert!(e.starts_with("c.toml:2:") && e.contains("webhook"), "{e}");
+    }
+
+    #[test]
     fn readable_api_tokens_are_warned_about() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -1049,6 +1098,13 @@ mod tests {
         assert!(w.contains("[http] API tokens"), "{w}");
         let no_tokens = Config::parse("[http]\n", &file).unwrap();
         assert_eq!(credentials_warning(&no_tokens, &file), None);
+        let webhook = Config::parse(
+            "[events]\nwebhook_url = \"http://127.0.0.1:9/h\"\nwebhook_token = \"t0k3n\"\n",
+            &file,
+        )
+        .unwrap();
+        let w = credentials_warning(&webhook, &file).unwrap();
+        assert!(w.contains("an [events] webhook_token"), "{w}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use crate::compose::token::token_in_address;
 use crate::compose::TokenKey;
 use crate::inject::smtpd::{LocalMail, LocalMessage, PrepareError};
+use crate::obs::events::{Event, EventKind, EventSink, Reply};
 use crate::queue::campaign_results::{find_recipient, ResultsWriter};
 use crate::queue::suppress::{Entry, Reason, ReasonKind, Scope, SharedSuppressions};
 
@@ -35,22 +36,37 @@ pub struct CampaignMailbox {
     results_dir: PathBuf,
     /// Serializes the async results writer (one per daemon).
     late: std::sync::Mutex<ResultsWriter>,
+    /// Where `bounced` (late) and `unsubscribed` events go.
+    events: EventSink,
 }
 
 impl CampaignMailbox {
     /// A mailbox checking tokens with `key`, writing results under
-    /// `results_dir` (the spool's `campaigns/`).
+    /// `results_dir` (the spool's `campaigns/`) and events to `events`.
     pub fn new(
         key: TokenKey,
         suppressions: Option<SharedSuppressions>,
         results_dir: PathBuf,
+        events: EventSink,
     ) -> CampaignMailbox {
         CampaignMailbox {
             late: std::sync::Mutex::new(ResultsWriter::for_async(&results_dir)),
             key,
             suppressions,
             results_dir,
+            events,
         }
+    }
+
+    /// Emits `kind` for recipient `index` of campaign `cid`, once its
+    /// result is durable.
+    fn emit(&self, kind: EventKind, cid: u64, index: u32, address: &str, reply: Option<Reply>) {
+        if !self.events.is_enabled() {
+            return;
+        }
+        let mut e = Event::campaign_recipient(kind, cid, index, address);
+        e.reply = reply;
+        self.events.emit(e);
     }
 
     fn purpose(&self, recipient: &str) -> Option<(Purpose, u64, u32)> {
@@ -111,6 +127,7 @@ impl LocalMail for CampaignMailbox {
                 Purpose::Unsubscribe => {
                     self.suppress(&address, cid, ReasonKind::Unsubscribe, "mailto")?;
                     crate::info_line!(target: "campaign", "campaign {cid} recipient {index} <{address}>: unsubscribed (mailto, from {})", m.client_name);
+                    self.emit(EventKind::Unsubscribed, cid, index, &address, None);
                     done.push("unsubscribed");
                 }
                 Purpose::Bounce => {
@@ -137,6 +154,17 @@ impl LocalMail for CampaignMailbox {
                                 &format!("{} {}", r.status, r.diagnostic),
                             )?;
                             crate::info_line!(target: "campaign", "campaign {cid} recipient {index} <{address}>: bounced later (dsn={}, {}), suppressed", r.status, r.diagnostic);
+                            self.emit(
+                                EventKind::Bounced,
+                                cid,
+                                index,
+                                &address,
+                                Some(Reply {
+                                    code: reply_code(&r.diagnostic).unwrap_or(550),
+                                    enhanced: Some(r.status.clone()),
+                                    text: r.diagnostic.clone(),
+                                }),
+                            );
                             done.push("bounce recorded");
                         }
                         Some(r) => {
@@ -161,6 +189,14 @@ fn what(p: Purpose) -> &'static str {
         Purpose::Bounce => "a bounce",
         Purpose::Unsubscribe => "an unsubscribe",
     }
+}
+
+/// The SMTP code in a diagnostic such as `smtp; 550 5.1.1 no such user`.
+fn reply_code(diagnostic: &str) -> Option<u16> {
+    let rest = diagnostic.split_once(';').map_or(diagnostic, |(_, r)| r);
+    let word = rest.split_whitespace().next()?;
+    let code: u16 = word.parse().ok()?;
+    (200..600).contains(&code).then_some(code)
 }
 
 /// What a bounce says of the (first) recipient.
@@ -262,5 +298,7 @@ Final-Recipient: rfc822; a@example.net\r\nAction: failed\r\nStatus: 5.1.1\r\nDia
         assert_eq!(enhanced_code("5.1.1"), Some("5.1.1".into()));
         assert_eq!(enhanced_code("3.1.1"), None);
         assert_eq!(enhanced_code("5.1"), None);
+        assert_eq!(reply_code("smtp; 550 5.1.1 no such user"), Some(550));
+        assert_eq!(reply_code("bounce without a delivery status report"), None);
     }
 }

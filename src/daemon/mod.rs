@@ -27,6 +27,7 @@ pub mod admin_socket;
 mod campaign;
 pub mod campaign_intake;
 mod campaign_mail;
+pub mod events;
 mod smtpd;
 mod submit;
 mod unix_server;
@@ -63,6 +64,9 @@ pub enum DaemonError {
     /// A DKIM key could not be used.
     #[error(transparent)]
     Dkim(#[from] SignError),
+    /// The events file or the webhook could not be set up.
+    #[error(transparent)]
+    Events(#[from] crate::obs::events::EventsError),
 }
 
 impl DaemonError {
@@ -77,6 +81,7 @@ impl DaemonError {
             DaemonError::Smtpd(e) => e.is_transient(),
             DaemonError::Http(e) => e.is_transient(),
             DaemonError::Dkim(e) => e.is_transient(),
+            DaemonError::Events(e) => e.is_transient(),
         }
     }
 }
@@ -141,6 +146,14 @@ pub fn serve(
         tracing::info!(target: "master", "DKIM signing with {} keys: {:?}", config.dkim.len(), keys.get());
     }
 
+    // Delivery events: a bad webhook URL or a damaged cursor stops the
+    // start. `event_sink` is what every emitter gets (a disabled sink
+    // without `[events]`).
+    // TODO(lead): hand `event_sink.clone()` to each shard's queue manager
+    // (sched/) for delivered, deferred, bounced, expired, suppressed, and
+    // to the shard's commit for received.
+    let (events, event_sink) = events::start(config)?;
+
     let stale = crate::inject::maildrop::remove_stale_temp_files(
         &spool.maildrop(),
         Duration::from_secs(3600),
@@ -193,6 +206,7 @@ pub fn serve(
             campaign_key.clone(),
             suppressions.clone(),
             spool.campaigns(),
+            event_sink.clone(),
         ));
     let http_suppressions = suppressions.clone();
     let campaign_settings = crate::sched::campaigns::CampaignSettings {
@@ -214,6 +228,9 @@ pub fn serve(
         shards: shard_count,
         version: env!("CARGO_PKG_VERSION"),
     }));
+    if let Some(e) = &events {
+        metrics.set_events(e.stats());
+    }
     let signing_threads = match config.dkim_signing_threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -394,6 +411,7 @@ pub fn serve(
                 metrics: Arc::clone(&metrics),
                 queue: Some(queue_admin.clone()),
                 queue_root: spool.queue(),
+                events: event_sink.clone(),
                 messages: crate::admin::MessageIntake {
                     ring: Arc::clone(&stage),
                     closed: Arc::clone(&intake_closed),
@@ -500,6 +518,10 @@ pub fn serve(
     }
     let _ = std::fs::remove_file(spool.control_socket());
     let _ = std::fs::remove_file(spool.admin_socket());
+    // Last: every emitter has stopped, so the file gets all their events.
+    if let Some(e) = events {
+        e.stop(Duration::from_secs(1));
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(report),

@@ -225,6 +225,8 @@ pub struct Metrics {
     shards: Vec<ShardMetrics>,
     info: DaemonInfo,
     started: Instant,
+    /// The delivery events' counters, once `[events]` runs.
+    events: std::sync::OnceLock<std::sync::Arc<super::events::EventStats>>,
 }
 
 impl Metrics {
@@ -236,7 +238,14 @@ impl Metrics {
                 .collect(),
             info,
             started: Instant::now(),
+            events: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Adds the delivery events' counters to the exposition (the daemon
+    /// calls it once, when `[events]` runs; later calls are ignored).
+    pub fn set_events(&self, stats: std::sync::Arc<super::events::EventStats>) {
+        let _ = self.events.set(stats);
     }
 
     /// Shard `index`'s counters (the last shard's for an index beyond).
@@ -349,6 +358,43 @@ impl Metrics {
             self.shards.iter().map(|s| &s.delivery_seconds),
             1e6,
         );
+        if let Some(e) = self.events.get() {
+            for (name, help, value) in [
+                (
+                    "ringmail_events_written_total",
+                    "Delivery events written to the events file.",
+                    &e.written,
+                ),
+                (
+                    "ringmail_events_dropped_total",
+                    "Delivery events dropped because the events queue was full.",
+                    &e.dropped,
+                ),
+                (
+                    "ringmail_events_write_failed_total",
+                    "Delivery events lost to a failed write or sync of the events file.",
+                    &e.write_failed,
+                ),
+                (
+                    "ringmail_events_rotations_total",
+                    "Rotations of the events file.",
+                    &e.rotations,
+                ),
+                (
+                    "ringmail_events_posted_total",
+                    "Delivery events acknowledged by the webhook.",
+                    &e.posted,
+                ),
+                (
+                    "ringmail_events_webhook_failures_total",
+                    "Webhook requests that failed (each retried).",
+                    &e.post_failures,
+                ),
+            ] {
+                header(&mut out, name, "counter", help);
+                let _ = writeln!(out, "{name} {}", load(value));
+            }
+        }
         out
     }
 }
@@ -402,6 +448,29 @@ mod tests {
             shards: 2,
             version: "0.1.0",
         })
+    }
+
+    #[test]
+    fn event_counters_appear_once_events_run() {
+        let m = metrics();
+        assert!(!m.render().contains("ringmail_events_"));
+        let stats = std::sync::Arc::new(crate::obs::events::EventStats::default());
+        stats.written.fetch_add(7, Ordering::Relaxed);
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        m.set_events(stats);
+        let text = m.render();
+        assert!(
+            text.contains("\nringmail_events_written_total 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nringmail_events_dropped_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE ringmail_events_posted_total counter"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,7 +5,12 @@
 //! The part after `ringmail/` is the tracing target, named after the
 //! Postfix program that does the same step: `pickup`, `cleanup`, `qmgr`,
 //! `smtp`, `master`, `sendmail`.
+//!
+//! Also: the Prometheus counters (`metrics`), a throttle for repeated
+//! warnings, and the delivery events for applications (`events`: the
+//! events file and the webhook).
 
+pub mod events;
 pub mod metrics;
 pub mod throttle;
 
