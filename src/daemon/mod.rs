@@ -148,10 +148,9 @@ pub fn serve(
 
     // Delivery events: a bad webhook URL or a damaged cursor stops the
     // start. `event_sink` is what every emitter gets (a disabled sink
-    // without `[events]`).
-    // TODO(lead): hand `event_sink.clone()` to each shard's queue manager
-    // (sched/) for delivered, deferred, bounced, expired, suppressed, and
-    // to the shard's commit for received.
+    // without `[events]`): each shard (received at commit; delivered,
+    // deferred, bounced, expired, suppressed by its queue manager), late
+    // bounces and unsubscribes.
     let (events, event_sink) = events::start(config)?;
 
     let stale = crate::inject::maildrop::remove_stale_temp_files(
@@ -275,6 +274,7 @@ pub fn serve(
                     ..campaign_settings.clone()
                 }),
                 metrics: Some(ShardCounters::new(Arc::clone(&metrics), index)),
+                events: event_sink.clone(),
                 ..QmgrConfig::from_config(
                     config,
                     shard_count,

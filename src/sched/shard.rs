@@ -200,6 +200,9 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                             m.received(sub.origin, rcpts as u64);
                         }
                         log_queued(id, &sub);
+                        if ctx.qmgr.events.is_enabled() {
+                            ctx.qmgr.events.emit(received_event(id, &sub));
+                        }
                         qmgr.schedule(id);
                         Ok(id)
                     }
@@ -353,6 +356,25 @@ async fn answer_requests(
         }
     }
     committed
+}
+
+/// The `received` event of a message (or campaign slice) just queued.
+fn received_event(id: QueueId, sub: &Submission) -> crate::obs::events::Event {
+    use crate::obs::events::{Event, EventKind, EventSource};
+    let mut e = Event::new(EventKind::Received, id.to_string());
+    e.source = Some(EventSource::from(sub.origin));
+    match &sub.campaign {
+        Some(slice) => {
+            e.campaign = Some(slice.spec.id.to_string());
+            e.recipient_index = Some(slice.first_index);
+        }
+        None => {
+            e.sender = Some(sub.envelope.sender.clone());
+            e.recipients = Some(sub.envelope.recipients.clone());
+            e.message_id = Some(sub.message_id.clone());
+        }
+    }
+    e
 }
 
 /// The three lines Postfix logs for a message entering the queue.

@@ -35,6 +35,11 @@ impl State {
         if let Some(m) = &self.cfg.metrics {
             m.outcome(crate::obs::metrics::Outcome::Suppressed);
         }
+        if self.cfg.events.is_enabled() {
+            self.cfg.events.emit(super::events::suppressed_event(
+                job.id, campaign, i, &addr, why,
+            ));
+        }
         if let Some((cid, first)) = campaign {
             self.campaigns.note(
                 cid,

@@ -30,6 +30,9 @@ pub(super) struct Relay {
     /// The server took the RFC 3461 requests (it announced DSN): it, not
     /// ringmail, reports a successful delivery to a NOTIFY=SUCCESS.
     pub(super) dsn_passed: bool,
+    /// The destination's site (its next hop until shaping names one), for
+    /// events.
+    pub(super) site: Rc<str>,
 }
 
 impl Qmgr {

@@ -38,6 +38,8 @@ pub struct QmgrConfig {
     pub campaigns: Option<CampaignSettings>,
     /// This shard's Prometheus counters (the daemon's; none in tests).
     pub metrics: Option<crate::obs::metrics::ShardCounters>,
+    /// Where delivery events go (`[events]`; a disabled sink without it).
+    pub events: crate::obs::events::EventSink,
 }
 
 impl QmgrConfig {
@@ -62,6 +64,7 @@ impl QmgrConfig {
             delivery,
             campaigns: None,
             metrics: None,
+            events: crate::obs::events::EventSink::disabled(),
         }
     }
 }

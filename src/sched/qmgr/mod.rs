@@ -34,6 +34,7 @@ mod campaign_jobs;
 mod chain;
 mod config;
 mod delays;
+mod events;
 mod feedback;
 mod notify;
 mod outgoing;
@@ -212,6 +213,11 @@ impl Qmgr {
             timer_wake,
             dirty_wake: Rc::new(Notify::new()),
         }
+    }
+
+    /// The name of `hop`'s site, as events and metrics report it.
+    fn site_name(&self, hop: &Nexthop) -> Rc<str> {
+        Rc::from(hop.to_string())
     }
 
     /// Resolves when delivery wrote status bytes that want a commit.

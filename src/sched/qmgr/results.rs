@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::admin::set_attempt_status;
 use super::chain::Relay;
 use super::delays::{secs, Secs};
+use super::events::{result_event, JobFacts};
 use super::status::write_statuses;
 use super::{Job, State};
 use crate::deliver::{RcptResult, ResultClass};
@@ -38,7 +39,17 @@ impl State {
             .unwrap_or(now);
         let attempts = self.msgs.get(&job.id).map(|m| m.attempts).unwrap_or(0);
         let next_retry = now + self.backoff(attempts + 1).as_micros() as u64;
+        let events_on = self.cfg.events.is_enabled();
         let mut store = self.store.borrow_mut();
+        // The sender and Message-ID of an ordinary message, for its events.
+        let message_facts: Option<(String, String)> = if events_on {
+            store
+                .peek(job.id)
+                .filter(|(v, _)| v.campaign.is_none())
+                .map(|(v, _)| (v.sender.to_string(), v.message_id.to_string()))
+        } else {
+            None
+        };
         // What the log lines and notices need: for a campaign slice, read
         // through its index (the job's recipients only).
         let (arrival, null_sender, campaign, dsn, addrs) = if store.slice_campaign(job.id).is_some()
@@ -89,12 +100,21 @@ impl State {
                 addrs,
             )
         };
+        let relay_site = relay.map(|r| &*r.site);
         let relay = relay.map_or("none", |r| r.name.as_str());
         let a = secs(queued.saturating_sub(arrival));
         let b = secs(timing.started.saturating_sub(queued));
         let c = timing.setup.as_secs_f64();
         let d = timing.xfer.as_secs_f64();
         let delay = secs(now.saturating_sub(arrival));
+        let facts = JobFacts {
+            id: job.id,
+            sender: message_facts.as_ref().map(|(s, _)| s.as_str()),
+            message_id: message_facts.as_ref().map(|(_, m)| m.as_str()),
+            campaign,
+            site: relay_site,
+            attempts: attempts + 1,
+        };
         for ((&i, addr), result) in job.rcpts.iter().zip(&addrs).zip(results) {
             let word = result.class.as_str();
             let status = match result.class {
@@ -126,6 +146,9 @@ impl State {
                 result.dsn(),
                 result.display_text()
             );
+            if events_on {
+                self.cfg.events.emit(result_event(&facts, i, addr, result));
+            }
             if let Some((cid, first)) = campaign {
                 let text = result.text();
                 self.campaigns.note(

@@ -176,6 +176,7 @@ impl Qmgr {
             let relay = Relay {
                 name: relay,
                 dsn_passed: s.passes_dsn(),
+                site: self.site_name(&hop),
             };
             s.send_chain(
                 (first, msg),
