@@ -16,6 +16,7 @@ mod queue_view;
 pub mod sendmail;
 pub mod sink;
 pub mod suppress;
+pub mod top;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ enum Command {
         #[command(subcommand)]
         action: suppress::SuppressAction,
     },
+    /// A live terminal view of the running daemon from its admin API:
+    /// rates, the queue by domain, campaigns, deferral reasons.
+    Top(top::TopArgs),
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
     /// The bundled SMTP receiver (tests, benchmarks).
@@ -222,6 +226,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::CheckDomain(args) => return check_domain::run(args),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
+        Command::Top(args) => top::run(args),
         Command::Bench(args) => match bench::run(args) {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),
