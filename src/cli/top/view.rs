@@ -292,7 +292,7 @@ mod tests {
             assert!(t.contains(title), "{title}: {t}");
         }
         assert!(
-            t.contains("out (delivered)        3.0/s  total        6"),
+            t.contains("out (delivered)       3.0/s  total        6"),
             "{t}"
         );
         assert!(t.contains("example.com"));
