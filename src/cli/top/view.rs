@@ -66,8 +66,12 @@ fn queue_cells(rows: &[QueueRow]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     (header, cells)
 }
 
-/// The campaigns table's header and rows as text cells.
-fn campaign_cells(campaigns: &[Campaign]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+/// The campaigns table's header and rows as text cells, progress bars of
+/// `bar_width` cells.
+fn campaign_cells(
+    campaigns: &[Campaign],
+    bar_width: usize,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let header = vec![
         "ID", "Name", "State", "Progress", "Sent", "Deferred", "Bounced", "Pending",
     ];
@@ -78,7 +82,7 @@ fn campaign_cells(campaigns: &[Campaign]) -> (Vec<&'static str>, Vec<Vec<String>
                 c.id.to_string(),
                 c.name.clone(),
                 c.state.clone(),
-                bar(c.progress(), 20),
+                bar(c.progress(), bar_width),
                 c.sent.to_string(),
                 c.deferred.to_string(),
                 c.bounced.to_string(),
@@ -130,12 +134,14 @@ pub fn draw(f: &mut Frame, s: &Snapshot) {
     let [queue, campaigns] =
         Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(middle);
     let (header, cells) = queue_cells(&s.queue);
-    draw_table(f, queue, TITLES[1], header, cells, &[]);
-    let (header, mut cells) = campaign_cells(&s.campaigns);
+    // Domain (and site) take what the counts leave.
+    let widths: &[u16] = if header.contains(&"Site") { &[0, 0] } else { &[0] };
+    draw_table(f, queue, TITLES[1], header, cells, widths);
+    let (header, mut cells) = campaign_cells(&s.campaigns, 10);
     if s.campaigns_more > 0 {
         cells.push(vec![format!("... {} more", s.campaigns_more)]);
     }
-    draw_table(f, campaigns, TITLES[2], header, cells, &[18, 0, 26]);
+    draw_table(f, campaigns, TITLES[2], header, cells, &[17, 0, 9, 16]);
     let lines: Vec<Line> = reason_lines(&s.reasons)
         .into_iter()
         .map(Line::from)
@@ -171,8 +177,8 @@ fn draw_rates(f: &mut Frame, area: Rect, s: &Snapshot) {
     }
 }
 
-/// A bordered table; `widths` gives fixed widths of some columns (0: the
-/// rest share what is left).
+/// A bordered table; `widths` gives the widths of the first columns (0:
+/// they share what is left); the others are as wide as their heading.
 fn draw_table(
     f: &mut Frame,
     area: Rect,
@@ -181,11 +187,13 @@ fn draw_table(
     cells: Vec<Vec<String>>,
     widths: &[u16],
 ) {
-    let constraints: Vec<Constraint> = (0..header.len())
-        .map(|i| match widths.get(i) {
+    let constraints: Vec<Constraint> = header
+        .iter()
+        .enumerate()
+        .map(|(i, h)| match widths.get(i) {
             Some(&w) if w > 0 => Constraint::Length(w),
             Some(_) => Constraint::Min(8),
-            None => Constraint::Min(6),
+            None => Constraint::Length(h.len().max(7) as u16),
         })
         .collect();
     let header = Row::new(header)
@@ -207,7 +215,7 @@ pub fn text(s: &Snapshot) -> String {
     let (header, cells) = queue_cells(&s.queue);
     out.push_str(&columns(&header, &cells));
     out.push_str(&format!("\n{}\n", TITLES[2]));
-    let (header, cells) = campaign_cells(&s.campaigns);
+    let (header, cells) = campaign_cells(&s.campaigns, 20);
     out.push_str(&columns(&header, &cells));
     if s.campaigns_more > 0 {
         out.push_str(&format!("  ... {} more\n", s.campaigns_more));
