@@ -54,7 +54,8 @@ pub fn print(config: &Config, json: bool) -> anyhow::Result<()> {
 ///   `MAILER-DAEMON`); an ID or size wider than its column pushes the rest
 ///   right, as printf does;
 /// - each live recipient indented to column 41, recipients with a
-///   deferral reason first (Postfix lists its defer log first); a
+///   deferral reason first, by domain then address (Postfix lists its
+///   defer log first, in its queue manager's order), then the rest; a
 ///   `(reason)` line, right-aligned to end in column 78 (never cut or
 ///   wrapped), before a recipient whose reason differs from the previous
 ///   one's, `(reason unavailable)` when the previous had one and this has
@@ -132,18 +133,23 @@ where
         asctime(m.arrival_time, tz)
     ));
     let live = |r: &&QueuedRecipient| matches!(r.status, "pending" | "deferred" | "held");
-    let with_reason = m
+    // Postfix lists its defer log first, in the order its queue manager
+    // tried them (qmgr_message_sort: by domain, then address, for one
+    // next hop), then the rest in envelope order.
+    let mut with_reason: Vec<&QueuedRecipient> = m
         .recipients
         .iter()
         .filter(live)
-        .filter(|r| r.reason.is_some());
+        .filter(|r| r.reason.is_some())
+        .collect();
+    with_reason.sort_by(|a, b| qmgr_order(&a.address, &b.address));
     let without = m
         .recipients
         .iter()
         .filter(live)
         .filter(|r| r.reason.is_none());
     let mut previous = String::new();
-    for r in with_reason.chain(without) {
+    for r in with_reason.into_iter().chain(without) {
         let reason = r.reason.as_deref().map(printable).unwrap_or_default();
         if reason != previous {
             let shown = if reason.is_empty() {
@@ -161,6 +167,19 @@ where
             "",
             printable(&r.address)
         ));
+    }
+}
+
+/// Postfix's delivery order of two recipients of one message to one next
+/// hop: by the domain (from the last `@`, case-insensitive; no domain
+/// last), then by the address.
+fn qmgr_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let domain = |x: &str| x.rfind('@').map(|i| x[i..].to_lowercase());
+    match (domain(a), domain(b)) {
+        (Some(da), Some(db)) => da.cmp(&db).then_with(|| a.cmp(b)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
     }
 }
 
@@ -359,6 +378,39 @@ mod tests {
         assert_eq!(
             out.lines().nth(6),
             Some(format!("{:>78}", "(reason unavailable)").as_str())
+        );
+    }
+
+    #[test]
+    fn deferred_recipients_come_in_postfix_delivery_order() {
+        let m = msg(
+            "00000000000F",
+            1,
+            "a@x.org",
+            vec![
+                rcpt("two@b.org", "deferred", Some("r2")),
+                rcpt("three@b.org", "deferred", Some("r3")),
+                rcpt("z@A.org", "deferred", Some("r1")),
+                rcpt("later@c.org", "pending", None),
+                rcpt("first@c.org", "pending", None),
+            ],
+        );
+        let out = listing(&[m]);
+        let addresses: Vec<&str> = out
+            .lines()
+            .skip(2)
+            .map(str::trim_start)
+            .filter(|l| !l.starts_with('(') && !l.is_empty() && !l.starts_with("--"))
+            .collect();
+        assert_eq!(
+            addresses,
+            [
+                "z@A.org",
+                "three@b.org",
+                "two@b.org",
+                "later@c.org",
+                "first@c.org"
+            ]
         );
     }
 

@@ -135,7 +135,11 @@ pub fn draw(f: &mut Frame, s: &Snapshot) {
         Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(middle);
     let (header, cells) = queue_cells(&s.queue);
     // Domain (and site) take what the counts leave.
-    let widths: &[u16] = if header.contains(&"Site") { &[0, 0] } else { &[0] };
+    let widths: &[u16] = if header.contains(&"Site") {
+        &[0, 0]
+    } else {
+        &[0]
+    };
     draw_table(f, queue, TITLES[1], header, cells, widths);
     let (header, mut cells) = campaign_cells(&s.campaigns, 10);
     if s.campaigns_more > 0 {
