@@ -8,7 +8,10 @@
 //! (`relayhost = [127.0.0.1]:R`). The same messages (same senders,
 //! recipients and bodies) go into Q over SMTP and into a ringmail daemon
 //! with the same relay host through its `sendmail`; both try them once,
-//! R defers the `defer*` recipients with the same reply, so both queues
+//! R defers the `defer*` recipients with the same reply (a reason longer
+//! than the 76 columns, so printed from column 0), and both route
+//! `closed.example` to a loopback port where nothing listens (a short
+//! `Connection refused` reason, right-aligned), so both queues
 //! hold the same deferred recipients with their reasons; one message is
 //! then put on hold in both (`postsuper -h`, `ringmail queue hold`).
 //!
@@ -52,7 +55,7 @@ use common::*;
 
 /// The messages: sender and recipients. `ok@` is accepted by R (so
 /// delivered and not listed), `defer*@` deferred.
-const MESSAGES: [(&str, &[&str]); 4] = [
+const MESSAGES: [(&str, &[&str]); 5] = [
     ("alice@example.com", &["defer-one@example.net"]),
     (
         "bob@example.com",
@@ -66,13 +69,19 @@ const MESSAGES: [(&str, &[&str]); 4] = [
         ],
     ),
     ("carol@example.com", &["defer-held@example.net"]),
+    (
+        "dave@example.com",
+        &["b@closed.example", "a@closed.example"],
+    ),
 ];
 
 /// The message put on hold (index into [`MESSAGES`]).
 const HELD: usize = 3;
 
-/// How many deferred recipients (reason lines) both listings hold.
-const DEFERRED: usize = 5;
+/// How many reason lines both listings hold: one per `defer*` recipient
+/// (R names the address in its reply) and one for both `closed.example`
+/// recipients (the same `Connection refused`, shown once).
+const DEFERRED: usize = 6;
 
 /// A message of about 2,000 bytes from `from`.
 fn message(from: &str, i: usize) -> Vec<u8> {
@@ -262,6 +271,13 @@ fn ringmail_lists_the_queue_as_postfix_does() {
         return;
     };
     let relay = format!("[127.0.0.1]:{}", r.addr.port());
+    // Nothing listens there (free when picked; nobody else binds it in
+    // the test's few seconds, or the reasons would differ and say so).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let transport = format!("inline:{{ closed.example=smtp:[127.0.0.1]:{closed} }}");
     let Some(q) = PostfixReceiver::start_with(
         &["q.test"],
         &[
@@ -269,6 +285,7 @@ fn ringmail_lists_the_queue_as_postfix_does() {
             ("default_transport", "smtp"),
             ("relay_transport", "smtp"),
             ("smtp_tls_security_level", "none"),
+            ("transport_maps", transport.as_str()),
             (
                 "smtpd_relay_restrictions",
                 "permit_mynetworks, reject_unauth_destination",
@@ -285,7 +302,8 @@ fn ringmail_lists_the_queue_as_postfix_does() {
 
     let sb = Sandbox::with(Settings {
         extra: format!(
-            "relayhost = \"{relay}\"\nminimal_backoff_time = 3600\nmaximal_backoff_time = 4000\n"
+            "relayhost = \"{relay}\"\nminimal_backoff_time = 3600\nmaximal_backoff_time = 4000\n\
+             [[route]]\ndomain = \"closed.example\"\nnexthop = \"[127.0.0.1]:{closed}\"\n"
         ),
         ..Settings::default()
     });

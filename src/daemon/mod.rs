@@ -240,7 +240,7 @@ pub fn serve(
     let shard_mailboxes: Vec<Arc<crate::sched::mailbox::ShardMailbox>> = (0..shard_count)
         .map(|_| Arc::new(crate::sched::mailbox::ShardMailbox::new()))
         .collect();
-    for index in 0..shard_count {
+    for (index, mailbox) in shard_mailboxes.iter().enumerate() {
         let (release_tx, released) = crossbeam_channel::unbounded::<Vec<QueueId>>();
         release_txs.push(release_tx);
         let ctx = ShardContext {
@@ -269,7 +269,7 @@ pub fn serve(
             slots: Arc::clone(&slots),
             leftovers: Arc::clone(&leftovers),
             released,
-            mailbox: Arc::clone(&shard_mailboxes[index]),
+            mailbox: Arc::clone(mailbox),
         };
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))

@@ -124,7 +124,7 @@ impl Top {
             .get(&format!("/api/v1/queue/shape?top={QUEUE_TOP}"))?;
         self.snapshot.queue = model::queue_rows(&shape)?;
         let mut list = model::campaign_list(&self.client.get("/api/v1/campaigns")?)?;
-        list.sort_by(|a, b| b.id.cmp(&a.id));
+        list.sort_by_key(|c| std::cmp::Reverse(c.id));
         self.snapshot.campaigns_more = list.len().saturating_sub(CAMPAIGNS_SHOWN);
         let mut campaigns = Vec::new();
         for c in list.iter().take(CAMPAIGNS_SHOWN) {
