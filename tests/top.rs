@@ -1,15 +1,17 @@
 //! `ringmail top` (issue 17 item 5) against the real daemon with its HTTP
 //! server and a `read` token, delivering into the bundled sink: 6
 //! messages through `sendmail` and a campaign of 20 recipients over the
-//! API, all delivered, then
+//! API, all delivered, and one message for `closed.example`, routed to a
+//! loopback port where nothing listens, deferred; then
 //!
 //! - the live view run in a detached tmux session (160x48): its screen
 //!   (`capture-pane -p`) shows the four panels, a nonzero delivered total
 //!   and the campaign at 100%; `p` pauses (the heading says so); `q`
 //!   quits (the shell after it prints a marker);
-//! - `--once` prints the same panels as text, with the delivered total
-//!   and the campaign's progress; a token the API refuses fails with the
-//!   HTTP status.
+//! - `--once` prints the same panels as text, with the delivered total,
+//!   the campaign's progress, the deferred recipient's domain in the queue
+//!   and its reason (`Connection refused`) counted once; a token the API
+//!   refuses fails with the HTTP status.
 //!
 //! The tmux test is skipped, with a message, when tmux is missing.
 
@@ -42,14 +44,19 @@ struct Setup {
     _daemon: Daemon,
     _sink: SinkHandle,
     base: String,
+    /// The port where nothing listens (closed.example's next hop).
+    closed: u16,
 }
 
 fn setup() -> Setup {
     let sink = sink::start(SinkConfig::default()).expect("sink");
     let port = free_port();
+    // Nothing listens there: mail for closed.example is deferred.
+    let closed = free_port();
     let sb = Sandbox::with(Settings {
         extra: format!(
-            "relayhost = \"[127.0.0.1]:{}\"\n\
+            "relayhost = \"[127.0.0.1]:{}\"\nminimal_backoff_time = 3600\nmaximal_backoff_time = 4000\n\
+             [[route]]\ndomain = \"closed.example\"\nnexthop = \"[127.0.0.1]:{closed}\"\n\
              [http]\nlisten = \"127.0.0.1:{port}\"\n\
              tokens = [\n\
                {{ token = \"{SENDER}\", scopes = [\"inject\", \"read\"] }},\n\
@@ -69,13 +76,24 @@ fn setup() -> Setup {
             format!("Subject: top {i}\n\nhello\n").as_bytes(),
         );
     }
+    sb.sendmail_ok(
+        &["-f", "from@example.com", "late@closed.example"],
+        b"Subject: deferred\n\nhello\n",
+    );
     post_campaign(sb.root(), &base);
     d.wait_until("26 recipients delivered", || delivered(&base) >= 26);
+    d.wait_until("one recipient deferred with a reason", || {
+        sb.queue_list()
+            .iter()
+            .flat_map(|m| &m.recipients)
+            .any(|r| r.status == "deferred" && r.reason.is_some())
+    });
     Setup {
         sb,
         _daemon: d,
         _sink: sink,
         base,
+        closed,
     }
 }
 
@@ -171,7 +189,21 @@ fn once_prints_a_snapshot() {
         campaign.contains("100%") && campaign.contains(" 20 "),
         "{campaign}"
     );
-    assert!(text.contains("no deferred recipients"), "{text}");
+    // The deferred recipient: in the queue by domain, and its reason.
+    let row = text
+        .lines()
+        .find(|l| l.contains("closed.example"))
+        .unwrap_or_else(|| panic!("no closed.example row:\n{text}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("1"), "{row}");
+    let reason = text
+        .lines()
+        .find(|l| l.contains("Connection refused"))
+        .unwrap_or_else(|| panic!("no reason:\n{text}"));
+    assert_eq!(reason.split_whitespace().next(), Some("1"), "{reason}");
+    assert!(
+        reason.contains(&format!("127.0.0.1[127.0.0.1]:{}", s.closed)),
+        "{reason}"
+    );
 
     // A token the API does not know: the status, and a failure.
     let out =
