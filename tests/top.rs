@@ -10,8 +10,9 @@
 //!   quits (the shell after it prints a marker);
 //! - `--once` prints the same panels as text, with the delivered total,
 //!   the campaign's progress, the deferred recipient's domain in the queue
-//!   and its reason (`Connection refused`) counted once; a token the API
-//!   refuses fails with the HTTP status.
+//!   and its reason (`Connection refused`) counted once; without `--url`
+//!   it finds the API at the configuration's `[http] listen`; a token the
+//!   API refuses fails with the HTTP status.
 //!
 //! The tmux test is skipped, with a message, when tmux is missing.
 
@@ -203,6 +204,25 @@ fn once_prints_a_snapshot() {
     assert!(
         reason.contains(&format!("127.0.0.1[127.0.0.1]:{}", s.closed)),
         "{reason}"
+    );
+
+    // No --url: the configuration's [http] listen address.
+    let out =
+        s.sb.cmd()
+            .args(["top", "--once", "--interval-ms", "100", "--config"])
+            .arg(&s.sb.config)
+            .env("RINGMAIL_TOKEN", READER)
+            .output()
+            .expect("run top --once");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with(&format!("ringmail top  {} ", s.base)),
+        "{text}"
     );
 
     // A token the API does not know: the status, and a failure.
