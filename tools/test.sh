@@ -6,7 +6,7 @@
 # Peers: Postfix's smtp-sink/smtp-source, swaks and pflogsumm (Debian), Python 3
 # with dkimpy (PyPI),
 # chattr and mkfs.ext4 (e2fsprogs), curl and headless Chromium (the HTTP
-# server's tests, tests/http_api.rs), Prometheus (tests/metrics.rs), Haraka (npm, into tests/haraka/).
+# server's tests, tests/http_api.rs), Prometheus (tests/metrics.rs), tmux (tests/top.rs), Haraka (npm, into tests/haraka/).
 # Every test talks to loopback and temporary directories only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,7 @@ command -v npm >/dev/null || need_apt+=(nodejs npm)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v tmux >/dev/null || need_apt+=(tmux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   # "No configuration" keeps the package from starting a system Postfix.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections

@@ -17,6 +17,7 @@ pub mod sendmail;
 pub mod shaping;
 pub mod sink;
 pub mod suppress;
+pub mod top;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -89,6 +90,9 @@ enum Command {
         #[command(subcommand)]
         action: shaping::ShapingAction,
     },
+    /// A live terminal view of the running daemon from its admin API:
+    /// rates, the queue by domain, campaigns, deferral reasons.
+    Top(top::TopArgs),
     /// The main job: a measured bulk send into the bundled sink.
     Bench(bench::BenchArgs),
     /// The bundled SMTP receiver (tests, benchmarks).
@@ -230,6 +234,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Shaping { action } => return shaping::run(action),
         Command::Config { config } => load(config).map(|c| print!("{}", c.to_toml())),
         Command::Sink(args) => sink::run(args),
+        Command::Top(args) => top::run(args),
         Command::Bench(args) => match bench::run(args) {
             Ok(code) => return ExitCode::from(code),
             Err(e) => Err(e),

@@ -23,7 +23,7 @@ pub struct QueuedRecipient {
     pub address: String,
     /// `pending`, `deferred`, `held`, `sent`, `bounced` or `dropped`.
     pub status: &'static str,
-    /// The last deferral reason, if any.
+    /// The last deferral reason of a deferred or held recipient, if any.
     pub reason: Option<String>,
 }
 
@@ -148,7 +148,9 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
                 continue;
             };
             for (i, r) in m.recipients.iter_mut().enumerate() {
-                if r.status == RcptStatus::Deferred.as_str() {
+                // A held recipient keeps the reason of its last deferral,
+                // as Postfix's hold queue keeps the defer log.
+                if has_reason(r.status) {
                     r.reason = reasons.remove(&(id, i as u32));
                 }
             }
@@ -156,6 +158,12 @@ pub fn list_queue(queue_root: &Path) -> Result<Vec<QueuedMessage>, QueueError> {
     }
     out.sort_by(|a, b| (a.arrival_time, &a.queue_id).cmp(&(b.arrival_time, &b.queue_id)));
     Ok(out)
+}
+
+/// Whether a recipient in this state is shown with its last deferral
+/// reason: deferred, or held (perhaps after a deferral).
+fn has_reason(status: &str) -> bool {
+    status == RcptStatus::Deferred.as_str() || status == RcptStatus::Held.as_str()
 }
 
 /// A message record or a campaign slice record, decoded alike.
@@ -270,7 +278,7 @@ pub fn show_message(queue_root: &Path, id: QueueId) -> Result<Option<ShownMessag
     })?;
     if let Some(s) = &mut shown {
         for (i, r) in s.listed.recipients.iter_mut().enumerate() {
-            if r.status == RcptStatus::Deferred.as_str() {
+            if has_reason(r.status) {
                 r.reason = reasons.remove(&(i as u32));
             }
         }

@@ -436,6 +436,12 @@ impl PostfixReceiver {
         )
     }
 
+    /// The instance's configuration directory, for `-c` of its commands
+    /// (`postqueue -c DIR -p`, `postsuper -c DIR -h ID`).
+    pub fn config_dir(&self) -> PathBuf {
+        self.path("etc")
+    }
+
     /// The instance's log so far (`maillog_file`).
     pub fn log(&self) -> String {
         fs::read_to_string(self.path("maillog")).unwrap_or_default()
