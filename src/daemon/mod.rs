@@ -67,6 +67,9 @@ pub enum DaemonError {
     /// The events file or the webhook could not be set up.
     #[error(transparent)]
     Events(#[from] crate::obs::events::EventsError),
+    /// The shaping rules (`shaping_file`) or sources and pools are wrong.
+    #[error("shaping: {0}")]
+    Shaping(#[from] crate::shape::ShapeError),
 }
 
 impl DaemonError {
@@ -82,6 +85,7 @@ impl DaemonError {
             DaemonError::Http(e) => e.is_transient(),
             DaemonError::Dkim(e) => e.is_transient(),
             DaemonError::Events(e) => e.is_transient(),
+            DaemonError::Shaping(_) => false,
         }
     }
 }
@@ -246,6 +250,11 @@ pub fn serve(
         Arc::clone(&stage),
         Arc::clone(&stop),
     );
+    // One shaper for every shard: a site's connection count, rates and
+    // automation hold for the whole daemon.
+    let shaper = Arc::new(crate::shape::Shaper::new(Arc::new(
+        crate::shape::ShapingTable::from_config(config)?,
+    )));
     let flushes = Arc::new(AtomicU64::new(0));
     let slots = crate::sched::slots::DestinationSlots::new();
     let (ack_tx, ack_rx) = crossbeam_channel::unbounded::<Ack>();
@@ -275,6 +284,7 @@ pub fn serve(
                 }),
                 metrics: Some(ShardCounters::new(Arc::clone(&metrics), index)),
                 events: event_sink.clone(),
+                shaper: Some(Arc::clone(&shaper)),
                 ..QmgrConfig::from_config(
                     config,
                     shard_count,

@@ -67,6 +67,14 @@ impl Connector {
         }
     }
 
+    /// The MX host names of `domain` (the domain itself for an implicit
+    /// MX), for naming its shaping site; `None` when the lookup fails.
+    pub async fn mx_names(&self, domain: &str) -> Option<Vec<String>> {
+        let dns = self.dns.as_ref().ok()?;
+        let hosts = dns.mail_hosts(domain).await.ok()?;
+        Some(hosts.into_iter().map(|h| h.name).collect())
+    }
+
     /// The DNSSEC-aware resolver when `level` is a DANE level and
     /// `smtp_dns_support_level = dnssec`; without `dnssec`, DANE levels
     /// act as `may` (warned once).

@@ -430,7 +430,13 @@ impl Session {
         &self.caps
     }
 
-    /// True when another transaction may use this connection.
+    /// Transactions sent over this connection so far.
+    pub fn transactions(&self) -> u32 {
+        self.transactions
+    }
+
+    /// True when the connection may carry another transaction under the
+    /// reuse limits.
     pub fn reusable(&self, cfg: &DeliveryConfig) -> bool {
         !self.broken
             && (cfg.reuse_count_limit == 0 || self.transactions < cfg.reuse_count_limit)

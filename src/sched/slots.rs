@@ -60,6 +60,11 @@ impl Drop for SlotGuard {
         let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = open.get_mut(&self.hop) {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                // No entry per next hop ever seen: memory follows the
+                // connections open now.
+                open.remove(&self.hop);
+            }
         }
     }
 }

@@ -96,6 +96,7 @@ impl Qmgr {
         };
         match result {
             ChainResult::Done(results) => {
+                self.site_feedback(hop, &results);
                 self.finish_job(&sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, true);
                 true
@@ -119,6 +120,7 @@ impl Qmgr {
                     .iter()
                     .map(|_| RcptResult::from_error(&e))
                     .collect();
+                self.site_feedback(hop, &results);
                 self.finish_job(&sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, false);
                 false

@@ -40,6 +40,9 @@ pub struct QmgrConfig {
     pub metrics: Option<crate::obs::metrics::ShardCounters>,
     /// Where delivery events go (`[events]`; a disabled sink without it).
     pub events: crate::obs::events::EventSink,
+    /// Traffic shaping, shared by every shard (`None`: per-destination
+    /// limits of the configuration only, as in unit tests).
+    pub shaper: Option<std::sync::Arc<crate::shape::Shaper>>,
 }
 
 impl QmgrConfig {
@@ -65,6 +68,7 @@ impl QmgrConfig {
             campaigns: None,
             metrics: None,
             events: crate::obs::events::EventSink::disabled(),
+            shaper: None,
         }
     }
 }

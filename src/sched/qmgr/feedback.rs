@@ -43,6 +43,7 @@ impl Qmgr {
             xfer: Duration::ZERO,
         };
         let result = RcptResult::from_error(e);
+        self.site_feedback(hop, std::slice::from_ref(&result));
         let mut jobs = vec![job];
         {
             let mut st = self.state.borrow_mut();

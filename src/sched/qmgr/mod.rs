@@ -42,6 +42,7 @@ mod plan;
 mod results;
 mod retry;
 mod reuse;
+mod shaping;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -57,7 +58,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::campaigns::CampaignCache;
-use super::slots::{DestinationSlots, SlotGuard};
+use super::slots::DestinationSlots;
+use shaping::ConnSlot;
 use crate::bounce::FailedRecipient;
 use crate::deliver::{Connector, HopPolicy, RcptResult, Router, Session};
 use crate::model::{Nexthop, QueueId, RcptStatus};
@@ -113,9 +115,17 @@ struct Dest {
     active: usize,
     window: f64,
     dead_until: Option<(Instant, String)>,
-    idle: Vec<(Session, SlotGuard, Instant)>,
+    idle: Vec<(Session, ConnSlot, Instant)>,
     /// TLS level, rate limit and credentials for this hop.
     policy: Rc<HopPolicy>,
+    /// Its site once shaping named it (see `shaping.rs`).
+    site: Option<crate::shape::SiteKey>,
+    /// Its recipient domain, for domain rules (MX destinations only).
+    domain: Option<String>,
+    /// The site's MX lookup is under way.
+    resolving: bool,
+    /// When jobs last arrived (idle destinations are forgotten).
+    last_used: Instant,
 }
 
 /// Per message state while it has jobs out or waits for a retry.

@@ -109,7 +109,12 @@ impl State {
                 dead_until: None,
                 idle: Vec::new(),
                 policy: Rc::new(router.policy(&hop)),
+                site: None,
+                domain: hop.mx_lookup.then(|| hop.host.to_ascii_lowercase()),
+                resolving: false,
+                last_used: Instant::now(),
             });
+            d.last_used = Instant::now();
             if let Some((until, _)) = &d.dead_until {
                 if Instant::now() >= *until {
                     d.dead_until = None;

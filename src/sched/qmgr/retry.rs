@@ -13,6 +13,7 @@ use crate::queue::campaign_state::CampaignState;
 impl Qmgr {
     /// Runs retries and idle-connection expiry until stopped.
     pub async fn run_timer(&self) {
+        let mut last_eviction = std::time::Instant::now();
         loop {
             if self.state.borrow().stopping {
                 self.close_idle(true).await;
@@ -48,6 +49,13 @@ impl Qmgr {
                 self.kick(&hop);
             }
             self.close_idle(false).await;
+            if last_eviction.elapsed() >= EVICTION_INTERVAL {
+                last_eviction = std::time::Instant::now();
+                let evicted = super::shaping::evict_idle(&mut self.state.borrow_mut(), DEST_IDLE);
+                if evicted > 0 {
+                    tracing::debug!(target: "qmgr", "forgot {evicted} idle destinations");
+                }
+            }
             let wait = next
                 .map(|at| Duration::from_micros(at.saturating_sub(now_micros())))
                 .unwrap_or(Duration::from_secs(1))
@@ -56,6 +64,13 @@ impl Qmgr {
         }
     }
 }
+
+/// How often idle destinations are looked for.
+const EVICTION_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A destination with nothing queued, running or cached for this long is
+/// forgotten (its state is rebuilt if mail comes again).
+const DEST_IDLE: Duration = Duration::from_secs(300);
 
 impl State {
     pub(super) fn job_done(&mut self, id: QueueId, cfg: &QmgrConfig) {

@@ -11,30 +11,56 @@ use super::{Job, Qmgr, QmgrConfig, LINGER};
 use crate::config::TransactionChaining;
 use crate::deliver::Session;
 use crate::model::{now_micros, Nexthop};
-use crate::sched::slots::SlotGuard;
+use super::shaping::ConnSlot;
 
 impl Qmgr {
     /// Starts delivery workers for `hop` up to its window, as long as a
     /// cached connection or a free connection slot is there for each.
     pub(super) fn kick(&self, hop: &Nexthop) {
+        if self.site_pending(hop) {
+            // Started again once the site is known.
+            return;
+        }
         loop {
-            let start = {
+            let limits = self.state.borrow().site_limits(hop);
+            if limits
+                .as_ref()
+                .is_some_and(|l| l.effective.suspended_until.is_some())
+            {
+                // Suspended by automation: the mail waits, no attempt is
+                // counted; the timer looks again.
+                return;
+            }
+            // Room for one more worker: with a cached connection, or a new
+            // connection slot.
+            let room = {
                 let mut st = self.state.borrow_mut();
-                let cfg = st.cfg.clone();
+                let limit = limits
+                    .as_ref()
+                    .map_or(st.cfg.concurrency_limit, |l| l.max_connections());
                 let stopping = st.stopping;
-                let slots = Arc::clone(&st.slots);
                 let Some(d) = st.dests.get_mut(hop) else {
                     return;
                 };
-                let cap = (d.window.floor() as usize).clamp(1, cfg.concurrency_limit);
+                let cap = (d.window.floor() as usize).clamp(1, limit);
                 if stopping || d.jobs.is_empty() || d.active >= cap || d.dead_until.is_some() {
-                    None
-                } else if d.idle.len() > d.active {
-                    Some(None)
-                } else {
-                    slots.try_acquire(hop, cfg.concurrency_limit).map(Some)
+                    return;
                 }
-                .inspect(|_| d.active += 1)
+                d.active += 1;
+                d.idle.len() >= d.active
+            };
+            let start = if room {
+                Some(None)
+            } else {
+                match self.acquire_slot(hop, limits.as_ref()) {
+                    Some(slot) => Some(Some(slot)),
+                    None => {
+                        if let Some(d) = self.state.borrow_mut().dests.get_mut(hop) {
+                            d.active -= 1;
+                        }
+                        None
+                    }
+                }
             };
             let Some(guard) = start else { return };
             let me = self.clone();
@@ -46,9 +72,9 @@ impl Qmgr {
     /// One connection's worth of work for `hop`: takes jobs until none is
     /// left, reusing the connection. `spare` is a connection slot taken for
     /// it by [`Qmgr::kick`] (none when a cached connection was there).
-    pub(super) async fn worker(self, hop: Nexthop, mut spare: Option<SlotGuard>) {
+    pub(super) async fn worker(self, hop: Nexthop, mut spare: Option<ConnSlot>) {
         let cfg = self.state.borrow().cfg.clone();
-        let mut session: Option<(Session, SlotGuard)> = None;
+        let mut session: Option<(Session, ConnSlot)> = None;
         // A job to send again on a new connection because the reused one
         // turned out to be closing (421 at MAIL FROM): not the message's fault.
         let mut retry_fresh: Option<Job> = None;
@@ -75,6 +101,7 @@ impl Qmgr {
                 let _ = tokio::time::timeout(LINGER, ready.notified()).await;
             };
             let Some(job) = job else { break };
+            let job = self.fit_recipients(&hop, job);
             let (policy, slots) = {
                 let st = self.state.borrow();
                 let policy = st.dests.get(&hop).map(|d| Rc::clone(&d.policy));
@@ -89,6 +116,9 @@ impl Qmgr {
                     None => None,
                 })
                 .await
+                && self
+                    .wait_for_token(&mut session, &cfg, || self.site_message_wait(&hop))
+                    .await
                 && self
                     .wait_for_token(&mut session, &cfg, || {
                         self.state.borrow_mut().campaign_rate_wait(&job)
@@ -116,8 +146,8 @@ impl Qmgr {
             let mut setup = Duration::ZERO;
             if session.is_none() {
                 let guard = spare.take().or_else(|| {
-                    let slots = Arc::clone(&self.state.borrow().slots);
-                    slots.try_acquire(&hop, cfg.concurrency_limit)
+                    let limits = self.state.borrow().site_limits(&hop);
+                    self.acquire_slot(&hop, limits.as_ref())
                 });
                 let Some(guard) = guard else {
                     // Every slot is taken (by other shards): leave the job
@@ -127,6 +157,17 @@ impl Qmgr {
                     }
                     break;
                 };
+                // The site's connection rate.
+                if !self
+                    .wait_for_token(&mut session, &cfg, || self.site_connection_wait(&hop))
+                    .await
+                {
+                    drop(guard);
+                    if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                        d.jobs.push_front(job);
+                    }
+                    break;
+                }
                 let t = Instant::now();
                 let connector = Rc::clone(&self.state.borrow().connector);
                 let policy = policy
@@ -202,7 +243,9 @@ impl Qmgr {
                     );
                 }
             }
-            if retry_fresh.is_some() || broke || !s.reusable(&cfg.delivery) {
+            let per_connection = self.site_deliveries_per_connection(&hop);
+            let used_up = per_connection > 0 && s.transactions() >= per_connection;
+            if retry_fresh.is_some() || broke || used_up || !s.reusable(&cfg.delivery) {
                 if retry_fresh.is_some() || broke {
                     // The connection is in an unknown state (or closing).
                     s.abort().await;
@@ -240,7 +283,7 @@ impl Qmgr {
     /// time limit meanwhile is closed. False when the daemon is stopping.
     pub(super) async fn wait_for_token(
         &self,
-        session: &mut Option<(Session, SlotGuard)>,
+        session: &mut Option<(Session, ConnSlot)>,
         cfg: &QmgrConfig,
         mut take: impl FnMut() -> Option<Duration>,
     ) -> bool {

@@ -1,0 +1,221 @@
+//! The queue manager's side of traffic shaping (docs/SHAPING.md): each
+//! destination learns its *site* (its domain's MX hosts rolled up by the
+//! shaping rules) before its first connection, and from then on the site's
+//! effective limits decide how many connections it may open (over all
+//! shards), how fast it may send and open connections, how many recipients
+//! a transaction carries and how many transactions a connection. Replies
+//! feed the automation rules; a suspended site starts no worker, so its
+//! mail waits without an attempt being counted.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::{Dest, Job, Qmgr, State};
+use crate::deliver::RcptResult;
+use crate::model::Nexthop;
+use crate::proto::Reply;
+use crate::sched::slots::SlotGuard;
+use crate::shape::slots::SiteSlot;
+use crate::shape::{Effective, SiteKey};
+
+/// A connection slot: per next hop without shaping, per site with it.
+// The slots are held only for their Drop, which frees them.
+#[allow(dead_code)]
+pub(super) enum ConnSlot {
+    /// Counted per next hop ([`crate::sched::slots::DestinationSlots`]).
+    Hop(SlotGuard),
+    /// Counted per site and source (the shaper's).
+    Site(SiteSlot),
+}
+
+/// What a worker or `kick` needs of the site's limits right now.
+pub(super) struct SiteLimits {
+    /// The site.
+    pub(super) site: SiteKey,
+    /// The limits in force.
+    pub(super) effective: Effective,
+}
+
+impl SiteLimits {
+    /// Most connections over all shards.
+    pub(super) fn max_connections(&self) -> usize {
+        self.effective.limits.max_connections.value.max(1) as usize
+    }
+}
+
+impl State {
+    /// The site's limits for `hop` now (logging what automation changed
+    /// on the way); `None` without shaping or before the site is known.
+    pub(super) fn site_limits(&self, hop: &Nexthop) -> Option<SiteLimits> {
+        let shaper = self.cfg.shaper.as_ref()?;
+        let d = self.dests.get(hop)?;
+        let site = d.site.clone()?;
+        let effective = shaper.effective(&site, d.domain.as_deref(), None, Instant::now());
+        for change in &effective.changes {
+            crate::info_line!(target: "qmgr", "{change}");
+        }
+        Some(SiteLimits { site, effective })
+    }
+}
+
+impl Qmgr {
+    /// A connection slot for `hop` under `limit` connections: the site's
+    /// (over all shards) once shaping knows it, else the next hop's.
+    pub(super) fn acquire_slot(&self, hop: &Nexthop, limits: Option<&SiteLimits>) -> Option<ConnSlot> {
+        let st = self.state.borrow();
+        match (st.cfg.shaper.as_ref(), limits) {
+            (Some(shaper), Some(l)) => shaper
+                .acquire_connection(&l.site, None, l.max_connections() as u32)
+                .map(ConnSlot::Site),
+            _ => st
+                .slots
+                .try_acquire(hop, st.cfg.concurrency_limit)
+                .map(ConnSlot::Hop),
+        }
+    }
+
+    /// True when `hop` still needs its site (shaping is on and its MX
+    /// lookup has not finished); starts that lookup once.
+    pub(super) fn site_pending(&self, hop: &Nexthop) -> bool {
+        let start = {
+            let mut st = self.state.borrow_mut();
+            if st.cfg.shaper.is_none() {
+                return false;
+            }
+            let Some(d) = st.dests.get_mut(hop) else {
+                return false;
+            };
+            if d.site.is_some() {
+                return false;
+            }
+            !std::mem::replace(&mut d.resolving, true)
+        };
+        if start {
+            let me = self.clone();
+            let hop = hop.clone();
+            tokio::task::spawn_local(async move { me.resolve_site(hop).await });
+        }
+        true
+    }
+
+    /// Names `hop`'s site from its MX hosts (a relay host or a literal is
+    /// its own site), then starts its workers.
+    async fn resolve_site(self, hop: Nexthop) {
+        let (connector, shaper) = {
+            let st = self.state.borrow();
+            (Rc::clone(&st.connector), st.cfg.shaper.clone())
+        };
+        let Some(shaper) = shaper else { return };
+        let names = if hop.mx_lookup {
+            // The resolver caches the answer for the connection that follows.
+            connector.mx_names(&hop.host).await.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let site = shaper.site_for(&hop.host, &refs);
+        tracing::debug!(target: "qmgr", "destination {hop}: site {} ({:?})", site.key.as_str(), site.origin);
+        if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+            d.site = Some(site.key);
+            d.resolving = false;
+        }
+        self.kick(&hop);
+    }
+
+    /// How long the site's message rate (or a suspension) makes the next
+    /// transaction to `hop` wait; takes a token when none.
+    pub(super) fn site_message_wait(&self, hop: &Nexthop) -> Option<Duration> {
+        let st = self.state.borrow();
+        let shaper = st.cfg.shaper.as_ref()?;
+        let l = st.site_limits(hop)?;
+        shaper
+            .take_message(&l.site, None, &l.effective, Instant::now())
+            .err()
+    }
+
+    /// How long the site's connection rate makes a new connection to `hop`
+    /// wait; takes a token when none.
+    pub(super) fn site_connection_wait(&self, hop: &Nexthop) -> Option<Duration> {
+        let st = self.state.borrow();
+        let shaper = st.cfg.shaper.as_ref()?;
+        let l = st.site_limits(hop)?;
+        shaper
+            .take_connection(&l.site, None, &l.effective, Instant::now())
+            .err()
+    }
+
+    /// Cuts `job` to the site's recipients per transaction, leaving the rest
+    /// at the head of `hop`'s queue as a job of its own.
+    pub(super) fn fit_recipients(&self, hop: &Nexthop, mut job: Job) -> Job {
+        let mut st = self.state.borrow_mut();
+        let Some(max) = st
+            .site_limits(hop)
+            .map(|l| l.effective.limits.max_recipients.value.max(1) as usize)
+        else {
+            return job;
+        };
+        if job.rcpts.len() <= max {
+            return job;
+        }
+        let rest = Job {
+            id: job.id,
+            rcpts: job.rcpts.split_off(max),
+        };
+        if let Some(m) = st.msgs.get_mut(&job.id) {
+            m.outstanding += 1;
+        }
+        if let Some(d) = st.dests.get_mut(hop) {
+            d.jobs.push_front(rest);
+        }
+        job
+    }
+
+    /// The site's most transactions per connection (0: no limit of its own).
+    pub(super) fn site_deliveries_per_connection(&self, hop: &Nexthop) -> u32 {
+        self.state
+            .borrow()
+            .site_limits(hop)
+            .map_or(0, |l| l.effective.limits.max_deliveries_per_connection.value)
+    }
+
+    /// Feeds the first server reply among `results` (or of a refused
+    /// connection) to the site's automation rules, logging what they do.
+    pub(super) fn site_feedback(&self, hop: &Nexthop, results: &[RcptResult]) {
+        let reply: Option<&Reply> = results
+            .iter()
+            .filter(|r| !r.is_sent())
+            .find_map(RcptResult::reply);
+        let Some(reply) = reply else { return };
+        let st = self.state.borrow();
+        let (Some(shaper), Some(site)) = (
+            st.cfg.shaper.as_ref(),
+            st.dests.get(hop).and_then(|d| d.site.clone()),
+        ) else {
+            return;
+        };
+        for action in shaper.on_reply(&site, None, reply, Instant::now()) {
+            crate::info_line!(target: "qmgr", "{action}");
+        }
+    }
+}
+
+/// Forgets destinations with nothing queued, running or cached that were
+/// not used for `idle`, and the shaper's idle per-site state: memory
+/// follows the destinations mail goes to now, not every one ever seen.
+pub(super) fn evict_idle(st: &mut State, idle: Duration) -> usize {
+    let now = Instant::now();
+    let before = st.dests.len();
+    st.dests.retain(|_, d: &mut Dest| {
+        !(d.jobs.is_empty()
+            && d.active == 0
+            && d.idle.is_empty()
+            && !d.resolving
+            && d.dead_until.is_none()
+            && now.saturating_duration_since(d.last_used) >= idle)
+    });
+    if let Some(shaper) = &st.cfg.shaper {
+        let unix = chrono::Utc::now().timestamp();
+        shaper.evict_idle(now, unix, idle);
+    }
+    before - st.dests.len()
+}
