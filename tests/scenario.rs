@@ -58,7 +58,15 @@ fn tiny_scenario_end_to_end() {
     let file = work.path().join("tiny.toml");
     std::fs::write(&file, TINY).expect("write the scenario");
     let out = Command::new(env!("CARGO_BIN_EXE_ringmail"))
-        .args(["bench", "--json", "--shards", "1", "--stall-timeout", "60", "--scenario"])
+        .args([
+            "bench",
+            "--json",
+            "--shards",
+            "1",
+            "--stall-timeout",
+            "60",
+            "--scenario",
+        ])
         .arg(&file)
         .arg("--workdir")
         .arg(work.path())

@@ -40,6 +40,8 @@ struct ProviderReport {
     messages_per_second: f64,
     /// Transactions per second the caps allow.
     capacity: f64,
+    /// The listener's connection cap (with `own_mx`, the sum over the
+    /// provider's domains).
     max_connections: usize,
     /// Most connections the sink served at once (never above the cap).
     max_served_connections: u64,
@@ -47,6 +49,7 @@ struct ProviderReport {
     max_open_connections: u64,
     /// Connections refused for being over the cap.
     refused_connections: u64,
+    /// The listener's rate cap (with `own_mx`, the sum).
     rate_per_second: f64,
     /// Most messages the sink accepted in one second.
     max_messages_per_second: u64,
@@ -229,7 +232,7 @@ fn export(scenario: &Scenario, dir: &Path, port: u16) -> anyhow::Result<()> {
         master.push_str(&format!("{name} unix - - n - - smtp\n"));
         main.push_str(&format!(
             "{name}_destination_concurrency_limit = {}\n{name}_initial_destination_concurrency = 5\n",
-            p.max_connections
+            p.listener_caps().0
         ));
     }
     std::fs::write(postfix.join("transport"), transport)?;
@@ -361,6 +364,7 @@ fn drive(
         .zip(&log.tally)
         .map(|(((p, sink), pl), t)| {
             let snap = sink.stats();
+            let (max_connections, rate_per_second) = p.listener_caps();
             let secs = t.finished_at.unwrap_or(seconds);
             ProviderReport {
                 name: p.name.clone(),
@@ -373,11 +377,11 @@ fn drive(
                 seconds: secs,
                 messages_per_second: t.delivered as f64 / secs.max(1e-9),
                 capacity: pl.capacity,
-                max_connections: p.max_connections,
+                max_connections,
                 max_served_connections: snap.max_served_connections,
                 max_open_connections: snap.max_concurrent_connections,
                 refused_connections: snap.refused_connections,
-                rate_per_second: p.rate_per_second,
+                rate_per_second,
                 max_messages_per_second: snap.max_messages_per_second,
                 throttled: snap.throttled,
                 rejected_rcpt: snap.rejected_rcpt,
@@ -436,7 +440,12 @@ impl LogScan {
         }
     }
 
-    fn poll(&mut self, domains: &std::collections::HashMap<String, usize>, now: f64, counts: &[usize]) {
+    fn poll(
+        &mut self,
+        domains: &std::collections::HashMap<String, usize>,
+        now: f64,
+        counts: &[usize],
+    ) {
         use std::io::{Read, Seek, SeekFrom};
         let Ok(mut f) = std::fs::File::open(&self.path) else {
             return;
@@ -595,14 +604,19 @@ mod tests {
     fn status_lines_parse() {
         let l = "Dec  7 02:00:00 h ringmail/smtp[1]: 4F1A: to=<u42@Gmail.com>, relay=x[127.0.0.2]:2525, delay=1, dsn=2.0.0, status=sent (250 ok)";
         assert_eq!(parse_status(l), Some((42, "gmail.com".into(), "sent")));
-        assert_eq!(parse_status("x: to=<sender@scenario.invalid>, status=bounced (x)"), None);
+        assert_eq!(
+            parse_status("x: to=<sender@scenario.invalid>, status=bounced (x)"),
+            None
+        );
         assert_eq!(parse_status("no status here"), None);
     }
 
     #[test]
     fn automation_lines_are_counted() {
         assert!(is_automation("shape: site gmail: suspended for 60 s"));
-        assert!(is_automation("shape: site google.com: connection limit 20 -> 10"));
+        assert!(is_automation(
+            "shape: site google.com: connection limit 20 -> 10"
+        ));
         assert!(is_automation("shape: site x: rate 100/s -> 50/s"));
         assert!(!is_automation("qmgr: 4F1A: to=<a@b>, status=sent (250 ok)"));
         assert!(!is_automation("site x: nothing"));
@@ -615,10 +629,30 @@ mod tests {
             .into_iter()
             .collect();
         let counts = [2, 1];
-        s.line("q: to=<u0@a.test>, status=deferred (451)", &domains, 1.0, &counts);
-        s.line("q: to=<u0@a.test>, status=sent (250)", &domains, 2.0, &counts);
-        s.line("q: to=<u1@b.test>, status=bounced (550)", &domains, 3.0, &counts);
-        s.line("q: to=<u2@a.test>, status=sent (250)", &domains, 4.0, &counts);
+        s.line(
+            "q: to=<u0@a.test>, status=deferred (451)",
+            &domains,
+            1.0,
+            &counts,
+        );
+        s.line(
+            "q: to=<u0@a.test>, status=sent (250)",
+            &domains,
+            2.0,
+            &counts,
+        );
+        s.line(
+            "q: to=<u1@b.test>, status=bounced (550)",
+            &domains,
+            3.0,
+            &counts,
+        );
+        s.line(
+            "q: to=<u2@a.test>, status=sent (250)",
+            &domains,
+            4.0,
+            &counts,
+        );
         assert_eq!(s.tally[0].delivered, 2);
         assert_eq!(s.tally[0].deferred, 1);
         assert_eq!(s.tally[0].finished_at, Some(4.0));

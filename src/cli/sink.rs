@@ -192,7 +192,12 @@ pub fn run(args: SinkArgs) -> anyhow::Result<()> {
 /// `dns ADDR` to stderr once listening, a statistics line per provider every
 /// `stats_every` seconds, and at the end one JSON object per provider on
 /// stdout (`{"provider": NAME, ...counters}`).
-fn run_scenario(file: &std::path::Path, port: u16, dns_port: u16, stats_every: u64) -> anyhow::Result<()> {
+fn run_scenario(
+    file: &std::path::Path,
+    port: u16,
+    dns_port: u16,
+    stats_every: u64,
+) -> anyhow::Result<()> {
     use ringmail::sink::dns::DnsServer;
     use ringmail::sink::scenario::Scenario;
     use std::sync::atomic::Ordering;
@@ -219,7 +224,11 @@ fn run_scenario(file: &std::path::Path, port: u16, dns_port: u16, stats_every: u
                 let n = s.stats();
                 eprintln!(
                     "sink {}: {} msgs, conns max {} served {} refused, {} throttled, max {}/s",
-                    p.name, n.messages, n.max_served_connections, n.refused_connections, n.throttled,
+                    p.name,
+                    n.messages,
+                    n.max_served_connections,
+                    n.refused_connections,
+                    n.throttled,
                     n.max_messages_per_second
                 );
             }

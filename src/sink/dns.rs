@@ -428,7 +428,8 @@ mod tests {
     #[test]
     fn answers_mx_a_nodata_and_nxdomain() {
         let mut zone = Zone::new();
-        zone.mx("Gmail.com", 5, "gmail-smtp-in.l.google.com").unwrap();
+        zone.mx("Gmail.com", 5, "gmail-smtp-in.l.google.com")
+            .unwrap();
         zone.a("gmail-smtp-in.l.google.com.", Ipv4Addr::new(127, 0, 0, 2))
             .unwrap();
         let server = DnsServer::start(zone, 0).unwrap();

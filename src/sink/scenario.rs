@@ -155,8 +155,8 @@ pub struct Provider {
     #[serde(default)]
     pub generated_domains: usize,
     /// Each domain gets its own MX host `mx.DOMAIN` (on `address`) instead
-    /// of `mx`: many small receivers, simulated by one listener whose caps
-    /// hold for all of them together.
+    /// of `mx`: many small receivers, each with the caps below, simulated
+    /// by one listener that enforces their sum (caps × domains).
     #[serde(default)]
     pub own_mx: bool,
     /// Share of the recipients (shares are normalised to sum to 1).
@@ -188,7 +188,11 @@ pub struct Provider {
 impl Provider {
     /// Every recipient domain: `domains`, then the generated ones.
     pub fn all_domains(&self) -> Vec<String> {
-        let mut all: Vec<String> = self.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let mut all: Vec<String> = self
+            .domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
         all.extend((1..=self.generated_domains).map(|n| format!("{}-{n}.example", self.name)));
         all
     }
@@ -202,8 +206,26 @@ impl Provider {
         }
     }
 
+    /// The caps the listener enforces, `(connections, messages per
+    /// second)`: the provider's, or with `own_mx` their sum over its
+    /// domains.
+    pub fn listener_caps(&self) -> (usize, f64) {
+        if self.own_mx {
+            let n = self.all_domains().len().max(1);
+            (self.max_connections * n, self.rate_per_second * n as f64)
+        } else {
+            (self.max_connections, self.rate_per_second)
+        }
+    }
+
     /// The sink configuration of this provider's listener on `port`.
     pub fn sink_config(&self, port: u16, seed: u64) -> SinkConfig {
+        let (connections, rate) = self.listener_caps();
+        let burst = match self.burst {
+            Some(b) if self.own_mx => b * self.all_domains().len().max(1) as f64,
+            Some(b) => b,
+            None => rate.max(1.0),
+        };
         SinkConfig {
             listen: SocketAddr::new(IpAddr::V4(self.address), port),
             hostname: self
@@ -211,11 +233,11 @@ impl Provider {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| format!("{}.sink", self.name)),
-            max_connections: Some(self.max_connections),
+            max_connections: Some(connections),
             connection_cap_reply: self.connection_reply.clone(),
             rate_limit: Some(RateLimit {
-                per_second: self.rate_per_second,
-                burst: self.burst.unwrap_or(self.rate_per_second.max(1.0)),
+                per_second: rate,
+                burst,
                 reply: self.throttle_reply.clone(),
             }),
             faults: Faults {
@@ -238,12 +260,13 @@ impl Provider {
     /// what `max_connections` connections can do at `latency_ms` per reply
     /// if that is less.
     pub fn capacity(&self) -> f64 {
+        let (connections, rate) = self.listener_caps();
         let by_connections = if self.latency_ms == 0 {
             f64::INFINITY
         } else {
-            self.max_connections as f64 / (REPLIES_PER_MESSAGE * self.latency_ms as f64 / 1000.0)
+            connections as f64 / (REPLIES_PER_MESSAGE * self.latency_ms as f64 / 1000.0)
         };
-        self.rate_per_second.min(by_connections)
+        rate.min(by_connections)
     }
 }
 
@@ -313,7 +336,12 @@ impl Scenario {
         let mut domains = HashSet::new();
         for p in &self.providers {
             let at = |m: &str| ScenarioError::Invalid(format!("provider {:?}: {m}", p.name));
-            if p.name.is_empty() || !p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(at("the name must be letters, digits and '-'"));
             }
             if !names.insert(p.name.clone()) {
@@ -329,7 +357,9 @@ impl Scenario {
                 return Err(at("share must be above 0"));
             }
             let probability = |x: f64| (0.0..1.0).contains(&x);
-            if !probability(p.tempfail) || !probability(p.permfail) || p.tempfail + p.permfail >= 1.0
+            if !probability(p.tempfail)
+                || !probability(p.permfail)
+                || p.tempfail + p.permfail >= 1.0
             {
                 return Err(at("tempfail and permfail must be in 0..1 and sum below 1"));
             }
@@ -485,10 +515,11 @@ impl Scenario {
         let mut port = port;
         for (i, p) in self.providers.iter().enumerate() {
             let seed = self.seed.wrapping_add(i as u64);
-            let handle = start(p.sink_config(port, seed)).map_err(|source| ScenarioError::Sink {
-                provider: p.name.clone(),
-                source,
-            })?;
+            let handle =
+                start(p.sink_config(port, seed)).map_err(|source| ScenarioError::Sink {
+                    provider: p.name.clone(),
+                    source,
+                })?;
             port = handle.local_addr.port();
             sinks.push(handle);
         }
@@ -565,10 +596,10 @@ throttle_reply = "451 4.7.650 rate limited"
         // min(50/s, 4 connections / (4 × 10 ms) = 100/s) = 50/s: 8 s.
         assert_eq!(l.providers[0].capacity, 50.0);
         assert!((l.providers[0].seconds - 8.0).abs() < 1e-9);
-        // small: 100 at 10/s (no latency): 10 s, the slowest.
-        assert!((l.providers[1].seconds - 10.0).abs() < 1e-9);
-        assert!((l.seconds - 10.0).abs() < 1e-9);
-        assert!((l.messages_per_second - 30.0).abs() < 1e-9);
+        // small: 100 at 2 domains × 10/s (no latency): 5 s.
+        assert!((l.providers[1].seconds - 5.0).abs() < 1e-9);
+        assert!((l.seconds - 8.0).abs() < 1e-9);
+        assert!((l.messages_per_second - 37.5).abs() < 1e-9);
         // Latency binds when connections are few.
         let mut p = s.providers[0].clone();
         p.latency_ms = 100;
@@ -605,11 +636,17 @@ throttle_reply = "451 4.7.650 rate limited"
     #[test]
     fn sink_config_carries_the_caps() {
         let s = Scenario::parse(TINY).unwrap();
-        let c = s.providers[1].sink_config(2525, 1);
-        assert_eq!(c.listen, "127.0.0.3:2525".parse().unwrap());
-        assert_eq!(c.max_connections, Some(2));
+        let c = s.providers[0].sink_config(2525, 1);
+        assert_eq!(c.listen, "127.0.0.2:2525".parse().unwrap());
+        assert_eq!(c.max_connections, Some(4));
         let limit = c.rate_limit.unwrap();
-        assert_eq!((limit.per_second, limit.burst), (10.0, 10.0));
+        assert_eq!((limit.per_second, limit.burst), (50.0, 50.0));
+        assert_eq!(c.latency, Latency::Fixed(Duration::from_millis(10)));
+        // own_mx: the listener enforces the caps of both domains together.
+        let c = s.providers[1].sink_config(2525, 1);
+        assert_eq!(c.max_connections, Some(4));
+        let limit = c.rate_limit.unwrap();
+        assert_eq!((limit.per_second, limit.burst), (20.0, 20.0));
         assert_eq!(c.latency, Latency::None);
     }
 }

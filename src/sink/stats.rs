@@ -333,6 +333,11 @@ mod tests {
         );
         assert_eq!(snap.refused_connections, 2);
         assert_eq!(s.serving.load(Relaxed), 1);
+        // Only connections let in count for the served peak.
+        assert_eq!(s.snapshot().max_served_connections, 0);
+        s.served(2);
+        s.served(1);
+        assert_eq!(s.snapshot().max_served_connections, 2);
         s.tls_session();
         s.add(Tally {
             auth_ok: 2,
