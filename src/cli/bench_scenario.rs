@@ -230,9 +230,10 @@ fn export(scenario: &Scenario, dir: &Path, port: u16) -> anyhow::Result<()> {
             transport.push_str(&format!("{d} {name}:[{}]:{port}\n", p.address));
         }
         master.push_str(&format!("{name} unix - - n - - smtp\n"));
+        let cap = p.listener_caps().0;
         main.push_str(&format!(
-            "{name}_destination_concurrency_limit = {}\n{name}_initial_destination_concurrency = 5\n",
-            p.listener_caps().0
+            "{name}_destination_concurrency_limit = {cap}\n{name}_initial_destination_concurrency = {}\n",
+            cap.min(5)
         ));
     }
     std::fs::write(postfix.join("transport"), transport)?;
