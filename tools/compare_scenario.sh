@@ -182,8 +182,8 @@ EOF
 
   say "Postfix: writing $N messages with sendmail/postdrop while it is stopped (untimed)"
   find "$WORK/export/messages" -name 'm*.eml' -print0 | xargs -0 -r -P 8 -n 50 sh -c '
-    for f; do /usr/sbin/sendmail -C "$0" -t -i -f sender@scenario.invalid < "$f" || exit 255; done' "$PF_ETC" \
-    || die "Postfix sendmail failed"
+    for f; do /usr/sbin/sendmail -C "$0" -t -i -f sender@scenario.invalid < "$f" 2>>"$0/../sendmail.err" || exit 255; done' "$PF_ETC" \
+    || die "Postfix sendmail failed; see $P/sendmail.err"
   for f in "$P/queue/maildrop"/*; do mv "$f" "$P/held/"; done
   PF_STARTED=1
   /usr/sbin/postfix -c "$PF_ETC" start >> "$WORK/postfix-control.log" 2>&1 || die "postfix start failed"
