@@ -96,6 +96,29 @@ pub struct BenchArgs {
     /// the run (0: no HTTP server, no scraping), to measure what it costs.
     #[arg(long, default_value_t = 0)]
     pub scrape_metrics_ms: u64,
+    /// The bundled sink waits this many milliseconds before each reply (a
+    /// receiver that far away); with `--scenario`, every provider's
+    /// latency.
+    #[arg(long)]
+    pub sink_latency_ms: Option<u64>,
+    /// Run a provider scenario (TOML; see tools/scenarios/providers.toml):
+    /// one sink per provider on its own 127.0.0.x address, a loopback DNS
+    /// server for the recipient domains, the scenario's message count and
+    /// mix. `--messages`, `--size`, `--recipients`, `--domains`, `--via`
+    /// and `--sink` do not apply.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// With `--scenario`: run nothing; write the scenario's messages
+    /// (`messages/m<N>.eml`) and a Postfix configuration for it
+    /// (`postfix/transport`, `postfix/main.cf`, `postfix/master.cf`, for
+    /// listeners on `--export-port`) into this directory, for
+    /// tools/compare_scenario.sh.
+    #[arg(long, value_name = "DIR", requires = "scenario")]
+    pub export: Option<PathBuf>,
+    /// With `--export`: the port of the scenario's listeners
+    /// (`ringmail sink --scenario FILE --port N`).
+    #[arg(long, default_value_t = 2525)]
+    pub export_port: u16,
 }
 
 /// What a run measured.
@@ -148,6 +171,9 @@ fn micros_now() -> u64 {
 
 /// Runs the benchmark; returns the process exit code.
 pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    if let Some(file) = &args.scenario {
+        return super::bench_scenario::run(&args, file);
+    }
     if args.messages == 0 || args.recipients == 0 || args.domains == 0 {
         bail!("--messages, --recipients and --domains must be at least 1");
     }
@@ -191,6 +217,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 on_accept: Some(hook),
                 threads: 1,
                 strict_pipelining: args.strict_pipelining,
+                latency: match args.sink_latency_ms {
+                    Some(ms) if ms > 0 => sink::Latency::Fixed(Duration::from_millis(ms)),
+                    _ => sink::Latency::None,
+                },
                 ..SinkConfig::default()
             };
             Some(sink::start(cfg).context("starting the bundled sink")?)
@@ -299,7 +329,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
 }
 
 /// The message index encoded in a bench Message-ID (`<bench.N@ringmail.bench>`).
-fn bench_index(message_id: &str) -> Option<usize> {
+pub(super) fn bench_index(message_id: &str) -> Option<usize> {
     if let Some(i) = super::bench_campaign::index(message_id) {
         return Some(i);
     }
@@ -574,7 +604,7 @@ fn drive(
 }
 
 /// User + system CPU seconds of a process so far (Linux /proc).
-fn process_cpu_seconds(pid: u32) -> f64 {
+pub(super) fn process_cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let after = stat.rsplit_once(") ").map(|(_, s)| s).unwrap_or("");

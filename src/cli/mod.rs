@@ -4,6 +4,7 @@
 pub mod bench;
 mod bench_campaign;
 mod bench_dkim;
+mod bench_scenario;
 mod bench_smtp;
 pub mod campaign;
 mod campaign_progress;

@@ -27,8 +27,17 @@ pub struct SinkConfig {
     /// no enhanced status codes.
     pub esmtp: bool,
     /// Connections beyond this many open at once are greeted with
-    /// `421 4.7.0 <host> too many connections` and closed.
+    /// `421 4.7.0 <host> too many connections` (or
+    /// [`SinkConfig::connection_cap_reply`]) and closed.
     pub max_connections: Option<usize>,
+    /// The reply to a connection beyond `max_connections`, as a whole line
+    /// (`421 4.7.0 text`; a 4xx or 5xx code, then the text), instead of the
+    /// default.
+    pub connection_cap_reply: Option<String>,
+    /// Accept at most this many transactions per second (a token bucket
+    /// shared by all connections); a MAIL over the rate gets the limit's
+    /// reply. `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
     /// Injected failures.
     pub faults: Faults,
     /// Delay before each reply (including the greeting).
@@ -66,6 +75,33 @@ pub struct SinkConfig {
     pub strict_pipelining: bool,
     /// Announce DSN (RFC 3461) and take NOTIFY, ORCPT, RET and ENVID.
     pub dsn: bool,
+}
+
+/// A message rate limit, as a provider's throttle: a token bucket checked
+/// at each MAIL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Transactions per second allowed on average.
+    pub per_second: f64,
+    /// Tokens the bucket holds (transactions allowed at once after a quiet
+    /// spell); at least 1.
+    pub burst: f64,
+    /// The reply to a MAIL over the rate, as a whole line: `421 4.7.28
+    /// text` (a 421 also closes the connection, as Gmail does; any other
+    /// 4xx or 5xx refuses the MAIL and the session goes on).
+    pub reply: String,
+}
+
+impl RateLimit {
+    /// `per_second` with a burst of one second's worth (at least 1) and a
+    /// generic reply.
+    pub fn per_second(per_second: f64) -> RateLimit {
+        RateLimit {
+            per_second,
+            burst: per_second.max(1.0),
+            reply: "421 4.7.0 Too many messages, slow down".to_string(),
+        }
+    }
 }
 
 /// A callback told about every accepted message.
@@ -163,6 +199,8 @@ impl Default for SinkConfig {
             pipelining: true,
             esmtp: true,
             max_connections: None,
+            connection_cap_reply: None,
+            rate_limit: None,
             faults: Faults::default(),
             latency: Latency::None,
             seed: None,
@@ -209,6 +247,22 @@ impl SinkConfig {
                 "max_connections must be at least 1".into(),
             ));
         }
+        if let Some(reply) = &self.connection_cap_reply {
+            super::throttle::parse_reply(reply)?;
+        }
+        if let Some(limit) = &self.rate_limit {
+            let sane = limit.per_second > 0.0
+                && limit.per_second.is_finite()
+                && limit.burst >= 1.0
+                && limit.burst.is_finite();
+            if !sane {
+                return Err(SinkError::Config(format!(
+                    "rate limit {} per second with burst {} (need a rate > 0 and a burst ≥ 1)",
+                    limit.per_second, limit.burst
+                )));
+            }
+            super::throttle::parse_reply(&limit.reply)?;
+        }
         if let Some((user, _)) = &self.auth {
             if user.is_empty() {
                 return Err(SinkError::Config("the AUTH user name is empty".into()));
@@ -232,6 +286,8 @@ impl fmt::Debug for SinkConfig {
             .field("esmtp", &self.esmtp)
             .field("strict_pipelining", &self.strict_pipelining)
             .field("max_connections", &self.max_connections)
+            .field("connection_cap_reply", &self.connection_cap_reply)
+            .field("rate_limit", &self.rate_limit)
             .field("faults", &self.faults)
             .field("latency", &self.latency)
             .field("seed", &self.seed)

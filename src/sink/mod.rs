@@ -4,8 +4,9 @@
 //! It accepts every message (unless told to fail some), counts messages,
 //! recipients, bytes and Message-IDs (so a benchmark can detect losses and
 //! duplicates), can write each message to a directory, and imitates real
-//! receivers: 4xx/5xx at RCPT or after DATA, 421 disconnects, reply latency
-//! and a connection limit. It can offer STARTTLS (and break it on purpose)
+//! receivers: 4xx/5xx at RCPT or after DATA, 421 disconnects, reply latency,
+//! a connection limit and a message rate limit, each answered with a
+//! configurable reply (a provider's real throttle text). It can offer STARTTLS (and break it on purpose)
 //! and require AUTH PLAIN or LOGIN. It never relays anything anywhere.
 //!
 //! # Layout
@@ -17,6 +18,13 @@
 //!   ([`crate::proto::server`]): its configuration, fault injection as the
 //!   session's policy, broken STARTTLS, the counts.
 //! - `faults`: fault and latency draws.
+//! - `throttle`: a provider's throttle: the token bucket of
+//!   [`RateLimit`], configured replies, the busiest-second meter.
+//! - [`dns`]: a small authoritative DNS server on loopback (MX and A), so
+//!   a benchmark's recipient domains resolve to the sink's listeners.
+//! - [`scenario`]: provider scenarios (`ringmail bench --scenario`):
+//!   the file format, one sink per provider, the zone, the limit the
+//!   providers' caps allow.
 //! - [`stats`]: shared counters, the Message-ID ledger, [`SinkSnapshot`].
 //! - `dump`: writing accepted messages to `dump_dir`.
 //! - `tls`: [`tls_server_config`] from PEM files.
@@ -45,6 +53,8 @@
 //!   AUTH).
 
 pub mod config;
+pub mod dns;
+pub mod scenario;
 pub mod session;
 pub mod stats;
 
@@ -55,16 +65,18 @@ mod faults;
 mod foreground;
 mod message_id;
 mod server;
+mod throttle;
 mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use config::{AcceptHook, Accepted, Faults, Latency, SinkConfig};
+pub use config::{AcceptHook, Accepted, Faults, Latency, RateLimit, SinkConfig};
 pub use foreground::run_foreground;
 pub use message_id::message_id;
 pub use server::{start, SinkHandle};
 pub use stats::{SinkSnapshot, SinkStats};
+pub use throttle::parse_reply;
 pub use tls::tls_server_config;
 
 /// Errors of the sink.

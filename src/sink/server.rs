@@ -149,6 +149,8 @@ async fn accept_loop(
                 let refuse = max_connections.is_some_and(|max| serving > max as u64);
                 if refuse {
                     guard.refuse();
+                } else {
+                    shared.stats.served(serving);
                 }
                 let conn = Connection {
                     stream,

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use super::session::Tally;
+use super::throttle::RateMeter;
 
 /// Live counters (atomics) and the Message-ID ledger of a running sink.
 #[derive(Debug, Default)]
@@ -19,6 +20,8 @@ pub struct SinkStats {
     /// Open connections that were not refused: what `max_connections` limits.
     serving: AtomicU64,
     max_concurrent_connections: AtomicU64,
+    /// Most connections served (not refused) at once.
+    max_serving: AtomicU64,
     messages: AtomicU64,
     recipients: AtomicU64,
     bytes: AtomicU64,
@@ -27,6 +30,7 @@ pub struct SinkStats {
     rejected_data: AtomicU64,
     pipelined_after_data: AtomicU64,
     disconnects: AtomicU64,
+    throttled: AtomicU64,
     tls_sessions: AtomicU64,
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
@@ -43,6 +47,8 @@ struct Ledger {
     duplicate_message_ids: u64,
     missing_message_ids: u64,
     duplicate_deliveries: u64,
+    /// Accepted messages per one-second window.
+    rate: RateMeter,
 }
 
 /// A copy of the counters at one moment.
@@ -57,8 +63,16 @@ pub struct SinkSnapshot {
     /// Most connections open at the same time (refused ones included: they
     /// were open, briefly).
     pub max_concurrent_connections: u64,
+    /// Most connections served at the same time: open and not refused
+    /// for `max_connections`. Never above `max_connections`.
+    #[serde(default)]
+    pub max_served_connections: u64,
     /// Messages accepted (250 after DATA).
     pub messages: u64,
+    /// The most messages accepted within one second (whole seconds counted
+    /// from the first accepted message).
+    #[serde(default)]
+    pub max_messages_per_second: u64,
     /// Recipients of the accepted messages.
     pub recipients: u64,
     /// Bytes of the accepted messages, dot-unstuffed (as the client's
@@ -88,6 +102,9 @@ pub struct SinkSnapshot {
     pub pipelined_after_data: u64,
     /// Connections closed with an injected 421 or a broken STARTTLS.
     pub disconnects: u64,
+    /// MAIL commands refused by the rate limit (answered with its reply).
+    #[serde(default)]
+    pub throttled: u64,
     /// TLS handshakes completed after STARTTLS.
     #[serde(default)]
     pub tls_sessions: u64,
@@ -141,6 +158,12 @@ impl SinkStats {
         (guard, serving)
     }
 
+    /// Records that `serving` connections (see [`SinkStats::open`]) are
+    /// being served, none refused: the peak of `max_served_connections`.
+    pub(crate) fn served(&self, serving: u64) {
+        self.max_serving.fetch_max(serving, Relaxed);
+    }
+
     /// Adds a session's tally.
     pub(crate) fn add(&self, t: Tally) {
         let add = |c: &AtomicU64, n: u32| {
@@ -153,6 +176,7 @@ impl SinkStats {
         add(&self.rejected_data, t.rejected_data);
         add(&self.pipelined_after_data, t.pipelined_after_data);
         add(&self.disconnects, t.injected_disconnects);
+        add(&self.throttled, t.throttled);
         add(&self.auth_ok, t.auth_ok);
         add(&self.auth_failed, t.auth_failed);
     }
@@ -174,6 +198,7 @@ impl SinkStats {
         self.recipients.fetch_add(rcpt_to.len() as u64, Relaxed);
         self.bytes.fetch_add(size, Relaxed);
         let mut ledger = self.ledger();
+        ledger.rate.tick(std::time::Instant::now());
         let Some(id) = message_id else {
             ledger.missing_message_ids += 1;
             return;
@@ -206,7 +231,9 @@ impl SinkStats {
             refused_connections: self.refused_connections.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
             max_concurrent_connections: self.max_concurrent_connections.load(Relaxed),
+            max_served_connections: self.max_serving.load(Relaxed),
             messages: self.messages.load(Relaxed),
+            max_messages_per_second: ledger.rate.max(),
             recipients: self.recipients.load(Relaxed),
             bytes: self.bytes.load(Relaxed),
             unique_message_ids: ledger.ids.len() as u64,
@@ -218,6 +245,7 @@ impl SinkStats {
             rejected_data: self.rejected_data.load(Relaxed),
             pipelined_after_data: self.pipelined_after_data.load(Relaxed),
             disconnects: self.disconnects.load(Relaxed),
+            throttled: self.throttled.load(Relaxed),
             tls_sessions: self.tls_sessions.load(Relaxed),
             auth_ok: self.auth_ok.load(Relaxed),
             auth_failed: self.auth_failed.load(Relaxed),
@@ -305,6 +333,11 @@ mod tests {
         );
         assert_eq!(snap.refused_connections, 2);
         assert_eq!(s.serving.load(Relaxed), 1);
+        // Only connections let in count for the served peak.
+        assert_eq!(s.snapshot().max_served_connections, 0);
+        s.served(2);
+        s.served(1);
+        assert_eq!(s.snapshot().max_served_connections, 2);
         s.tls_session();
         s.add(Tally {
             auth_ok: 2,

@@ -17,13 +17,15 @@
 //! TLS handshake and calls [`Session::tls_started`].
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use fastrand::Rng;
 
 use super::auth::credentials_ok;
 use super::config::SinkConfig;
 use super::message_id::message_id;
+use super::throttle::{parse_reply, TokenBucket};
 use crate::proto::server::{
     self, AuthConfig, Capture, Extensions, Limits, LineEnds, Reply, SessionConfig, Verb,
 };
@@ -52,13 +54,24 @@ pub struct SessionParams {
     /// Required credentials `(user, password)`.
     auth: Option<(String, String)>,
     dropped: Reply,
+    /// The rate limit's bucket (shared by every connection) and reply.
+    throttle: Option<Throttle>,
     too_many: Vec<u8>,
     shutting_down: Vec<u8>,
+}
+
+/// A listener's message rate limit as its sessions see it.
+#[derive(Clone, Debug)]
+pub(crate) struct Throttle {
+    pub(crate) bucket: Arc<Mutex<TokenBucket>>,
+    pub(crate) reply: Reply,
 }
 
 impl SessionParams {
     /// Prepares the parameters for sessions of a sink with this
     /// configuration. Whole messages are kept only when `dump_dir` is set.
+    /// Configured replies that do not parse fall back to the defaults
+    /// ([`SinkConfig::validate`] refuses them first).
     pub fn new(config: &SinkConfig) -> Self {
         let host = &config.hostname;
         let enh = |e: &str| {
@@ -103,8 +116,29 @@ impl SessionParams {
             helo_required: true,
             forbid_non_smtp: false,
         };
+        let throttle = config.rate_limit.as_ref().map(|limit| Throttle {
+            bucket: Arc::new(Mutex::new(TokenBucket::new(
+                limit.per_second,
+                limit.burst,
+                Instant::now(),
+            ))),
+            reply: parse_reply(&limit.reply).unwrap_or(Reply::fixed(
+                421,
+                "",
+                "4.7.0 Too many messages, slow down",
+            )),
+        });
+        let too_many = match config.connection_cap_reply.as_deref().map(parse_reply) {
+            Some(Ok(reply)) => {
+                let mut line = Vec::new();
+                reply.write(false, &mut line);
+                line
+            }
+            _ => format!("421 {}{host} too many connections\r\n", enh("4.7.0")).into_bytes(),
+        };
         SessionParams {
             server: Arc::new(server::SessionParams::new(server)),
+            throttle,
             faults: config.faults,
             tls_broken: config.faults.tls_broken,
             auth: config.auth.clone(),
@@ -113,14 +147,15 @@ impl SessionParams {
                 "4.4.2",
                 format!("{host} Error: closing connection (injected fault)"),
             ),
-            too_many: format!("421 {}{host} too many connections\r\n", enh("4.7.0")).into_bytes(),
+            too_many,
             shutting_down: format!("421 {}{host} Service shutting down\r\n", enh("4.3.2"))
                 .into_bytes(),
         }
     }
 
     /// Appends the reply to a connection beyond the limit:
-    /// `421 4.7.0 <host> too many connections`. Close after sending it.
+    /// `421 4.7.0 <host> too many connections` or the configured one.
+    /// Close after sending it.
     pub fn too_many_connections(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.too_many);
     }
@@ -165,6 +200,8 @@ pub struct Tally {
     pub pipelined_after_data: u32,
     /// Connections closed with an injected 421 or a broken STARTTLS.
     pub injected_disconnects: u32,
+    /// MAIL commands refused by the rate limit.
+    pub throttled: u32,
     /// Successful AUTH commands.
     pub auth_ok: u32,
     /// Failed AUTH exchanges (bad credentials or responses, cancelled).
@@ -214,6 +251,8 @@ struct Totals {
     auth_ok: u32,
     /// Injected 421s at MAIL.
     dropped: u32,
+    /// MAIL commands over the rate limit.
+    throttled: u32,
     /// Broken STARTTLS (0 or 1).
     broken: u32,
 }
@@ -234,7 +273,12 @@ impl Session {
     /// A new session; `rng` decides the injected faults.
     pub fn new(params: Arc<SessionParams>, rng: Rng) -> Self {
         let inner = server::Session::new(Arc::clone(&params.server), None);
-        let policy = FaultPolicy::new(rng, params.faults, params.dropped.clone());
+        let policy = FaultPolicy::new(
+            rng,
+            params.faults,
+            params.dropped.clone(),
+            params.throttle.clone(),
+        );
         Session {
             params,
             inner,
@@ -334,20 +378,26 @@ impl Session {
             rcpt: counts.get(Verb::Rcpt),
             auth_ok: counts.get(Verb::Auth).0,
             dropped: self.policy.disconnects,
+            throttled: self.policy.throttled,
             broken: u32::from(self.broken),
         };
         let last = std::mem::replace(&mut self.last, now);
         let (c, l) = (&now.counters, &last.counters);
         let refused = |(ok, total): (u32, u32)| total - ok;
         let dropped = now.dropped - last.dropped;
+        let throttled = now.throttled - last.throttled;
         Tally {
             replies: u32::try_from(c.replies - l.replies).unwrap_or(u32::MAX),
-            // An injected 421 answers a MAIL too; it is counted apart.
-            rejected_mail: (refused(now.mail) - refused(last.mail)).saturating_sub(dropped),
+            // An injected 421 or a throttle answers a MAIL too; they are
+            // counted apart.
+            rejected_mail: (refused(now.mail) - refused(last.mail))
+                .saturating_sub(dropped)
+                .saturating_sub(throttled),
             rejected_rcpt: refused(now.rcpt) - refused(last.rcpt),
             rejected_data: c.messages_refused - l.messages_refused,
             pipelined_after_data: c.pipelined_after_data - l.pipelined_after_data,
             injected_disconnects: dropped + now.broken - last.broken,
+            throttled,
             auth_ok: now.auth_ok - last.auth_ok,
             auth_failed: c.auth_failures - l.auth_failures,
         }

@@ -1,6 +1,9 @@
-//! The sink's [`ServerPolicy`]: injected faults at MAIL (421 and hang up),
-//! RCPT (451/550) and the end of the data (451/554), drawn from the
-//! session's seeded random generator.
+//! The sink's [`ServerPolicy`]: the rate limit and injected faults at MAIL
+//! (421 and hang up), RCPT (451/550) and the end of the data (451/554),
+//! drawn from the session's seeded random generator.
+
+use std::sync::PoisonError;
+use std::time::Instant;
 
 use fastrand::Rng;
 
@@ -8,6 +11,8 @@ use crate::proto::server::ServerPolicy;
 use crate::proto::server::{Context, Decision, MailParams, PendingMessage, RcptDsn, Reply};
 use crate::sink::config::Faults;
 use crate::sink::faults::{happens, verdict, Verdict};
+
+use super::Throttle;
 
 const RCPT_TEMP: Reply = Reply::fixed(451, "4.3.0", "Error: temporary failure (injected fault)");
 const RCPT_PERM: Reply = Reply::fixed(550, "5.1.1", "Error: recipient rejected (injected fault)");
@@ -21,23 +26,47 @@ pub(super) struct FaultPolicy {
     faults: Faults,
     /// `421 4.4.2 <host> Error: closing connection (injected fault)`.
     dropped: Reply,
-    /// Connections closed by an injected 421 since the last tally.
+    /// Connections closed by an injected 421 so far.
     pub(super) disconnects: u32,
+    /// The listener's rate limit.
+    throttle: Option<Throttle>,
+    /// MAIL commands refused by the rate limit so far.
+    pub(super) throttled: u32,
 }
 
 impl FaultPolicy {
-    pub(super) fn new(rng: Rng, faults: Faults, dropped: Reply) -> FaultPolicy {
+    pub(super) fn new(
+        rng: Rng,
+        faults: Faults,
+        dropped: Reply,
+        throttle: Option<Throttle>,
+    ) -> FaultPolicy {
         FaultPolicy {
             rng,
             faults,
             dropped,
             disconnects: 0,
+            throttle,
+            throttled: 0,
         }
     }
 }
 
 impl ServerPolicy for FaultPolicy {
     fn mail(&mut self, _: &Context<'_>, _: &str, _: &MailParams) -> Decision {
+        if let Some(t) = &self.throttle {
+            // The bucket is two numbers, consistent even if a holder
+            // panicked.
+            let mut bucket = t.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            if !bucket.take(Instant::now()) {
+                self.throttled += 1;
+                return if t.reply.code == 421 {
+                    Decision::Disconnect(t.reply.clone())
+                } else {
+                    Decision::Reject(t.reply.clone())
+                };
+            }
+        }
         if happens(&mut self.rng, self.faults.disconnect_421) {
             self.disconnects += 1;
             return Decision::Disconnect(self.dropped.clone());

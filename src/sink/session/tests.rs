@@ -508,3 +508,48 @@ fn strict_pipelining_refuses_commands_behind_the_dot() {
     h.send(b"Message-ID: <1@z>\r\n\r\nx\r\n.\r\nMAIL FROM:<a@x>\r\nRCPT TO:<c@y>\r\nDATA\r\n");
     assert_eq!(h.codes(), ["250", "250", "250", "354"]);
 }
+
+/// A provider's throttle: the configured connection-cap reply, and a MAIL
+/// over the rate answered with the configured reply (a 421 closes; another
+/// code refuses the MAIL and the session goes on), counted apart from other
+/// refused MAILs. The bucket is shared by every session of the listener.
+#[test]
+fn throttle_replies_and_counts() {
+    use crate::sink::config::RateLimit;
+    let config = |reply: &str| SinkConfig {
+        connection_cap_reply: Some("421 4.3.2 busy, try later".into()),
+        rate_limit: Some(RateLimit {
+            // One token now, the next in 1000 s: the second MAIL is over.
+            per_second: 0.001,
+            burst: 1.0,
+            reply: reply.into(),
+        }),
+        ..SinkConfig::default()
+    };
+    let c = config("451 4.7.650 rate limited (S775)");
+    let p = SessionParams::new(&c);
+    let mut out = Vec::new();
+    p.too_many_connections(&mut out);
+    assert_eq!(out, b"421 4.3.2 busy, try later\r\n");
+
+    let mut h = Harness::new(&c);
+    h.replies();
+    h.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRSET\r\nMAIL FROM:<a@b>\r\n");
+    let text = h.replies();
+    assert!(
+        text.ends_with("250 2.0.0 Ok\r\n451 4.7.650 rate limited (S775)\r\n"),
+        "{text}"
+    );
+    assert!(!h.closed);
+    let t = h.session.take_tally();
+    assert_eq!((t.throttled, t.rejected_mail), (1, 0));
+
+    let mut h = Harness::new(&config("421 4.7.28 unusual rate of unsolicited mail"));
+    h.replies();
+    h.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRSET\r\nMAIL FROM:<a@b>\r\n");
+    assert!(h
+        .replies()
+        .ends_with("421 4.7.28 unusual rate of unsolicited mail\r\n"));
+    assert!(h.closed);
+    assert_eq!(h.session.take_tally().throttled, 1);
+}
