@@ -59,11 +59,11 @@ use tokio::sync::Notify;
 
 use super::campaigns::CampaignCache;
 use super::slots::DestinationSlots;
-use shaping::ConnSlot;
 use crate::bounce::FailedRecipient;
 use crate::deliver::{Connector, HopPolicy, RcptResult, Router, Session};
 use crate::model::{Nexthop, QueueId, RcptStatus};
 use crate::queue::Store;
+use shaping::ConnSlot;
 
 use chain::Relay;
 pub use config::QmgrConfig;

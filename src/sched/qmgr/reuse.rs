@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
+use super::shaping::ConnSlot;
 use super::Qmgr;
 use crate::deliver::Session;
 use crate::model::Nexthop;
-use super::shaping::ConnSlot;
 
 impl Qmgr {
     /// Closes every idle connection with QUIT.

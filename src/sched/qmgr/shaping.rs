@@ -61,7 +61,11 @@ impl State {
 impl Qmgr {
     /// A connection slot for `hop` under `limit` connections: the site's
     /// (over all shards) once shaping knows it, else the next hop's.
-    pub(super) fn acquire_slot(&self, hop: &Nexthop, limits: Option<&SiteLimits>) -> Option<ConnSlot> {
+    pub(super) fn acquire_slot(
+        &self,
+        hop: &Nexthop,
+        limits: Option<&SiteLimits>,
+    ) -> Option<ConnSlot> {
         let st = self.state.borrow();
         match (st.cfg.shaper.as_ref(), limits) {
             (Some(shaper), Some(l)) => shaper
@@ -172,10 +176,9 @@ impl Qmgr {
 
     /// The site's most transactions per connection (0: no limit of its own).
     pub(super) fn site_deliveries_per_connection(&self, hop: &Nexthop) -> u32 {
-        self.state
-            .borrow()
-            .site_limits(hop)
-            .map_or(0, |l| l.effective.limits.max_deliveries_per_connection.value)
+        self.state.borrow().site_limits(hop).map_or(0, |l| {
+            l.effective.limits.max_deliveries_per_connection.value
+        })
     }
 
     /// Feeds the first server reply among `results` (or of a refused

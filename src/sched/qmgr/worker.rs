@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::chain::{Relay, Sent};
+use super::shaping::ConnSlot;
 use super::{Job, Qmgr, QmgrConfig, LINGER};
 use crate::config::TransactionChaining;
 use crate::deliver::Session;
 use crate::model::{now_micros, Nexthop};
-use super::shaping::ConnSlot;
 
 impl Qmgr {
     /// Starts delivery workers for `hop` up to its window, as long as a

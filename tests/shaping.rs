@@ -1,0 +1,137 @@
+//! Shaping in the running daemon (docs/SHAPING.md): two recipient domains
+//! whose MX hosts roll up into one site share that site's connection limit
+//! (checked at the sink: most connections it served at once), and a
+//! throttle reply matched by an automation rule suspends the site, so the
+//! rest of its mail waits untried. DNS is the loopback test server; every
+//! MX host is 127.0.0.1.
+
+mod common;
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::dns::{DnsServer, Zone};
+use common::*;
+use ringmail::sink::{self, Faults, Latency, SinkConfig};
+
+fn zone() -> Zone {
+    Zone::new()
+        .mx("a.example", 10, "mx1.gsite.test")
+        .mx("b.example", 10, "mx2.gsite.test")
+        .a("mx1.gsite.test", Ipv4Addr::LOCALHOST)
+        .a("mx2.gsite.test", Ipv4Addr::LOCALHOST)
+}
+
+/// A sandbox delivering by MX through `dns` to port `smtp_port`, with
+/// `rules` as its shaping file.
+fn sandbox(dns: &DnsServer, smtp_port: u16, rules: &str) -> Sandbox {
+    let rules_dir = tempfile::tempdir().expect("dir").keep();
+    let rules_file = rules_dir.join("shaping.toml");
+    fs::write(&rules_file, rules).expect("write rules");
+    Sandbox::with(Settings {
+        dns_servers: vec![dns.addr.to_string()],
+        extra: format!(
+            "smtp_port = {smtp_port}\nsmtp_mta_sts = false\n\
+             default_destination_concurrency_limit = 20\ninitial_destination_concurrency = 20\n\
+             shaping_file = {rules_file:?}\n"
+        ),
+        ..Settings::default()
+    })
+}
+
+fn drop_messages(sb: &Sandbox, n: usize) {
+    for i in 0..n {
+        let domain = if i % 2 == 0 { "a.example" } else { "b.example" };
+        drop_file(
+            &sb.pickup(),
+            &format!("m{i}"),
+            format!(
+                "X-Sender: s@sender.example\nX-Receiver: r{i}@{domain}\nSubject: {i}\n\nbody\n"
+            )
+            .as_bytes(),
+        );
+    }
+}
+
+#[test]
+fn two_domains_of_one_site_share_its_connection_limit() {
+    let dns = DnsServer::start(zone());
+    let sink = sink::start(SinkConfig {
+        latency: Latency::Fixed(Duration::from_millis(40)),
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let sb = sandbox(
+        &dns,
+        sink.local_addr.port(),
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\nmax_connections = 2\n",
+    );
+    let mut d = sb.start_daemon("uring");
+    let n = 40;
+    drop_messages(&sb, n);
+    d.wait_until("every message delivered", || {
+        sink.stats().messages >= n as u64
+    });
+    let stats = sink.stats();
+    assert!(
+        stats.max_concurrent_connections <= 2,
+        "the site's limit of 2 connections held over both domains and both shards: {} at once",
+        stats.max_concurrent_connections
+    );
+    assert!(stats.max_concurrent_connections >= 1);
+    d.wait_until("the queue is empty", || sb.queue_list().is_empty());
+    d.stop();
+}
+
+#[test]
+fn a_matched_throttle_reply_suspends_the_site() {
+    let dns = DnsServer::start(zone());
+    let sink = sink::start(SinkConfig {
+        faults: Faults {
+            rcpt_tempfail: 1.0,
+            ..Faults::default()
+        },
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let sb = sandbox(
+        &dns,
+        sink.local_addr.port(),
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\nmax_connections = 1\n\
+         [[site.automation]]\ncode = 451\ntext = \"injected fault\"\naction = \"suspend\"\nduration = \"1h\"\n",
+    );
+    let mut d = sb.start_daemon("epoll");
+    drop_messages(&sb, 20);
+    d.wait_for_log("gsite: suspended for 1h");
+    // Whatever was not tried before the suspension stays untried, through
+    // a flush too: it is not counted as an attempt.
+    ok_flush(&sb);
+    std::thread::sleep(Duration::from_millis(1500));
+    let listed = sb.queue_list();
+    assert_eq!(listed.len(), 20, "nothing lost, nothing bounced");
+    let pending = listed
+        .iter()
+        .flat_map(|m| m.recipients.iter())
+        .filter(|r| r.status == "pending")
+        .count();
+    assert!(
+        pending > 0,
+        "the site's remaining mail waits untried: {listed:?}"
+    );
+    let deferred_lines = count_lines(&d.log(), &["status=deferred"]);
+    assert!(
+        deferred_lines < 20,
+        "attempts stopped at the suspension ({deferred_lines} deferrals)"
+    );
+    d.stop();
+}
+
+fn ok_flush(sb: &Sandbox) {
+    let out = sb.flush();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
