@@ -135,3 +135,101 @@ fn ok_flush(sb: &Sandbox) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every dumped message: (sender, HELO name).
+fn dumped(dir: &std::path::Path) -> Vec<(String, String)> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".json"))
+        .filter_map(|n| fs::read_to_string(dir.join(n)).ok())
+        .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|v| {
+            (
+                v["mail_from"].as_str().unwrap_or("").to_string(),
+                v["helo"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn pools_pick_sources_by_sender_domain_and_warm_up_caps_hold() {
+    let dns = DnsServer::start(zone());
+    let dump = tempfile::tempdir().expect("dir");
+    let sink = sink::start(SinkConfig {
+        dump_dir: Some(dump.path().to_path_buf()),
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let today = chrono::Utc::now().format("%Y-%m-%d");
+    let sb = sandbox(&dns, sink.local_addr.port(), "");
+    let mut config = fs::read_to_string(&sb.config).expect("config");
+    config = config.replace(
+        "shaping_file",
+        &format!(
+            "[[source]]\nname = \"src-a\"\naddress = \"127.0.0.2\"\nehlo_name = \"a.src.test\"\n\
+             [[source]]\nname = \"src-b\"\naddress = \"127.0.0.3\"\nehlo_name = \"b.src.test\"\n\
+             warmup_start = \"{today}\"\nwarmup = [{{ day = 1, per_site = 3 }}]\n\
+             [[pool]]\nname = \"default\"\nsources = [\"src-a\"]\n\
+             [[pool]]\nname = \"news\"\nsources = [\"src-b\"]\n\
+             [[pool_rule]]\npool = \"news\"\nsender_domain = \"news.example\"\n\
+             #shaping_file"
+        ),
+    );
+    // Tables must come after the top-level keys.
+    let (top, tables): (Vec<&str>, Vec<&str>) = {
+        let lines: Vec<&str> = config.lines().collect();
+        let first_table = lines
+            .iter()
+            .position(|l| l.starts_with('['))
+            .unwrap_or(lines.len());
+        (lines[..first_table].to_vec(), lines[first_table..].to_vec())
+    };
+    fs::write(
+        &sb.config,
+        format!("{}\n{}\n", top.join("\n"), tables.join("\n")),
+    )
+    .expect("config");
+    let mut d = sb.start_daemon("uring");
+    for i in 0..5 {
+        sb.sendmail_ok(
+            &["-f", "n@news.example", &format!("n{i}@a.example")],
+            b"Subject: n\n\nx\n",
+        );
+        sb.sendmail_ok(
+            &["-f", "o@other.example", &format!("o{i}@b.example")],
+            b"Subject: o\n\nx\n",
+        );
+    }
+    d.wait_until(
+        "the default pool's mail and the warm-up cap's worth",
+        || dumped(dump.path()).len() >= 8,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = dumped(dump.path());
+    let news: Vec<&(String, String)> = got.iter().filter(|(f, _)| f == "n@news.example").collect();
+    let other: Vec<&(String, String)> =
+        got.iter().filter(|(f, _)| f == "o@other.example").collect();
+    assert_eq!(other.len(), 5, "{got:?}");
+    assert!(
+        other.iter().all(|(_, h)| h == "a.src.test"),
+        "default pool, source a: {got:?}"
+    );
+    assert_eq!(
+        news.len(),
+        3,
+        "source b's warm-up cap of 3 a day for the site: {got:?}"
+    );
+    assert!(
+        news.iter().all(|(_, h)| h == "b.src.test"),
+        "news pool, source b: {got:?}"
+    );
+    // Over the cap the mail waits: queued, not failed.
+    let listed = sb.queue_list();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed
+        .iter()
+        .flat_map(|m| m.recipients.iter())
+        .all(|r| r.status == "pending"));
+    d.stop();
+}

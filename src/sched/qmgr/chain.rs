@@ -5,10 +5,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::results::Timing;
+use super::DestKey;
 use super::{Job, Qmgr};
 use crate::deliver::session::{ChainResult, Outgoing};
 use crate::deliver::{HopPolicy, RcptResult};
-use crate::model::{now_micros, Nexthop};
+use crate::model::now_micros;
 
 /// A job on its way out in a chain, with what its log line needs.
 pub(super) struct Sent {
@@ -40,7 +41,7 @@ impl Qmgr {
     /// stopping, or when the rate limit has no token right now.
     pub(super) fn next_chained(
         &self,
-        hop: &Nexthop,
+        hop: &DestKey,
         policy: Option<&HopPolicy>,
     ) -> Option<(Sent, Outgoing)> {
         let mut st = self.state.borrow_mut();
@@ -51,7 +52,7 @@ impl Qmgr {
         loop {
             let job = st.dests.get_mut(hop)?.jobs.pop_front()?;
             if let Some(rate) = policy.and_then(|p| p.rate) {
-                if st.slots.rates.take(hop, rate).is_err() {
+                if st.slots.rates.take(&hop.hop, rate).is_err() {
                     if let Some(d) = st.dests.get_mut(hop) {
                         d.jobs.push_front(job);
                     }
@@ -83,7 +84,7 @@ impl Qmgr {
     /// connection failed with it.
     pub(super) fn chain_done(
         &self,
-        hop: &Nexthop,
+        hop: &DestKey,
         sent: Sent,
         result: ChainResult,
         relay: &Relay,
@@ -97,6 +98,9 @@ impl Qmgr {
         match result {
             ChainResult::Done(results) => {
                 self.site_feedback(hop, &results);
+                if results.iter().any(RcptResult::is_sent) {
+                    self.warmup_record(hop, 1);
+                }
                 self.finish_job(&sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, true);
                 true

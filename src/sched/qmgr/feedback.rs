@@ -4,14 +4,14 @@
 use std::time::{Duration, Instant};
 
 use super::results::Timing;
+use super::DestKey;
 use super::{Job, Qmgr};
 use crate::deliver::{DeliverError, RcptResult};
-use crate::model::Nexthop;
 
 impl Qmgr {
     /// Slow start: a success widens the window by 1/window (and starts
     /// another worker when that makes room), a failure narrows it.
-    pub(super) fn feedback(&self, hop: &Nexthop, ok: bool) {
+    pub(super) fn feedback(&self, hop: &DestKey, ok: bool) {
         {
             let mut st = self.state.borrow_mut();
             let limit = st.cfg.concurrency_limit as f64;
@@ -32,7 +32,7 @@ impl Qmgr {
     /// destination is dead and every queued job is deferred with it.
     pub(super) fn destination_failed(
         &self,
-        hop: &Nexthop,
+        hop: &DestKey,
         job: Job,
         e: &DeliverError,
         started: u64,

@@ -70,6 +70,26 @@ pub use config::QmgrConfig;
 use results::Timing;
 use status::{set_final_status, write_statuses};
 
+/// A destination: a next hop, and the sending source (`[[source]]`) its
+/// connections use, if a pool chose one. Limits, queues and cached
+/// connections are kept per destination.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct DestKey {
+    /// Where the mail goes.
+    pub(super) hop: Nexthop,
+    /// The source it is sent from (`None`: the system's choice).
+    pub(super) source: Option<Arc<str>>,
+}
+
+impl std::fmt::Display for DestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(src) => write!(f, "{} (source {src})", self.hop),
+            None => write!(f, "{}", self.hop),
+        }
+    }
+}
+
 /// One SMTP transaction's worth of recipients of one message.
 #[derive(Clone, Debug)]
 struct Job {
@@ -155,7 +175,7 @@ struct State {
     cfg: Rc<QmgrConfig>,
     router: Router,
     connector: Rc<Connector>,
-    dests: HashMap<Nexthop, Dest>,
+    dests: HashMap<DestKey, Dest>,
     msgs: HashMap<QueueId, MsgState>,
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
     slots: Arc<DestinationSlots>,
@@ -226,8 +246,12 @@ impl Qmgr {
     }
 
     /// The name of `hop`'s site, as events and metrics report it.
-    fn site_name(&self, hop: &Nexthop) -> Rc<str> {
-        Rc::from(hop.to_string())
+    fn site_name(&self, hop: &DestKey) -> Rc<str> {
+        let st = self.state.borrow();
+        match st.dests.get(hop).and_then(|d| d.site.as_ref()) {
+            Some(site) => Rc::from(site.as_str()),
+            None => Rc::from(hop.hop.to_string()),
+        }
     }
 
     /// Resolves when delivery wrote status bytes that want a commit.

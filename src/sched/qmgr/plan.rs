@@ -5,20 +5,23 @@
 use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::results::Timing;
+use super::DestKey;
 use super::{Dest, Job, MsgState, State, CAMPAIGN_RECHECK_MICROS, MAX_ACTIVE_SLICES};
-use crate::deliver::{DeliverError, RcptResult};
-use crate::model::{now_micros, Nexthop, QueueId, RcptStatus};
+use crate::deliver::session::SourceBinding;
+use crate::deliver::{DeliverError, HopPolicy, RcptResult};
+use crate::model::{now_micros, QueueId, RcptStatus};
 use crate::queue::campaign_state::CampaignState;
 
 impl State {
     /// Splits message `id`'s live recipients into jobs per next hop; returns
     /// the hops that got work.
-    pub(super) fn plan(&mut self, id: QueueId) -> Vec<Nexthop> {
+    pub(super) fn plan(&mut self, id: QueueId) -> Vec<DestKey> {
         let cfg = self.cfg.clone();
         let store = self.store.clone();
         let store = store.borrow();
@@ -79,8 +82,10 @@ impl State {
             }
             self.campaign_active.insert(id);
         }
-        let mut by_hop: HashMap<Nexthop, Vec<u32>> = HashMap::new();
+        let mut by_hop: HashMap<DestKey, Vec<u32>> = HashMap::new();
         let mut unroutable: Vec<(u32, RcptResult)> = Vec::new();
+        // The sending source of this pass (`[[pool]]`, `[[pool_rule]]`).
+        let source = pick_source(self.cfg.shaper.as_deref(), &view);
         for (i, rcpt) in view.recipients.iter().enumerate() {
             if !RcptStatus::from_byte(status.get(i).unwrap_or(0)).is_live() {
                 continue;
@@ -90,7 +95,13 @@ impl State {
                 continue;
             }
             match self.router.route(rcpt) {
-                Ok(hop) => by_hop.entry(hop).or_default().push(i as u32),
+                Ok(hop) => by_hop
+                    .entry(DestKey {
+                        hop,
+                        source: source.as_ref().map(|s| Arc::clone(&s.name)),
+                    })
+                    .or_default()
+                    .push(i as u32),
                 Err(e) => {
                     unroutable.push((i as u32, RcptResult::from_error(&DeliverError::Route(e))))
                 }
@@ -108,9 +119,16 @@ impl State {
                 window: cfg.initial_concurrency as f64,
                 dead_until: None,
                 idle: Vec::new(),
-                policy: Rc::new(router.policy(&hop)),
+                policy: Rc::new(HopPolicy {
+                    source: source.as_ref().map(|s| SourceBinding {
+                        name: s.name.to_string(),
+                        address: s.address,
+                        ehlo_name: (!s.ehlo_name.is_empty()).then(|| s.ehlo_name.clone()),
+                    }),
+                    ..router.policy(&hop.hop)
+                }),
                 site: None,
-                domain: hop.mx_lookup.then(|| hop.host.to_ascii_lowercase()),
+                domain: hop.hop.mx_lookup.then(|| hop.hop.host.to_ascii_lowercase()),
                 resolving: false,
                 last_used: Instant::now(),
             });
@@ -173,4 +191,49 @@ impl State {
         }
         kicks
     }
+}
+
+/// The source a message is sent from in this pass: its pool (by sender
+/// domain, header or campaign) and the pool's next member. `None` without
+/// shaping or pools.
+fn pick_source(
+    shaper: Option<&crate::shape::Shaper>,
+    view: &crate::queue::record::MessageView<'_>,
+) -> Option<crate::shape::Source> {
+    let shaper = shaper?;
+    if shaper.table().pools().is_empty() {
+        return None;
+    }
+    let sender_domain = view.sender.rsplit_once('@').map_or("", |(_, d)| d);
+    let campaign = view.campaign.map(|f| f.campaign.to_string());
+    let headers = header_fields(view.wire);
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    shaper
+        .pick_source(&crate::shape::MessageFacts {
+            sender_domain,
+            campaign: campaign.as_deref(),
+            headers: &refs,
+        })
+        .cloned()
+}
+
+/// The header fields of a wire-form message (unfolded, names as written).
+fn header_fields(wire: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(wire);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in head.split("\r\n") {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, v)) = out.last_mut() {
+                v.push(' ');
+                v.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    out
 }

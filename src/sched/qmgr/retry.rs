@@ -5,9 +5,10 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
+use super::DestKey;
 use super::{Qmgr, QmgrConfig, State, CAMPAIGN_RECHECK_MICROS, MAX_ACTIVE_SLICES};
 use crate::bounce::NoticeKind;
-use crate::model::{now_micros, Nexthop, QueueId, RcptStatus};
+use crate::model::{now_micros, QueueId, RcptStatus};
 use crate::queue::campaign_state::CampaignState;
 
 impl Qmgr {
@@ -37,7 +38,7 @@ impl Qmgr {
             }
             // Destinations with waiting jobs: another shard may have freed a
             // connection slot since.
-            let waiting: Vec<Nexthop> = self
+            let waiting: Vec<DestKey> = self
                 .state
                 .borrow()
                 .dests

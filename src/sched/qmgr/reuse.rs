@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use super::shaping::ConnSlot;
+use super::DestKey;
 use super::Qmgr;
 use crate::deliver::Session;
-use crate::model::Nexthop;
 
 impl Qmgr {
     /// Closes every idle connection with QUIT.
@@ -33,7 +33,7 @@ impl Qmgr {
         }
     }
 
-    pub(super) fn take_idle(&self, hop: &Nexthop) -> Option<(Session, ConnSlot)> {
+    pub(super) fn take_idle(&self, hop: &DestKey) -> Option<(Session, ConnSlot)> {
         let mut st = self.state.borrow_mut();
         let limit = st.cfg.delivery.idle_time_limit;
         let d = st.dests.get_mut(hop)?;

@@ -10,13 +10,13 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::DestKey;
 use super::{Dest, Job, Qmgr, State};
 use crate::deliver::RcptResult;
-use crate::model::Nexthop;
 use crate::proto::Reply;
 use crate::sched::slots::SlotGuard;
 use crate::shape::slots::SiteSlot;
-use crate::shape::{Effective, SiteKey};
+use crate::shape::{Effective, SiteKey, WarmupDecision};
 
 /// A connection slot: per next hop without shaping, per site with it.
 // The slots are held only for their Drop, which frees them.
@@ -46,11 +46,16 @@ impl SiteLimits {
 impl State {
     /// The site's limits for `hop` now (logging what automation changed
     /// on the way); `None` without shaping or before the site is known.
-    pub(super) fn site_limits(&self, hop: &Nexthop) -> Option<SiteLimits> {
+    pub(super) fn site_limits(&self, hop: &DestKey) -> Option<SiteLimits> {
         let shaper = self.cfg.shaper.as_ref()?;
         let d = self.dests.get(hop)?;
         let site = d.site.clone()?;
-        let effective = shaper.effective(&site, d.domain.as_deref(), None, Instant::now());
+        let effective = shaper.effective(
+            &site,
+            d.domain.as_deref(),
+            hop.source.as_deref(),
+            Instant::now(),
+        );
         for change in &effective.changes {
             crate::info_line!(target: "qmgr", "{change}");
         }
@@ -63,24 +68,24 @@ impl Qmgr {
     /// (over all shards) once shaping knows it, else the next hop's.
     pub(super) fn acquire_slot(
         &self,
-        hop: &Nexthop,
+        hop: &DestKey,
         limits: Option<&SiteLimits>,
     ) -> Option<ConnSlot> {
         let st = self.state.borrow();
         match (st.cfg.shaper.as_ref(), limits) {
             (Some(shaper), Some(l)) => shaper
-                .acquire_connection(&l.site, None, l.max_connections() as u32)
+                .acquire_connection(&l.site, hop.source.as_deref(), l.max_connections() as u32)
                 .map(ConnSlot::Site),
             _ => st
                 .slots
-                .try_acquire(hop, st.cfg.concurrency_limit)
+                .try_acquire(&hop.hop, st.cfg.concurrency_limit)
                 .map(ConnSlot::Hop),
         }
     }
 
     /// True when `hop` still needs its site (shaping is on and its MX
     /// lookup has not finished); starts that lookup once.
-    pub(super) fn site_pending(&self, hop: &Nexthop) -> bool {
+    pub(super) fn site_pending(&self, hop: &DestKey) -> bool {
         let start = {
             let mut st = self.state.borrow_mut();
             if st.cfg.shaper.is_none() {
@@ -104,20 +109,20 @@ impl Qmgr {
 
     /// Names `hop`'s site from its MX hosts (a relay host or a literal is
     /// its own site), then starts its workers.
-    async fn resolve_site(self, hop: Nexthop) {
+    async fn resolve_site(self, hop: DestKey) {
         let (connector, shaper) = {
             let st = self.state.borrow();
             (Rc::clone(&st.connector), st.cfg.shaper.clone())
         };
         let Some(shaper) = shaper else { return };
-        let names = if hop.mx_lookup {
+        let names = if hop.hop.mx_lookup {
             // The resolver caches the answer for the connection that follows.
-            connector.mx_names(&hop.host).await.unwrap_or_default()
+            connector.mx_names(&hop.hop.host).await.unwrap_or_default()
         } else {
             Vec::new()
         };
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let site = shaper.site_for(&hop.host, &refs);
+        let site = shaper.site_for(&hop.hop.host, &refs);
         tracing::debug!(target: "qmgr", "destination {hop}: site {} ({:?})", site.key.as_str(), site.origin);
         if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
             d.site = Some(site.key);
@@ -128,29 +133,64 @@ impl Qmgr {
 
     /// How long the site's message rate (or a suspension) makes the next
     /// transaction to `hop` wait; takes a token when none.
-    pub(super) fn site_message_wait(&self, hop: &Nexthop) -> Option<Duration> {
+    pub(super) fn site_message_wait(&self, hop: &DestKey) -> Option<Duration> {
         let st = self.state.borrow();
         let shaper = st.cfg.shaper.as_ref()?;
         let l = st.site_limits(hop)?;
         shaper
-            .take_message(&l.site, None, &l.effective, Instant::now())
+            .take_message(&l.site, hop.source.as_deref(), &l.effective, Instant::now())
             .err()
+    }
+
+    /// When the destination's source has sent its warm-up cap to the site
+    /// today: the Unix time the cap grows again (mail waits, it is not a
+    /// failure). `None` when it may send.
+    pub(super) fn warmup_wait(&self, hop: &DestKey) -> Option<i64> {
+        let st = self.state.borrow();
+        let shaper = st.cfg.shaper.as_ref()?;
+        let source = hop.source.as_deref()?;
+        let site = st.dests.get(hop)?.site.clone()?;
+        match shaper.warmup_check(
+            &site,
+            source,
+            chrono::Utc::now().timestamp(),
+            Instant::now(),
+        ) {
+            WarmupDecision::Send => None,
+            WarmupDecision::WaitUntil(t) => Some(t),
+        }
+    }
+
+    /// Counts `sent` messages to the destination's site against its
+    /// source's warm-up cap.
+    pub(super) fn warmup_record(&self, hop: &DestKey, sent: usize) {
+        let st = self.state.borrow();
+        let (Some(shaper), Some(source)) = (st.cfg.shaper.as_ref(), hop.source.as_deref()) else {
+            return;
+        };
+        let Some(site) = st.dests.get(hop).and_then(|d| d.site.clone()) else {
+            return;
+        };
+        let unix = chrono::Utc::now().timestamp();
+        for _ in 0..sent {
+            shaper.warmup_record(&site, source, unix, Instant::now());
+        }
     }
 
     /// How long the site's connection rate makes a new connection to `hop`
     /// wait; takes a token when none.
-    pub(super) fn site_connection_wait(&self, hop: &Nexthop) -> Option<Duration> {
+    pub(super) fn site_connection_wait(&self, hop: &DestKey) -> Option<Duration> {
         let st = self.state.borrow();
         let shaper = st.cfg.shaper.as_ref()?;
         let l = st.site_limits(hop)?;
         shaper
-            .take_connection(&l.site, None, &l.effective, Instant::now())
+            .take_connection(&l.site, hop.source.as_deref(), &l.effective, Instant::now())
             .err()
     }
 
     /// Cuts `job` to the site's recipients per transaction, leaving the rest
     /// at the head of `hop`'s queue as a job of its own.
-    pub(super) fn fit_recipients(&self, hop: &Nexthop, mut job: Job) -> Job {
+    pub(super) fn fit_recipients(&self, hop: &DestKey, mut job: Job) -> Job {
         let mut st = self.state.borrow_mut();
         let Some(max) = st
             .site_limits(hop)
@@ -175,7 +215,7 @@ impl Qmgr {
     }
 
     /// The site's most transactions per connection (0: no limit of its own).
-    pub(super) fn site_deliveries_per_connection(&self, hop: &Nexthop) -> u32 {
+    pub(super) fn site_deliveries_per_connection(&self, hop: &DestKey) -> u32 {
         self.state.borrow().site_limits(hop).map_or(0, |l| {
             l.effective.limits.max_deliveries_per_connection.value
         })
@@ -183,7 +223,7 @@ impl Qmgr {
 
     /// Feeds the first server reply among `results` (or of a refused
     /// connection) to the site's automation rules, logging what they do.
-    pub(super) fn site_feedback(&self, hop: &Nexthop, results: &[RcptResult]) {
+    pub(super) fn site_feedback(&self, hop: &DestKey, results: &[RcptResult]) {
         let reply: Option<&Reply> = results
             .iter()
             .filter(|r| !r.is_sent())
@@ -196,7 +236,7 @@ impl Qmgr {
         ) else {
             return;
         };
-        for action in shaper.on_reply(&site, None, reply, Instant::now()) {
+        for action in shaper.on_reply(&site, hop.source.as_deref(), reply, Instant::now()) {
             crate::info_line!(target: "qmgr", "{action}");
         }
     }

@@ -8,15 +8,16 @@ use std::time::{Duration, Instant};
 
 use super::chain::{Relay, Sent};
 use super::shaping::ConnSlot;
+use super::DestKey;
 use super::{Job, Qmgr, QmgrConfig, LINGER};
 use crate::config::TransactionChaining;
 use crate::deliver::Session;
-use crate::model::{now_micros, Nexthop};
+use crate::model::now_micros;
 
 impl Qmgr {
     /// Starts delivery workers for `hop` up to its window, as long as a
     /// cached connection or a free connection slot is there for each.
-    pub(super) fn kick(&self, hop: &Nexthop) {
+    pub(super) fn kick(&self, hop: &DestKey) {
         if self.site_pending(hop) {
             // Started again once the site is known.
             return;
@@ -29,6 +30,11 @@ impl Qmgr {
             {
                 // Suspended by automation: the mail waits, no attempt is
                 // counted; the timer looks again.
+                return;
+            }
+            if self.warmup_wait(hop).is_some() {
+                // The source's warm-up cap for the site is used up today:
+                // the mail waits (the timer looks again).
                 return;
             }
             // Room for one more worker: with a cached connection, or a new
@@ -72,7 +78,7 @@ impl Qmgr {
     /// One connection's worth of work for `hop`: takes jobs until none is
     /// left, reusing the connection. `spare` is a connection slot taken for
     /// it by [`Qmgr::kick`] (none when a cached connection was there).
-    pub(super) async fn worker(self, hop: Nexthop, mut spare: Option<ConnSlot>) {
+    pub(super) async fn worker(self, hop: DestKey, mut spare: Option<ConnSlot>) {
         let cfg = self.state.borrow().cfg.clone();
         let mut session: Option<(Session, ConnSlot)> = None;
         // A job to send again on a new connection because the reused one
@@ -101,6 +107,12 @@ impl Qmgr {
                 let _ = tokio::time::timeout(LINGER, ready.notified()).await;
             };
             let Some(job) = job else { break };
+            if self.warmup_wait(&hop).is_some() {
+                if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                    d.jobs.push_front(job);
+                }
+                break;
+            }
             let job = self.fit_recipients(&hop, job);
             let (policy, slots) = {
                 let st = self.state.borrow();
@@ -112,7 +124,7 @@ impl Qmgr {
             let rate = policy.as_ref().and_then(|p| p.rate);
             let ready = self
                 .wait_for_token(&mut session, &cfg, || match rate {
-                    Some(rate) => slots.rates.take(&hop, rate).err(),
+                    Some(rate) => slots.rates.take(&hop.hop, rate).err(),
                     None => None,
                 })
                 .await
@@ -172,8 +184,8 @@ impl Qmgr {
                 let connector = Rc::clone(&self.state.borrow().connector);
                 let policy = policy
                     .clone()
-                    .unwrap_or_else(|| Rc::new(self.state.borrow().router.policy(&hop)));
-                match connector.open(&hop, &policy, &cfg.delivery).await {
+                    .unwrap_or_else(|| Rc::new(self.state.borrow().router.policy(&hop.hop)));
+                match connector.open(&hop.hop, &policy, &cfg.delivery).await {
                     Ok(s) => {
                         setup = t.elapsed();
                         session = Some((s, guard));
@@ -210,7 +222,7 @@ impl Qmgr {
             let chain = match cfg.delivery.chaining {
                 TransactionChaining::Off => false,
                 TransactionChaining::On => true,
-                TransactionChaining::Auto => !slots.chain_refusals.refuses(&hop),
+                TransactionChaining::Auto => !slots.chain_refusals.refuses(&hop.hop),
             };
             // The relay information of the results: who, and whether the
             // RFC 3461 requests went on with the messages.
@@ -232,7 +244,7 @@ impl Qmgr {
             .await;
             if let Some(refusal) = s.take_chain_refusal() {
                 if cfg.delivery.chaining == TransactionChaining::Auto
-                    && slots.chain_refusals.remember(&hop)
+                    && slots.chain_refusals.remember(&hop.hop)
                 {
                     tracing::warn!(
                         target: "smtp",
@@ -305,7 +317,7 @@ impl Qmgr {
 
     /// Starts workers for `hop` once the current task yields (not from
     /// inside a chain's callback, which runs while state may be borrowed).
-    pub(super) fn kick_later(&self, hop: &Nexthop) {
+    pub(super) fn kick_later(&self, hop: &DestKey) {
         let me = self.clone();
         let hop = hop.clone();
         tokio::task::spawn_local(async move { me.kick(&hop) });
