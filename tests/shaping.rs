@@ -233,3 +233,40 @@ fn pools_pick_sources_by_sender_domain_and_warm_up_caps_hold() {
         .all(|r| r.status == "pending"));
     d.stop();
 }
+
+#[test]
+fn an_administrator_suspends_and_resumes_a_site() {
+    let dns = DnsServer::start(zone());
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let sb = sandbox(
+        &dns,
+        sink.local_addr.port(),
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\n",
+    );
+    let mut d = sb.start_daemon("uring");
+    let queue = |args: &[&str]| {
+        let out = sb
+            .cmd()
+            .arg("queue")
+            .args(args)
+            .arg("--config")
+            .arg(&sb.config)
+            .output()
+            .expect("ringmail queue");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    queue(&["suspend", "gsite", "--for", "2h"]);
+    d.wait_for_log("site gsite: suspended for 2h by the administrator");
+    drop_messages(&sb, 6);
+    d.wait_until("all six queued", || sb.queue_list().len() == 6);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sink.stats().messages, 0, "nothing goes to a suspended site");
+    assert!(sb
+        .queue_list()
+        .iter()
+        .flat_map(|m| m.recipients.iter())
+        .all(|r| r.status == "pending"));
+    queue(&["resume", "gsite"]);
+    d.wait_until("delivered after the resume", || sink.stats().messages >= 6);
+    d.stop();
+}

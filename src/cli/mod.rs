@@ -171,6 +171,25 @@ enum QueueAction {
         #[command(flatten)]
         selection: queue_admin::Selection,
     },
+    /// Start no delivery to a shaping site for a while (its mail waits).
+    Suspend {
+        /// The site, as `ringmail shaping show DOMAIN` names it.
+        site: String,
+        /// For how long (`90s`, `30m`, `2h`).
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
+    /// Lift a site's suspension.
+    Resume {
+        /// The site.
+        site: String,
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+    },
     /// Ask the running daemon to retry deferred mail now.
     Flush {
         /// Configuration file.
@@ -188,6 +207,25 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Queue { action } => match action {
             QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
             QueueAction::Flush { config } => return flush_exit(load(config)),
+            QueueAction::Suspend {
+                site,
+                duration,
+                config,
+            } => ringmail::shape::units::parse_duration(&duration)
+                .map_err(|e| anyhow::anyhow!("--for {duration:?}: {e}"))
+                .and_then(|d| {
+                    let c = load(config)?;
+                    queue_admin::run_site(
+                        &c,
+                        ringmail::model::queue_command::QueueOp::Suspend {
+                            site,
+                            seconds: d.as_secs().max(1),
+                        },
+                    )
+                }),
+            QueueAction::Resume { site, config } => load(config).and_then(|c| {
+                queue_admin::run_site(&c, ringmail::model::queue_command::QueueOp::Resume { site })
+            }),
             QueueAction::Hold(sel) => {
                 queue_command(ringmail::model::queue_command::QueueOp::Hold, sel)
             }

@@ -81,6 +81,24 @@ pub fn run(config: &Config, op: QueueOp, sel: Selection) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends a site operation (suspend, resume) to the daemon.
+pub fn run_site(config: &Config, op: QueueOp) -> anyhow::Result<()> {
+    let site = op.site().unwrap_or_default().to_string();
+    let command = QueueCommand {
+        op,
+        selector: QueueSelector::default(),
+        dry_run: false,
+    };
+    send(config, &command)?;
+    match &command.op {
+        QueueOp::Suspend { seconds, .. } => {
+            eprintln!("postsuper: site {site} suspended for {seconds} s")
+        }
+        _ => eprintln!("postsuper: site {site} resumed"),
+    }
+    Ok(())
+}
+
 /// One request and its answer over the admin socket.
 fn send(config: &Config, command: &QueueCommand) -> anyhow::Result<QueueCommandReport> {
     let mut stream = Spool::new(&config.spool_dir).connect_admin()?;
@@ -125,6 +143,7 @@ fn print_report(op: &QueueOp, report: &QueueCommandReport) {
         QueueOp::Delete => "Deleted",
         QueueOp::Requeue => "Requeued",
         QueueOp::Bounce { .. } => "Bounced",
+        QueueOp::Suspend { .. } | QueueOp::Resume { .. } => "Changed",
     };
     eprintln!("postsuper: {done}: {n} {messages}");
 }

@@ -25,6 +25,19 @@ pub enum QueueOp {
         /// Why, as the notice and the log say.
         reason: String,
     },
+    /// Start no delivery to a shaping site for a while (every source);
+    /// its mail waits untried (`queue suspend SITE`).
+    Suspend {
+        /// The site, as `ringmail shaping show` names it.
+        site: String,
+        /// For how long, in seconds.
+        seconds: u64,
+    },
+    /// Lift a site's suspension, whoever set it (`queue resume SITE`).
+    Resume {
+        /// The site.
+        site: String,
+    },
 }
 
 impl QueueOp {
@@ -36,6 +49,8 @@ impl QueueOp {
             QueueOp::Delete => "delete",
             QueueOp::Requeue => "requeue",
             QueueOp::Bounce { .. } => "bounce",
+            QueueOp::Suspend { .. } => "suspend",
+            QueueOp::Resume { .. } => "resume",
         }
     }
 
@@ -51,6 +66,15 @@ impl QueueOp {
     /// True when the operation acts on recipients waiting for delivery.
     pub fn takes_live(&self) -> bool {
         !matches!(self, QueueOp::Release)
+    }
+
+    /// The site of a site operation (suspend, resume), which selects no
+    /// messages.
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            QueueOp::Suspend { site, .. } | QueueOp::Resume { site } => Some(site),
+            _ => None,
+        }
     }
 }
 

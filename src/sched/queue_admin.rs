@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::model::queue_command::{QueueCommand, QueueCommandReport, SelectorError};
+use crate::model::queue_command::{QueueCommand, QueueCommandReport, QueueOp, SelectorError};
 use crate::model::QueueId;
 use crate::sched::mailbox::{ShardMailbox, ShardRequest};
 
@@ -28,12 +28,15 @@ pub enum QueueAdminError {
     /// The daemon is stopping.
     #[error("the daemon is stopping")]
     Stopping,
+    /// A site command without shaping.
+    #[error("shaping is not running in this daemon")]
+    NoShaping,
 }
 
 impl QueueAdminError {
     /// True when running the command again may succeed.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, QueueAdminError::Selector(_))
+        !matches!(self, QueueAdminError::Selector(_) | QueueAdminError::NoShaping)
     }
 }
 
@@ -41,19 +44,58 @@ impl QueueAdminError {
 #[derive(Clone)]
 pub struct QueueAdmin {
     mailboxes: Arc<Vec<Arc<ShardMailbox>>>,
+    shaper: Option<Arc<crate::shape::Shaper>>,
 }
 
 impl QueueAdmin {
     /// Over the shards' mailboxes, in shard order.
-    pub fn new(mailboxes: Vec<Arc<ShardMailbox>>) -> QueueAdmin {
+    pub fn new(
+        mailboxes: Vec<Arc<ShardMailbox>>,
+        shaper: Option<Arc<crate::shape::Shaper>>,
+    ) -> QueueAdmin {
         QueueAdmin {
             mailboxes: Arc::new(mailboxes),
+            shaper,
         }
+    }
+
+    /// Suspends or resumes a site (no messages are selected: the shards
+    /// see it in the shared shaper at their next look, within a second).
+    fn site_command(&self, command: &QueueCommand) -> Result<QueueCommandReport, QueueAdminError> {
+        let shaper = self.shaper.as_ref().ok_or(QueueAdminError::NoShaping)?;
+        let now = Instant::now();
+        let (site, until) = match &command.op {
+            QueueOp::Suspend { site, seconds } => {
+                (site, Some(now + Duration::from_secs(*seconds)))
+            }
+            QueueOp::Resume { site } => (site, None),
+            _ => return Err(QueueAdminError::NoShaping),
+        };
+        let key = crate::shape::SiteKey::new(site);
+        if !command.dry_run {
+            shaper.set_suspended(&key, until, now);
+            match &command.op {
+                QueueOp::Suspend { seconds, .. } => crate::info_line!(
+                    target: "postsuper",
+                    "site {site}: suspended for {} by the administrator",
+                    crate::shape::units::duration_text(Duration::from_secs(*seconds))
+                ),
+                _ => crate::info_line!(target: "postsuper", "site {site}: resumed by the administrator"),
+            }
+        }
+        Ok(QueueCommandReport {
+            op: command.op.as_str().to_string(),
+            dry_run: command.dry_run,
+            ..QueueCommandReport::default()
+        })
     }
 
     /// Carries out `command` on every shard concerned and merges what they
     /// did. Each shard's part is durable when it answers.
     pub fn execute(&self, command: QueueCommand) -> Result<QueueCommandReport, QueueAdminError> {
+        if command.op.site().is_some() {
+            return self.site_command(&command);
+        }
         let ids = command.selector.check()?;
         let shards: Vec<usize> = if command.selector.ids.is_empty() {
             (0..self.mailboxes.len()).collect()

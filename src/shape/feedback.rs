@@ -277,6 +277,12 @@ impl SiteFeedback {
         self.suspended_until.filter(|&t| t > now)
     }
 
+    /// Suspends the site until `until` (an administrator's `queue suspend`),
+    /// or lifts a suspension (`None`: `queue resume`).
+    pub fn set_suspended(&mut self, until: Option<Instant>) {
+        self.suspended_until = until;
+    }
+
     /// The factor in force on `knob` (1 when not cut).
     pub fn factor(&self, knob: Knob) -> f64 {
         self.cut(knob).map_or(1.0, |c| c.factor)

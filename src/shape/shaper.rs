@@ -332,6 +332,24 @@ impl Shaper {
         self.table.sources().get(*pool.members.get(member)?)
     }
 
+    /// Suspends `site` for every source until `until` (`queue suspend`), or
+    /// lifts its suspension (`None`: `queue resume`). Returns how many
+    /// (site, source) paths it changed.
+    pub fn set_suspended(&self, site: &SiteKey, until: Option<Instant>, now: Instant) -> usize {
+        let mut state = self.state();
+        state
+            .entry(Shaper::path(site, None))
+            .or_insert_with(|| PathState::new(now));
+        let mut changed = 0;
+        for (path, s) in state.iter_mut().filter(|(p, _)| &p.site == site) {
+            let _ = path;
+            s.feedback.set_suspended(until);
+            s.last_used = now;
+            changed += 1;
+        }
+        changed
+    }
+
     /// Drops per-site state that holds nothing (no automation in force,
     /// buckets full again, no warm-up count for today) and was not used
     /// for `idle`. Returns how many entries were dropped.

@@ -26,10 +26,34 @@ pub(crate) struct Body {
     all: bool,
     dry_run: bool,
     reason: Option<String>,
+    site: Option<String>,
+    seconds: Option<u64>,
 }
 
 /// The operation named in the path.
 fn operation(op: &str, reason: Option<String>) -> Result<QueueOp, ApiError> {
+    message_operation(op, reason)
+}
+
+/// `suspend` (`site`, `seconds`, default an hour) and `resume` (`site`).
+fn site_operation(op: &str, site: Option<String>, seconds: Option<u64>) -> Result<QueueOp, ApiError> {
+    let site = || {
+        site.clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ApiError::BadRequest(format!("{op} needs a \"site\"")))
+    };
+    match op {
+        "suspend" => Ok(QueueOp::Suspend {
+            site: site()?,
+            seconds: seconds.unwrap_or(3600).max(1),
+        }),
+        "resume" => Ok(QueueOp::Resume { site: site()? }),
+        _ => Err(ApiError::NotFound(String::new())),
+    }
+}
+
+/// The operations on messages.
+fn message_operation(op: &str, reason: Option<String>) -> Result<QueueOp, ApiError> {
     Ok(match op {
         "hold" => QueueOp::Hold,
         "release" => QueueOp::Release,
@@ -42,7 +66,7 @@ fn operation(op: &str, reason: Option<String>) -> Result<QueueOp, ApiError> {
         },
         _ => {
             return Err(ApiError::NotFound(format!(
-                "no such operation {op:?} (hold, release, delete, requeue, bounce)"
+                "no such operation {op:?} (hold, release, delete, requeue, bounce, suspend, resume)"
             )))
         }
     })
@@ -61,8 +85,12 @@ pub(crate) async fn command(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("{e}")))?
     };
+    let op = match op.as_str() {
+        "suspend" | "resume" => site_operation(&op, body.site.clone(), body.seconds)?,
+        _ => operation(&op, body.reason)?,
+    };
     let command = QueueCommand {
-        op: operation(&op, body.reason)?,
+        op,
         selector: QueueSelector {
             ids: body.ids,
             domain: body.domain,

@@ -54,6 +54,8 @@ impl Qmgr {
             QueueOp::Delete => self.delete(&targets),
             QueueOp::Requeue => self.requeue(&targets),
             QueueOp::Bounce { reason } => self.bounce(&targets, reason),
+            // Site operations never reach a shard (see `QueueAdmin`).
+            QueueOp::Suspend { .. } | QueueOp::Resume { .. } => {}
         }
         self.dirty_wake.notify_one();
         self.timer_wake.notify_one();

@@ -146,6 +146,8 @@ struct Dest {
     resolving: bool,
     /// When jobs last arrived (idle destinations are forgotten).
     last_used: Instant,
+    /// The site's merged limits, and when they were merged.
+    limits: RefCell<Option<(Instant, Rc<shaping::SiteLimits>)>>,
 }
 
 /// Per message state while it has jobs out or waits for a retry.

@@ -131,6 +131,7 @@ impl State {
                 domain: hop.hop.mx_lookup.then(|| hop.hop.host.to_ascii_lowercase()),
                 resolving: false,
                 last_used: Instant::now(),
+                limits: std::cell::RefCell::new(None),
             });
             d.last_used = Instant::now();
             if let Some((until, _)) = &d.dead_until {

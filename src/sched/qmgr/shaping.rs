@@ -18,6 +18,9 @@ use crate::sched::slots::SlotGuard;
 use crate::shape::slots::SiteSlot;
 use crate::shape::{Effective, SiteKey, WarmupDecision};
 
+/// How long a destination's merged limits are reused.
+const LIMITS_FRESH: Duration = Duration::from_millis(500);
+
 /// A connection slot: per next hop without shaping, per site with it.
 // The slots are held only for their Drop, which frees them.
 #[allow(dead_code)]
@@ -46,20 +49,37 @@ impl SiteLimits {
 impl State {
     /// The site's limits for `hop` now (logging what automation changed
     /// on the way); `None` without shaping or before the site is known.
-    pub(super) fn site_limits(&self, hop: &DestKey) -> Option<SiteLimits> {
+    ///
+    /// Merging the rules costs allocations, so the answer is kept for
+    /// [`LIMITS_FRESH`] per destination (an automation action on this
+    /// shard drops it at once; other shards and `queue suspend` see a
+    /// change within that time).
+    pub(super) fn site_limits(&self, hop: &DestKey) -> Option<Rc<SiteLimits>> {
         let shaper = self.cfg.shaper.as_ref()?;
         let d = self.dests.get(hop)?;
         let site = d.site.clone()?;
-        let effective = shaper.effective(
-            &site,
-            d.domain.as_deref(),
-            hop.source.as_deref(),
-            Instant::now(),
-        );
+        let now = Instant::now();
+        if let Some((at, l)) = &*d.limits.borrow() {
+            if now.saturating_duration_since(*at) < LIMITS_FRESH {
+                return Some(Rc::clone(l));
+            }
+        }
+        let effective = shaper.effective(&site, d.domain.as_deref(), hop.source.as_deref(), now);
         for change in &effective.changes {
             crate::info_line!(target: "qmgr", "{change}");
         }
-        Some(SiteLimits { site, effective })
+        let l = Rc::new(SiteLimits { site, effective });
+        *d.limits.borrow_mut() = Some((now, Rc::clone(&l)));
+        Some(l)
+    }
+
+    /// Forgets the cached limits of every destination of `site`.
+    fn limits_changed(&self, site: &SiteKey) {
+        for d in self.dests.values() {
+            if d.site.as_ref() == Some(site) {
+                *d.limits.borrow_mut() = None;
+            }
+        }
     }
 }
 
@@ -69,7 +89,7 @@ impl Qmgr {
     pub(super) fn acquire_slot(
         &self,
         hop: &DestKey,
-        limits: Option<&SiteLimits>,
+        limits: Option<&Rc<SiteLimits>>,
     ) -> Option<ConnSlot> {
         let st = self.state.borrow();
         match (st.cfg.shaper.as_ref(), limits) {
@@ -236,8 +256,12 @@ impl Qmgr {
         ) else {
             return;
         };
-        for action in shaper.on_reply(&site, hop.source.as_deref(), reply, Instant::now()) {
+        let actions = shaper.on_reply(&site, hop.source.as_deref(), reply, Instant::now());
+        for action in &actions {
             crate::info_line!(target: "qmgr", "{action}");
+        }
+        if !actions.is_empty() {
+            st.limits_changed(&site);
         }
     }
 }
