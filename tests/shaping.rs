@@ -253,7 +253,11 @@ fn an_administrator_suspends_and_resumes_a_site() {
             .arg(&sb.config)
             .output()
             .expect("ringmail queue");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     queue(&["suspend", "gsite", "--for", "2h"]);
     d.wait_for_log("site gsite: suspended for 2h by the administrator");

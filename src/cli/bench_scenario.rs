@@ -186,6 +186,13 @@ fn daemon_config(
          smtp_transaction_chaining = {:?}\ndefault_destination_concurrency_limit = {}\n{}\n",
         args.shards, args.io_backend, args.chaining, s.concurrency, s.extra
     );
+    if !s.shaping.is_empty() {
+        let file = spool.with_file_name("shaping.toml");
+        match std::fs::write(&file, &s.shaping) {
+            Ok(()) => c.push_str(&format!("shaping_file = {file:?}\n")),
+            Err(e) => eprintln!("bench: cannot write {}: {e}", file.display()),
+        }
+    }
     c.push_str(&format!(
         "[dns]\nservers = [\"{}\"]\ntimeout = 2\nattempts = 2\n",
         dns.addr

@@ -371,7 +371,8 @@ pub fn serve(
         }
     }
     let control_thread = spawn_control(control, Arc::clone(&stop), Arc::clone(&flushes));
-    let queue_admin = crate::sched::queue_admin::QueueAdmin::new(shard_mailboxes, Some(Arc::clone(&shaper)));
+    let queue_admin =
+        crate::sched::queue_admin::QueueAdmin::new(shard_mailboxes, Some(Arc::clone(&shaper)));
     let admin_thread = admin_socket::spawn(admin_listener, queue_admin.clone(), Arc::clone(&stop));
 
     let site = SiteParams {

@@ -36,7 +36,10 @@ pub enum QueueAdminError {
 impl QueueAdminError {
     /// True when running the command again may succeed.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, QueueAdminError::Selector(_) | QueueAdminError::NoShaping)
+        !matches!(
+            self,
+            QueueAdminError::Selector(_) | QueueAdminError::NoShaping
+        )
     }
 }
 
@@ -65,9 +68,7 @@ impl QueueAdmin {
         let shaper = self.shaper.as_ref().ok_or(QueueAdminError::NoShaping)?;
         let now = Instant::now();
         let (site, until) = match &command.op {
-            QueueOp::Suspend { site, seconds } => {
-                (site, Some(now + Duration::from_secs(*seconds)))
-            }
+            QueueOp::Suspend { site, seconds } => (site, Some(now + Duration::from_secs(*seconds))),
             QueueOp::Resume { site } => (site, None),
             _ => return Err(QueueAdminError::NoShaping),
         };
@@ -80,7 +81,9 @@ impl QueueAdmin {
                     "site {site}: suspended for {} by the administrator",
                     crate::shape::units::duration_text(Duration::from_secs(*seconds))
                 ),
-                _ => crate::info_line!(target: "postsuper", "site {site}: resumed by the administrator"),
+                _ => {
+                    crate::info_line!(target: "postsuper", "site {site}: resumed by the administrator")
+                }
             }
         }
         Ok(QueueCommandReport {

@@ -124,6 +124,9 @@ pub struct Sender {
     /// Extra top-level configuration keys for ringmail, appended before
     /// the generated tables.
     pub extra: String,
+    /// ringmail's shaping rules (`shaping.toml` text, docs/SHAPING.md):
+    /// written beside the daemon's configuration as its `shaping_file`.
+    pub shaping: String,
 }
 
 impl Default for Sender {
@@ -132,6 +135,7 @@ impl Default for Sender {
             group_by_provider: true,
             concurrency: 20,
             extra: String::new(),
+            shaping: String::new(),
         }
     }
 }

@@ -36,7 +36,11 @@ fn operation(op: &str, reason: Option<String>) -> Result<QueueOp, ApiError> {
 }
 
 /// `suspend` (`site`, `seconds`, default an hour) and `resume` (`site`).
-fn site_operation(op: &str, site: Option<String>, seconds: Option<u64>) -> Result<QueueOp, ApiError> {
+fn site_operation(
+    op: &str,
+    site: Option<String>,
+    seconds: Option<u64>,
+) -> Result<QueueOp, ApiError> {
     let site = || {
         site.clone()
             .filter(|s| !s.trim().is_empty())

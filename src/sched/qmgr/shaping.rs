@@ -139,7 +139,9 @@ impl Qmgr {
             // The resolver caches the answer for the connection that follows.
             connector.mx_names(&hop.hop.host).await.unwrap_or_default()
         } else {
-            Vec::new()
+            // A relay host or a route's next hop is its own MX: a hop to
+            // `*.google.com` belongs to the google site.
+            vec![hop.hop.host.trim_matches(['[', ']']).to_string()]
         };
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let site = shaper.site_for(&hop.hop.host, &refs);
