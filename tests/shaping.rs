@@ -270,6 +270,37 @@ fn an_administrator_suspends_and_resumes_a_site() {
         .iter()
         .flat_map(|m| m.recipients.iter())
         .all(|r| r.status == "pending"));
+    // The queue commands select by site too.
+    let dry = sb
+        .cmd()
+        .args([
+            "queue",
+            "delete",
+            "--site",
+            "gsite",
+            "--dry-run",
+            "--config",
+        ])
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail queue delete --site");
+    let said = String::from_utf8_lossy(&dry.stderr);
+    assert!(said.contains("dry run: 6 messages selected"), "{said}");
+    let other = sb
+        .cmd()
+        .args([
+            "queue",
+            "delete",
+            "--site",
+            "elsewhere",
+            "--dry-run",
+            "--config",
+        ])
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail queue delete --site");
+    let said = String::from_utf8_lossy(&other.stderr);
+    assert!(said.contains("dry run: 0 messages selected"), "{said}");
     queue(&["resume", "gsite"]);
     d.wait_until("delivered after the resume", || sink.stats().messages >= 6);
     d.stop();

@@ -30,6 +30,9 @@ pub struct Selection {
     /// Only this campaign's recipients.
     #[arg(long)]
     campaign: Option<u64>,
+    /// Only recipients whose destination is this shaping site.
+    #[arg(long)]
+    site: Option<String>,
     /// Every message (needed when nothing else selects).
     #[arg(long)]
     all: bool,
@@ -64,6 +67,7 @@ pub fn run(config: &Config, op: QueueOp, sel: Selection) -> anyhow::Result<()> {
             domain: sel.domain,
             sender: sel.sender,
             campaign: sel.campaign,
+            site: sel.site,
             all: sel.all,
         },
         dry_run: sel.dry_run,

@@ -100,6 +100,7 @@ pub(crate) async fn command(
             domain: body.domain,
             sender: body.sender,
             campaign: body.campaign,
+            site: body.site.clone(),
             all: body.all,
         },
         dry_run: body.dry_run,

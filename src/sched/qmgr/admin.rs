@@ -195,6 +195,21 @@ impl State {
                 .filter(|id| store.contains(*id))
                 .collect()
         };
+        // Next hop → site, for `--site` (the destinations planned so far).
+        let sites: std::collections::HashMap<&crate::model::Nexthop, &str> = self
+            .dests
+            .iter()
+            .filter_map(|(k, d)| d.site.as_ref().map(|s| (&k.hop, s.as_str())))
+            .collect();
+        let in_site = |address: &str| match &cmd.selector.site {
+            None => true,
+            Some(want) => self
+                .router
+                .route(address)
+                .ok()
+                .and_then(|hop| sites.get(&hop).copied())
+                .is_some_and(|site| site.eq_ignore_ascii_case(want)),
+        };
         let mut out = Vec::new();
         for id in candidates {
             let Some((view, status)) = store.peek(id) else {
@@ -218,7 +233,7 @@ impl State {
                         Some(_) => store.slice_entry(id, *i).map(|(_, e)| e.email.to_string()),
                         None => view.recipients.get(*i).map(|r| r.to_string()),
                     };
-                    address.is_some_and(|a| cmd.selector.takes_recipient(&a))
+                    address.is_some_and(|a| cmd.selector.takes_recipient(&a) && in_site(&a))
                 })
                 .map(|(i, _)| i as u32)
                 .collect();
