@@ -1,9 +1,10 @@
 //! Per-destination message rate limits: a token bucket per next hop, shared
 //! by all shards, so `[[rate_limit]]` holds for the process as a whole.
 //!
-//! A bucket holds at most `count` tokens (the burst allowed after a quiet
-//! spell) and refills at `count / per`. Each transaction takes one token;
-//! when none is there, the caller learns how long to wait for the next.
+//! The bucket is shaping's ([`crate::shape::rate::Bucket`]): at most
+//! `count` tokens (the burst allowed after a quiet spell), refilled at
+//! `count / per`. Each transaction takes one token; when none is there, the
+//! caller learns how long to wait for the next.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,38 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Rate;
 use crate::model::Nexthop;
-
-/// One destination's tokens.
-#[derive(Clone, Debug)]
-pub struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn full(rate: Rate, now: Instant) -> Bucket {
-        Bucket {
-            tokens: rate.count as f64,
-            last: now,
-        }
-    }
-
-    /// Takes a token, or says how long until one is there.
-    pub fn take(&mut self, rate: Rate, now: Instant) -> Result<(), Duration> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * rate.per_second()).min(rate.count as f64);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(
-                (1.0 - self.tokens) / rate.per_second(),
-            ))
-        }
-    }
-}
+use crate::shape::rate::Bucket;
 
 /// The buckets of every destination with a rate limit.
 #[derive(Debug, Default)]
