@@ -150,6 +150,10 @@ fn scraped_by_prometheus(io: &str) {
         delivered as f64,
     );
     prom.wait_for(
+        "sum(ringmail_site_recipients_total{outcome=\"delivered\"})",
+        delivered as f64,
+    );
+    prom.wait_for(
         "ringmail_messages_received_total{source=\"sendmail\"}",
         sent_by_sendmail as f64,
     );
@@ -226,5 +230,161 @@ fn metrics_need_no_token() {
     assert!(text.contains("ringmail_info{io_backend="), "{text}");
     let api = curl(&format!("http://127.0.0.1:{http}/api/v1/campaigns"));
     assert!(api.contains("error"), "the API still needs a token: {api}");
+    d.stop();
+}
+
+/// The value of the sample `name{labels}` in an exposition.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The sum of every sample of `name` whose labels contain `label`.
+fn sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+const TEMPLATE: &str =
+    "From: News <news@example.com>\nTo: <{{ email }}>\nSubject: issue\n\nHello\n";
+
+/// Per-site counters with their deferral classes, TLS handshakes, the age
+/// of the oldest queued message and a campaign's progress, read from the
+/// raw exposition while mail is sent: 20 messages and a 30-recipient
+/// campaign through a STARTTLS sink that tempfails 30 % of the RCPTs, and
+/// one message routed to a closed port (it stays queued).
+#[test]
+fn sites_tls_queue_age_and_campaign_progress() {
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = certs::write_pki(dir.path(), &["localhost"]);
+    let sink = sink::start(SinkConfig {
+        tls: Some(sink::tls_server_config(&pki.cert_file, &pki.key_file).expect("tls")),
+        faults: Faults {
+            rcpt_tempfail: 0.3,
+            ..Faults::default()
+        },
+        seed: Some(7),
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let closed = free_port();
+    let http = free_port();
+    let sb = Sandbox::with(Settings {
+        extra: format!(
+            "relayhost = \"[127.0.0.1]:{}\"\nminimal_backoff_time = 1\nmaximal_backoff_time = 1\n\
+             smtpd_passwd_file = \"/nonexistent/ringmail-passwd\"\n\
+             [[route]]\ndomain = \"stuck.example\"\nnexthop = \"[127.0.0.1]:{closed}\"\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n",
+            sink.local_addr.port()
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon("uring");
+    d.wait_for_log("accepting campaigns on");
+    for i in 0..20 {
+        sb.sendmail_ok(
+            &["-t"],
+            format!("From: a@example.com\nTo: r{i}@example.net\nSubject: {i}\n\nbody\n").as_bytes(),
+        );
+    }
+    sb.sendmail_ok(
+        &["-t"],
+        b"From: a@example.com\nTo: x@stuck.example\nSubject: stuck\n\nbody\n",
+    );
+    let template = sb.root().join("issue.eml");
+    fs::write(&template, TEMPLATE).expect("template");
+    let list = sb.root().join("list.csv");
+    let mut csv = String::from("email\n");
+    for i in 0..30 {
+        csv.push_str(&format!("c{i}@example.org\n"));
+    }
+    fs::write(&list, csv).expect("list");
+    let out = Command::new(BIN)
+        .args(["campaign", "send", "--template"])
+        .arg(&template)
+        .arg("--recipients")
+        .arg(&list)
+        .args(["--unsubscribe", "https://news.example.com"])
+        .arg("--config")
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail campaign send");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id: u64 = said
+        .split_whitespace()
+        .skip_while(|w| *w != "campaign")
+        .nth(1)
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no campaign ID in {said}"));
+
+    let url = format!("http://127.0.0.1:{http}/metrics");
+    let mut text = String::new();
+    d.wait_until("50 recipients delivered, counted per site", || {
+        text = curl(&url);
+        sum(
+            &text,
+            "ringmail_site_recipients_total",
+            "outcome=\"delivered\"",
+        ) == 50.0
+    });
+    assert!(
+        sum(&text, "ringmail_site_deferrals_total", "class=\"system\"") >= 1.0,
+        "the sink's 451 4.3.0 counts as a system deferral:\n{text}"
+    );
+    d.wait_until("the closed port's deferral is counted as network", || {
+        text = curl(&url);
+        sum(&text, "ringmail_site_deferrals_total", "class=\"network\"") >= 1.0
+    });
+    assert_eq!(
+        sum(
+            &text,
+            "ringmail_site_recipients_total",
+            "outcome=\"deferred\""
+        ),
+        sum(&text, "ringmail_site_deferrals_total", ""),
+        "every deferral has a class:\n{text}"
+    );
+    assert!(
+        text.contains("# TYPE ringmail_site_connections gauge"),
+        "{text}"
+    );
+    let tls = sample(
+        &text,
+        "ringmail_tls_handshakes_total{direction=\"outbound\",version=\"TLSv1.3\"}",
+    )
+    .unwrap_or(0.0);
+    assert!(tls >= 1.0, "STARTTLS to the sink is counted:\n{text}");
+    d.wait_until("the campaign's progress", || {
+        text = curl(&url);
+        sample(
+            &text,
+            &format!("ringmail_campaign_recipients{{campaign=\"{id}\",status=\"sent\"}}"),
+        ) == Some(30.0)
+    });
+    assert_eq!(
+        sample(
+            &text,
+            &format!("ringmail_campaign_progress_ratio{{campaign=\"{id}\"}}")
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "ringmail_campaign_info{{campaign=\"{id}\",name=\"issue.eml\",state=\"running\"}} 1"
+        )),
+        "{text}"
+    );
+    d.wait_until("the stuck message's age", || {
+        text = curl(&url);
+        sample(&text, "ringmail_queue_oldest_message_age_seconds").is_some_and(|a| a >= 1.0)
+    });
     d.stop();
 }

@@ -73,6 +73,8 @@ pub(super) struct Shared {
     pub(super) uid: u32,
     /// Numbers the messages' acknowledgements.
     pub(super) next_ack: AtomicU64,
+    /// Campaign results tallied for the metrics, between scrapes.
+    pub(super) campaign_tallies: super::campaign_gauges::Tallies,
 }
 
 impl Shared {
@@ -87,6 +89,7 @@ impl Shared {
             messages_at_once: Semaphore::new(MAX_MESSAGES_AT_ONCE),
             uid: rustix::process::geteuid().as_raw(),
             next_ack: AtomicU64::new(0),
+            campaign_tallies: Default::default(),
         }
     }
 }

@@ -8,13 +8,22 @@ use axum::response::IntoResponse;
 
 use super::context;
 
-/// The exposition, `text/plain; version=0.0.4`.
+/// The exposition, `text/plain; version=0.0.4`: the shards' counters
+/// and the campaigns' progress (which reads their results journals, so it
+/// runs on a blocking thread).
 pub(super) async fn scrape(State(state): State<context::State>) -> impl IntoResponse {
+    let text = tokio::task::spawn_blocking(move || {
+        let mut text = state.ctx.metrics.render();
+        super::campaign_gauges::render(&state, &mut text);
+        text
+    })
+    .await
+    .unwrap_or_else(|e| format!("# the scrape failed: {e}\n"));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.ctx.metrics.render(),
+        text,
     )
 }

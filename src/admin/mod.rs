@@ -20,6 +20,7 @@
 
 mod auth;
 mod body;
+mod campaign_gauges;
 mod context;
 pub mod http;
 mod metrics;

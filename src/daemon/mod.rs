@@ -355,6 +355,7 @@ pub fn serve(
         Arc::clone(&stage),
         Arc::clone(&intake_closed),
         Some(mailbox),
+        Arc::clone(&metrics.tls),
     ) {
         Ok(l) => l,
         Err(e) => {

@@ -19,12 +19,14 @@ use crate::proto::server::{AuthConfig, Limits, SessionConfig, SessionParams};
 use crate::sign::SignStage;
 
 /// Starts the configured listeners; `None` when there are none. `closed`
-/// is set when the daemon stops taking mail.
+/// is set when the daemon stops taking mail; STARTTLS handshakes are
+/// counted in `tls_counters`.
 pub(super) fn start(
     config: &Config,
     ring: Arc<SignStage>,
     closed: Arc<AtomicBool>,
     local: Option<Arc<dyn crate::inject::smtpd::LocalMail>>,
+    tls_counters: Arc<crate::obs::metrics::TlsCounters>,
 ) -> Result<Option<SmtpdHandle>, SmtpdError> {
     if config.listener.is_empty() {
         return Ok(None);
@@ -113,6 +115,7 @@ pub(super) fn start(
             }
         }),
         local,
+        tls_counters: Some(tls_counters),
     };
     smtpd::start(settings, hooks).map(Some)
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::model::{Ack, AckSender, Source};
+use crate::obs::metrics::Direction;
 use crate::proto::server::{Progress, Reply, Session, Stage, Verb};
 use crate::rt::tls::ServerStream;
 
@@ -152,16 +153,26 @@ pub(super) async fn serve(
                         Ok(Ok(tls)) => {
                             if let Some(summary) = tls.tls_summary() {
                                 tracing::info!(target: "smtpd", "Anonymous TLS connection established from {name}: {summary}");
+                                if let Some(c) = &shared.hooks.tls_counters {
+                                    let version = summary.split(' ').next().unwrap_or("TLS");
+                                    c.handshake(Direction::Inbound, version);
+                                }
                             }
                             conn.stream = tls;
                             session.tls_started();
                         }
                         Ok(Err(e)) => {
                             tracing::info!(target: "smtpd", "SSL_accept error from {name}: {e}");
+                            if let Some(c) = &shared.hooks.tls_counters {
+                                c.failed(Direction::Inbound);
+                            }
                             return Ok(());
                         }
                         Err(_) => {
                             tracing::info!(target: "smtpd", "timeout after STARTTLS from {name}");
+                            if let Some(c) = &shared.hooks.tls_counters {
+                                c.failed(Direction::Inbound);
+                            }
                             return Ok(());
                         }
                     }

@@ -122,6 +122,9 @@ pub struct Hooks {
     pub offer: Box<Offer>,
     /// Addresses handled here (campaign bounces and unsubscribes), if any.
     pub local: Option<std::sync::Arc<dyn LocalMail>>,
+    /// Where STARTTLS handshakes are counted (the daemon's metrics), if
+    /// anywhere.
+    pub tls_counters: Option<std::sync::Arc<crate::obs::metrics::TlsCounters>>,
 }
 
 /// Errors starting the listeners.

@@ -22,6 +22,8 @@ pub(super) struct Sent {
     pub(super) at: Instant,
     /// The chain's first job (a stale reused connection retries it at once).
     pub(super) first: bool,
+    /// Its recipients in their site's in-flight gauge until it is done.
+    pub(super) _in_flight: Option<crate::obs::metrics::InFlight>,
 }
 
 /// Where a job's results came from.
@@ -70,6 +72,7 @@ impl Qmgr {
                 continue;
             };
             let sent = Sent {
+                _in_flight: st.site_counters(hop).map(|c| c.in_flight(job.rcpts.len())),
                 job,
                 started: now_micros(),
                 setup: Duration::ZERO,
@@ -98,6 +101,7 @@ impl Qmgr {
         match result {
             ChainResult::Done(results) => {
                 self.site_feedback(hop, &results);
+                self.count_site_results(hop, &results);
                 if results.iter().any(RcptResult::is_sent) {
                     self.warmup_record(hop, 1);
                 }
@@ -125,6 +129,7 @@ impl Qmgr {
                     .map(|_| RcptResult::from_error(&e))
                     .collect();
                 self.site_feedback(hop, &results);
+                self.count_site_results(hop, &results);
                 self.finish_job(&sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, false);
                 false

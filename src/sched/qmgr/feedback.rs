@@ -65,6 +65,7 @@ impl Qmgr {
         }
         for job in jobs {
             let results: Vec<RcptResult> = job.rcpts.iter().map(|_| result.clone()).collect();
+            self.count_site_results(hop, &results);
             self.finish_job(&job, &results, None, &timing);
         }
     }

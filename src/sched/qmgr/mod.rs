@@ -36,6 +36,7 @@ mod config;
 mod delays;
 mod events;
 mod feedback;
+mod metrics;
 mod notify;
 mod outgoing;
 mod plan;
@@ -148,6 +149,8 @@ struct Dest {
     last_used: Instant,
     /// The site's merged limits, and when they were merged.
     limits: RefCell<Option<(Instant, Rc<shaping::SiteLimits>)>>,
+    /// Its site's metrics, once looked up (see `metrics.rs`).
+    counters: RefCell<Option<Arc<crate::obs::metrics::SiteCounters>>>,
 }
 
 /// Per message state while it has jobs out or waits for a retry.

@@ -132,6 +132,7 @@ impl State {
                 resolving: false,
                 last_used: Instant::now(),
                 limits: std::cell::RefCell::new(None),
+                counters: std::cell::RefCell::new(None),
             });
             d.last_used = Instant::now();
             if let Some((until, _)) = &d.dead_until {

@@ -15,6 +15,7 @@ impl Qmgr {
     /// Runs retries and idle-connection expiry until stopped.
     pub async fn run_timer(&self) {
         let mut last_eviction = std::time::Instant::now();
+        let mut last_age: Option<std::time::Instant> = None;
         loop {
             if self.state.borrow().stopping {
                 self.close_idle(true).await;
@@ -50,6 +51,10 @@ impl Qmgr {
                 self.kick(&hop);
             }
             self.close_idle(false).await;
+            if last_age.map_or(true, |t| t.elapsed() >= QUEUE_AGE_INTERVAL) {
+                last_age = Some(std::time::Instant::now());
+                self.refresh_queue_age();
+            }
             if last_eviction.elapsed() >= EVICTION_INTERVAL {
                 last_eviction = std::time::Instant::now();
                 let evicted = super::shaping::evict_idle(&mut self.state.borrow_mut(), DEST_IDLE);
@@ -65,6 +70,9 @@ impl Qmgr {
         }
     }
 }
+
+/// How often the age of the oldest queued message is refreshed.
+const QUEUE_AGE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often idle destinations are looked for.
 const EVICTION_INTERVAL: Duration = Duration::from_secs(30);

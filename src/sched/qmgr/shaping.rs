@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use super::DestKey;
 use super::{Dest, Job, Qmgr, State};
 use crate::deliver::RcptResult;
+use crate::obs::metrics::OpenConnection;
 use crate::proto::Reply;
 use crate::sched::slots::SlotGuard;
 use crate::shape::slots::SiteSlot;
@@ -22,13 +23,29 @@ use crate::shape::{Effective, SiteKey, WarmupDecision};
 const LIMITS_FRESH: Duration = Duration::from_millis(500);
 
 /// A connection slot: per next hop without shaping, per site with it.
+/// Held as long as its connection (or the attempt to open it); dropping
+/// it frees the slot and takes the connection out of its site's gauge.
+pub(super) struct ConnSlot {
+    _slot: SlotKind,
+    /// The open connection in its site's metrics, once it is open.
+    _open: Option<OpenConnection>,
+}
+
+/// Which count a [`ConnSlot`] holds a place in.
 // The slots are held only for their Drop, which frees them.
 #[allow(dead_code)]
-pub(super) enum ConnSlot {
+enum SlotKind {
     /// Counted per next hop ([`crate::sched::slots::DestinationSlots`]).
     Hop(SlotGuard),
     /// Counted per site and source (the shaper's).
     Site(SiteSlot),
+}
+
+impl ConnSlot {
+    /// The connection on this slot is open: counted until the slot drops.
+    pub(super) fn opened(&mut self, open: OpenConnection) {
+        self._open = Some(open);
+    }
 }
 
 /// What a worker or `kick` needs of the site's limits right now.
@@ -68,6 +85,9 @@ impl State {
         for change in &effective.changes {
             crate::info_line!(target: "qmgr", "{change}");
         }
+        if !effective.changes.is_empty() {
+            super::metrics::count_automation(self.site_counters(hop).as_ref(), &effective.changes);
+        }
         let l = Rc::new(SiteLimits { site, effective });
         *d.limits.borrow_mut() = Some((now, Rc::clone(&l)));
         Some(l)
@@ -95,12 +115,16 @@ impl Qmgr {
         match (st.cfg.shaper.as_ref(), limits) {
             (Some(shaper), Some(l)) => shaper
                 .acquire_connection(&l.site, hop.source.as_deref(), l.max_connections() as u32)
-                .map(ConnSlot::Site),
+                .map(SlotKind::Site),
             _ => st
                 .slots
                 .try_acquire(&hop.hop, st.cfg.concurrency_limit)
-                .map(ConnSlot::Hop),
+                .map(SlotKind::Hop),
         }
+        .map(|slot| ConnSlot {
+            _slot: slot,
+            _open: None,
+        })
     }
 
     /// True when `hop` still needs its site (shaping is on and its MX
@@ -149,6 +173,8 @@ impl Qmgr {
         if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
             d.site = Some(site.key);
             d.resolving = false;
+            // Counted under the site from now on.
+            *d.counters.borrow_mut() = None;
         }
         self.kick(&hop);
     }
@@ -263,6 +289,7 @@ impl Qmgr {
             crate::info_line!(target: "qmgr", "{action}");
         }
         if !actions.is_empty() {
+            super::metrics::count_automation(st.site_counters(hop).as_ref(), &actions);
             st.limits_changed(&site);
         }
     }

@@ -188,10 +188,13 @@ impl Qmgr {
                 match connector.open(&hop.hop, &policy, &cfg.delivery).await {
                     Ok(s) => {
                         setup = t.elapsed();
+                        let mut guard = guard;
+                        self.count_connection(&hop, &s, &mut guard);
                         session = Some((s, guard));
                     }
                     Err(e) => {
                         drop(guard);
+                        self.count_connection_failure(&e);
                         self.destination_failed(&hop, job, &e, started);
                         break;
                     }
@@ -212,6 +215,7 @@ impl Qmgr {
             // overlapping the previous one (see `Session::send_chain`).
             let relay = s.peer().to_string();
             let first = Sent {
+                _in_flight: self.in_flight(&hop, &job),
                 job,
                 started,
                 setup,

@@ -8,7 +8,19 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+mod histogram;
+mod site;
+mod tls;
+
+use histogram::histogram;
+pub use histogram::AtomicHistogram;
+pub use site::{
+    AutomationKind, DeferralClass, InFlight, OpenConnection, SiteCounters, SiteRegistry, TOP_SITES,
+};
+pub use tls::{Direction, TlsCounters};
 
 /// Where a message came in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -109,38 +121,6 @@ pub const BATCH_BUCKETS: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024
 pub const DELIVERY_BUCKETS: [f64; 10] =
     [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0, 86400.0];
 
-/// A histogram of fixed buckets made of atomics.
-#[derive(Debug)]
-pub struct AtomicHistogram<const N: usize> {
-    bounds: [f64; N],
-    buckets: [AtomicU64; N],
-    count: AtomicU64,
-    /// Sum in microunits (µs for seconds), to stay an integer.
-    sum_micro: AtomicU64,
-}
-
-impl<const N: usize> AtomicHistogram<N> {
-    /// An empty histogram with these upper bounds (ascending).
-    pub fn new(bounds: [f64; N]) -> Self {
-        AtomicHistogram {
-            bounds,
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            count: AtomicU64::new(0),
-            sum_micro: AtomicU64::new(0),
-        }
-    }
-
-    /// Records one observation.
-    pub fn observe(&self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|&b| value <= b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micro
-            .fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
-    }
-}
-
 /// One shard's counters (its own cache lines).
 #[derive(Debug)]
 #[repr(align(128))]
@@ -150,6 +130,9 @@ pub struct ShardMetrics {
     outcomes: [AtomicU64; 6],
     /// Messages in this shard's queue now.
     pub queue_messages: AtomicI64,
+    /// Arrival time (µs since the epoch) of the oldest message in this
+    /// shard's queue; 0 when it is empty. Refreshed every few seconds.
+    pub oldest_arrival_micros: AtomicU64,
     /// Group commits (fdatasync) and their latency.
     pub commit_seconds: AtomicHistogram<10>,
     /// Messages per group commit.
@@ -165,6 +148,7 @@ impl Default for ShardMetrics {
             received_recipients: std::array::from_fn(|_| AtomicU64::new(0)),
             outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
             queue_messages: AtomicI64::new(0),
+            oldest_arrival_micros: AtomicU64::new(0),
             commit_seconds: AtomicHistogram::new(COMMIT_BUCKETS),
             commit_batch: AtomicHistogram::new(BATCH_BUCKETS),
             delivery_seconds: AtomicHistogram::new(DELIVERY_BUCKETS),
@@ -198,6 +182,11 @@ impl ShardCounters {
     pub fn new(all: std::sync::Arc<Metrics>, index: usize) -> ShardCounters {
         ShardCounters { all, index }
     }
+
+    /// The daemon's metrics (per-site and TLS counters are shared).
+    pub fn all(&self) -> &Metrics {
+        &self.all
+    }
 }
 
 impl std::ops::Deref for ShardCounters {
@@ -227,6 +216,11 @@ pub struct Metrics {
     started: Instant,
     /// The delivery events' counters, once `[events]` runs.
     events: std::sync::OnceLock<std::sync::Arc<super::events::EventStats>>,
+    /// Per site: connections, recipients in flight, outcomes, deferral
+    /// reasons, automation actions.
+    pub sites: SiteRegistry,
+    /// TLS handshakes (shared with the SMTP listener).
+    pub tls: Arc<TlsCounters>,
 }
 
 impl Metrics {
@@ -239,6 +233,8 @@ impl Metrics {
             info,
             started: Instant::now(),
             events: std::sync::OnceLock::new(),
+            sites: SiteRegistry::default(),
+            tls: Arc::new(TlsCounters::default()),
         }
     }
 
@@ -337,6 +333,22 @@ impl Metrics {
             .map(|s| s.queue_messages.load(Ordering::Relaxed))
             .sum();
         let _ = writeln!(out, "ringmail_queue_messages {}", q.max(0));
+        header(
+            &mut out,
+            "ringmail_queue_oldest_message_age_seconds",
+            "gauge",
+            "Age of the oldest message in the queue (0 when empty; refreshed every few seconds).",
+        );
+        let oldest = self
+            .shards
+            .iter()
+            .map(|s| s.oldest_arrival_micros.load(Ordering::Relaxed))
+            .filter(|&t| t > 0)
+            .min();
+        let age = oldest.map_or(0.0, |t| {
+            crate::model::now_micros().saturating_sub(t) as f64 / 1e6
+        });
+        let _ = writeln!(out, "ringmail_queue_oldest_message_age_seconds {age:.3}");
         histogram(
             &mut out,
             "ringmail_commit_seconds",
@@ -358,6 +370,8 @@ impl Metrics {
             self.shards.iter().map(|s| &s.delivery_seconds),
             1e6,
         );
+        self.sites.render(&mut out);
+        self.tls.render(&mut out);
         if let Some(e) = self.events.get() {
             for (name, help, value) in [
                 (
@@ -399,40 +413,13 @@ impl Metrics {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// A histogram summed over shards: cumulative `_bucket`s, `_sum`, `_count`.
-fn histogram<'a, const N: usize>(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    parts: impl Iterator<Item = &'a AtomicHistogram<N>> + Clone,
-    micro: f64,
-) {
-    header(out, name, "histogram", help);
-    let Some(first) = parts.clone().next() else {
-        return;
-    };
-    let mut cumulative = 0u64;
-    for (i, bound) in first.bounds.iter().enumerate() {
-        cumulative += parts
-            .clone()
-            .map(|h| h.buckets[i].load(Ordering::Relaxed))
-            .sum::<u64>();
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-    }
-    let count: u64 = parts.clone().map(|h| h.count.load(Ordering::Relaxed)).sum();
-    let sum: u64 = parts.map(|h| h.sum_micro.load(Ordering::Relaxed)).sum();
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-    let _ = writeln!(out, "{name}_sum {}", sum as f64 / micro);
-    let _ = writeln!(out, "{name}_count {count}");
-}
-
 /// A label value with `\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
