@@ -49,7 +49,7 @@ pub(super) fn render(shared: &Shared, out: &mut String) {
         .filter(|c| c.state != CampaignState::Cancelled)
         .filter(|c| now_micros.saturating_sub(c.created_micros) <= MAX_AGE.as_micros() as u64)
         .collect();
-    candidates.sort_by(|a, b| b.id.cmp(&a.id));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.id));
     candidates.truncate(CANDIDATES);
     // A panic while tallying leaves counts that the next update corrects.
     let mut tallies = shared
