@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// the run (0: no HTTP server, no scraping), to measure what it costs.
     #[arg(long, default_value_t = 0)]
     pub scrape_metrics_ms: u64,
+    /// Write delivery events (`[events]`, the file only, fsync per batch)
+    /// during the run, to measure what they cost.
+    #[arg(long)]
+    pub events: bool,
     /// The bundled sink waits this many milliseconds before each reply (a
     /// receiver that far away); with `--scenario`, every provider's
     /// latency.
@@ -154,6 +158,8 @@ struct Report {
     queue_bytes_per_recipient: Option<f64>,
     /// `--scrape-metrics-ms`: scrapes of `/metrics` answered during the run.
     metrics_scrapes: Option<u64>,
+    /// `--events`: delivery events in the events file after the run.
+    events_written: Option<u64>,
     /// `--dkim`: the keys messages were signed with.
     dkim: String,
     /// `--dkim`: messages per second this machine's cores can sign.
@@ -260,6 +266,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let http_table = http_port
         .map(|p| format!("[http]\nlisten = \"127.0.0.1:{p}\"\n"))
         .unwrap_or_default();
+    let events_table = if args.events { "[events]\n" } else { "" };
     let config = dir.path().join("ringmail.toml");
     std::fs::write(
         &config,
@@ -273,7 +280,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
             args.dkim_threads
         ) + &super::bench_smtp::listener_table(smtp_port)
             + &dkim_tables
-            + &http_table,
+            + &http_table
+            + events_table,
     )?;
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
     let log = std::fs::File::create(dir.path().join("daemon.log"))?;
@@ -308,6 +316,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     if let Some(s) = bundled {
         s.shutdown();
     }
+    let events_written = args.events.then(|| count_events(&spool));
     if args.keep {
         let kept = dir.keep();
         eprintln!("kept {}", kept.display());
@@ -315,6 +324,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let scrapes = scraper.map(super::bench_dkim::Scraper::stop);
     let mut report = result?;
     report.metrics_scrapes = scrapes;
+    report.events_written = events_written;
     report.dkim_machine_sign_rate = sign_rate.map(|(rate, _)| rate);
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -597,6 +607,7 @@ fn drive(
         campaign_accept_seconds,
         queue_bytes_per_recipient,
         metrics_scrapes: None,
+        events_written: None,
         dkim: format!("{:?}", args.dkim).to_lowercase(),
         dkim_machine_sign_rate: None,
         daemon_peak_rss_mb,
@@ -648,6 +659,9 @@ fn print_report(r: &Report) {
             .map(|m| format!(", peak RSS {m:.0} MB"))
             .unwrap_or_default()
     );
+    if let Some(n) = r.events_written {
+        println!("  events          {n} delivery events written to the events file");
+    }
     if let Some(n) = r.metrics_scrapes {
         println!("  metrics         /metrics scraped {n} times during the run");
     }
@@ -759,4 +773,20 @@ mod tests {
         assert_eq!(bench_index("<bench.42@ringmail.bench>"), Some(42));
         assert_eq!(bench_index("other@x"), None);
     }
+}
+
+/// Lines in the events file and its rotations under `spool/events/`.
+fn count_events(spool: &Path) -> u64 {
+    let Ok(dir) = std::fs::read_dir(spool.join("events")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("events.jsonl") && !name.ends_with(".cursor")
+        })
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+        .sum()
 }
