@@ -167,6 +167,10 @@ fn scraped_by_prometheus(io: &str) {
     );
     prom.wait_for("ringmail_messages_received_total{source=\"smtp\"}", 0.0);
     prom.wait_for("ringmail_queue_messages", 0.0);
+    prom.wait_for(
+        "sum(ringmail_messages_completed_total)",
+        (sent_by_sendmail + dropped) as f64,
+    );
     let commits = prom
         .query("ringmail_commit_seconds_count")
         .expect("commit histogram");

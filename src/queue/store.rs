@@ -112,6 +112,9 @@ pub struct Store {
     /// dropped with the slice).
     slice_index: std::cell::RefCell<HashMap<QueueId, std::rc::Rc<SliceIndex>>>,
     poisoned: bool,
+    /// Messages that left the queue since it was opened (every recipient
+    /// done), for the metrics.
+    completed: u64,
 }
 
 /// Where a campaign record is and how many live slices need it.
@@ -190,6 +193,7 @@ impl Store {
             slice_of: HashMap::new(),
             slice_index: std::cell::RefCell::new(HashMap::new()),
             poisoned: false,
+            completed: 0,
         };
         let mut report = RecoveryReport {
             shard,
@@ -857,6 +861,12 @@ impl Store {
         self.poisoned = true;
     }
 
+    /// Messages that left the queue (their last live recipient got a final
+    /// status) since the store was opened.
+    pub fn completed_messages(&self) -> u64 {
+        self.completed
+    }
+
     /// True after a failed fdatasync.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
@@ -960,6 +970,7 @@ impl Store {
                         self.drop_campaign_ref(cid)?;
                     }
                 }
+                self.completed += 1;
                 return Ok(true);
             }
         }

@@ -227,6 +227,8 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
         if let Some(m) = &ctx.qmgr.metrics {
             m.queue_messages
                 .store(qmgr.queued_messages() as i64, Ordering::Relaxed);
+            m.messages_completed
+                .store(store.borrow().completed_messages(), Ordering::Relaxed);
         }
         let dirty = store.borrow().has_dirty();
         if dirty && last_commit.elapsed() >= STATUS_COMMIT_INTERVAL {

@@ -130,6 +130,8 @@ pub struct ShardMetrics {
     outcomes: [AtomicU64; 6],
     /// Messages in this shard's queue now.
     pub queue_messages: AtomicI64,
+    /// Messages that left this shard's queue since the daemon started.
+    pub messages_completed: AtomicU64,
     /// Arrival time (µs since the epoch) of the oldest message in this
     /// shard's queue; 0 when it is empty. Refreshed every few seconds.
     pub oldest_arrival_micros: AtomicU64,
@@ -149,6 +151,7 @@ impl Default for ShardMetrics {
             outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
             queue_messages: AtomicI64::new(0),
             oldest_arrival_micros: AtomicU64::new(0),
+            messages_completed: AtomicU64::new(0),
             commit_seconds: AtomicHistogram::new(COMMIT_BUCKETS),
             commit_batch: AtomicHistogram::new(BATCH_BUCKETS),
             delivery_seconds: AtomicHistogram::new(DELIVERY_BUCKETS),
@@ -333,6 +336,14 @@ impl Metrics {
             .map(|s| s.queue_messages.load(Ordering::Relaxed))
             .sum();
         let _ = writeln!(out, "ringmail_queue_messages {}", q.max(0));
+        header(
+            &mut out,
+            "ringmail_messages_completed_total",
+            "counter",
+            "Messages that left the queue: every recipient delivered, bounced, expired, suppressed or deleted (Postfix's \"removed\").",
+        );
+        let done = self.sum(|s| load(&s.messages_completed));
+        let _ = writeln!(out, "ringmail_messages_completed_total {done}");
         header(
             &mut out,
             "ringmail_queue_oldest_message_age_seconds",
