@@ -744,6 +744,22 @@ impl LogCounter {
     }
 }
 
+/// Lines in the events file and its rotations under `spool/events/`.
+fn count_events(spool: &Path) -> u64 {
+    let Ok(dir) = std::fs::read_dir(spool.join("events")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("events.jsonl") && !name.ends_with(".cursor")
+        })
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -773,20 +789,4 @@ mod tests {
         assert_eq!(bench_index("<bench.42@ringmail.bench>"), Some(42));
         assert_eq!(bench_index("other@x"), None);
     }
-}
-
-/// Lines in the events file and its rotations under `spool/events/`.
-fn count_events(spool: &Path) -> u64 {
-    let Ok(dir) = std::fs::read_dir(spool.join("events")) else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("events.jsonl") && !name.ends_with(".cursor")
-        })
-        .filter_map(|e| std::fs::read(e.path()).ok())
-        .map(|bytes| bytes.iter().filter(|&&b| b == b'\n').count() as u64)
-        .sum()
 }
