@@ -101,7 +101,7 @@ impl Qmgr {
                 if results.iter().any(RcptResult::is_sent) {
                     self.warmup_record(hop, 1);
                 }
-                self.finish_job(&sent.job, &results, Some(relay), &timing);
+                self.finish_job(hop, &sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, true);
                 true
             }
@@ -125,7 +125,7 @@ impl Qmgr {
                     .map(|_| RcptResult::from_error(&e))
                     .collect();
                 self.site_feedback(hop, &results);
-                self.finish_job(&sent.job, &results, Some(relay), &timing);
+                self.finish_job(hop, &sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, false);
                 false
             }
