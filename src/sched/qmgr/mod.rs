@@ -47,6 +47,7 @@ mod shaping;
 mod site_retry;
 #[cfg(test)]
 mod site_retry_tests;
+mod site_tls;
 mod status;
 #[cfg(test)]
 mod tests;
