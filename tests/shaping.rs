@@ -110,6 +110,12 @@ fn a_matched_throttle_reply_suspends_the_site() {
     let mut d = sb.start_daemon("epoll");
     drop_messages(&sb, 20);
     d.wait_for_log("gsite: suspended for 1h");
+    // `queue sites` shows the automation's suspension, up to an hour on.
+    let g = site_entry(&sb, "gsite").expect("gsite is listed");
+    let now = chrono::Utc::now().timestamp();
+    let until = g["suspended_until"].as_i64().expect("suspended");
+    assert!(until > now && until <= now + 3601, "{g}");
+    assert_eq!(g["next_change"].as_i64(), Some(until), "{g}");
     // Whatever was not tried before the suspension stays untried, through
     // a flush too: it is not counted as an attempt.
     ok_flush(&sb);
@@ -131,6 +137,27 @@ fn a_matched_throttle_reply_suspends_the_site() {
         "attempts stopped at the suspension ({deferred_lines} deferrals)"
     );
     d.stop();
+}
+
+/// `ringmail queue sites --json`: the daemon's sites.
+fn queue_sites(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let out = sb
+        .cmd()
+        .args(["queue", "sites", "--json", "--config"])
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail queue sites");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON array")
+}
+
+/// The entry of `site` in `queue sites --json`.
+fn site_entry(sb: &Sandbox, site: &str) -> Option<serde_json::Value> {
+    queue_sites(sb).into_iter().find(|s| s["site"] == site)
 }
 
 fn ok_flush(sb: &Sandbox) {
@@ -267,6 +294,22 @@ fn an_administrator_suspends_and_resumes_a_site() {
     };
     queue(&["suspend", "gsite", "--for", "2h"]);
     d.wait_for_log("site gsite: suspended for 2h by the administrator");
+    let g = site_entry(&sb, "gsite").expect("gsite is listed");
+    assert!(g["suspended_until"].is_i64(), "{g}");
+    assert_eq!(g["connections"], 0, "{g}");
+    assert_eq!(g["connection_factor"], 1.0, "{g}");
+    let table = sb
+        .cmd()
+        .args(["queue", "sites", "--config"])
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail queue sites");
+    let text = String::from_utf8_lossy(&table.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("gsite "))
+        .unwrap_or_else(|| panic!("no gsite line: {text}"));
+    assert!(line.contains("(in 1h") || line.contains("(in 2h"), "{line}");
     drop_messages(&sb, 6);
     d.wait_until("all six queued", || sb.queue_list().len() == 6);
     std::thread::sleep(Duration::from_millis(1500));
@@ -308,6 +351,8 @@ fn an_administrator_suspends_and_resumes_a_site() {
     let said = String::from_utf8_lossy(&other.stderr);
     assert!(said.contains("dry run: 0 messages selected"), "{said}");
     queue(&["resume", "gsite"]);
+    let g = site_entry(&sb, "gsite").expect("gsite is still known");
+    assert!(g["suspended_until"].is_null(), "resumed: {g}");
     d.wait_until("delivered after the resume", || sink.stats().messages >= 6);
     d.stop();
 }
