@@ -754,7 +754,6 @@ fn queue_over_http() {
             .count()
             == 2
     });
-    let dir = tempfile::tempdir().expect("dir");
     let listed = api("GET", &format!("{base}/api/v1/queue"), READER, None);
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.json().as_array().map(Vec::len), Some(2));
@@ -782,6 +781,32 @@ fn queue_over_http() {
         None,
     );
     assert_eq!(none.status, 404, "{}", none.body);
+
+    // The shaping sites: a suspension shows in `/api/v1/queue/sites`.
+    let dir = tempfile::tempdir().expect("dir");
+    let sites_url = format!("{base}/api/v1/queue/sites");
+    let sites = api("GET", &sites_url, READER, None);
+    assert_eq!(sites.status, 200, "{}", sites.body);
+    assert!(sites.json().is_array(), "{}", sites.body);
+    assert_eq!(api("GET", &sites_url, "wrong-token", None).status, 401);
+    let suspend = json_file(
+        dir.path(),
+        "suspend.json",
+        &serde_json::json!({"site": "held-site", "seconds": 600}),
+    );
+    let r = api(
+        "POST",
+        &format!("{base}/api/v1/queue/suspend"),
+        ADMIN,
+        Some(&suspend),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let sites = api("GET", &sites_url, READER, None).json();
+    let held = sites
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["site"] == "held-site"))
+        .unwrap_or_else(|| panic!("held-site listed: {sites}"));
+    assert!(held["suspended_until"].is_i64(), "{held}");
 
     let hold_a = json_file(
         dir.path(),

@@ -26,6 +26,12 @@ fn zone() -> Zone {
 /// A sandbox delivering by MX through `dns` to port `smtp_port`, with
 /// `rules` as its shaping file.
 fn sandbox(dns: &DnsServer, smtp_port: u16, rules: &str) -> Sandbox {
+    sandbox_with(dns, smtp_port, rules, "")
+}
+
+/// [`sandbox`] with `more` configuration appended (top-level keys first,
+/// then tables).
+fn sandbox_with(dns: &DnsServer, smtp_port: u16, rules: &str, more: &str) -> Sandbox {
     let rules_dir = tempfile::tempdir().expect("dir").keep();
     let rules_file = rules_dir.join("shaping.toml");
     fs::write(&rules_file, rules).expect("write rules");
@@ -34,7 +40,7 @@ fn sandbox(dns: &DnsServer, smtp_port: u16, rules: &str) -> Sandbox {
         extra: format!(
             "smtp_port = {smtp_port}\nsmtp_mta_sts = false\n\
              default_destination_concurrency_limit = 20\ninitial_destination_concurrency = 20\n\
-             shaping_file = {rules_file:?}\n"
+             shaping_file = {rules_file:?}\n{more}"
         ),
         ..Settings::default()
     })
@@ -104,6 +110,12 @@ fn a_matched_throttle_reply_suspends_the_site() {
     let mut d = sb.start_daemon("epoll");
     drop_messages(&sb, 20);
     d.wait_for_log("gsite: suspended for 1h");
+    // `queue sites` shows the automation's suspension, up to an hour on.
+    let g = site_entry(&sb, "gsite").expect("gsite is listed");
+    let now = chrono::Utc::now().timestamp();
+    let until = g["suspended_until"].as_i64().expect("suspended");
+    assert!(until > now && until <= now + 3601, "{g}");
+    assert_eq!(g["next_change"].as_i64(), Some(until), "{g}");
     // Whatever was not tried before the suspension stays untried, through
     // a flush too: it is not counted as an attempt.
     ok_flush(&sb);
@@ -125,6 +137,27 @@ fn a_matched_throttle_reply_suspends_the_site() {
         "attempts stopped at the suspension ({deferred_lines} deferrals)"
     );
     d.stop();
+}
+
+/// `ringmail queue sites --json`: the daemon's sites.
+fn queue_sites(sb: &Sandbox) -> Vec<serde_json::Value> {
+    let out = sb
+        .cmd()
+        .args(["queue", "sites", "--json", "--config"])
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail queue sites");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON array")
+}
+
+/// The entry of `site` in `queue sites --json`.
+fn site_entry(sb: &Sandbox, site: &str) -> Option<serde_json::Value> {
+    queue_sites(sb).into_iter().find(|s| s["site"] == site)
 }
 
 fn ok_flush(sb: &Sandbox) {
@@ -261,6 +294,22 @@ fn an_administrator_suspends_and_resumes_a_site() {
     };
     queue(&["suspend", "gsite", "--for", "2h"]);
     d.wait_for_log("site gsite: suspended for 2h by the administrator");
+    let g = site_entry(&sb, "gsite").expect("gsite is listed");
+    assert!(g["suspended_until"].is_i64(), "{g}");
+    assert_eq!(g["connections"], 0, "{g}");
+    assert_eq!(g["connection_factor"], 1.0, "{g}");
+    let table = sb
+        .cmd()
+        .args(["queue", "sites", "--config"])
+        .arg(&sb.config)
+        .output()
+        .expect("ringmail queue sites");
+    let text = String::from_utf8_lossy(&table.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("gsite "))
+        .unwrap_or_else(|| panic!("no gsite line: {text}"));
+    assert!(line.contains("(in 1h") || line.contains("(in 2h"), "{line}");
     drop_messages(&sb, 6);
     d.wait_until("all six queued", || sb.queue_list().len() == 6);
     std::thread::sleep(Duration::from_millis(1500));
@@ -302,6 +351,96 @@ fn an_administrator_suspends_and_resumes_a_site() {
     let said = String::from_utf8_lossy(&other.stderr);
     assert!(said.contains("dry run: 0 messages selected"), "{said}");
     queue(&["resume", "gsite"]);
+    let g = site_entry(&sb, "gsite").expect("gsite is still known");
+    assert!(g["suspended_until"].is_null(), "resumed: {g}");
     d.wait_until("delivered after the resume", || sink.stats().messages >= 6);
+    d.stop();
+}
+
+/// The recipient's first log line with `status=STATUS`, once there is one.
+fn status_line(d: &Daemon, rcpt: &str, status: &str) -> String {
+    let needle = format!("to=<{rcpt}>");
+    let word = format!("status={status}");
+    let find = || {
+        d.log()
+            .lines()
+            .find(|l| l.contains(&needle) && l.contains(&word))
+            .map(str::to_string)
+    };
+    wait_until(&format!("{rcpt} {status}"), Duration::from_secs(30), || {
+        find().is_some()
+    });
+    find().unwrap_or_default()
+}
+
+/// Sends one message to each of `rcpts` by the pickup directory.
+fn drop_to(sb: &Sandbox, rcpts: &[&str]) {
+    for (i, rcpt) in rcpts.iter().enumerate() {
+        drop_file(
+            &sb.pickup(),
+            &format!("t{i}"),
+            format!("X-Sender: s@sender.example\nX-Receiver: {rcpt}\nSubject: tls\n\nbody\n")
+                .as_bytes(),
+        );
+    }
+}
+
+/// A site rule `tls = "encrypt"` against a receiver without STARTTLS:
+/// the mail waits (deferred, 4.7.4), it is neither sent in plaintext nor
+/// bounced. A `[[tls_policy]]` entry for one domain of the site wins over
+/// the rule: that domain's mail goes out.
+#[test]
+fn a_site_rules_tls_level_applies_unless_a_tls_policy_says_otherwise() {
+    let dns = DnsServer::start(zone());
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let sb = sandbox_with(
+        &dns,
+        sink.local_addr.port(),
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\ntls = \"encrypt\"\n",
+        "smtp_tls_security_level = \"may\"\n\
+         [[tls_policy]]\ndomain = \"a.example\"\nlevel = \"may\"\n",
+    );
+    let mut d = sb.start_daemon("epoll");
+    drop_to(&sb, &["r@a.example", "r@b.example"]);
+    let line = status_line(&d, "r@b.example", "deferred");
+    assert!(line.contains("dsn=4.7.4"), "{line}");
+    assert!(
+        line.contains("TLS is required, but was not offered"),
+        "{line}"
+    );
+    status_line(&d, "r@a.example", "sent");
+    d.wait_until("a.example's message at the sink", || {
+        sink.stats().messages >= 1
+    });
+    let listed = sb.queue_list();
+    assert_eq!(listed.len(), 1, "b.example's message waits: {listed:?}");
+    assert!(listed[0].recipients.iter().all(|r| r.status == "deferred"));
+    assert_eq!(count_lines(&d.log(), &["status=bounced"]), 0);
+    d.stop();
+    assert_eq!(
+        sink.stats().messages,
+        1,
+        "nothing sent in plaintext to b.example"
+    );
+}
+
+/// A site rule's `tls` wins over `smtp_tls_security_level` the other way
+/// too: `tls = "none"` delivers to a receiver without STARTTLS although
+/// the configuration says `encrypt`.
+#[test]
+fn a_site_rules_tls_none_delivers_without_starttls() {
+    let dns = DnsServer::start(zone());
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let sb = sandbox_with(
+        &dns,
+        sink.local_addr.port(),
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\ntls = \"none\"\n",
+        "smtp_tls_security_level = \"encrypt\"\n",
+    );
+    let mut d = sb.start_daemon("uring");
+    drop_to(&sb, &["r@a.example", "r@b.example"]);
+    d.wait_until("both delivered", || sink.stats().messages >= 2);
+    d.wait_until("the queue is empty", || sb.queue_list().is_empty());
+    assert_eq!(count_lines(&d.log(), &["status=deferred"]), 0);
     d.stop();
 }

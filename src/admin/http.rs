@@ -17,7 +17,8 @@ use crate::config::HttpConfig;
 
 use super::context::{self, Shared};
 use super::v1::{
-    campaigns_control, campaigns_create, campaigns_show, messages_create, queue_command, queue_show,
+    campaigns_control, campaigns_create, campaigns_show, messages_create, queue_command,
+    queue_show, queue_sites,
 };
 use super::{unsubscribe, AdminContext, AdminError, ApiError};
 
@@ -143,6 +144,7 @@ fn router(state: context::State) -> Router {
         .route("/api/v1/messages", post(messages_create::create))
         .route("/api/v1/queue", get(queue_show::list))
         .route("/api/v1/queue/shape", get(queue_show::shape))
+        .route("/api/v1/queue/sites", get(queue_sites::sites))
         .route(
             "/api/v1/queue/{id}",
             get(queue_show::show).post(queue_command::command),

@@ -13,6 +13,7 @@ pub mod dkim;
 pub mod mailq;
 pub mod passwd;
 mod queue_admin;
+mod queue_sites;
 mod queue_view;
 pub mod sendmail;
 pub mod shaping;
@@ -190,6 +191,16 @@ enum QueueAction {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Shaping state per site in the running daemon: open connections,
+    /// suspensions, automation's cuts and when they next change.
+    Sites {
+        /// Configuration file.
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// One JSON array instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the running daemon to retry deferred mail now.
     Flush {
         /// Configuration file.
@@ -207,6 +218,9 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Queue { action } => match action {
             QueueAction::List { config, json } => load(config).and_then(|c| mailq::print(&c, json)),
             QueueAction::Flush { config } => return flush_exit(load(config)),
+            QueueAction::Sites { config, json } => {
+                load(config).and_then(|c| queue_sites::run(&c, json))
+            }
             QueueAction::Suspend {
                 site,
                 duration,

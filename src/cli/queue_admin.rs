@@ -103,10 +103,20 @@ pub fn run_site(config: &Config, op: QueueOp) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One request and its answer over the admin socket.
+/// One command and its report over the admin socket.
 fn send(config: &Config, command: &QueueCommand) -> anyhow::Result<QueueCommandReport> {
+    match ask(config, command)? {
+        AdminAnswer::Report(r) => Ok(r),
+        AdminAnswer::Error(e) => anyhow::bail!("{e}"),
+        AdminAnswer::Sites(_) => anyhow::bail!("the daemon answered with something else"),
+    }
+}
+
+/// One request (a command or a query, as JSON) and its answer over the
+/// admin socket.
+pub fn ask(config: &Config, request: &impl serde::Serialize) -> anyhow::Result<AdminAnswer> {
     let mut stream = Spool::new(&config.spool_dir).connect_admin()?;
-    let mut line = serde_json::to_string(command)?;
+    let mut line = serde_json::to_string(request)?;
     line.push('\n');
     stream
         .write_all(line.as_bytes())
@@ -115,12 +125,8 @@ fn send(config: &Config, command: &QueueCommand) -> anyhow::Result<QueueCommandR
     BufReader::new(&stream)
         .read_line(&mut answer)
         .context("reading the daemon's answer")?;
-    match serde_json::from_str::<AdminAnswer>(&answer)
-        .with_context(|| format!("the daemon's answer is not understood: {answer:?}"))?
-    {
-        AdminAnswer::Report(r) => Ok(r),
-        AdminAnswer::Error(e) => anyhow::bail!("{e}"),
-    }
+    serde_json::from_str::<AdminAnswer>(&answer)
+        .with_context(|| format!("the daemon's answer is not understood: {answer:?}"))
 }
 
 /// The summary, as postsuper words it, with one line per message in a dry

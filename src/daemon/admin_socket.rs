@@ -1,7 +1,8 @@
 //! The admin socket (`spool_dir/admin.sock`, mode 0600: root and the
 //! daemon's user only): `ringmail queue hold|release|delete|requeue|bounce`
 //! send one JSON [`QueueCommand`] line and read one JSON line back,
-//! `{"report": ...}` or `{"error": "..."}`. Commands are rare and each is
+//! `{"report": ...}` or `{"error": "..."}`; `ringmail queue sites` sends
+//! `{"query": "sites"}` and reads `{"sites": [...]}`. Commands are rare and each is
 //! answered after the shards committed it, so one thread serves them in
 //! turn.
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::queue_command::{QueueCommand, QueueCommandReport};
+use crate::model::site_status::SiteStatus;
 use crate::sched::queue_admin::QueueAdmin;
 
 /// Longest request line taken.
@@ -26,8 +28,38 @@ const MAX_REQUEST: u64 = 1 << 20;
 pub enum AdminAnswer {
     /// What the command did.
     Report(QueueCommandReport),
+    /// The shaping sites' state (`{"query": "sites"}`).
+    Sites(Vec<SiteStatus>),
     /// Why it was not done.
     Error(String),
+}
+
+/// A question that changes nothing, sent as `{"query": "..."}` instead of
+/// a command.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AdminQuery {
+    /// `sites`.
+    pub query: String,
+}
+
+/// The answer to `line`: a query, or a command carried out.
+fn answer(line: &str, admin: &QueueAdmin) -> AdminAnswer {
+    if let Ok(q) = serde_json::from_str::<AdminQuery>(line) {
+        return match q.query.as_str() {
+            "sites" => match admin.sites() {
+                Ok(sites) => AdminAnswer::Sites(sites),
+                Err(e) => AdminAnswer::Error(e.to_string()),
+            },
+            other => AdminAnswer::Error(format!("bad request: no query {other:?} (sites)")),
+        };
+    }
+    match serde_json::from_str::<QueueCommand>(line) {
+        Ok(command) => match admin.execute(command) {
+            Ok(report) => AdminAnswer::Report(report),
+            Err(e) => AdminAnswer::Error(e.to_string()),
+        },
+        Err(e) => AdminAnswer::Error(format!("bad request: {e}")),
+    }
 }
 
 /// Serves `listener` until `stop` is set.
@@ -56,13 +88,7 @@ fn serve_one(stream: UnixStream, admin: &QueueAdmin) {
     let mut line = String::new();
     let read = BufReader::new(std::io::Read::take(&stream, MAX_REQUEST)).read_line(&mut line);
     let answer = match read {
-        Ok(_) => match serde_json::from_str::<QueueCommand>(&line) {
-            Ok(command) => match admin.execute(command) {
-                Ok(report) => AdminAnswer::Report(report),
-                Err(e) => AdminAnswer::Error(e.to_string()),
-            },
-            Err(e) => AdminAnswer::Error(format!("bad request: {e}")),
-        },
+        Ok(_) => answer(&line, admin),
         Err(e) => AdminAnswer::Error(format!("cannot read the request: {e}")),
     };
     let mut out = match serde_json::to_string(&answer) {

@@ -59,6 +59,10 @@ impl RouterConfigError {
 pub struct HopPolicy {
     /// STARTTLS policy.
     pub tls: TlsSecurityLevel,
+    /// `tls` was set for this hop: by its `[[route]]`'s `tls` or a
+    /// `[[tls_policy]]` entry's `level` (false: `smtp_tls_security_level`,
+    /// which a shaping rule's `tls` may replace).
+    pub tls_explicit: bool,
     /// Most messages per interval, over all shards.
     pub rate: Option<Rate>,
     /// SASL user name and password for AUTH.
@@ -213,12 +217,12 @@ impl Router {
             .tls_policy
             .iter()
             .find(|(d, _, _)| domain_matches(d, &hop.host));
-        let tls = self
+        let explicit = self
             .route_tls
             .get(hop)
             .copied()
-            .or_else(|| entry.and_then(|(_, l, _)| *l))
-            .unwrap_or(self.tls_default);
+            .or_else(|| entry.and_then(|(_, l, _)| *l));
+        let tls = explicit.unwrap_or(self.tls_default);
         let configured_hop =
             self.relayhost.as_ref() == Some(hop) || self.routes.iter().any(|(_, h)| h == hop);
         let mta_sts = hop.mx_lookup
@@ -242,6 +246,7 @@ impl Router {
             .map(|(_, u, p)| (u.clone(), p.clone()));
         HopPolicy {
             tls,
+            tls_explicit: explicit.is_some(),
             rate,
             sasl,
             mta_sts,

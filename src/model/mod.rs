@@ -8,6 +8,7 @@ mod file_identity;
 mod nexthop;
 pub mod queue_command;
 pub mod queue_id;
+pub mod site_status;
 mod submission;
 
 pub use campaign::{CampaignSlice, CampaignSpec, SliceRow, SLICE_RECIPIENTS};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::model::queue_command::{QueueCommand, QueueCommandReport, QueueOp, SelectorError};
+use crate::model::site_status::SiteStatus;
 use crate::model::QueueId;
 use crate::sched::mailbox::{ShardMailbox, ShardRequest};
 
@@ -91,6 +92,31 @@ impl QueueAdmin {
             dry_run: command.dry_run,
             ..QueueCommandReport::default()
         })
+    }
+
+    /// Every site the shared shaper holds state for (automation, open
+    /// connections), for `ringmail queue sites`. Reads only; no shard is
+    /// asked.
+    pub fn sites(&self) -> Result<Vec<SiteStatus>, QueueAdminError> {
+        let shaper = self.shaper.as_ref().ok_or(QueueAdminError::NoShaping)?;
+        let now = Instant::now();
+        let unix_now = chrono::Utc::now().timestamp();
+        let at =
+            |d: Duration| unix_now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Ok(shaper
+            .site_states(now)
+            .into_iter()
+            .map(|s| SiteStatus {
+                site: s.site.as_str().to_string(),
+                source: s.source.as_deref().map(str::to_string),
+                connections: s.connections,
+                max_connections: s.max_connections,
+                suspended_until: s.suspended_for.map(at),
+                connection_factor: s.connection_factor,
+                message_rate_factor: s.message_rate_factor,
+                next_change: s.next_change_in.map(at),
+            })
+            .collect())
     }
 
     /// Carries out `command` on every shard concerned and merges what they

@@ -14,6 +14,7 @@
 //! - [`table`]: the immutable compiled configuration ([`ShapingTable`]).
 //! - [`shaper`]: [`Shaper`], the facade the scheduler calls, holding the
 //!   changing per-site state with eviction.
+//! - [`status`]: what automation holds per site now (`queue sites`).
 //! - [`units`]: durations and rates as written in the files.
 //!
 //! Nothing here opens a socket or reads a clock: callers pass `now`.
@@ -26,6 +27,7 @@ pub mod shaper;
 pub mod site;
 pub mod slots;
 pub mod source;
+pub mod status;
 pub mod table;
 pub mod units;
 
@@ -35,6 +37,7 @@ pub use rules::{Rule, RuleSet, RulesError};
 pub use shaper::{Effective, Shaper};
 pub use site::{Site, SiteKey, SiteOrigin};
 pub use source::{MessageFacts, Source, WarmupDecision};
+pub use status::SiteState;
 pub use table::{ShapeError, ShapingTable};
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use super::rate::Bucket;
 use super::site::{Site, SiteKey};
 use super::slots::{SiteSlot, SiteSlots};
 use super::source::{MessageFacts, SmoothWrr, Source, WarmupCounter, WarmupDecision};
+use super::status::SiteState;
 use super::table::ShapingTable;
 use super::units::{scale, scale_rate};
 use crate::config::Rate;
@@ -348,6 +349,47 @@ impl Shaper {
             changed += 1;
         }
         changed
+    }
+
+    /// Every site (and source) with state or open connections: what
+    /// automation holds at `now`, sorted by site and source. Reads only:
+    /// restore steps that are due are shown taken but left for
+    /// [`Shaper::effective`] to take (and log).
+    pub fn site_states(&self, now: Instant) -> Vec<SiteState> {
+        let open: HashMap<PathName, u32> = self.slots.snapshot().into_iter().collect();
+        let feedback: HashMap<PathName, SiteFeedback> = self
+            .state()
+            .iter()
+            .map(|(p, s)| (p.clone(), s.feedback.clone()))
+            .collect();
+        let mut paths: Vec<&PathName> = open.keys().chain(feedback.keys()).collect();
+        paths.sort_by(|a, b| (a.site.as_str(), &a.source).cmp(&(b.site.as_str(), &b.source)));
+        paths.dedup();
+        paths
+            .into_iter()
+            .map(|path| {
+                let source = path.source.as_deref();
+                let configured = self.configured(&path.site, source);
+                let mut f = feedback.get(path).cloned().unwrap_or_default();
+                // A copy moved to now: what `effective` would find.
+                let _ = f.advance(path, configured, now);
+                let connection_factor = f.factor(Knob::Connections);
+                SiteState {
+                    site: path.site.clone(),
+                    source: path.source.clone(),
+                    connections: open.get(path).copied().unwrap_or(0),
+                    max_connections: if connection_factor < 1.0 {
+                        scale(configured.max_connections, connection_factor)
+                    } else {
+                        configured.max_connections
+                    },
+                    suspended_for: f.suspended_until(now).map(|t| t - now),
+                    connection_factor,
+                    message_rate_factor: f.factor(Knob::MessageRate),
+                    next_change_in: f.next_change().map(|t| t.saturating_duration_since(now)),
+                }
+            })
+            .collect()
     }
 
     /// Drops per-site state that holds nothing (no automation in force,

@@ -46,6 +46,12 @@ impl SiteSlots {
         open.get(path).copied().unwrap_or(0)
     }
 
+    /// Every path with open connections, and how many.
+    pub fn snapshot(&self) -> Vec<(PathName, u32)> {
+        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.iter().map(|(p, n)| (p.clone(), *n)).collect()
+    }
+
     /// Number of paths with open connections (for tests and metrics).
     pub fn len(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).len()

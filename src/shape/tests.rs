@@ -370,3 +370,46 @@ fn user_automation_is_tried_before_shipped_and_default_applies_everywhere() {
         "site mx.small.example: suspended for 5m after 421 Too busy, come back later (automation default#1)"
     );
 }
+
+#[test]
+fn site_states_show_cuts_suspensions_and_open_connections() {
+    let shaper = Shaper::new(Arc::new(table(
+        &config("default_destination_rate_limit = \"100/s\"\n"),
+        None,
+    )));
+    let t0 = Instant::now();
+    assert!(shaper.site_states(t0).is_empty(), "nothing known yet");
+    let google = shaper.site_for("gmail.com", &GMAIL_MX).key;
+    let reply = Reply::new(
+        421,
+        vec!["4.7.28 Our system has detected an unusual rate of unsolicited mail".into()],
+    );
+    assert!(!shaper.on_reply(&google, None, &reply, t0).is_empty());
+    let other = SiteKey::new("mx.other.example");
+    let slot = shaper.acquire_connection(&other, None, 3);
+    assert!(slot.is_some());
+    shaper.set_suspended(&other, Some(t0 + Duration::from_secs(600)), t0);
+    let states = shaper.site_states(t0);
+    assert_eq!(states.len(), 2, "{states:?}");
+    let g = &states[0];
+    assert_eq!(g.site, google);
+    assert_eq!((g.connection_factor, g.message_rate_factor), (0.5, 0.25));
+    assert_eq!(g.max_connections, 2);
+    assert_eq!(g.suspended_for, None);
+    assert_eq!(g.next_change_in, Some(Duration::from_secs(1800)));
+    let o = &states[1];
+    assert_eq!(o.site, other);
+    assert_eq!(o.connections, 1);
+    assert_eq!(o.suspended_for, Some(Duration::from_secs(600)));
+    assert_eq!(o.connection_factor, 1.0);
+    // Later: the cut is half restored, the suspension is over; reading
+    // changed nothing, `effective` still takes (and reports) the steps.
+    let t1 = t0 + Duration::from_secs(1800);
+    let states = shaper.site_states(t1);
+    assert_eq!(states[0].connection_factor, 1.0);
+    assert_eq!(states[0].message_rate_factor, 0.5);
+    assert_eq!(states[1].suspended_for, None);
+    assert_eq!(shaper.effective(&google, None, None, t1).changes.len(), 2);
+    shaper.set_suspended(&other, None, t1);
+    drop(slot);
+}

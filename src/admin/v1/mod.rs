@@ -7,6 +7,7 @@
 //! - `messages_create`: `POST /api/v1/messages` (scope `inject`).
 //! - `queue_show`: `GET /api/v1/queue`, `/api/v1/queue/shape`,
 //!   `/api/v1/queue/ID` (scope `read`).
+//! - `queue_sites`: `GET /api/v1/queue/sites` (scope `read`).
 //! - `queue_command`: `POST /api/v1/queue/hold|release|delete|requeue|bounce`
 //!   (scope `admin`).
 
@@ -16,6 +17,7 @@ pub(super) mod campaigns_show;
 pub(super) mod messages_create;
 pub(super) mod queue_command;
 pub(super) mod queue_show;
+pub(super) mod queue_sites;
 
 use super::ApiError;
 

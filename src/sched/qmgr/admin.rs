@@ -13,6 +13,7 @@ use std::cmp::Reverse;
 use std::time::Duration;
 
 use super::results::Timing;
+use super::site_retry::RetryBounds;
 use super::status::{set_final_status, write_statuses};
 use super::{Job, MsgState, Qmgr, State};
 use crate::deliver::RcptResult;
@@ -174,7 +175,8 @@ impl Qmgr {
                     ..MsgState::default()
                 })
                 .outstanding += 1;
-            st.record_results(&job, &results, None, &timing);
+            let bounds = RetryBounds::global(&cfg);
+            st.record_results(&job, &results, None, &timing, bounds);
             st.job_done(*id, &cfg);
         }
     }

@@ -105,7 +105,7 @@ impl Qmgr {
                 if results.iter().any(RcptResult::is_sent) {
                     self.warmup_record(hop, 1);
                 }
-                self.finish_job(&sent.job, &results, Some(relay), &timing);
+                self.finish_job(hop, &sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, true);
                 true
             }
@@ -130,7 +130,7 @@ impl Qmgr {
                     .collect();
                 self.site_feedback(hop, &results);
                 self.count_site_results(hop, &results);
-                self.finish_job(&sent.job, &results, Some(relay), &timing);
+                self.finish_job(hop, &sent.job, &results, Some(relay), &timing);
                 self.feedback(hop, false);
                 false
             }

@@ -47,7 +47,8 @@ impl Qmgr {
         let mut jobs = vec![job];
         {
             let mut st = self.state.borrow_mut();
-            let min_backoff = st.cfg.min_backoff;
+            // Dead for the site's shortest retry delay.
+            let min_backoff = st.hop_retry_bounds(hop).min;
             if let Some(d) = st.dests.get_mut(hop) {
                 if !e.is_transient() {
                     // The destination refuses mail for good (null MX, no
@@ -66,7 +67,7 @@ impl Qmgr {
         for job in jobs {
             let results: Vec<RcptResult> = job.rcpts.iter().map(|_| result.clone()).collect();
             self.count_site_results(hop, &results);
-            self.finish_job(&job, &results, None, &timing);
+            self.finish_job(hop, &job, &results, None, &timing);
         }
     }
 }

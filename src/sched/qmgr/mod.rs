@@ -24,7 +24,8 @@
 //! - **Retry.** A message with deferred recipients is retried after
 //!   `minimal_backoff_time * 2^(attempts-1)`, capped at
 //!   `maximal_backoff_time`, with ±20 % jitter so retries do not arrive in
-//!   lock step. Mail older than `maximal_queue_lifetime` is not retried: its
+//!   lock step; with shaping, the `min_retry`/`max_retry` of the site where
+//!   recipients were deferred instead (`site_retry.rs`). Mail older than `maximal_queue_lifetime` is not retried: its
 //!   live recipients are returned as expired.
 //! - **Flush** (`sendmail -q`) makes every deferred message due now and
 //!   forgets dead destinations.
@@ -44,6 +45,10 @@ mod results;
 mod retry;
 mod reuse;
 mod shaping;
+mod site_retry;
+#[cfg(test)]
+mod site_retry_tests;
+mod site_tls;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -173,6 +178,9 @@ struct MsgState {
     relayed: Vec<(u32, FailedRecipient)>,
     /// A delay warning was sent.
     warned: bool,
+    /// The retry delays of the sites where recipients were deferred in
+    /// this pass (`site_retry.rs`); `None`: the configuration's.
+    retry_bounds: Option<site_retry::RetryBounds>,
 }
 
 struct State {
@@ -354,10 +362,11 @@ impl Qmgr {
         self.state.borrow().dests.values().map(|d| d.active).sum()
     }
 
-    /// Records the results of a job: status bytes, defer records, log lines;
+    /// Records the results of a job to `hop`: status bytes, defer records, log lines;
     /// schedules a retry or logs removal once the message has no job out.
     fn finish_job(
         &self,
+        hop: &DestKey,
         job: &Job,
         results: &[RcptResult],
         relay: Option<&Relay>,
@@ -365,7 +374,8 @@ impl Qmgr {
     ) {
         let mut st = self.state.borrow_mut();
         let cfg = st.cfg.clone();
-        st.record_results(job, results, relay, timing);
+        let bounds = st.hop_retry_bounds(hop);
+        st.record_results(job, results, relay, timing, bounds);
         st.job_done(job.id, &cfg);
         drop(st);
         self.dirty_wake.notify_one();

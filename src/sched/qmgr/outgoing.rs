@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::results::Timing;
+use super::site_retry::RetryBounds;
 use super::{CampaignJob, Job, State};
 use crate::deliver::session::Outgoing;
 use crate::model::{now_micros, BodyType, DsnParams, MessageFlags};
@@ -26,7 +27,8 @@ impl State {
                     setup: Duration::ZERO,
                     xfer: Duration::ZERO,
                 };
-                self.record_results(job, std::slice::from_ref(&result), None, &timing);
+                let bounds = RetryBounds::global(&self.cfg);
+                self.record_results(job, std::slice::from_ref(&result), None, &timing, bounds);
                 return None;
             }
             None => {}

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::results::Timing;
+use super::site_retry::RetryBounds;
 use super::DestKey;
 use super::{Dest, Job, MsgState, State, CAMPAIGN_RECHECK_MICROS, MAX_ACTIVE_SLICES};
 use crate::deliver::session::SourceBinding;
-use crate::deliver::{DeliverError, HopPolicy, RcptResult};
+use crate::deliver::{DeliverError, HopPolicy, RcptResult, ResultClass};
 use crate::model::{now_micros, QueueId, RcptStatus};
 use crate::queue::campaign_state::CampaignState;
 
@@ -110,6 +111,9 @@ impl State {
         drop(store);
         let mut kicks = Vec::new();
         let mut jobs_out = 0;
+        // Dead destinations, and how many recipients are deferred for each
+        // without a try.
+        let mut dead = Vec::new();
         for (hop, rcpts) in by_hop {
             let router = &self.router;
             let d = self.dests.entry(hop.clone()).or_insert_with(|| Dest {
@@ -141,6 +145,7 @@ impl State {
                 }
             }
             if let Some((_, reason)) = d.dead_until.clone() {
+                let n = rcpts.len();
                 for r in rcpts {
                     unroutable.push((
                         r,
@@ -150,6 +155,7 @@ impl State {
                         ),
                     ));
                 }
+                dead.push((hop, n));
                 continue;
             }
             // A campaign recipient is its own transaction: its message and
@@ -186,7 +192,20 @@ impl State {
             if let Some(m) = self.msgs.get_mut(&id) {
                 m.outstanding += 1;
             }
-            self.record_results(&job, &results, None, &timing);
+            // A dead destination's deferrals follow its site's retry
+            // delays; any other deferral the configuration's.
+            let deferred = results
+                .iter()
+                .filter(|r| r.class == ResultClass::Deferred)
+                .count();
+            let global = RetryBounds::global(&cfg);
+            let bounds = dead
+                .iter()
+                .map(|(hop, _)| self.hop_retry_bounds(hop))
+                .chain((deferred > dead.iter().map(|(_, n)| n).sum()).then_some(global))
+                .reduce(RetryBounds::tighter)
+                .unwrap_or(global);
+            self.record_results(&job, &results, None, &timing, bounds);
             self.job_done(id, &cfg);
         } else if jobs_out == 0 {
             self.job_done_if_idle(id, &cfg);

@@ -8,6 +8,7 @@ use super::admin::set_attempt_status;
 use super::chain::Relay;
 use super::delays::{secs, Secs};
 use super::events::{result_event, JobFacts};
+use super::site_retry::RetryBounds;
 use super::status::write_statuses;
 use super::{Job, State};
 use crate::deliver::{RcptResult, ResultClass};
@@ -23,13 +24,17 @@ pub(super) struct Timing {
 }
 
 impl State {
+    /// Records `results` of `job`; `bounds` are the retry delays of its
+    /// destination (see `site_retry.rs`), used when some are deferred.
     pub(super) fn record_results(
         &mut self,
         job: &Job,
         results: &[RcptResult],
         relay: Option<&Relay>,
         timing: &Timing,
+        bounds: RetryBounds,
     ) {
+        self.note_retry_bounds(job.id, results, bounds);
         let dsn_passed = relay.is_some_and(|r| r.dsn_passed);
         let now = now_micros();
         let queued = self
@@ -38,7 +43,7 @@ impl State {
             .map(|m| m.queued_micros)
             .unwrap_or(now);
         let attempts = self.msgs.get(&job.id).map(|m| m.attempts).unwrap_or(0);
-        let next_retry = now + self.backoff(attempts + 1).as_micros() as u64;
+        let next_retry = now + self.backoff(bounds, attempts + 1).as_micros() as u64;
         let events_on = self.cfg.events.is_enabled();
         let mut store = self.store.borrow_mut();
         // The sender and Message-ID of an ordinary message, for its events.

@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
+use super::site_retry::RetryBounds;
 use super::DestKey;
 use super::{Qmgr, QmgrConfig, State, CAMPAIGN_RECHECK_MICROS, MAX_ACTIVE_SLICES};
 use crate::bounce::NoticeKind;
@@ -112,6 +113,7 @@ impl State {
                 self.timer_wake.notify_one();
             }
         }
+        let bounds = self.take_retry_bounds(id);
         let Some(m) = self.msgs.get_mut(&id) else {
             return;
         };
@@ -155,21 +157,17 @@ impl State {
                 return;
             }
         }
-        let due = now_micros() + self.backoff(attempts).as_micros() as u64;
+        let due = now_micros() + self.backoff(bounds, attempts).as_micros() as u64;
         if let Some(m) = self.msgs.get_mut(&id) {
             m.attempts = attempts;
         }
         self.retry.push(Reverse((due, id)));
     }
 
-    /// Retry delay after `attempts` attempts, with ±20 % jitter.
-    pub(super) fn backoff(&self, attempts: u32) -> Duration {
-        backoff(
-            self.cfg.min_backoff,
-            self.cfg.max_backoff,
-            attempts,
-            fastrand::f64(),
-        )
+    /// Retry delay within `bounds` after `attempts` attempts, with ±20 %
+    /// jitter.
+    pub(super) fn backoff(&self, bounds: RetryBounds, attempts: u32) -> Duration {
+        backoff(bounds.min, bounds.max, attempts, fastrand::f64())
     }
 }
 

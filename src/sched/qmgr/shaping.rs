@@ -10,6 +10,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::site_tls::with_site_tls;
 use super::DestKey;
 use super::{Dest, Job, Qmgr, State};
 use crate::deliver::RcptResult;
@@ -152,7 +153,8 @@ impl Qmgr {
     }
 
     /// Names `hop`'s site from its MX hosts (a relay host or a literal is
-    /// its own site), then starts its workers.
+    /// its own site), takes the site's TLS level (`site_tls.rs`), then
+    /// starts its workers.
     async fn resolve_site(self, hop: DestKey) {
         let (connector, shaper) = {
             let st = self.state.borrow();
@@ -171,6 +173,17 @@ impl Qmgr {
         let site = shaper.site_for(&hop.hop.host, &refs);
         tracing::debug!(target: "qmgr", "destination {hop}: site {} ({:?})", site.key.as_str(), site.origin);
         if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+            // The site's `tls` unless the hop has a level of its own.
+            if let Some(policy) = with_site_tls(
+                &d.policy,
+                &shaper,
+                &site.key,
+                d.domain.as_deref(),
+                hop.source.as_deref(),
+            ) {
+                tracing::debug!(target: "qmgr", "destination {hop}: TLS level {} from site {}", policy.tls, site.key.as_str());
+                d.policy = Rc::new(policy);
+            }
             d.site = Some(site.key);
             d.resolving = false;
             // Counted under the site from now on.
