@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// the run (0: no HTTP server, no scraping), to measure what it costs.
     #[arg(long, default_value_t = 0)]
     pub scrape_metrics_ms: u64,
+    /// Run the daemon with `--verbose` (debug lines in its log; with
+    /// `--keep`, for looking at what the scheduler did).
+    #[arg(long)]
+    pub daemon_verbose: bool,
     /// Write delivery events (`[events]`, the file only, fsync per batch)
     /// during the run, to measure what they cost.
     #[arg(long)]

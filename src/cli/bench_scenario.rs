@@ -128,9 +128,12 @@ pub(super) fn run(args: &BenchArgs, file: &Path) -> anyhow::Result<u8> {
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
     let log_path = dir.path().join("daemon.log");
     let log = std::fs::File::create(&log_path)?;
-    let mut daemon = Command::new(&exe)
-        .args(["serve", "--config"])
-        .arg(&config)
+    let mut serve = Command::new(&exe);
+    serve.args(["serve", "--config"]).arg(&config);
+    if args.daemon_verbose {
+        serve.arg("--verbose");
+    }
+    let mut daemon = serve
         .env_remove("RINGMAIL_IO")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -170,7 +173,10 @@ pub(super) fn run(args: &BenchArgs, file: &Path) -> anyhow::Result<u8> {
 }
 
 /// The daemon's configuration: MX delivery on the sinks' port, only the
-/// loopback resolver, fast retries, and the scenario's sender settings.
+/// loopback resolver, fast retries, TLS off (the sinks do not offer it:
+/// `none` globally and, over the shipped shaping rules that require TLS
+/// for some providers, per route or per domain), and the scenario's
+/// sender settings.
 fn daemon_config(
     scenario: &Scenario,
     args: &BenchArgs,
@@ -202,8 +208,18 @@ fn daemon_config(
             for d in p.all_domains() {
                 let host = p.mx_hosts(&d).into_iter().next().unwrap_or_default();
                 c.push_str(&format!(
-                    "[[route]]\ndomain = \"{d}\"\nnexthop = \"[{host}]:{port}\"\nrate = \"{}/s\"\n",
+                    "[[route]]\ndomain = \"{d}\"\nnexthop = \"[{host}]:{port}\"\nrate = \"{}/s\"\ntls = \"none\"\n",
                     p.rate_per_second.floor().max(1.0)
+                ));
+            }
+        }
+    } else {
+        // The sinks offer no STARTTLS: without routes, say so per
+        // domain, over the shipped shaping rules' `tls = "encrypt"`.
+        for p in &scenario.providers {
+            for d in p.all_domains() {
+                c.push_str(&format!(
+                    "[[tls_policy]]\ndomain = \"{d}\"\nlevel = \"none\"\n"
                 ));
             }
         }

@@ -870,21 +870,58 @@ impl Session {
     }
 
     /// Says QUIT and closes; errors are ignored.
+    ///
+    /// A server counts a connection against its limit until it sees the
+    /// client's close, so a connection slot freed the moment this returned
+    /// could let the next connection arrive while the server still counts
+    /// this one (a site's connection limit overrun by one). So after the
+    /// `221` it waits (at most a second) for the server to close its side,
+    /// as RFC 5321 has it do, closes, and then waits one more round trip
+    /// (the QUIT's, at most a second) for the server to see that close.
     pub async fn quit(mut self, cfg: &DeliveryConfig) {
+        let mut round_trip = Duration::ZERO;
         if !self.broken {
             let mut cmd = Vec::new();
             proto::command::quit(&mut cmd);
+            let sent = tokio::time::Instant::now();
             if self
                 .write(cmd, cfg.timeouts.quit, "after sending QUIT")
                 .await
                 .is_ok()
-            {
-                let _ = self
+                && self
                     .read_reply(cfg.timeouts.quit.min(Duration::from_secs(5)), "after QUIT")
-                    .await;
+                    .await
+                    .is_ok()
+            {
+                round_trip = sent.elapsed().min(Duration::from_secs(1));
+                self.wait_for_close(Duration::from_secs(1)).await;
             }
         }
         self.conn.close().await;
+        if !round_trip.is_zero() {
+            tokio::time::sleep(round_trip).await;
+        }
+    }
+
+    /// Reads until the server closes the connection (or `limit` passes,
+    /// or it sends more than a few kilobytes).
+    async fn wait_for_close(&mut self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut seen = 0usize;
+        while seen < 16 * 1024 {
+            let buf = std::mem::take(&mut self.rbuf);
+            match tokio::time::timeout_at(deadline, self.conn.read(buf)).await {
+                Ok((Ok(n), buf)) if n > 0 => {
+                    seen += n;
+                    self.rbuf = buf;
+                }
+                Ok((_, buf)) => {
+                    self.rbuf = buf;
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
     }
 
     /// Closes without QUIT (the session is in an unknown state).

@@ -5,35 +5,55 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::feedback::PathName;
+
+/// How long a refused slot counts as wanted: connections parked idle in
+/// that time are closed rather than kept, so the shard that was refused
+/// gets the slot.
+const WANTED_FOR: Duration = Duration::from_secs(1);
+
+/// One site and source's count.
+#[derive(Debug, Default)]
+struct PathSlots {
+    open: u32,
+    /// When a slot was last refused (another shard wants one).
+    refused_at: Option<Instant>,
+}
 
 /// Open connection counts.
 #[derive(Debug, Default)]
 pub struct SiteSlots {
-    open: Mutex<HashMap<PathName, u32>>,
+    open: Mutex<HashMap<PathName, PathSlots>>,
 }
 
 impl SiteSlots {
-    /// An empty registry.
+    /// An empty count, shared.
     pub fn new() -> Arc<SiteSlots> {
         Arc::new(SiteSlots::default())
     }
 
-    /// Takes a slot for one more connection on `path` if fewer than
-    /// `limit` are open; dropping the guard gives it back.
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PathName, PathSlots>> {
+        // A panic while holding the lock leaves plain counts behind.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One more connection on `path` if fewer than `limit` are open; the
+    /// slot is freed when the returned guard drops. A refusal is
+    /// remembered for a second: see [`SiteSlot::is_wanted`].
     pub fn try_acquire(self: &Arc<Self>, path: &PathName, limit: u32) -> Option<SiteSlot> {
-        // A poisoned lock only means another thread panicked while holding
-        // it; the counts are single adds and subtracts, still consistent.
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(path.clone()).or_insert(0);
-        if *n >= limit {
-            if *n == 0 {
+        let mut open = self.lock();
+        let n = open.entry(path.clone()).or_default();
+        if n.open >= limit {
+            if n.open == 0 {
                 open.remove(path);
+            } else {
+                n.refused_at = Some(Instant::now());
             }
             return None;
         }
-        *n += 1;
+        n.open += 1;
         Some(SiteSlot {
             slots: Arc::clone(self),
             path: path.clone(),
@@ -42,40 +62,54 @@ impl SiteSlots {
 
     /// Connections open on `path` now.
     pub fn open(&self, path: &PathName) -> u32 {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.get(path).copied().unwrap_or(0)
+        self.lock().get(path).map_or(0, |n| n.open)
     }
 
-    /// Every path with open connections, and how many.
+    /// Every path with connections open, and how many.
     pub fn snapshot(&self) -> Vec<(PathName, u32)> {
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.iter().map(|(p, n)| (p.clone(), *n)).collect()
+        self.lock()
+            .iter()
+            .map(|(p, n)| (p.clone(), n.open))
+            .collect()
     }
 
-    /// Number of paths with open connections (for tests and metrics).
+    /// Number of paths with connections open.
     pub fn len(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len()
     }
 
-    /// True when no connection is open.
+    /// True when no connection is open anywhere.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
-/// One connection's slot; dropping it frees the slot.
+/// A held connection slot; dropping it frees the slot.
 #[derive(Debug)]
 pub struct SiteSlot {
     slots: Arc<SiteSlots>,
     path: PathName,
 }
 
+impl SiteSlot {
+    /// True when a slot of this path was refused within the last second:
+    /// a connection about to idle should close and leave its slot to
+    /// whoever was refused (another shard with mail waiting).
+    pub fn is_wanted(&self) -> bool {
+        self.slots
+            .lock()
+            .get(&self.path)
+            .and_then(|n| n.refused_at)
+            .is_some_and(|at| at.elapsed() < WANTED_FOR)
+    }
+}
+
 impl Drop for SiteSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.slots.lock();
         if let Some(n) = open.get_mut(&self.path) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+            n.open = n.open.saturating_sub(1);
+            if n.open == 0 {
                 open.remove(&self.path);
             }
         }
@@ -107,5 +141,22 @@ mod tests {
         };
         let _c = slots.try_acquire(&other, 1).unwrap();
         assert!(slots.try_acquire(&p, 1).is_some(), "counted per source");
+    }
+
+    #[test]
+    fn a_refused_slot_is_wanted_for_a_while() {
+        let slots = SiteSlots::new();
+        let p = PathName {
+            site: SiteKey::new("google"),
+            source: None,
+        };
+        let a = slots.try_acquire(&p, 1).unwrap();
+        assert!(!a.is_wanted(), "nobody was refused");
+        assert!(slots.try_acquire(&p, 1).is_none());
+        assert!(a.is_wanted(), "a refusal marks the path");
+        drop(a);
+        assert!(slots.is_empty());
+        let b = slots.try_acquire(&p, 1).unwrap();
+        assert!(!b.is_wanted(), "the mark goes with the last connection");
     }
 }

@@ -1,5 +1,14 @@
 //! Concurrency feedback (Postfix's qmgr_feedback.c): slow start on
 //! success, a narrower window on failure, and dead destinations.
+//!
+//! Slow start has two phases, as TCP's: while a destination has not failed
+//! yet, each successful transaction widens its window by one, so the
+//! window doubles every round of transactions (2 to 100 connections in
+//! about six rounds, under a second at 30 ms replies); from its first
+//! failure on, a success widens it by 1/window (Postfix's
+//! `default_destination_concurrency_positive_feedback = 1/concurrency`:
+//! one more connection per window's worth of successes) and a failure
+//! narrows it by the same. The site's connection limit caps both.
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +23,19 @@ impl Qmgr {
     pub(super) fn feedback(&self, hop: &DestKey, ok: bool) {
         {
             let mut st = self.state.borrow_mut();
-            let limit = st.cfg.concurrency_limit as f64;
+            // The site's connection limit once shaping knows it (it may be
+            // above `default_destination_concurrency_limit`).
+            let limit = st
+                .site_limits(hop)
+                .map_or(st.cfg.concurrency_limit, |l| l.max_connections())
+                as f64;
             if let Some(d) = st.dests.get_mut(hop) {
-                if ok {
+                if ok && d.ramping {
+                    d.window = (d.window + 1.0).min(limit);
+                } else if ok {
                     d.window = (d.window + 1.0 / d.window).min(limit);
                 } else {
+                    d.ramping = false;
                     d.window = (d.window - 1.0 / d.window).max(1.0);
                 }
             }
@@ -50,6 +67,7 @@ impl Qmgr {
             // Dead for the site's shortest retry delay.
             let min_backoff = st.hop_retry_bounds(hop).min;
             if let Some(d) = st.dests.get_mut(hop) {
+                d.ramping = false;
                 if !e.is_transient() {
                     // The destination refuses mail for good (null MX, no
                     // such domain, 5xx greeting): everything queued for it

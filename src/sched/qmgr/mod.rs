@@ -140,6 +140,10 @@ struct Dest {
     ready: Rc<Notify>,
     active: usize,
     window: f64,
+    /// Slow start's first phase: the window grows by one per successful
+    /// transaction (doubling every round) until the destination first
+    /// fails; then by 1/window (Postfix's feedback). See `feedback.rs`.
+    ramping: bool,
     dead_until: Option<(Instant, String)>,
     idle: Vec<(Session, ConnSlot, Instant)>,
     /// TLS level, rate limit and credentials for this hop.

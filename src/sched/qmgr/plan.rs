@@ -121,6 +121,7 @@ impl State {
                 ready: Rc::new(Notify::new()),
                 active: 0,
                 window: cfg.initial_concurrency as f64,
+                ramping: true,
                 dead_until: None,
                 idle: Vec::new(),
                 policy: Rc::new(HopPolicy {

@@ -35,6 +35,9 @@ impl Qmgr {
                 }
                 st.retry.peek().map(|Reverse((at, _))| *at)
             };
+            if !due.is_empty() {
+                tracing::debug!(target: "qmgr", "{} messages due for another attempt", due.len());
+            }
             for id in due {
                 self.schedule(id);
             }

@@ -47,6 +47,16 @@ impl ConnSlot {
     pub(super) fn opened(&mut self, open: OpenConnection) {
         self._open = Some(open);
     }
+
+    /// True when another shard was just refused a slot of this site: an
+    /// idle connection on this slot should close rather than wait in the
+    /// cache, so that shard gets it.
+    pub(super) fn is_wanted(&self) -> bool {
+        match &self._slot {
+            SlotKind::Site(s) => s.is_wanted(),
+            SlotKind::Hop(_) => false,
+        }
+    }
 }
 
 /// What a worker or `kick` needs of the site's limits right now.

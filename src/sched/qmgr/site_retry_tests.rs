@@ -90,6 +90,7 @@ fn add_dest(qmgr: &Qmgr, shaper: &Shaper, domain: &str, mx: &str) -> DestKey {
             resolving: false,
             last_used: Instant::now(),
             limits: RefCell::new(None),
+            ramping: true,
             counters: RefCell::new(None),
         },
     );

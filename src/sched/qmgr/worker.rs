@@ -63,6 +63,12 @@ impl Qmgr {
                     None => {
                         if let Some(d) = self.state.borrow_mut().dests.get_mut(hop) {
                             d.active -= 1;
+                            tracing::debug!(
+                                target: "qmgr",
+                                "destination {hop}: no free connection slot ({} workers, {} jobs waiting)",
+                                d.active,
+                                d.jobs.len()
+                            );
                         }
                         None
                     }
@@ -274,9 +280,20 @@ impl Qmgr {
             }
         }
         if let Some((s, guard)) = session {
-            let mut st = self.state.borrow_mut();
-            if let Some(d) = st.dests.get_mut(&hop) {
-                d.idle.push((s, guard, Instant::now()));
+            if guard.is_wanted() {
+                // Another shard waits for a slot of this site: close
+                // rather than cache, and leave it the slot.
+                tracing::debug!(target: "qmgr", "destination {hop}: closing a connection another shard wants");
+                let cfg = Rc::clone(&cfg);
+                tokio::task::spawn_local(async move {
+                    s.quit(&cfg.delivery).await;
+                    drop(guard);
+                });
+            } else {
+                let mut st = self.state.borrow_mut();
+                if let Some(d) = st.dests.get_mut(&hop) {
+                    d.idle.push((s, guard, Instant::now()));
+                }
             }
         }
         let more = {
