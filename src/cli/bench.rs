@@ -109,6 +109,12 @@ pub struct BenchArgs {
     /// latency.
     #[arg(long)]
     pub sink_latency_ms: Option<u64>,
+    /// The bundled sink answers each batch of pipelined commands this many
+    /// milliseconds after it arrived, once per batch (a receiver this
+    /// round trip away over the network, where `--sink-latency-ms` is a
+    /// server that thinks before every reply).
+    #[arg(long, conflicts_with = "sink_latency_ms")]
+    pub sink_rtt_ms: Option<u64>,
     /// Run a provider scenario (TOML; see tools/scenarios/providers.toml):
     /// one sink per provider on its own 127.0.0.x address, a loopback DNS
     /// server for the recipient domains, the scenario's message count and
@@ -227,8 +233,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 on_accept: Some(hook),
                 threads: 1,
                 strict_pipelining: args.strict_pipelining,
-                latency: match args.sink_latency_ms {
-                    Some(ms) if ms > 0 => sink::Latency::Fixed(Duration::from_millis(ms)),
+                latency: match (args.sink_latency_ms, args.sink_rtt_ms) {
+                    (Some(ms), _) if ms > 0 => sink::Latency::Fixed(Duration::from_millis(ms)),
+                    (_, Some(ms)) if ms > 0 => {
+                        sink::Latency::RoundTrip(Duration::from_millis(ms))
+                    }
                     _ => sink::Latency::None,
                 },
                 ..SinkConfig::default()

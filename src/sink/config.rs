@@ -189,6 +189,12 @@ pub enum Latency {
     /// A delay drawn uniformly between the two bounds (inclusive lower,
     /// exclusive upper) before every reply.
     Uniform(Duration, Duration),
+    /// A receiver this many milliseconds of round trip away: each batch of
+    /// replies (everything answered by one read of pipelined commands) is
+    /// sent this long after its commands arrived, once, whatever the
+    /// number of replies in it. [`Latency::Fixed`] models a server that
+    /// thinks before each reply; this models the network between.
+    RoundTrip(Duration),
 }
 
 impl Default for SinkConfig {

@@ -44,6 +44,13 @@ pub(crate) fn delay(latency: Latency, rng: &mut Rng, replies: u32) -> Duration {
     match latency {
         Latency::None => Duration::ZERO,
         Latency::Fixed(d) => d.saturating_mul(replies),
+        Latency::RoundTrip(d) => {
+            if replies > 0 {
+                d
+            } else {
+                Duration::ZERO
+            }
+        }
         Latency::Uniform(lo, hi) => {
             let span = hi.saturating_sub(lo);
             (0..replies).fold(Duration::ZERO, |total, _| {
@@ -85,6 +92,15 @@ mod tests {
         let perm = a.iter().filter(|v| **v == Verdict::Perm).count();
         assert!((1700..2300).contains(&temp), "{temp}");
         assert!((2600..3400).contains(&perm), "{perm}");
+    }
+
+    #[test]
+    fn a_round_trip_is_paid_once_per_batch() {
+        let mut rng = Rng::with_seed(1);
+        let rtt = Latency::RoundTrip(Duration::from_millis(50));
+        assert_eq!(delay(rtt, &mut rng, 4), Duration::from_millis(50));
+        assert_eq!(delay(rtt, &mut rng, 1), Duration::from_millis(50));
+        assert_eq!(delay(rtt, &mut rng, 0), Duration::ZERO);
     }
 
     #[test]
