@@ -235,9 +235,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
                 strict_pipelining: args.strict_pipelining,
                 latency: match (args.sink_latency_ms, args.sink_rtt_ms) {
                     (Some(ms), _) if ms > 0 => sink::Latency::Fixed(Duration::from_millis(ms)),
-                    (_, Some(ms)) if ms > 0 => {
-                        sink::Latency::RoundTrip(Duration::from_millis(ms))
-                    }
+                    (_, Some(ms)) if ms > 0 => sink::Latency::RoundTrip(Duration::from_millis(ms)),
                     _ => sink::Latency::None,
                 },
                 ..SinkConfig::default()
