@@ -52,17 +52,18 @@ rate_per_second = 100
 throttle_reply = "450 4.7.1 too many messages (test)"
 "#;
 
-#[test]
-fn tiny_scenario_end_to_end() {
+/// Runs `ringmail bench --scenario` on `text` with `shards` shards and
+/// returns its JSON report (the run must succeed).
+fn run_scenario(text: &str, shards: &str) -> serde_json::Value {
     let work = tempfile::tempdir().expect("work dir");
-    let file = work.path().join("tiny.toml");
-    std::fs::write(&file, TINY).expect("write the scenario");
+    let file = work.path().join("scenario.toml");
+    std::fs::write(&file, text).expect("write the scenario");
     let out = Command::new(env!("CARGO_BIN_EXE_ringmail"))
         .args([
             "bench",
             "--json",
             "--shards",
-            "1",
+            shards,
             "--stall-timeout",
             "60",
             "--scenario",
@@ -78,7 +79,12 @@ fn tiny_scenario_end_to_end() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn tiny_scenario_end_to_end() {
+    let r = run_scenario(TINY, "1");
     assert_eq!(r["messages"], 300, "{r}");
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
@@ -170,31 +176,7 @@ throttle_reply = "451 4.7.650 rate limited (test)"
 
 #[test]
 fn two_shards_keep_to_the_caps_the_sender_knows() {
-    let work = tempfile::tempdir().expect("work dir");
-    let file = work.path().join("capped.toml");
-    std::fs::write(&file, CAPPED).expect("write the scenario");
-    let out = Command::new(env!("CARGO_BIN_EXE_ringmail"))
-        .args([
-            "bench",
-            "--json",
-            "--shards",
-            "2",
-            "--stall-timeout",
-            "60",
-            "--scenario",
-        ])
-        .arg(&file)
-        .arg("--workdir")
-        .arg(work.path())
-        .output()
-        .expect("run ringmail bench --scenario");
-    assert!(
-        out.status.success(),
-        "bench failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let r = run_scenario(CAPPED, "2");
     assert_eq!(r["lost"], 0, "{r}");
     assert_eq!(r["duplicates"], 0, "{r}");
     assert_eq!(
