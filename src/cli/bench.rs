@@ -96,6 +96,10 @@ pub struct BenchArgs {
     /// the run (0: no HTTP server, no scraping), to measure what it costs.
     #[arg(long, default_value_t = 0)]
     pub scrape_metrics_ms: u64,
+    /// The daemon's `pickup_unlink_threads` (threads unlinking spool files
+    /// once queued).
+    #[arg(long, default_value_t = 16)]
+    pub unlink_threads: usize,
     /// Run the daemon with `--verbose` (debug lines in its log; with
     /// `--keep`, for looking at what the scheduler did).
     #[arg(long)]
@@ -282,13 +286,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     std::fs::write(
         &config,
         format!(
-            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\nsmtp_transaction_chaining = {:?}\ndkim_signing_threads = {}\n",
+            "spool_dir = {spool:?}\nmyhostname = \"bench.localhost\"\nrelayhost = \"[{}]:{}\"\nshards = {}\nio_backend = {:?}\npickup_settle_ms = 0\npickup_interval_ms = 50\nminimal_backoff_time = 1\nmaximal_backoff_time = 5\nsmtp_transaction_chaining = {:?}\ndkim_signing_threads = {}\npickup_unlink_threads = {}\n",
             sink_addr.ip(),
             sink_addr.port(),
             args.shards,
             args.io_backend,
             args.chaining,
-            args.dkim_threads
+            args.dkim_threads,
+            args.unlink_threads
         ) + &super::bench_smtp::listener_table(smtp_port)
             + &dkim_tables
             + &http_table

@@ -126,6 +126,8 @@ pub struct Config {
     pub pickup_settle_ms: u64,
     /// Capacity of the lock-free ring between pickup and the shards.
     pub pickup_ring_size: usize,
+    /// Threads that unlink spool files once their messages are queued.
+    pub pickup_unlink_threads: usize,
     /// Group that owns `pickup/` (a name from /etc/group or a number);
     /// unset means the primary group of the user who runs `ringmail serve`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -299,6 +301,7 @@ impl Default for Config {
             pickup_interval_ms: 200,
             pickup_settle_ms: 250,
             pickup_ring_size: 4096,
+            pickup_unlink_threads: 16,
             pickup_group: None,
             pickup_mode: DirMode::new(0o1770),
             log_file: None,
@@ -511,6 +514,9 @@ impl Config {
         }
         if self.pickup_ring_size < 2 {
             return Err(bad("pickup_ring_size", "must be at least 2".into()));
+        }
+        if !(1..=256).contains(&self.pickup_unlink_threads) {
+            return Err(bad("pickup_unlink_threads", "must be 1 to 256".into()));
         }
         if let Some(group) = &self.pickup_group {
             if group.is_empty() || group.contains(|c: char| c.is_whitespace() || c == ':') {

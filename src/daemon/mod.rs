@@ -448,6 +448,7 @@ pub fn serve(
             message_size_limit: config.message_size_limit,
             interval: Duration::from_millis(config.pickup_interval_ms),
             settle: Duration::from_millis(config.pickup_settle_ms),
+            unlink_threads: config.pickup_unlink_threads,
         },
         Box::new(move |data, kind, uid, path| prepare(data, kind, uid, path, &site)),
     );

@@ -30,7 +30,7 @@ use crate::obs::throttle::{Throttle, REPEAT_EVERY};
 use super::leftovers::{file_key, still_in_spool, AlreadyQueued, QueuedAs};
 use super::quarantine::quarantine;
 use super::release::{ReleaseSink, Releases};
-use super::unlinker::{open_dir, Inode, UnlinkOutcome, Unlinked, Unlinker, UNLINK_THREADS};
+use super::unlinker::{open_dir, Inode, UnlinkOutcome, Unlinked, Unlinker};
 
 /// How long shutdown waits for the queue to acknowledge files in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -70,6 +70,8 @@ pub struct PickupConfig {
     pub interval: Duration,
     /// Minimum age of a `pickup/` file before it is read.
     pub settle: Duration,
+    /// Threads that unlink committed files (`pickup_unlink_threads`).
+    pub unlink_threads: usize,
 }
 
 /// Counters kept by pickup.
@@ -132,7 +134,7 @@ impl Pickup {
             already_queued: AlreadyQueued::default(),
             leftovers_settled_at: Instant::now() + cfg.settle,
             leftovers_unlinking: HashSet::new(),
-            unlinker: Unlinker::new(UNLINK_THREADS),
+            unlinker: Unlinker::new(cfg.unlink_threads.max(1)),
             releases: Releases::new(vec![cfg.maildrop.clone(), cfg.pickup.clone()]),
             stats: PickupStats::default(),
             pause_until: None,
@@ -687,6 +689,7 @@ impl Pickup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inject::unlinker::UNLINK_THREADS;
     use crate::model::{AckError, Envelope, MessageFlags, QueueId};
     use std::io::Write;
 
@@ -723,6 +726,7 @@ mod tests {
             message_size_limit: 1 << 20,
             interval: Duration::from_millis(10),
             settle: Duration::ZERO,
+            unlink_threads: UNLINK_THREADS,
         };
         let prepare = Box::new(|data: &[u8], _: SpoolKind, uid: u32, path: &Path| {
             Ok(Submission {

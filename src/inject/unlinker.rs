@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-/// Threads that unlink (each waits on the device for one file at a time).
+/// Threads that unlink by default (`pickup_unlink_threads`; each waits on
+/// the device for one file at a time).
 pub const UNLINK_THREADS: usize = 16;
 
 /// Most files handed to one thread at once: small enough that the threads
