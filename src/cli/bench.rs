@@ -100,6 +100,14 @@ pub struct BenchArgs {
     /// once queued).
     #[arg(long, default_value_t = 16)]
     pub unlink_threads: usize,
+    /// Run the bench `--rounds` times on each io backend, alternating
+    /// (io_uring, epoll, epoll, io_uring, ...), and print throughput and
+    /// the daemon's CPU per message for each with their medians.
+    #[arg(long)]
+    pub compare_backends: bool,
+    /// Runs per backend with `--compare-backends`.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Run the daemon with `--verbose` (debug lines in its log; with
     /// `--keep`, for looking at what the scheduler did).
     #[arg(long)]
@@ -141,22 +149,22 @@ pub struct BenchArgs {
 
 /// What a run measured.
 #[derive(Debug, serde::Serialize)]
-struct Report {
-    messages: usize,
+pub(super) struct Report {
+    pub(super) messages: usize,
     recipients: u64,
     bytes: u64,
     seconds: f64,
-    messages_per_second: f64,
+    pub(super) messages_per_second: f64,
     recipients_per_second: f64,
     megabytes_per_second: f64,
     latency_p50_ms: Option<f64>,
     latency_p90_ms: Option<f64>,
     latency_p99_ms: Option<f64>,
     latency_max_ms: Option<f64>,
-    lost: u64,
-    duplicates: u64,
-    daemon_cpu_seconds: f64,
-    io_backend: String,
+    pub(super) lost: u64,
+    pub(super) duplicates: u64,
+    pub(super) daemon_cpu_seconds: f64,
+    pub(super) io_backend: String,
     shards: usize,
     via: String,
     max_concurrent_connections: u64,
@@ -194,6 +202,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     if let Some(file) = &args.scenario {
         return super::bench_scenario::run(&args, file);
     }
+    if args.compare_backends {
+        return super::bench_backends::run(&args);
+    }
+    let report = run_once(&args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.lost == 0 && report.duplicates == 0 {
+        0
+    } else {
+        1
+    })
+}
+
+/// One bench run as `args` describe it: its report (not printed).
+pub(super) fn run_once(args: &BenchArgs) -> anyhow::Result<Report> {
+    let args = args.clone();
     if args.messages == 0 || args.recipients == 0 || args.domains == 0 {
         bail!("--messages, --recipients and --domains must be at least 1");
     }
@@ -342,16 +369,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<u8> {
     report.metrics_scrapes = scrapes;
     report.events_written = events_written;
     report.dkim_machine_sign_rate = sign_rate.map(|(rate, _)| rate);
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print_report(&report);
-    }
-    Ok(if report.lost == 0 && report.duplicates == 0 {
-        0
-    } else {
-        1
-    })
+    Ok(report)
 }
 
 /// The message index encoded in a bench Message-ID (`<bench.N@ringmail.bench>`).

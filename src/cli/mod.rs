@@ -2,6 +2,7 @@
 //! here, at the edge; the library's modules return their own error types.
 
 pub mod bench;
+mod bench_backends;
 mod bench_campaign;
 mod bench_dkim;
 mod bench_scenario;
