@@ -164,6 +164,10 @@ pub(super) struct Report {
     pub(super) lost: u64,
     pub(super) duplicates: u64,
     pub(super) daemon_cpu_seconds: f64,
+    /// The daemon's CPU in user space and in the kernel, seconds.
+    pub(super) daemon_cpu: super::bench_threads::Cpu,
+    /// The daemon's CPU by thread group (`bench_threads.rs`), seconds.
+    pub(super) daemon_cpu_by_thread: std::collections::BTreeMap<String, super::bench_threads::Cpu>,
     pub(super) io_backend: String,
     shards: usize,
     via: String,
@@ -457,6 +461,8 @@ fn drive(
         }
     }
     let cpu_before = process_cpu_seconds(daemon.id());
+    let threads_before = super::bench_threads::snapshot(daemon.id());
+    let total_before = super::bench_threads::process_total(daemon.id());
     let start = Instant::now();
     match args.via {
         Via::Spool => {
@@ -576,6 +582,17 @@ fn drive(
         eprintln!();
     }
     let cpu = process_cpu_seconds(daemon.id()) - cpu_before;
+    let total_after = super::bench_threads::process_total(daemon.id());
+    let daemon_cpu_by_thread = super::bench_threads::by_group(
+        &threads_before,
+        &super::bench_threads::snapshot(daemon.id()),
+        total_before,
+        total_after,
+    );
+    let daemon_cpu = super::bench_threads::Cpu {
+        user: total_after.user - total_before.user,
+        system: total_after.system - total_before.system,
+    };
     let daemon_peak_rss_mb = super::bench_campaign::peak_rss_mb(daemon.id());
     let log = std::fs::read_to_string(workdir.join("daemon.log")).unwrap_or_default();
     let backend = log
@@ -631,6 +648,8 @@ fn drive(
         lost: (total as u64).saturating_sub(seen),
         duplicates,
         daemon_cpu_seconds: cpu,
+        daemon_cpu,
+        daemon_cpu_by_thread,
         io_backend: backend,
         shards,
         via: format!("{:?}", args.via).to_lowercase(),
@@ -692,6 +711,21 @@ fn print_report(r: &Report) {
         r.daemon_peak_rss_mb
             .map(|m| format!(", peak RSS {m:.0} MB"))
             .unwrap_or_default()
+    );
+    let per = |s: f64| s * 1e6 / r.messages.max(1) as f64;
+    println!(
+        "  daemon CPU by thread (µs per message, user + kernel): {}",
+        r.daemon_cpu_by_thread
+            .iter()
+            .filter(|(_, c)| per(c.user + c.system) >= 0.05)
+            .map(|(g, c)| format!(
+                "{g} {:.1} ({:.1} + {:.1})",
+                per(c.user + c.system),
+                per(c.user),
+                per(c.system)
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     if let Some(n) = r.events_written {
         println!("  events          {n} delivery events written to the events file");

@@ -4,6 +4,8 @@
 //! the daemon's CPU per message of every run and their medians: where the
 //! time goes, per backend, measured the same way on the same machine.
 
+use std::collections::BTreeMap;
+
 use anyhow::bail;
 
 use super::bench::{run_once, BenchArgs, Report};
@@ -16,6 +18,15 @@ struct Backend {
     cpu_micros_per_message: Vec<f64>,
     median_messages_per_second: f64,
     median_cpu_micros_per_message: f64,
+    /// Per run: µs of daemon CPU per message in user space.
+    user_micros_per_message: Vec<f64>,
+    /// Per run: µs of daemon CPU per message in the kernel.
+    kernel_micros_per_message: Vec<f64>,
+    /// Per thread group: µs per message of each run.
+    thread_micros_per_message: BTreeMap<String, Vec<f64>>,
+    median_user_micros_per_message: f64,
+    median_kernel_micros_per_message: f64,
+    median_thread_micros_per_message: BTreeMap<String, f64>,
 }
 
 /// Runs the comparison; exit code 1 when a run lost or duplicated mail.
@@ -52,13 +63,30 @@ pub(super) fn run(args: &BenchArgs) -> anyhow::Result<u8> {
                 r.lost,
                 r.duplicates
             );
-            backends[i].messages_per_second.push(r.messages_per_second);
-            backends[i].cpu_micros_per_message.push(cpu);
+            let per = |s: f64| s / r.messages.max(1) as f64 * 1e6;
+            let b = &mut backends[i];
+            b.messages_per_second.push(r.messages_per_second);
+            b.cpu_micros_per_message.push(cpu);
+            b.user_micros_per_message.push(per(r.daemon_cpu.user));
+            b.kernel_micros_per_message.push(per(r.daemon_cpu.system));
+            for (group, c) in &r.daemon_cpu_by_thread {
+                b.thread_micros_per_message
+                    .entry(group.clone())
+                    .or_default()
+                    .push(per(c.user + c.system));
+            }
         }
     }
     for b in &mut backends {
         b.median_messages_per_second = median(&b.messages_per_second);
         b.median_cpu_micros_per_message = median(&b.cpu_micros_per_message);
+        b.median_user_micros_per_message = median(&b.user_micros_per_message);
+        b.median_kernel_micros_per_message = median(&b.kernel_micros_per_message);
+        b.median_thread_micros_per_message = b
+            .thread_micros_per_message
+            .iter()
+            .map(|(g, v)| (g.clone(), median(v)))
+            .collect();
     }
     let (u, e) = (&backends[0], &backends[1]);
     let cpu_saving =
@@ -80,8 +108,21 @@ pub(super) fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         );
         for b in &backends {
             println!(
-                "  {:<8} median {:>9.0} messages/s  {:>7.1} µs daemon CPU per message",
-                b.name, b.median_messages_per_second, b.median_cpu_micros_per_message
+                "  {:<8} median {:>9.0} messages/s  {:>7.1} µs daemon CPU per message ({:.1} user + {:.1} kernel)",
+                b.name,
+                b.median_messages_per_second,
+                b.median_cpu_micros_per_message,
+                b.median_user_micros_per_message,
+                b.median_kernel_micros_per_message
+            );
+            println!(
+                "           by thread (medians, µs per message): {}",
+                b.median_thread_micros_per_message
+                    .iter()
+                    .filter(|(_, v)| **v >= 0.05)
+                    .map(|(g, v)| format!("{g} {v:.1}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         println!(

@@ -7,6 +7,7 @@ mod bench_campaign;
 mod bench_dkim;
 mod bench_scenario;
 mod bench_smtp;
+mod bench_threads;
 pub mod campaign;
 mod campaign_progress;
 pub mod check_domain;
