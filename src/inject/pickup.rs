@@ -13,7 +13,7 @@
 //! needs no extra thread or kernel watch limits and finds files that were
 //! already there at start the same way as new ones.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::model::fast_hash::FastMap;
 use crate::model::{Ack, FileIdentity, Source, Submission};
 use crate::obs::throttle::{Throttle, REPEAT_EVERY};
 
@@ -98,7 +99,7 @@ pub struct Pickup {
     /// `OsString` is one pass over the bytes, hashing a `PathBuf` walks its
     /// components, which showed in profiles of scans of large directories),
     /// with the directory it was read from, open, to unlink it relative to.
-    inflight: HashMap<OsString, InFlight>,
+    inflight: FastMap<OsString, InFlight>,
     /// Queued files that could not be unlinked: never read again.
     stuck: HashSet<OsString>,
     /// Files this process may not read (another user's 0600 maildrop file
@@ -128,7 +129,7 @@ impl Pickup {
     pub fn new(cfg: PickupConfig, prepare: Box<Prepare>) -> Pickup {
         Pickup {
             prepare,
-            inflight: HashMap::new(),
+            inflight: FastMap::default(),
             stuck: HashSet::new(),
             unreadable: HashSet::new(),
             already_queued: AlreadyQueued::default(),

@@ -4,6 +4,7 @@
 pub mod campaign;
 pub mod dsn;
 mod envelope;
+pub mod fast_hash;
 mod file_identity;
 mod nexthop;
 pub mod queue_command;

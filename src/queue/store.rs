@@ -12,6 +12,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::model::fast_hash::FastMap;
 use crate::model::{now_micros, CampaignSlice, QueueId, RcptStatus, Submission};
 
 use super::campaign_record::{self, CampaignView, SliceEntry, SliceIndex};
@@ -95,19 +96,19 @@ pub struct Store {
     intake_reserve: usize,
     /// Whether segments can be created (a full disk), and its log.
     room: Room,
-    index: HashMap<QueueId, Slot>,
+    index: FastMap<QueueId, Slot>,
     /// Segments with status bytes set since the last
     /// [`Store::flush_statuses`] (so it need not look at every segment).
     statuses_set: Vec<u32>,
     /// Messages whose spool file may still exist, with their segment: a
     /// restart recognises such a file only by its record, so the segment
     /// stays until pickup says the file's unlink is durable.
-    held: HashMap<QueueId, u32>,
+    held: FastMap<QueueId, u32>,
     /// Campaign records of this shard, with how many of its slices here are
     /// live: the record counts as one live message of its segment while any is.
     campaigns: HashMap<u64, CampaignSlot>,
     /// The campaign of each live slice.
-    slice_of: HashMap<QueueId, u64>,
+    slice_of: FastMap<QueueId, u64>,
     /// Recipient offsets of the slices read so far (built on first use,
     /// dropped with the slice).
     slice_index: std::cell::RefCell<HashMap<QueueId, std::rc::Rc<SliceIndex>>>,
@@ -186,11 +187,11 @@ impl Store {
             segment_size,
             intake_reserve: intake_reserve(segment_size),
             room: Room::new(shard),
-            index: HashMap::new(),
+            index: FastMap::default(),
             statuses_set: Vec::new(),
-            held: HashMap::new(),
+            held: FastMap::default(),
             campaigns: HashMap::new(),
-            slice_of: HashMap::new(),
+            slice_of: FastMap::default(),
             slice_index: std::cell::RefCell::new(HashMap::new()),
             poisoned: false,
             completed: 0,

@@ -56,7 +56,7 @@ mod worker;
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +67,7 @@ use super::campaigns::CampaignCache;
 use super::slots::DestinationSlots;
 use crate::bounce::FailedRecipient;
 use crate::deliver::{Connector, HopPolicy, RcptResult, Router, Session};
+use crate::model::fast_hash::FastMap;
 use crate::model::{Nexthop, QueueId, RcptStatus};
 use crate::queue::Store;
 use shaping::ConnSlot;
@@ -192,8 +193,8 @@ struct State {
     cfg: Rc<QmgrConfig>,
     router: Router,
     connector: Rc<Connector>,
-    dests: HashMap<DestKey, Dest>,
-    msgs: HashMap<QueueId, MsgState>,
+    dests: FastMap<DestKey, Dest>,
+    msgs: FastMap<QueueId, MsgState>,
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
     slots: Arc<DestinationSlots>,
     stopping: bool,
@@ -248,8 +249,8 @@ impl Qmgr {
                 campaigns: CampaignCache::new(cfg.campaigns.clone()),
                 cfg: Rc::new(cfg),
                 router,
-                dests: HashMap::new(),
-                msgs: HashMap::new(),
+                dests: FastMap::default(),
+                msgs: FastMap::default(),
                 retry: BinaryHeap::new(),
                 slots,
                 stopping: false,
