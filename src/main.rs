@@ -4,12 +4,6 @@
 
 mod cli;
 
-/// mimalloc instead of glibc's malloc: the daemon allocates per message
-/// and per log line on several threads, where glibc's arenas and
-/// consolidation cost more (see docs/BENCHMARKS.md, issue 18).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::ffi::OsString;
 use std::process::ExitCode;
 
