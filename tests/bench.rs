@@ -73,3 +73,68 @@ fn refuses_a_sink_outside_loopback() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// The daemon's CPU is reported by thread group: the shard threads are
+/// one group, and the groups (with `exited` for threads gone since) cover the total.
+/// (Per-thread times are in clock ticks, each rounded, so the sum may pass
+/// the total by a few ticks; it never falls short of it.)
+#[test]
+fn cpu_by_thread_group_adds_up() {
+    let r = bench(&[]);
+    check(&r, 1);
+    let Some(groups) = r["daemon_cpu_by_thread"].as_object() else {
+        panic!("no daemon_cpu_by_thread: {r}");
+    };
+    let secs = |c: &serde_json::Value| c["user"].as_f64().unwrap() + c["system"].as_f64().unwrap();
+    // 300 messages are a few clock ticks of CPU: the group is there, its
+    // time may round to zero.
+    assert!(groups.contains_key("shard"), "{r}");
+    let sum: f64 = groups.values().map(secs).sum();
+    let total = secs(&r["daemon_cpu"]);
+    assert!(
+        sum >= total - 1e-9,
+        "groups {sum} against total {total}: {r}"
+    );
+    assert!(
+        groups
+            .keys()
+            .all(|g| !g.is_empty() && !g.ends_with(|c: char| c.is_ascii_digit())),
+        "{r}"
+    );
+    assert!(
+        (total - r["daemon_cpu_seconds"].as_f64().unwrap()).abs() < 1e-9,
+        "{r}"
+    );
+}
+
+/// `--compare-backends` runs each backend `--rounds` times and reports
+/// both, each run clean.
+#[test]
+fn compare_backends_runs_both() {
+    let r = bench(&["--compare-backends", "--rounds", "2"]);
+    let Some(backends) = r["backends"].as_array() else {
+        panic!("no backends: {r}");
+    };
+    let names: Vec<&str> = backends.iter().filter_map(|b| b["name"].as_str()).collect();
+    assert_eq!(names, ["uring", "epoll"], "{r}");
+    for b in backends {
+        assert_eq!(
+            b["messages_per_second"].as_array().map(Vec::len),
+            Some(2),
+            "{r}"
+        );
+        assert!(
+            b["median_cpu_micros_per_message"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0),
+            "{r}"
+        );
+        assert!(
+            b["median_thread_micros_per_message"]["shard"]
+                .as_f64()
+                .is_some(),
+            "{r}"
+        );
+    }
+    assert!(r["uring_cpu_saving"].as_f64().is_some(), "{r}");
+}

@@ -460,7 +460,6 @@ fn drive(
             std::fs::write(staging.join(format!("bench{i}.eml")), message(i, args))?;
         }
     }
-    let cpu_before = process_cpu_seconds(daemon.id());
     let threads_before = super::bench_threads::snapshot(daemon.id());
     let total_before = super::bench_threads::process_total(daemon.id());
     let start = Instant::now();
@@ -581,7 +580,6 @@ fn drive(
     if tty {
         eprintln!();
     }
-    let cpu = process_cpu_seconds(daemon.id()) - cpu_before;
     let total_after = super::bench_threads::process_total(daemon.id());
     let daemon_cpu_by_thread = super::bench_threads::by_group(
         &threads_before,
@@ -593,6 +591,7 @@ fn drive(
         user: total_after.user - total_before.user,
         system: total_after.system - total_before.system,
     };
+    let cpu = daemon_cpu.user + daemon_cpu.system;
     let daemon_peak_rss_mb = super::bench_campaign::peak_rss_mb(daemon.id());
     let log = std::fs::read_to_string(workdir.join("daemon.log")).unwrap_or_default();
     let backend = log
@@ -669,13 +668,8 @@ fn drive(
 
 /// User + system CPU seconds of a process so far (Linux /proc).
 pub(super) fn process_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let after = stat.rsplit_once(") ").map(|(_, s)| s).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let hz = rustix::param::clock_ticks_per_second() as f64;
-    (ticks(11) + ticks(12)) / hz
+    let cpu = super::bench_threads::process_total(pid);
+    cpu.user + cpu.system
 }
 
 fn print_report(r: &Report) {

@@ -52,7 +52,8 @@ pub(super) fn run(args: &BenchArgs) -> anyhow::Result<u8> {
             one.compare_backends = false;
             one.io_backend = backends[i].name.clone();
             let r: Report = run_once(&one)?;
-            let cpu = r.daemon_cpu_seconds / r.messages.max(1) as f64 * 1e6;
+            let per = |s: f64| s / r.messages.max(1) as f64 * 1e6;
+            let cpu = per(r.daemon_cpu_seconds);
             clean &= r.lost == 0 && r.duplicates == 0;
             eprintln!(
                 "  round {} {:<8} {:>9.0} messages/s  {:>7.1} µs daemon CPU per message  lost {} duplicates {}",
@@ -63,7 +64,6 @@ pub(super) fn run(args: &BenchArgs) -> anyhow::Result<u8> {
                 r.lost,
                 r.duplicates
             );
-            let per = |s: f64| s / r.messages.max(1) as f64 * 1e6;
             let b = &mut backends[i];
             b.messages_per_second.push(r.messages_per_second);
             b.cpu_micros_per_message.push(cpu);
