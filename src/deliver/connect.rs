@@ -122,7 +122,7 @@ impl Connector {
     }
 
     /// The hosts to try for `hop`, best first.
-    async fn hosts(&self, hop: &Nexthop) -> Result<Vec<MailHost>, DeliverError> {
+    pub(super) async fn hosts(&self, hop: &Nexthop) -> Result<Vec<MailHost>, DeliverError> {
         if !hop.mx_lookup {
             return Ok(vec![MailHost {
                 name: hop.host.clone(),
@@ -137,7 +137,7 @@ impl Connector {
     }
 
     /// The MTA-STS policy for a connection to `hop` (see `mta_sts`).
-    async fn mta_sts(&self, hop: &Nexthop, policy: &HopPolicy) -> Option<Applied> {
+    pub(super) async fn mta_sts(&self, hop: &Nexthop, policy: &HopPolicy) -> Option<Applied> {
         let dns = self.dns.as_ref().ok()?;
         self.mta_sts.applied(dns, hop, policy).await
     }

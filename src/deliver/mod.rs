@@ -8,6 +8,7 @@ pub mod connect;
 pub mod dane;
 pub mod dns;
 pub mod mta_sts;
+pub mod reuse;
 pub mod route;
 pub mod session;
 

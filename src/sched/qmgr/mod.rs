@@ -16,7 +16,9 @@
 //! - **Connection reuse.** A worker keeps its connection for the next job of
 //!   the same destination, within the reuse count and time limits; idle
 //!   connections are kept for `smtp_connection_cache_time_limit` and closed
-//!   with QUIT after that.
+//!   with QUIT after that. A cached connection also serves the other
+//!   recipient domains of its site when it is connected to one of their MX
+//!   hosts with TLS as safe as their level asks (`reuse.rs`).
 //! - **Dead destinations.** A connection failure at a window of one marks the
 //!   destination dead for `minimal_backoff_time`: its queued jobs are
 //!   deferred at once with the same reason, and new ones are deferred
@@ -66,11 +68,10 @@ use tokio::sync::Notify;
 use super::campaigns::CampaignCache;
 use super::slots::DestinationSlots;
 use crate::bounce::FailedRecipient;
-use crate::deliver::{Connector, HopPolicy, RcptResult, Router, Session};
+use crate::deliver::{Connector, HopPolicy, RcptResult, Router};
 use crate::model::fast_hash::FastMap;
 use crate::model::{Nexthop, QueueId, RcptStatus};
 use crate::queue::Store;
-use shaping::ConnSlot;
 
 use chain::Relay;
 pub use config::QmgrConfig;
@@ -146,7 +147,6 @@ struct Dest {
     /// fails; then by 1/window (Postfix's feedback). See `feedback.rs`.
     ramping: bool,
     dead_until: Option<(Instant, String)>,
-    idle: Vec<(Session, ConnSlot, Instant)>,
     /// TLS level, rate limit and credentials for this hop.
     policy: Rc<HopPolicy>,
     /// Its site once shaping named it (see `shaping.rs`).
@@ -194,6 +194,14 @@ struct State {
     router: Router,
     connector: Rc<Connector>,
     dests: FastMap<DestKey, Dest>,
+    /// Cached connections, per site and source (`reuse.rs`).
+    idle: FastMap<reuse::PoolKey, Vec<reuse::IdleConn>>,
+    /// Destinations refused a connection slot, per pool, in the order
+    /// they asked: offered the next connection of their pool that comes
+    /// free (`reuse.rs`).
+    waiting: FastMap<reuse::PoolKey, VecDeque<DestKey>>,
+    /// The destinations in `waiting`.
+    waiting_set: crate::model::fast_hash::FastSet<DestKey>,
     msgs: FastMap<QueueId, MsgState>,
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
     slots: Arc<DestinationSlots>,
@@ -250,6 +258,9 @@ impl Qmgr {
                 cfg: Rc::new(cfg),
                 router,
                 dests: FastMap::default(),
+                idle: FastMap::default(),
+                waiting: FastMap::default(),
+                waiting_set: Default::default(),
                 msgs: FastMap::default(),
                 retry: BinaryHeap::new(),
                 slots,

@@ -123,7 +123,6 @@ impl State {
                 window: cfg.initial_concurrency as f64,
                 ramping: true,
                 dead_until: None,
-                idle: Vec::new(),
                 policy: Rc::new(HopPolicy {
                     source: source.as_ref().map(|s| SourceBinding {
                         name: s.name.to_string(),

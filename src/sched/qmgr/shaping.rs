@@ -327,7 +327,6 @@ pub(super) fn evict_idle(st: &mut State, idle: Duration) -> usize {
     st.dests.retain(|_, d: &mut Dest| {
         !(d.jobs.is_empty()
             && d.active == 0
-            && d.idle.is_empty()
             && !d.resolving
             && d.dead_until.is_none()
             && now.saturating_duration_since(d.last_used) >= idle)

@@ -83,7 +83,6 @@ fn add_dest(qmgr: &Qmgr, shaper: &Shaper, domain: &str, mx: &str) -> DestKey {
             active: 0,
             window: 1.0,
             dead_until: None,
-            idle: Vec::new(),
             policy,
             site: Some(shaper.site_for(domain, &[mx]).key),
             domain: Some(domain.to_string()),

@@ -45,6 +45,8 @@ impl Qmgr {
                     .as_ref()
                     .map_or(st.cfg.concurrency_limit, |l| l.max_connections());
                 let stopping = st.stopping;
+                let own = st.own_idle(hop);
+                let foreign = st.idle_for(hop) > own;
                 let Some(d) = st.dests.get_mut(hop) else {
                     return;
                 };
@@ -53,15 +55,24 @@ impl Qmgr {
                     return;
                 }
                 d.active += 1;
-                d.idle.len() >= d.active
+                (own >= d.active, foreign)
             };
+            let (room, foreign) = room;
+            if !room && foreign {
+                // A connection another domain of the site opened is idle:
+                // take it over if it suits, else open one.
+                self.adopt_idle(hop, limits);
+                return;
+            }
             let start = if room {
                 Some(None)
             } else {
                 match self.acquire_slot(hop, limits.as_ref()) {
                     Some(slot) => Some(Some(slot)),
                     None => {
-                        if let Some(d) = self.state.borrow_mut().dests.get_mut(hop) {
+                        let mut st = self.state.borrow_mut();
+                        st.note_waiting(hop);
+                        if let Some(d) = st.dests.get_mut(hop) {
                             d.active -= 1;
                             tracing::debug!(
                                 target: "qmgr",
@@ -77,16 +88,22 @@ impl Qmgr {
             let Some(guard) = start else { return };
             let me = self.clone();
             let hop = hop.clone();
-            tokio::task::spawn_local(async move { me.worker(hop, guard).await });
+            tokio::task::spawn_local(async move { me.worker(hop, guard, None).await });
         }
     }
 
     /// One connection's worth of work for `hop`: takes jobs until none is
     /// left, reusing the connection. `spare` is a connection slot taken for
-    /// it by [`Qmgr::kick`] (none when a cached connection was there).
-    pub(super) async fn worker(self, hop: DestKey, mut spare: Option<ConnSlot>) {
+    /// it by [`Qmgr::kick`] (none when a cached connection was there);
+    /// `first` an open connection handed to it (`reuse.rs`).
+    pub(super) async fn worker(
+        self,
+        hop: DestKey,
+        mut spare: Option<ConnSlot>,
+        first: Option<(Session, ConnSlot)>,
+    ) {
         let cfg = self.state.borrow().cfg.clone();
-        let mut session: Option<(Session, ConnSlot)> = None;
+        let mut session: Option<(Session, ConnSlot)> = first;
         // A job to send again on a new connection because the reused one
         // turned out to be closing (421 at MAIL FROM): not the message's fault.
         let mut retry_fresh: Option<Job> = None;
@@ -151,7 +168,7 @@ impl Qmgr {
             // A cached connection may have been closed by the server while
             // idle: probe it with RSET (as Postfix does) before trusting it.
             while session.is_none() {
-                let Some((mut s, g)) = self.take_idle(&hop) else {
+                let Some((mut s, g)) = self.take_idle(&hop, policy.as_deref()).await else {
                     break;
                 };
                 if s.probe(&cfg.delivery).await.is_ok() {
@@ -170,9 +187,11 @@ impl Qmgr {
                 let Some(guard) = guard else {
                     // Every slot is taken (by other shards): leave the job
                     // for later; the timer retries the destination.
-                    if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
+                    let mut st = self.state.borrow_mut();
+                    if let Some(d) = st.dests.get_mut(&hop) {
                         d.jobs.push_front(job);
                     }
+                    st.note_waiting(&hop);
                     break;
                 };
                 // The site's connection rate.
@@ -279,6 +298,12 @@ impl Qmgr {
                 session = Some((s, guard));
             }
         }
+        // A destination of the site waiting for a slot here gets the
+        // connection first.
+        let session = match session {
+            Some(conn) => self.hand_over(&hop, conn).await,
+            None => None,
+        };
         if let Some((s, guard)) = session {
             if guard.is_wanted() {
                 // Another shard waits for a slot of this site: close
@@ -290,10 +315,7 @@ impl Qmgr {
                     drop(guard);
                 });
             } else {
-                let mut st = self.state.borrow_mut();
-                if let Some(d) = st.dests.get_mut(&hop) {
-                    d.idle.push((s, guard, Instant::now()));
-                }
+                self.park(&hop, s, guard);
             }
         }
         let more = {

@@ -1,0 +1,140 @@
+//! Connection reuse across the recipient domains of one shaping site
+//! (docs/SHAPING.md, issue 16): twenty domains whose MX host is the same
+//! share the site's one connection instead of opening one each, while a
+//! domain of the site with another MX host, and a domain whose TLS level
+//! (`verify`) the cached connection does not meet, connect for themselves.
+//! DNS is the loopback test server; every MX host is 127.0.0.1, where a
+//! sink with a self-signed certificate (TLS "Untrusted") listens.
+
+mod common;
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::dns::{DnsServer, Zone};
+use common::*;
+use ringmail::sink::{self, SinkConfig};
+
+const DOMAINS: usize = 20;
+
+fn zone() -> Zone {
+    let mut z = Zone::new()
+        .mx("other.example", 10, "mx2.gsite.test")
+        .mx("v.example", 10, "mx1.gsite.test")
+        .a("mx1.gsite.test", Ipv4Addr::LOCALHOST)
+        .a("mx2.gsite.test", Ipv4Addr::LOCALHOST);
+    for i in 0..DOMAINS {
+        z = z.mx(&format!("d{i}.example"), 10, "mx1.gsite.test");
+    }
+    z
+}
+
+fn message(n: usize, rcpt: &str) -> Vec<u8> {
+    format!("X-Sender: s@sender.example\nX-Receiver: {rcpt}\nSubject: {n}\n\nbody {n}\n")
+        .into_bytes()
+}
+
+/// The `relay=` host names of the log's delivery lines for `rcpt`.
+fn relays(log: &str, rcpt: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(&format!("to=<{rcpt}>")))
+        .filter_map(|l| l.split("relay=").nth(1))
+        .map(|r| r.split('[').next().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn domains_of_a_site_share_its_connection_when_it_suits_them() {
+    let dns = DnsServer::start(zone());
+    let cert = certs::self_signed(&["mx1.gsite.test", "mx2.gsite.test"]);
+    let sink = sink::start(SinkConfig {
+        tls: Some(cert.server_config()),
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let rules_dir = tempfile::tempdir().expect("dir");
+    let rules = rules_dir.path().join("shaping.toml");
+    fs::write(
+        &rules,
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\nmax_connections = 1\n\
+         max_deliveries_per_connection = 0\n",
+    )
+    .expect("write rules");
+    let sb = Sandbox::with(Settings {
+        shards: 1,
+        dns_servers: vec![dns.addr.to_string()],
+        extra: format!(
+            "smtp_port = {}\nsmtp_mta_sts = false\nsmtp_connection_cache_time_limit = 30\n\
+             shaping_file = {rules:?}\n\
+             [[tls_policy]]\ndomain = \"v.example\"\nlevel = \"verify\"\n",
+            sink.local_addr.port()
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon("uring");
+
+    // Twenty domains, two messages each, behind one MX host of a site
+    // that allows one connection.
+    let n = 2 * DOMAINS;
+    for i in 0..n {
+        let rcpt = format!("r{i}@d{}.example", i % DOMAINS);
+        drop_file(&sb.pickup(), &format!("m{i}"), &message(i, &rcpt));
+    }
+    let log_path_wait = |d: &Daemon| count_lines(&d.log(), &["status=sent"]) >= n;
+    wait_until(
+        "every message delivered and logged",
+        Duration::from_secs(60),
+        || sink.stats().messages >= n as u64 && log_path_wait(&d),
+    );
+    let stats = sink.stats();
+    assert!(
+        stats.max_concurrent_connections <= 1,
+        "the site's limit held: {} at once",
+        stats.max_concurrent_connections
+    );
+    assert!(
+        stats.connections <= 3,
+        "{DOMAINS} domains shared the site's connection: {} connections for {n} messages \
+         (one per domain without reuse across them)",
+        stats.connections
+    );
+    assert!(stats.tls_sessions >= 1, "the connection used STARTTLS");
+    let log = d.log();
+    for i in 0..n {
+        let rcpt = format!("r{i}@d{}.example", i % DOMAINS);
+        assert_eq!(relays(&log, &rcpt), ["mx1.gsite.test"], "{rcpt}");
+    }
+
+    // The cached connection (to mx1, unverified TLS) is not for a domain
+    // whose MX host is mx2, nor for one that asks for verified TLS.
+    let before = sink.stats().connections;
+    drop_file(&sb.pickup(), "other", &message(100, "r@other.example"));
+    drop_file(&sb.pickup(), "verify", &message(101, "r@v.example"));
+    wait_until(
+        "other.example delivered, v.example deferred",
+        Duration::from_secs(30),
+        || {
+            let log = d.log();
+            count_lines(&log, &["to=<r@other.example>", "status=sent"]) == 1
+                && count_lines(&log, &["to=<r@v.example>", "status=deferred"]) >= 1
+        },
+    );
+    let log = d.log();
+    assert_eq!(
+        relays(&log, "r@other.example"),
+        ["mx2.gsite.test"],
+        "other.example went to its own MX host"
+    );
+    assert_eq!(
+        count_lines(&log, &["to=<r@v.example>", "status=sent"]),
+        0,
+        "v.example's mail never went over the unverified connection"
+    );
+    assert!(
+        sink.stats().connections > before,
+        "other.example opened a connection of its own"
+    );
+    assert_eq!(sink.stats().messages, n as u64 + 1);
+    d.stop();
+}
