@@ -33,7 +33,8 @@
 #             timed from the first connection to the last status=sent, so
 #             each figure is an SMTP hop in and one out, next to the
 #             ceiling of one hop (smtp-source -> smtp-sink)
-#   sendmail  `ringmail sendmail -t -i` with the daemon running (it commits
+#   sendmail  `ringmail-sendmail -t -i` (the lean sendmail binary beside
+#             $BIN; `ringmail sendmail` when it is missing) with the daemon running (it commits
 #             through spool/submit.sock), PARALLEL processes at a time,
 #             against Postfix's live mode (sendmail -t -i, PARALLEL at a
 #             time); both timed to the last status=sent
@@ -609,12 +610,20 @@ smtp_source_into() { # PORT COUNT LOG: smtp-source's bulk run into 127.0.0.1:POR
     || { tail -5 "$3" >&2; return 1; }
 }
 
-ringmail_sendmails() { # DIR: every staged file through `ringmail sendmail -t -i`
+# The sendmail command users install as /usr/sbin/sendmail: the lean
+# `ringmail-sendmail` built beside $BIN, else `ringmail sendmail`.
+if [ -x "${BIN%/*}/ringmail-sendmail" ]; then
+  SENDMAIL_CMD=("${BIN%/*}/ringmail-sendmail")
+else
+  SENDMAIL_CMD=("$BIN" sendmail)
+fi
+
+ringmail_sendmails() { # DIR: every staged file through ringmail's sendmail -t -i
   find "$1/staging" -name 'm*.eml' -print0 | xargs -0 -r -P "$PARALLEL" -n 50 sh -c '
-    bin=$0; cfg=$1; shift
+    cfg=$0; bin=$1; sub=$2; shift 2
     for f; do
-      "$bin" sendmail -C "$cfg" -t -i -f sender@example.com < "$f" 2>>"${cfg%/*}/sendmail.err" || exit 255
-    done' "$BIN" "$1/ringmail.toml"
+      "$bin" $sub -C "$cfg" -t -i -f sender@example.com < "$f" 2>>"${cfg%/*}/sendmail.err" || exit 255
+    done' "$1/ringmail.toml" "${SENDMAIL_CMD[0]}" "${SENDMAIL_CMD[1]-}"
 }
 
 for be in "${backends[@]}"; do

@@ -492,6 +492,14 @@ fn drive(
             })?;
         }
         Via::Sendmail => {
+            // The command users install as /usr/sbin/sendmail: the lean
+            // `ringmail-sendmail` beside this binary, else `ringmail sendmail`.
+            let lean = exe.with_file_name("ringmail-sendmail");
+            let (program, sub): (&Path, &[&str]) = if lean.is_file() {
+                (&lean, &[])
+            } else {
+                (exe, &["sendmail"])
+            };
             let mut running: Vec<Child> = Vec::new();
             for i in 0..total {
                 while running.len() >= args.sendmail_parallel.max(1) {
@@ -511,8 +519,9 @@ fn drive(
                 if let Ok(mut v) = injected.lock() {
                     v[i] = micros_now();
                 }
-                let mut c = Command::new(exe)
-                    .args(["sendmail", "-t", "-i", "-C"])
+                let mut c = Command::new(program)
+                    .args(sub)
+                    .args(["-t", "-i", "-C"])
                     .arg(config)
                     .stdin(Stdio::piped())
                     .spawn()?;
