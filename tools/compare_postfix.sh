@@ -82,7 +82,9 @@
 #   --keep                 keep the temporary directory (logs, configs)
 #   --json                 print one JSON object instead of the table
 # env: BIN (default target/release/ringmail), SHARDS (ringmail's shard
-#      count; default one per core)
+#      count; default one per core), SENDMAIL_BIN (the sendmail command of
+#      the sendmail path; default: ringmail-sendmail beside BIN, e.g. the
+#      static build of tools/build_static_sendmail.sh)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -468,7 +470,7 @@ def report(path, as_json, meta):
              f"{runs}; sink counted {ceiling['sink_counted']} (least)")
     labels = {"spool": "ringmail spool (pickup/ rename) -> smtp-sink",
               "smtp": f"ringmail smtp (smtp-source -s {meta['sessions']} -> listener) -> smtp-sink",
-              "sendmail": f"ringmail sendmail -t -i ({meta['parallel']} parallel) -> smtp-sink"}
+              "sendmail": f"{meta.get('sendmail_cmd', 'ringmail sendmail')} -t -i ({meta['parallel']} parallel) -> smtp-sink"}
     for r in ringmail:
         p = r["kind"][len("ringmail_"):]
         note = (f"sink counted {r['sink_counted']}, daemon CPU {r['daemon_cpu_seconds']:.1f} s "
@@ -612,7 +614,9 @@ smtp_source_into() { # PORT COUNT LOG: smtp-source's bulk run into 127.0.0.1:POR
 
 # The sendmail command users install as /usr/sbin/sendmail: the lean
 # `ringmail-sendmail` built beside $BIN, else `ringmail sendmail`.
-if [ -x "${BIN%/*}/ringmail-sendmail" ]; then
+if [ -n "${SENDMAIL_BIN-}" ]; then
+  SENDMAIL_CMD=("$SENDMAIL_BIN")
+elif [ -x "${BIN%/*}/ringmail-sendmail" ]; then
   SENDMAIL_CMD=("${BIN%/*}/ringmail-sendmail")
 else
   SENDMAIL_CMD=("$BIN" sendmail)
@@ -839,6 +843,6 @@ fi
 ceiling after
 
 # ---------------------------------------------------------------- 4. report
-meta=$(printf '{"messages":%s,"postfix_messages":%s,"size":%s,"sessions":%s,"parallel":%s,"sink_port":%s,"workdir":"%s","cpus":%s,"staged_files_synced":%s,"backend_order":"%s"}' \
-  "$N" "$PF_N" "$SIZE" "$SESSIONS" "$PARALLEL" "$SINK_PORT" "$WORKDIR" "$(nproc)" "$([ "$SYNC" = 1 ] && echo true || echo false)" "${backends[*]}")
+meta=$(printf '{"sendmail_cmd":"%s","messages":%s,"postfix_messages":%s,"size":%s,"sessions":%s,"parallel":%s,"sink_port":%s,"workdir":"%s","cpus":%s,"staged_files_synced":%s,"backend_order":"%s"}' \
+  "${SENDMAIL_CMD[*]##*/}" "$N" "$PF_N" "$SIZE" "$SESSIONS" "$PARALLEL" "$SINK_PORT" "$WORKDIR" "$(nproc)" "$([ "$SYNC" = 1 ] && echo true || echo false)" "${backends[*]}")
 h report "$RESULTS" "$JSON" "$meta"

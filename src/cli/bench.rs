@@ -63,6 +63,11 @@ pub struct BenchArgs {
     /// Parallel sendmail processes with --via sendmail.
     #[arg(long, default_value_t = 8)]
     pub sendmail_parallel: usize,
+    /// The sendmail command for --via sendmail (for example the static
+    /// build of tools/build_static_sendmail.sh); default: the
+    /// `ringmail-sendmail` beside this binary, else `ringmail sendmail`.
+    #[arg(long)]
+    pub sendmail: Option<PathBuf>,
     /// SMTP sessions at once with `--via smtp`.
     #[arg(long, default_value_t = 8)]
     pub smtp_sessions: usize,
@@ -494,12 +499,22 @@ fn drive(
         Via::Sendmail => {
             // The command users install as /usr/sbin/sendmail: the lean
             // `ringmail-sendmail` beside this binary, else `ringmail sendmail`.
-            let lean = exe.with_file_name("ringmail-sendmail");
+            let lean = args
+                .sendmail
+                .clone()
+                .unwrap_or_else(|| exe.with_file_name("ringmail-sendmail"));
             let (program, sub): (&Path, &[&str]) = if lean.is_file() {
                 (&lean, &[])
+            } else if args.sendmail.is_some() {
+                bail!("--sendmail {}: no such file", lean.display());
             } else {
                 (exe, &["sendmail"])
             };
+            eprintln!(
+                "bench: injecting with {} {}",
+                program.display(),
+                sub.join(" ")
+            );
             let mut running: Vec<Child> = Vec::new();
             for i in 0..total {
                 while running.len() >= args.sendmail_parallel.max(1) {

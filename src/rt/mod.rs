@@ -86,6 +86,7 @@ pub fn choose_backend(choice: IoBackendChoice) -> IoBackend {
 /// shard if it sleeps. `IORING_SETUP_SINGLE_ISSUER` tells the kernel only
 /// this thread submits, which is true: one ring per shard thread. Kernels
 /// without these flags (before 6.0) get a ring with default flags.
+#[cfg(not(target_env = "musl"))]
 fn uring_runtime() -> std::io::Result<tokio_uring::Runtime> {
     let mut ring = tokio_uring::uring_builder();
     ring.setup_coop_taskrun().setup_single_issuer();
@@ -95,6 +96,13 @@ fn uring_runtime() -> std::io::Result<tokio_uring::Runtime> {
         }
         other => other,
     }
+}
+
+/// musl builds carry no tokio-uring (it does not build there; they exist
+/// for the static sendmail command): every shard falls back to epoll.
+#[cfg(target_env = "musl")]
+fn uring_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
 /// Runs `make()`'s future to completion on the current thread with

@@ -12,12 +12,15 @@ use super::IoBackend;
 /// dirty page-cache pages) durable.
 pub async fn sync_data(file: Arc<File>, backend: IoBackend) -> std::io::Result<()> {
     match backend {
+        #[cfg(not(target_env = "musl"))]
         IoBackend::Uring => {
             let dup = tokio_uring::fs::File::from_std(file.try_clone()?);
             let result = dup.sync_data().await;
             let closed = dup.close().await;
             result.and(closed)
         }
+        #[cfg(target_env = "musl")]
+        IoBackend::Uring => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
         IoBackend::Epoll => tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(std::io::Error::other)?,

@@ -19,7 +19,9 @@ use super::IoBackend;
 
 /// A connected byte stream.
 pub enum Conn {
-    /// io_uring socket (tokio-uring).
+    /// io_uring socket (tokio-uring; not in musl builds, which carry only
+    /// the sendmail command: see `rt::block_on`).
+    #[cfg(not(target_env = "musl"))]
     Uring(tokio_uring::net::TcpStream),
     /// epoll socket (plain tokio).
     Tokio(tokio::net::TcpStream),
@@ -32,6 +34,7 @@ pub enum Conn {
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            #[cfg(not(target_env = "musl"))]
             Conn::Uring(_) => f.write_str("Conn::Uring"),
             Conn::Tokio(_) => f.write_str("Conn::Tokio"),
             Conn::Pipe(_) => f.write_str("Conn::Pipe"),
@@ -58,11 +61,14 @@ impl Conn {
     /// Connects to `addr` on `backend`'s socket type.
     pub async fn connect(addr: SocketAddr, backend: IoBackend) -> io::Result<Conn> {
         match backend {
+            #[cfg(not(target_env = "musl"))]
             IoBackend::Uring => {
                 let s = tokio_uring::net::TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
                 Ok(Conn::Uring(s))
             }
+            #[cfg(target_env = "musl")]
+            IoBackend::Uring => Err(io::Error::from(io::ErrorKind::Unsupported)),
             IoBackend::Epoll => {
                 let s = tokio::net::TcpStream::connect(addr).await?;
                 s.set_nodelay(true)?;
@@ -92,7 +98,10 @@ impl Conn {
             .await
             .map_err(|_| io::Error::other("the connecting thread ended"))??;
         match backend {
+            #[cfg(not(target_env = "musl"))]
             IoBackend::Uring => Ok(Conn::Uring(tokio_uring::net::TcpStream::from_std(stream))),
+            #[cfg(target_env = "musl")]
+            IoBackend::Uring => Err(io::Error::from(io::ErrorKind::Unsupported)),
             IoBackend::Epoll => {
                 stream.set_nonblocking(true)?;
                 Ok(Conn::Tokio(tokio::net::TcpStream::from_std(stream)?))
@@ -105,6 +114,7 @@ impl Conn {
     pub async fn read(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         buf.clear();
         match self {
+            #[cfg(not(target_env = "musl"))]
             Conn::Uring(s) => s.read(buf).await,
             Conn::Tokio(s) => {
                 let r = s.read_buf(&mut buf).await;
@@ -122,6 +132,7 @@ impl Conn {
     /// Writes all of `buf` and gives it back.
     pub async fn write_all(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
         match self {
+            #[cfg(not(target_env = "musl"))]
             Conn::Uring(s) => s.write_all(buf).await,
             Conn::Tokio(s) => {
                 let r = s.write_all(&buf).await;
@@ -138,6 +149,7 @@ impl Conn {
     /// Closes the sending side; errors are ignored (the peer may be gone).
     pub async fn close(self) {
         match self {
+            #[cfg(not(target_env = "musl"))]
             Conn::Uring(s) => {
                 let _ = s.shutdown(std::net::Shutdown::Both);
             }
