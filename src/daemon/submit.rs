@@ -1,6 +1,7 @@
 //! The daemon's side of `sendmail` through `spool_dir/submit.sock` (the
-//! protocol is in [`crate::inject::submit`]): a thread accepts, a thread per
-//! connection (at most [`MAX_CONNECTIONS`]) reads the maildrop-format
+//! protocol is in [`crate::inject::submit`]): a thread accepts, a connection
+//! thread (at most [`MAX_CONNECTIONS`] at once, kept between connections)
+//! reads the maildrop-format
 //! message, runs the same cleanup as pickup with the peer's uid from
 //! SO_PEERCRED, offers it to the pickup ring and answers `OK QUEUEID` once
 //! the shard's group commit holds it.

@@ -1,6 +1,7 @@
-//! A unix stream socket served with a thread per connection, as the
-//! daemon's local sockets are (`submit.sock`, `campaign.sock`): a bounded
-//! number at once (beyond it the client gets a one-line busy answer), each
+//! A unix stream socket served by connection threads, as the daemon's local
+//! sockets are (`submit.sock`, `campaign.sock`): one thread per connection
+//! being served, made when no thread waits and kept for the next one; a
+//! bounded number at once (beyond it the client gets a one-line busy answer), each
 //! connection answered with the one reply its handler returns, and an
 //! orderly stop that removes the socket.
 
@@ -77,7 +78,13 @@ fn accept_loop(
     handler: Arc<Handler>,
     stop: Arc<AtomicBool>,
 ) {
+    // Connections being served or handed over, and connection threads
+    // waiting for one. Threads are made on demand (when none waits) and
+    // kept: a sendmail per message would otherwise pay a thread's start
+    // and exit each time.
     let open = Arc::new(AtomicUsize::new(0));
+    let idle = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = crossbeam_channel::unbounded::<UnixStream>();
     let conn_name = format!("{}-conn", spec.name);
     for conn in listener.incoming() {
         if stop.load(Ordering::Acquire) {
@@ -89,16 +96,56 @@ fn accept_loop(
             let _ = conn.write_all(spec.busy);
             continue;
         }
-        let (open2, handler) = (Arc::clone(&open), Arc::clone(&handler));
+        // A waiting thread takes it; claimed here, so two connections in
+        // a row never count on the same one.
+        let claimed = idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if claimed {
+            if tx.send(conn).is_err() {
+                open.fetch_sub(1, Ordering::AcqRel);
+            }
+            continue;
+        }
+        let worker = Worker {
+            rx: rx.clone(),
+            handler: Arc::clone(&handler),
+            open: Arc::clone(&open),
+            idle: Arc::clone(&idle),
+        };
         let spawned = std::thread::Builder::new()
             .name(conn_name.clone())
-            .spawn(move || {
-                let answer = handler(&mut conn);
-                let _ = conn.write_all(answer.as_bytes());
-                open2.fetch_sub(1, Ordering::AcqRel);
-            });
+            .spawn(move || worker.run(conn));
         if spawned.is_err() {
             open.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+    // Dropping `tx` ends the waiting threads; busy ones end after their
+    // connection.
+}
+
+/// A connection thread: serves its first connection, then waits for the
+/// next one the accept thread hands it.
+struct Worker {
+    rx: crossbeam_channel::Receiver<UnixStream>,
+    handler: Arc<Handler>,
+    open: Arc<AtomicUsize>,
+    idle: Arc<AtomicUsize>,
+}
+
+impl Worker {
+    fn run(self, first: UnixStream) {
+        let mut conn = first;
+        loop {
+            let answer = (self.handler)(&mut conn);
+            let _ = conn.write_all(answer.as_bytes());
+            drop(conn);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            match self.rx.recv() {
+                Ok(next) => conn = next,
+                Err(_) => return,
+            }
         }
     }
 }
