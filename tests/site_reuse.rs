@@ -138,3 +138,100 @@ fn domains_of_a_site_share_its_connection_when_it_suits_them() {
     assert_eq!(sink.stats().messages, n as u64 + 1);
     d.stop();
 }
+
+/// A destination found dead (its MX host refuses every connection, at a
+/// window of one) takes the other domains of its site behind the same
+/// hosts with it: their mail is deferred at once ("delivery temporarily
+/// suspended"), without a connection of their own; a domain of the site
+/// with another MX host still tries for itself.
+#[test]
+fn a_dead_site_defers_its_other_domains_behind_the_same_hosts() {
+    let zone = Zone::new()
+        .mx("a.example", 10, "mx1.gsite.test")
+        .mx("b.example", 10, "mx1.gsite.test")
+        .mx("other.example", 10, "mx2.gsite.test")
+        .a("mx1.gsite.test", Ipv4Addr::LOCALHOST)
+        .a("mx2.gsite.test", Ipv4Addr::LOCALHOST);
+    let dns = DnsServer::start(zone);
+    // Every connection but the one the test holds is greeted with 421 (a
+    // site that is down).
+    let sink = sink::start(SinkConfig {
+        max_connections: Some(1),
+        ..SinkConfig::default()
+    })
+    .expect("sink");
+    let mut held = std::net::TcpStream::connect(sink.local_addr).expect("hold the one slot");
+    let mut greeting = [0u8; 3];
+    std::io::Read::read_exact(&mut held, &mut greeting).expect("greeting");
+    assert_eq!(&greeting, b"220");
+    let rules_dir = tempfile::tempdir().expect("dir");
+    let rules = rules_dir.path().join("shaping.toml");
+    fs::write(
+        &rules,
+        "[[site]]\nname = \"gsite\"\nmx = [\"*.gsite.test\"]\ninitial_connections = 1\n",
+    )
+    .expect("write rules");
+    let sb = Sandbox::with(Settings {
+        shards: 1,
+        dns_servers: vec![dns.addr.to_string()],
+        extra: format!(
+            "smtp_port = {}\nsmtp_mta_sts = false\nminimal_backoff_time = 600\n\
+             maximal_backoff_time = 1200\ninitial_destination_concurrency = 1\n\
+             shaping_file = {rules:?}\n",
+            sink.local_addr.port()
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon("epoll");
+    drop_file(&sb.pickup(), "a", &message(0, "r@a.example"));
+    d.wait_for_log("destination a.example");
+    d.wait_for_log("marked dead");
+    let before = sink.stats().connections;
+    assert!(before >= 2, "a.example tried");
+    for i in 1..=3 {
+        drop_file(
+            &sb.pickup(),
+            &format!("b{i}"),
+            &message(i, &format!("r{i}@b.example")),
+        );
+    }
+    drop_file(&sb.pickup(), "other", &message(9, "r@other.example"));
+    wait_until(
+        "b.example and other.example deferred",
+        Duration::from_secs(30),
+        || {
+            let log = d.log();
+            count_lines(&log, &["@b.example>", "status=deferred"]) == 3
+                && count_lines(&log, &["to=<r@other.example>", "status=deferred"]) == 1
+        },
+    );
+    let log = d.log();
+    assert_eq!(
+        count_lines(
+            &log,
+            &[
+                "@b.example>",
+                "status=deferred",
+                "delivery temporarily suspended"
+            ]
+        ),
+        3,
+        "b.example's mail waits with the site:\n{log}"
+    );
+    assert_eq!(
+        count_lines(
+            &log,
+            &["to=<r@other.example>", "delivery temporarily suspended"]
+        ),
+        0,
+        "other.example's hosts are not the dead ones:\n{log}"
+    );
+    assert_eq!(
+        sink.stats().connections,
+        before + 1,
+        "only other.example connected after the site died"
+    );
+    assert_eq!(sb.queue_list().len(), 5, "nothing lost or bounced");
+    d.stop();
+    drop(held);
+}

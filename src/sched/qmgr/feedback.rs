@@ -66,6 +66,7 @@ impl Qmgr {
             let mut st = self.state.borrow_mut();
             // Dead for the site's shortest retry delay.
             let min_backoff = st.hop_retry_bounds(hop).min;
+            let mut died = None;
             if let Some(d) = st.dests.get_mut(hop) {
                 d.ramping = false;
                 if !e.is_transient() {
@@ -74,12 +75,18 @@ impl Qmgr {
                     // fails the same way; later mail asks again.
                     jobs.extend(d.jobs.drain(..));
                 } else if d.window <= 1.0 {
-                    d.dead_until = Some((Instant::now() + min_backoff, e.to_string()));
+                    let until = Instant::now() + min_backoff;
+                    d.dead_until = Some((until, e.to_string()));
+                    died = Some(until);
                     jobs.extend(d.jobs.drain(..));
                     tracing::info!(target: "qmgr", "destination {hop} marked dead: {e}");
                 } else {
                     d.window = (d.window - 1.0 / d.window).max(1.0);
                 }
+            }
+            if let Some(until) = died {
+                // So is every destination of its site behind the same hosts.
+                st.site_died(hop, until, &e.to_string());
             }
         }
         for job in jobs {

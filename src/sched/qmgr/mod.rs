@@ -22,7 +22,9 @@
 //! - **Dead destinations.** A connection failure at a window of one marks the
 //!   destination dead for `minimal_backoff_time`: its queued jobs are
 //!   deferred at once with the same reason, and new ones are deferred
-//!   without connecting, instead of retrying message by message.
+//!   without connecting, instead of retrying message by message. The other
+//!   destinations of its site behind the same MX hosts are dead with it
+//!   (`dead_site.rs`).
 //! - **Retry.** A message with deferred recipients is retried after
 //!   `minimal_backoff_time * 2^(attempts-1)`, capped at
 //!   `maximal_backoff_time`, with ±20 % jitter so retries do not arrive in
@@ -36,6 +38,7 @@ mod admin;
 mod campaign_jobs;
 mod chain;
 mod config;
+mod dead_site;
 mod delays;
 mod events;
 mod feedback;
@@ -151,6 +154,9 @@ struct Dest {
     policy: Rc<HopPolicy>,
     /// Its site once shaping named it (see `shaping.rs`).
     site: Option<crate::shape::SiteKey>,
+    /// A fingerprint of its MX hosts and port, known with the site (the
+    /// dead-site cache's key, `dead_site.rs`).
+    hosts: Option<u64>,
     /// Its recipient domain, for domain rules (MX destinations only).
     domain: Option<String>,
     /// The site's MX lookup is under way.
@@ -202,6 +208,9 @@ struct State {
     waiting: FastMap<reuse::PoolKey, VecDeque<DestKey>>,
     /// The destinations in `waiting`.
     waiting_set: crate::model::fast_hash::FastSet<DestKey>,
+    /// Sites (with their hosts) found dead, until when and why
+    /// (`dead_site.rs`).
+    dead_sites: FastMap<dead_site::DeadKey, (Instant, String)>,
     msgs: FastMap<QueueId, MsgState>,
     retry: BinaryHeap<Reverse<(u64, QueueId)>>,
     slots: Arc<DestinationSlots>,
@@ -261,6 +270,7 @@ impl Qmgr {
                 idle: FastMap::default(),
                 waiting: FastMap::default(),
                 waiting_set: Default::default(),
+                dead_sites: FastMap::default(),
                 msgs: FastMap::default(),
                 retry: BinaryHeap::new(),
                 slots,
@@ -358,6 +368,7 @@ impl Qmgr {
         for d in st.dests.values_mut() {
             d.dead_until = None;
         }
+        st.forget_dead_sites(true);
         drop(st);
         self.timer_wake.notify_one();
     }

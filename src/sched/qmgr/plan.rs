@@ -115,6 +115,8 @@ impl State {
         // without a try.
         let mut dead = Vec::new();
         for (hop, rcpts) in by_hop {
+            // Dead with its site and hosts (`dead_site.rs`).
+            self.inherit_site_death(&hop);
             let router = &self.router;
             let d = self.dests.entry(hop.clone()).or_insert_with(|| Dest {
                 jobs: VecDeque::new(),
@@ -132,6 +134,7 @@ impl State {
                     ..router.policy(&hop.hop)
                 }),
                 site: None,
+                hosts: None,
                 domain: hop.hop.mx_lookup.then(|| hop.hop.host.to_ascii_lowercase()),
                 resolving: false,
                 last_used: Instant::now(),

@@ -181,6 +181,7 @@ impl Qmgr {
         };
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let site = shaper.site_for(&hop.hop.host, &refs);
+        let hosts = super::dead_site::hosts_fingerprint(&names, hop.hop.port);
         tracing::debug!(target: "qmgr", "destination {hop}: site {} ({:?})", site.key.as_str(), site.origin);
         if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
             // The site's `tls` unless the hop has a level of its own.
@@ -195,10 +196,12 @@ impl Qmgr {
                 d.policy = Rc::new(policy);
             }
             d.site = Some(site.key);
+            d.hosts = Some(hosts);
             d.resolving = false;
             // Counted under the site from now on.
             *d.counters.borrow_mut() = None;
         }
+        self.join_dead_site(&hop);
         self.kick(&hop);
     }
 
@@ -331,6 +334,7 @@ pub(super) fn evict_idle(st: &mut State, idle: Duration) -> usize {
             && d.dead_until.is_none()
             && now.saturating_duration_since(d.last_used) >= idle)
     });
+    st.forget_dead_sites(false);
     if let Some(shaper) = &st.cfg.shaper {
         let unix = chrono::Utc::now().timestamp();
         shaper.evict_idle(now, unix, idle);

@@ -85,6 +85,7 @@ fn add_dest(qmgr: &Qmgr, shaper: &Shaper, domain: &str, mx: &str) -> DestKey {
             dead_until: None,
             policy,
             site: Some(shaper.site_for(domain, &[mx]).key),
+            hosts: None,
             domain: Some(domain.to_string()),
             resolving: false,
             last_used: Instant::now(),

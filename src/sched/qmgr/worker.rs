@@ -22,6 +22,8 @@ impl Qmgr {
             // Started again once the site is known.
             return;
         }
+        // Another destination found the site's hosts dead meanwhile.
+        self.join_dead_site(hop);
         loop {
             let limits = self.state.borrow().site_limits(hop);
             if limits
