@@ -5,8 +5,19 @@
 
 /// Index of the first `needle` in `haystack` (the `memchr` crate's
 /// vectorised search).
+#[cfg(not(target_env = "musl"))]
 pub fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
     memchr::memchr(needle, haystack)
+}
+
+/// Index of the first `needle` in `haystack`. The musl build is the static
+/// sendmail command, which queues one message per process: the `memchr`
+/// crate's first call detects the CPU's features (a series of `cpuid`
+/// instructions, each a trap to the hypervisor on a virtual machine),
+/// which costs more there than a plain loop over one message.
+#[cfg(target_env = "musl")]
+pub fn find_byte(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
 }
 
 /// Number of `needle` bytes in `haystack`.

@@ -14,7 +14,7 @@
 /// length of its line end (2 for CRLF, 1 for a bare LF or a bare CR, 0
 /// when `text` ends without one).
 pub fn line_end(text: &[u8]) -> (usize, usize) {
-    match memchr::memchr2(b'\r', b'\n', text) {
+    match find_cr_or_lf(text) {
         Some(i) if text[i] == b'\r' && text.get(i + 1) == Some(&b'\n') => (i, 2),
         Some(i) => (i, 1),
         None => (text.len(), 0),
@@ -24,7 +24,20 @@ pub fn line_end(text: &[u8]) -> (usize, usize) {
 /// Number of line ends in `text` by [`line_end`]'s rule, or more: every
 /// CR and every LF counted. Cheap, for sizing buffers.
 pub fn max_line_ends(text: &[u8]) -> usize {
-    memchr::memchr2_iter(b'\r', b'\n', text).count()
+    text.iter().filter(|&&b| b == b'\r' || b == b'\n').count()
+}
+
+/// The first CR or LF in `text` (the `memchr` crate's vectorised search).
+#[cfg(not(target_env = "musl"))]
+fn find_cr_or_lf(text: &[u8]) -> Option<usize> {
+    memchr::memchr2(b'\r', b'\n', text)
+}
+
+/// The first CR or LF in `text`: a plain loop in the static sendmail
+/// command (see `mail::bytes::find_byte`).
+#[cfg(target_env = "musl")]
+fn find_cr_or_lf(text: &[u8]) -> Option<usize> {
+    text.iter().position(|&b| b == b'\r' || b == b'\n')
 }
 
 /// What is wrong with a body that should be in queue wire form.
