@@ -21,6 +21,29 @@ fn message(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// After a kill -9 of a daemon whose relay host (port `dead`) was down:
+/// points the relay host at a new sink, starts the daemon again and waits
+/// until `n` messages arrived there; returns the sink.
+fn restart_with_sink(sb: &Sandbox, io: &str, dead: u16, n: u64) -> sink::SinkHandle {
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let cfg = fs::read_to_string(&sb.config).expect("config");
+    fs::write(
+        &sb.config,
+        cfg.replace(
+            &format!("]:{dead}"),
+            &format!("]:{}", sink.local_addr.port()),
+        ),
+    )
+    .expect("config");
+    let mut d = sb.start_daemon_nth(io, 1);
+    let stats = sink.counters();
+    d.wait_until(&format!("{n} messages delivered after the restart"), || {
+        stats.snapshot().messages >= n
+    });
+    d.stop();
+    sink
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
@@ -76,22 +99,7 @@ fn committed_through_the_daemon(io: &str) {
         count_lines(&log, &["ringmail/pickup[", &uid]) == 16
     });
     d.kill9();
-    let sink = sink::start(SinkConfig::default()).expect("sink");
-    let cfg = fs::read_to_string(&sb.config).expect("config");
-    fs::write(
-        &sb.config,
-        cfg.replace(
-            &format!("]:{dead}"),
-            &format!("]:{}", sink.local_addr.port()),
-        ),
-    )
-    .expect("config");
-    let mut d = sb.start_daemon_nth(io, 1);
-    let stats = sink.counters();
-    d.wait_until("16 messages delivered after the restart", || {
-        stats.snapshot().messages >= 16
-    });
-    d.stop();
+    let sink = restart_with_sink(&sb, io, dead, 16);
     let counts = sink.message_id_counts();
     for i in 0..16 {
         assert_eq!(
@@ -174,22 +182,7 @@ fn lean_binary(io: &str) {
     let bad = lean_sendmail(&sb, &["-X"], b"");
     assert_eq!(bad.status.code(), Some(64), "{bad:?}");
     d.kill9();
-    let sink = sink::start(SinkConfig::default()).expect("sink");
-    let cfg = fs::read_to_string(&sb.config).expect("config");
-    fs::write(
-        &sb.config,
-        cfg.replace(
-            &format!("]:{dead}"),
-            &format!("]:{}", sink.local_addr.port()),
-        ),
-    )
-    .expect("config");
-    let mut d = sb.start_daemon_nth(io, 1);
-    let stats = sink.counters();
-    d.wait_until("4 messages delivered after the restart", || {
-        stats.snapshot().messages >= 4
-    });
-    d.stop();
+    let _sink = restart_with_sink(&sb, io, dead, 4);
     let out = lean_sendmail(&sb, &["-t"], &message(9));
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(count_in(&sb.maildrop()), 1, "fell back to maildrop/");
