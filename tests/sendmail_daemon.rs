@@ -179,6 +179,16 @@ fn lean_binary(io: &str) {
     for i in 0..4 {
         assert!(listed.contains(&format!("r{i}@example.net")), "{listed}");
     }
+    // Linked as `mailq`, it lists the queue (through the full binary,
+    // started as `mailq`).
+    let links = tempfile::tempdir().expect("dir");
+    let mailq = links.path().join("mailq");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ringmail-sendmail"), &mailq).expect("symlink");
+    let mut c = std::process::Command::new(&mailq);
+    c.env_remove("RINGMAIL_CONFIG").arg("-C").arg(&sb.config);
+    let listed = run_with_stdin(c, b"");
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert!(listed.contains("in 4 Requests."), "mailq: {listed}");
     let bad = lean_sendmail(&sb, &["-X"], b"");
     assert_eq!(bad.status.code(), Some(64), "{bad:?}");
     d.kill9();

@@ -8,64 +8,47 @@
 //!
 //! It queues a message itself (the default mode, `-bm`, `-t`, `-i`, ...);
 //! every other mode (`-bp`, `-q`, `-bs`, `-bv`, ...) is handed to the full
-//! `ringmail` binary found beside it, invoked as `sendmail`, so both
-//! behave identically.
+//! `ringmail` binary found beside it, started under the same name
+//! (`sendmail`, or `mailq` and `newaliases` when linked as those), so both
+//! behave identically. The steps both share are `inject::sendmail_cmd`.
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
-use ringmail::config::Config;
-use ringmail::inject::sendmail::submit;
-use ringmail::inject::sendmail_args::{parse_sendmail_args, usage_text, SendmailMode};
+use ringmail::inject::sendmail_args::SendmailMode;
+use ringmail::inject::sendmail_cmd;
 
 fn main() -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     let rest = args.split_off(1.min(args.len()));
-    let parsed = match parse_sendmail_args("sendmail", rest.clone()) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("sendmail: fatal: {e}\n{}", usage_text());
-            return ExitCode::from(e.exit_code());
-        }
+    // The name it was started under picks the default mode, as for the
+    // full binary (`mailq` lists the queue).
+    let program = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| n == "mailq" || n == "newaliases")
+        .unwrap_or_else(|| "sendmail".to_string());
+    let (parsed, config) = match sendmail_cmd::start(&program, rest.clone()) {
+        Ok(started) => started,
+        Err(code) => return ExitCode::from(code),
     };
     if parsed.mode != SendmailMode::Deliver {
-        return hand_to_ringmail(rest);
+        return hand_to_ringmail(&program, rest);
     }
-    let config = match Config::load(parsed.config.as_deref()) {
-        Ok(l) => l.config,
-        Err(e) => {
-            eprintln!("sendmail: fatal: {e}");
-            return ExitCode::from(78); // EX_CONFIG
-        }
-    };
-    if parsed.verbose > 0 && !parsed.ignored.is_empty() {
-        eprintln!("sendmail: ignoring options: {}", parsed.ignored.join(" "));
-    }
-    let stdin = std::io::stdin();
-    match submit(&parsed, &config, &mut stdin.lock()) {
-        Ok(name) => {
-            if parsed.verbose > 0 {
-                eprintln!("sendmail: queued as {name}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("sendmail: fatal: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    ExitCode::from(sendmail_cmd::deliver(&parsed, &config))
 }
 
-/// Runs the full `ringmail` binary beside this one as `sendmail` with the
-/// same arguments (it replaces this process).
-fn hand_to_ringmail(args: Vec<OsString>) -> ExitCode {
+/// Runs the full `ringmail` binary beside this one under the name
+/// `program` with the same arguments (it replaces this process).
+fn hand_to_ringmail(program: &str, args: Vec<OsString>) -> ExitCode {
     let full = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("ringmail")))
         .unwrap_or_else(|| PathBuf::from("ringmail"));
-    let e = Command::new(&full).arg0("sendmail").args(args).exec();
+    let e = Command::new(&full).arg0(program).args(args).exec();
     eprintln!(
         "sendmail: fatal: this mode needs the ringmail binary at {}: {e}",
         full.display()

@@ -6,45 +6,18 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use ringmail::config::Config;
-use ringmail::inject::sendmail::submit;
-use ringmail::inject::sendmail_args::{parse_sendmail_args, usage_text, SendmailMode};
+use ringmail::inject::sendmail_args::SendmailMode;
+use ringmail::inject::sendmail_cmd;
 use ringmail::inject::smtp_stdin::{serve, Ended};
 
 /// Runs sendmail mode; `program` is the name it was invoked as.
 pub fn run(program: &str, args: Vec<OsString>) -> ExitCode {
-    let args = match parse_sendmail_args(program, args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("sendmail: fatal: {e}\n{}", usage_text());
-            return ExitCode::from(e.exit_code());
-        }
+    let (args, loaded) = match sendmail_cmd::start(program, args) {
+        Ok(started) => started,
+        Err(code) => return ExitCode::from(code),
     };
-    let loaded = match Config::load(args.config.as_deref()) {
-        Ok(l) => l.config,
-        Err(e) => {
-            eprintln!("sendmail: fatal: {e}");
-            return ExitCode::from(78); // EX_CONFIG
-        }
-    };
-    if args.verbose > 0 && !args.ignored.is_empty() {
-        eprintln!("sendmail: ignoring options: {}", args.ignored.join(" "));
-    }
     match args.mode {
-        SendmailMode::Deliver => {
-            let stdin = std::io::stdin();
-            match submit(&args, &loaded, &mut stdin.lock()) {
-                Ok(name) => {
-                    if args.verbose > 0 {
-                        eprintln!("sendmail: queued as {name}");
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("sendmail: fatal: {e}");
-                    ExitCode::from(e.exit_code())
-                }
-            }
-        }
+        SendmailMode::Deliver => ExitCode::from(sendmail_cmd::deliver(&args, &loaded)),
         SendmailMode::ListQueue => match super::mailq::print(&loaded, false) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -10,6 +10,7 @@ pub mod quarantine;
 pub mod release;
 pub mod sendmail;
 pub mod sendmail_args;
+pub mod sendmail_cmd;
 pub mod smtp_stdin;
 pub mod smtpd;
 pub mod submit;
