@@ -49,6 +49,8 @@ mod plan;
 mod results;
 mod retry;
 mod reuse;
+#[cfg(test)]
+mod reuse_tests;
 mod shaping;
 mod site_retry;
 #[cfg(test)]

@@ -58,6 +58,17 @@ impl State {
         }
     }
 
+    /// Forgets waiting destinations that no longer exist (evicted), so the
+    /// waiting lists follow the destinations there are.
+    pub(super) fn prune_waiting(&mut self) {
+        let dests = &self.dests;
+        self.waiting.retain(|_, queue| {
+            queue.retain(|hop| dests.contains_key(hop));
+            !queue.is_empty()
+        });
+        self.waiting_set.retain(|hop| dests.contains_key(hop));
+    }
+
     /// The next destination of pool `key` still waiting for a connection
     /// (jobs queued, not dead, below its window).
     fn next_waiting(&mut self, key: &PoolKey) -> Option<DestKey> {

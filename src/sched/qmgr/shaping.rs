@@ -335,6 +335,7 @@ pub(super) fn evict_idle(st: &mut State, idle: Duration) -> usize {
             && now.saturating_duration_since(d.last_used) >= idle)
     });
     st.forget_dead_sites(false);
+    st.prune_waiting();
     if let Some(shaper) = &st.cfg.shaper {
         let unix = chrono::Utc::now().timestamp();
         shaper.evict_idle(now, unix, idle);

@@ -27,7 +27,7 @@ max_retry = "45s"
 
 /// A queue manager with shaping (the rules above over the shipped ones);
 /// the configuration's backoff is 300 s .. 4000 s.
-fn qmgr_with_rules() -> (tempfile::TempDir, Qmgr, Arc<Shaper>) {
+pub(super) fn qmgr_with_rules() -> (tempfile::TempDir, Qmgr, Arc<Shaper>) {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(dir.path(), 0, 1, 1 << 20).unwrap();
     let config = Config::parse(
@@ -64,7 +64,7 @@ fn qmgr_with_rules() -> (tempfile::TempDir, Qmgr, Arc<Shaper>) {
 
 /// Adds destination `domain` whose MX host is `mx` (its site named by
 /// the shaper, as `resolve_site` does).
-fn add_dest(qmgr: &Qmgr, shaper: &Shaper, domain: &str, mx: &str) -> DestKey {
+pub(super) fn add_dest(qmgr: &Qmgr, shaper: &Shaper, domain: &str, mx: &str) -> DestKey {
     let hop = DestKey {
         hop: Nexthop {
             host: domain.to_string(),
