@@ -149,3 +149,45 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    /// Connects, and reads the one-line answer.
+    fn ask(path: &Path) -> String {
+        let mut conn = UnixStream::connect(path).unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    #[test]
+    fn one_connection_after_another_is_served_by_the_same_kept_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.sock");
+        let server = UnixServer::start(
+            &path,
+            ServerSpec {
+                mode: 0o600,
+                name: "test",
+                max_connections: 4,
+                busy: b"BUSY\n",
+            },
+            Arc::new(|_conn: &mut UnixStream| format!("{:?}\n", std::thread::current().id())),
+        )
+        .unwrap();
+        let first = ask(&path);
+        assert!(first.starts_with("ThreadId("), "{first}");
+        for _ in 0..3 {
+            // The thread answers, then waits for the next connection; give
+            // it the moment between its write and its wait.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            assert_eq!(ask(&path), first, "the same connection thread");
+        }
+        server.stop();
+        assert!(!path.exists(), "the socket is removed at stop");
+    }
+}

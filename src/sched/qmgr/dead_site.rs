@@ -62,6 +62,10 @@ impl State {
     /// Marks `hop` dead when its site and hosts are: true when it is now
     /// (it was not before).
     pub(super) fn inherit_site_death(&mut self, hop: &DestKey) -> bool {
+        if self.dead_sites.is_empty() {
+            // The common case, on every plan and kick: nothing to look up.
+            return false;
+        }
         let Some(key) = self.dead_key(hop) else {
             return false;
         };

@@ -90,11 +90,15 @@ impl State {
         }
     }
 
-    /// Idle connections `hop` opened itself.
-    pub(super) fn own_idle(&self, hop: &DestKey) -> usize {
+    /// Idle connections a worker for `hop` might take: how many `hop`
+    /// opened itself, and whether other destinations of its site left any.
+    pub(super) fn idle_counts(&self, hop: &DestKey) -> (usize, bool) {
         self.idle
             .get(&self.pool_key(hop))
-            .map_or(0, |pool| pool.iter().filter(|c| c.from == *hop).count())
+            .map_or((0, false), |pool| {
+                let own = pool.iter().filter(|c| c.from == *hop).count();
+                (own, pool.len() > own)
+            })
     }
 
     /// The pool `hop`'s connections wait in.
@@ -103,12 +107,6 @@ impl State {
             Some(site) => PoolKey::Site(site, hop.source.clone()),
             None => PoolKey::Hop(hop.clone()),
         }
-    }
-
-    /// Idle connections a worker for `hop` might take (its own and its
-    /// site's).
-    pub(super) fn idle_for(&self, hop: &DestKey) -> usize {
-        self.idle.get(&self.pool_key(hop)).map_or(0, Vec::len)
     }
 }
 

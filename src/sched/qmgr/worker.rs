@@ -41,14 +41,13 @@ impl Qmgr {
             }
             // Room for one more worker: with a cached connection, or a new
             // connection slot.
-            let room = {
+            let (room, foreign) = {
                 let mut st = self.state.borrow_mut();
                 let limit = limits
                     .as_ref()
                     .map_or(st.cfg.concurrency_limit, |l| l.max_connections());
                 let stopping = st.stopping;
-                let own = st.own_idle(hop);
-                let foreign = st.idle_for(hop) > own;
+                let (own, foreign) = st.idle_counts(hop);
                 let Some(d) = st.dests.get_mut(hop) else {
                     return;
                 };
@@ -59,7 +58,6 @@ impl Qmgr {
                 d.active += 1;
                 (own >= d.active, foreign)
             };
-            let (room, foreign) = room;
             if !room && foreign {
                 // A connection another domain of the site opened is idle:
                 // take it over if it suits, else open one.
