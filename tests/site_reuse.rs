@@ -235,3 +235,51 @@ fn a_dead_site_defers_its_other_domains_behind_the_same_hosts() {
     d.stop();
     drop(held);
 }
+
+/// Mail arriving a message at a time from concurrent submitters (as from
+/// eight `sendmail` processes) to one destination over two shards: a job
+/// goes to a worker lingering on its open connection, not to a new worker
+/// with a new connection, and a shard's own refused slot does not make it
+/// close its idle connections. Before, one connection was opened per two
+/// or three messages.
+#[test]
+fn concurrent_submissions_to_one_destination_reuse_connections() {
+    let sink = sink::start(SinkConfig::default()).expect("sink");
+    let sb = Sandbox::with(Settings {
+        shards: 2,
+        extra: format!(
+            "relayhost = \"[127.0.0.1]:{}\"\nsmtp_connection_cache_time_limit = 30\n",
+            sink.local_addr.port()
+        ),
+        ..Settings::default()
+    });
+    let mut d = sb.start_daemon("uring");
+    const SUBMITTERS: usize = 8;
+    const EACH: usize = 30;
+    std::thread::scope(|s| {
+        for t in 0..SUBMITTERS {
+            let sb = &sb;
+            s.spawn(move || {
+                for i in 0..EACH {
+                    let n = t * EACH + i;
+                    let msg = format!("To: r{n}@example.net\nSubject: {n}\n\nbody {n}\n");
+                    sb.sendmail_ok(&["-t", "-i"], msg.as_bytes());
+                }
+            });
+        }
+    });
+    let n = SUBMITTERS * EACH;
+    wait_until("every message delivered", Duration::from_secs(60), || {
+        sink.stats().messages >= n as u64
+    });
+    let stats = sink.stats();
+    assert!(
+        stats.connections <= 20,
+        "{} connections for {n} messages from {SUBMITTERS} submitters (at most {} at \
+         once): more than the destination's limit of 20, so connections were closed and \
+         opened again",
+        stats.connections,
+        stats.max_concurrent_connections
+    );
+    d.stop();
+}

@@ -337,9 +337,12 @@ pub(super) fn run_once(args: &BenchArgs) -> anyhow::Result<Report> {
     )?;
     let exe = std::env::current_exe().context("locating the ringmail binary")?;
     let log = std::fs::File::create(dir.path().join("daemon.log"))?;
-    let mut daemon = Command::new(&exe)
-        .args(["serve", "--config"])
-        .arg(&config)
+    let mut serve = Command::new(&exe);
+    serve.args(["serve", "--config"]).arg(&config);
+    if args.daemon_verbose {
+        serve.arg("--verbose");
+    }
+    let mut daemon = serve
         .env_remove("RINGMAIL_IO")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -278,6 +278,7 @@ pub fn serve(
             stop: Arc::clone(&shard_stop),
             ready: ready_tx.clone(),
             qmgr: QmgrConfig {
+                shard: index,
                 campaigns: Some(crate::sched::campaigns::CampaignSettings {
                     shard: index,
                     ..campaign_settings.clone()

@@ -270,15 +270,18 @@ impl Shaper {
         b.take(rate, now)
     }
 
-    /// A connection slot on `site` from `source` if fewer than `limit`
-    /// (the effective `max_connections`) are open over all shards.
+    /// A connection slot on `site` from `source` for `shard` if fewer
+    /// than `limit` (the effective `max_connections`) are open over all
+    /// shards.
     pub fn acquire_connection(
         &self,
         site: &SiteKey,
         source: Option<&str>,
         limit: u32,
+        shard: usize,
     ) -> Option<SiteSlot> {
-        self.slots.try_acquire(&Shaper::path(site, source), limit)
+        self.slots
+            .try_acquire(&Shaper::path(site, source), limit, shard)
     }
 
     /// The warm-up verdict for one more message from `source` to `site`

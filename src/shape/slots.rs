@@ -18,8 +18,9 @@ const WANTED_FOR: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 struct PathSlots {
     open: u32,
-    /// When a slot was last refused (another shard wants one).
-    refused_at: Option<Instant>,
+    /// The shards refused a slot, each with when it last was (one entry
+    /// per shard at most).
+    refused: Vec<(usize, Instant)>,
 }
 
 /// Open connection counts.
@@ -39,17 +40,26 @@ impl SiteSlots {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One more connection on `path` if fewer than `limit` are open; the
-    /// slot is freed when the returned guard drops. A refusal is
-    /// remembered for a second: see [`SiteSlot::is_wanted`].
-    pub fn try_acquire(self: &Arc<Self>, path: &PathName, limit: u32) -> Option<SiteSlot> {
+    /// One more connection on `path` for `shard` if fewer than `limit`
+    /// are open; the slot is freed when the returned guard drops. A
+    /// refusal is remembered for a second: see [`SiteSlot::is_wanted`].
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        path: &PathName,
+        limit: u32,
+        shard: usize,
+    ) -> Option<SiteSlot> {
         let mut open = self.lock();
         let n = open.entry(path.clone()).or_default();
         if n.open >= limit {
             if n.open == 0 {
                 open.remove(path);
             } else {
-                n.refused_at = Some(Instant::now());
+                let now = Instant::now();
+                match n.refused.iter_mut().find(|(s, _)| *s == shard) {
+                    Some((_, at)) => *at = now,
+                    None => n.refused.push((shard, now)),
+                }
             }
             return None;
         }
@@ -57,6 +67,7 @@ impl SiteSlots {
         Some(SiteSlot {
             slots: Arc::clone(self),
             path: path.clone(),
+            shard,
         })
     }
 
@@ -89,18 +100,22 @@ impl SiteSlots {
 pub struct SiteSlot {
     slots: Arc<SiteSlots>,
     path: PathName,
+    /// The shard holding it.
+    shard: usize,
 }
 
 impl SiteSlot {
-    /// True when a slot of this path was refused within the last second:
-    /// a connection about to idle should close and leave its slot to
-    /// whoever was refused (another shard with mail waiting).
+    /// True when another shard was refused a slot of this path within the
+    /// last second: a connection about to idle should close and leave its
+    /// slot to that shard, which has mail waiting. A refusal of the
+    /// holder's own shard does not count: its own workers take its jobs
+    /// over the connections it has.
     pub fn is_wanted(&self) -> bool {
-        self.slots
-            .lock()
-            .get(&self.path)
-            .and_then(|n| n.refused_at)
-            .is_some_and(|at| at.elapsed() < WANTED_FOR)
+        self.slots.lock().get(&self.path).is_some_and(|n| {
+            n.refused
+                .iter()
+                .any(|&(s, at)| s != self.shard && at.elapsed() < WANTED_FOR)
+        })
     }
 }
 
@@ -128,9 +143,9 @@ mod tests {
             site: SiteKey::new("google"),
             source: None,
         };
-        let a = slots.try_acquire(&p, 2).unwrap();
-        let b = slots.try_acquire(&p, 2).unwrap();
-        assert!(slots.try_acquire(&p, 2).is_none());
+        let a = slots.try_acquire(&p, 2, 0).unwrap();
+        let b = slots.try_acquire(&p, 2, 1).unwrap();
+        assert!(slots.try_acquire(&p, 2, 0).is_none());
         assert_eq!(slots.open(&p), 2);
         drop(a);
         drop(b);
@@ -139,8 +154,8 @@ mod tests {
             site: SiteKey::new("google"),
             source: Some("ip-a".into()),
         };
-        let _c = slots.try_acquire(&other, 1).unwrap();
-        assert!(slots.try_acquire(&p, 1).is_some(), "counted per source");
+        let _c = slots.try_acquire(&other, 1, 0).unwrap();
+        assert!(slots.try_acquire(&p, 1, 0).is_some(), "counted per source");
     }
 
     #[test]
@@ -150,13 +165,18 @@ mod tests {
             site: SiteKey::new("google"),
             source: None,
         };
-        let a = slots.try_acquire(&p, 1).unwrap();
+        let a = slots.try_acquire(&p, 1, 0).unwrap();
         assert!(!a.is_wanted(), "nobody was refused");
-        assert!(slots.try_acquire(&p, 1).is_none());
-        assert!(a.is_wanted(), "a refusal marks the path");
+        assert!(slots.try_acquire(&p, 1, 0).is_none());
+        assert!(
+            !a.is_wanted(),
+            "the holder's own shard was refused: its workers use what it has"
+        );
+        assert!(slots.try_acquire(&p, 1, 1).is_none());
+        assert!(a.is_wanted(), "another shard's refusal marks the path");
         drop(a);
         assert!(slots.is_empty());
-        let b = slots.try_acquire(&p, 1).unwrap();
+        let b = slots.try_acquire(&p, 1, 0).unwrap();
         assert!(!b.is_wanted(), "the mark goes with the last connection");
     }
 }

@@ -386,7 +386,7 @@ fn site_states_show_cuts_suspensions_and_open_connections() {
     );
     assert!(!shaper.on_reply(&google, None, &reply, t0).is_empty());
     let other = SiteKey::new("mx.other.example");
-    let slot = shaper.acquire_connection(&other, None, 3);
+    let slot = shaper.acquire_connection(&other, None, 3, 0);
     assert!(slot.is_some());
     shaper.set_suspended(&other, Some(t0 + Duration::from_secs(600)), t0);
     let states = shaper.site_states(t0);

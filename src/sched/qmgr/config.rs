@@ -11,6 +11,9 @@ use crate::deliver::DeliveryConfig;
 /// Scheduling settings of one shard.
 #[derive(Clone, Debug)]
 pub struct QmgrConfig {
+    /// This shard's index (connection slots remember which shard was
+    /// refused one).
+    pub shard: usize,
     /// The per-destination concurrency limit over all shards (enforced
     /// through shared [`DestinationSlots`]).
     pub concurrency_limit: usize,
@@ -50,6 +53,7 @@ impl QmgrConfig {
     pub fn from_config(c: &Config, shards: usize, delivery: DeliveryConfig) -> QmgrConfig {
         let share = |n: usize| n.div_ceil(shards.max(1)).max(1);
         QmgrConfig {
+            shard: 0,
             concurrency_limit: share(c.default_destination_concurrency_limit),
             initial_concurrency: share(c.initial_destination_concurrency)
                 .min(share(c.default_destination_concurrency_limit)),

@@ -143,9 +143,13 @@ const LINGER: Duration = Duration::from_millis(50);
 /// Per next-hop state.
 struct Dest {
     jobs: VecDeque<Job>,
-    /// Woken when jobs are added, for lingering workers.
+    /// Woken (once per job) when jobs are added, for lingering workers.
     ready: Rc<Notify>,
     active: usize,
+    /// Workers of `active` without a job: just started, or lingering for
+    /// the next one. A new job goes to one of them before `kick` starts
+    /// another worker (and opens another connection) for it.
+    job_waits: Rc<std::cell::Cell<usize>>,
     window: f64,
     /// Slow start's first phase: the window grows by one per successful
     /// transaction (doubling every round) until the destination first

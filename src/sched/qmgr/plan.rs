@@ -122,6 +122,7 @@ impl State {
                 jobs: VecDeque::new(),
                 ready: Rc::new(Notify::new()),
                 active: 0,
+                job_waits: Rc::default(),
                 window: cfg.initial_concurrency as f64,
                 ramping: true,
                 dead_until: None,
@@ -174,8 +175,9 @@ impl State {
                     rcpts: chunk.to_vec(),
                 });
                 jobs_out += 1;
+                // One lingering worker per job: the others keep waiting.
+                d.ready.notify_one();
             }
-            d.ready.notify_waiters();
             kicks.push(hop);
         }
         if let Some(m) = self.msgs.get_mut(&id) {

@@ -47,6 +47,12 @@ pub(super) struct IdleConn {
     sasl: bool,
 }
 
+/// True when a destination waiting for a connection still needs one: jobs
+/// queued, not dead, below its window.
+fn wants_connection(d: &super::Dest) -> bool {
+    !d.jobs.is_empty() && d.dead_until.is_none() && (d.active as f64) < d.window.floor().max(1.0)
+}
+
 impl State {
     /// Remembers that `hop` has mail but was refused a connection slot:
     /// the next connection of its pool to come free on this shard is
@@ -79,12 +85,7 @@ impl State {
                 return None;
             };
             self.waiting_set.remove(&hop);
-            let wants = self.dests.get(&hop).is_some_and(|d| {
-                !d.jobs.is_empty()
-                    && d.dead_until.is_none()
-                    && (d.active as f64) < d.window.floor().max(1.0)
-            });
-            if wants {
+            if self.dests.get(&hop).is_some_and(wants_connection) {
                 return Some(hop);
             }
         }
@@ -112,19 +113,30 @@ impl State {
 
 impl Qmgr {
     /// Closes the idle connections that idled too long (every one with
-    /// `all`) with QUIT. Each QUIT runs as a task of its own: the timer
-    /// that calls this must not wait for a slow server's `221` (up to 5 s
-    /// per connection) while retries fall due. With `all` (stopping) it
-    /// waits until every one is closed.
+    /// `all`) with QUIT, and those whose slot is wanted: by another shard
+    /// (refused a slot of their site), or by a destination of their pool
+    /// on this shard that waits for a slot and could not take them (other
+    /// MX hosts, a stricter TLS level). Each QUIT runs as a task of its
+    /// own: the timer that calls this must not wait for a slow server's
+    /// `221` (up to 5 s per connection) while retries fall due. With `all`
+    /// (stopping) it waits until every one is closed.
     pub async fn close_idle(&self, all: bool) {
         let now = Instant::now();
         let mut closing = Vec::new();
         {
             let mut st = self.state.borrow_mut();
+            let st = &mut *st;
             let limit = st.cfg.delivery.idle_time_limit;
-            for pool in st.idle.values_mut() {
+            for (key, pool) in st.idle.iter_mut() {
+                let waiting: Vec<&DestKey> = st.waiting.get(key).map_or(Vec::new(), |q| {
+                    q.iter()
+                        .filter(|h| st.dests.get(*h).is_some_and(wants_connection))
+                        .collect()
+                });
                 let (old, keep): (Vec<_>, Vec<_>) = pool.drain(..).partition(|c| {
-                    all || now.duration_since(c.since) >= limit || c.slot.is_wanted()
+                    all || now.duration_since(c.since) >= limit
+                        || c.slot.is_wanted()
+                        || waiting.iter().any(|w| **w != c.from)
                 });
                 *pool = keep;
                 closing.extend(old.into_iter().map(|c| (c.session, c.slot)));
@@ -282,9 +294,9 @@ impl Qmgr {
                 session.peer()
             );
             let me = self.clone();
-            tokio::task::spawn_local(
-                async move { me.worker(next, None, Some((session, slot))).await },
-            );
+            tokio::task::spawn_local(async move {
+                me.worker(next, None, Some((session, slot)), None).await
+            });
             break;
         }
         let mut st = self.state.borrow_mut();
@@ -299,7 +311,12 @@ impl Qmgr {
     /// new connection slot under `limits`; with neither, `hop` waits for a
     /// slot. The caller counted the worker in `active` already; this gives
     /// it back when it starts none.
-    pub(super) fn adopt_idle(&self, hop: &DestKey, limits: Option<std::rc::Rc<SiteLimits>>) {
+    pub(super) fn adopt_idle(
+        &self,
+        hop: &DestKey,
+        limits: Option<std::rc::Rc<SiteLimits>>,
+        wait: super::worker::JobWait,
+    ) {
         let me = self.clone();
         let hop = hop.clone();
         tokio::task::spawn_local(async move {
@@ -319,10 +336,10 @@ impl Qmgr {
                 }
             }
             if let Some(conn) = conn {
-                return me.worker(hop, None, Some(conn)).await;
+                return me.worker(hop, None, Some(conn), Some(wait)).await;
             }
             match me.acquire_slot(&hop, limits.as_ref()) {
-                Some(slot) => me.worker(hop, Some(slot), None).await,
+                Some(slot) => me.worker(hop, Some(slot), None, Some(wait)).await,
                 None => {
                     let mut st = me.state.borrow_mut();
                     if let Some(d) = st.dests.get_mut(&hop) {

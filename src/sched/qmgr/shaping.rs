@@ -125,7 +125,12 @@ impl Qmgr {
         let st = self.state.borrow();
         match (st.cfg.shaper.as_ref(), limits) {
             (Some(shaper), Some(l)) => shaper
-                .acquire_connection(&l.site, hop.source.as_deref(), l.max_connections() as u32)
+                .acquire_connection(
+                    &l.site,
+                    hop.source.as_deref(),
+                    l.max_connections() as u32,
+                    st.cfg.shard,
+                )
                 .map(SlotKind::Site),
             _ => st
                 .slots

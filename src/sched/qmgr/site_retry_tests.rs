@@ -81,6 +81,7 @@ pub(super) fn add_dest(qmgr: &Qmgr, shaper: &Shaper, domain: &str, mx: &str) -> 
             jobs: VecDeque::new(),
             ready: Rc::new(Notify::new()),
             active: 0,
+            job_waits: Rc::default(),
             window: 1.0,
             dead_until: None,
             policy,

@@ -2,6 +2,7 @@
 //! with its connection (take jobs, wait for rate tokens, open or reuse a
 //! connection, send a chain of transactions over it).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +42,7 @@ impl Qmgr {
             }
             // Room for one more worker: with a cached connection, or a new
             // connection slot.
-            let (room, foreign) = {
+            let (room, foreign, wait) = {
                 let mut st = self.state.borrow_mut();
                 let limit = limits
                     .as_ref()
@@ -52,16 +53,22 @@ impl Qmgr {
                     return;
                 };
                 let cap = (d.window.floor() as usize).clamp(1, limit);
-                if stopping || d.jobs.is_empty() || d.active >= cap || d.dead_until.is_some() {
+                if stopping
+                    || d.jobs.len() <= d.job_waits.get()
+                    || d.active >= cap
+                    || d.dead_until.is_some()
+                {
+                    // No job, or a worker without one (lingering on its
+                    // connection, or just started) for each job.
                     return;
                 }
                 d.active += 1;
-                (own >= d.active, foreign)
+                (own >= d.active, foreign, JobWait::counted(&d.job_waits))
             };
             if !room && foreign {
                 // A connection another domain of the site opened is idle:
                 // take it over if it suits, else open one.
-                self.adopt_idle(hop, limits);
+                self.adopt_idle(hop, limits, wait);
                 return;
             }
             let start = if room {
@@ -88,27 +95,39 @@ impl Qmgr {
             let Some(guard) = start else { return };
             let me = self.clone();
             let hop = hop.clone();
-            tokio::task::spawn_local(async move { me.worker(hop, guard, None).await });
+            tokio::task::spawn_local(async move { me.worker(hop, guard, None, Some(wait)).await });
         }
     }
 
     /// One connection's worth of work for `hop`: takes jobs until none is
     /// left, reusing the connection. `spare` is a connection slot taken for
     /// it by [`Qmgr::kick`] (none when a cached connection was there);
-    /// `first` an open connection handed to it (`reuse.rs`).
+    /// `first` an open connection handed to it (`reuse.rs`); `wait` its
+    /// count among the destination's workers without a job, when the
+    /// starter counted it there.
     pub(super) async fn worker(
         self,
         hop: DestKey,
         mut spare: Option<ConnSlot>,
         first: Option<(Session, ConnSlot)>,
+        wait: Option<JobWait>,
     ) {
         let cfg = self.state.borrow().cfg.clone();
+        let mut wait = match wait {
+            Some(w) => w,
+            None => {
+                let st = self.state.borrow();
+                JobWait::uncounted(st.dests.get(&hop).map(|d| &d.job_waits))
+            }
+        };
         let mut session: Option<(Session, ConnSlot)> = first;
         // A job to send again on a new connection because the reused one
         // turned out to be closing (421 at MAIL FROM): not the message's fault.
         let mut retry_fresh: Option<Job> = None;
         loop {
-            let mut lingered = false;
+            // With an open connection, wait up to LINGER for the next job
+            // (woken once per job added) before parking it.
+            let mut linger_until: Option<tokio::time::Instant> = None;
             let job = loop {
                 if let Some(job) = retry_fresh.take() {
                     break Some(job);
@@ -123,12 +142,18 @@ impl Qmgr {
                         None => break None,
                     }
                 };
-                if job.is_some() || lingered || session.is_none() {
+                if job.is_some() || session.is_none() {
                     break job;
                 }
-                lingered = true;
-                let _ = tokio::time::timeout(LINGER, ready.notified()).await;
+                let until =
+                    *linger_until.get_or_insert_with(|| tokio::time::Instant::now() + LINGER);
+                if tokio::time::Instant::now() >= until {
+                    break None;
+                }
+                wait.set(true);
+                let _ = tokio::time::timeout_at(until, ready.notified()).await;
             };
+            wait.set(false);
             let Some(job) = job else { break };
             if self.warmup_wait(&hop).is_some() {
                 if let Some(d) = self.state.borrow_mut().dests.get_mut(&hop) {
@@ -364,5 +389,50 @@ impl Qmgr {
         let me = self.clone();
         let hop = hop.clone();
         tokio::task::spawn_local(async move { me.kick(&hop) });
+    }
+}
+
+/// A worker counted among its destination's workers without a job
+/// (`Dest::job_waits`): while counted, a job added for the destination is
+/// left to it rather than to a new worker. Uncounted when dropped.
+pub(super) struct JobWait {
+    count: Rc<Cell<usize>>,
+    counted: bool,
+}
+
+impl JobWait {
+    /// A worker about to start, counted at once (so the starter does not
+    /// start another one for the same job).
+    pub(super) fn counted(count: &Rc<Cell<usize>>) -> JobWait {
+        count.set(count.get() + 1);
+        JobWait {
+            count: Rc::clone(count),
+            counted: true,
+        }
+    }
+
+    /// A worker that starts with a job (or with a destination gone: a
+    /// count of its own).
+    fn uncounted(count: Option<&Rc<Cell<usize>>>) -> JobWait {
+        JobWait {
+            count: count.cloned().unwrap_or_default(),
+            counted: false,
+        }
+    }
+
+    /// Counts the worker as waiting for a job, or not.
+    fn set(&mut self, waiting: bool) {
+        if waiting != self.counted {
+            let n = self.count.get();
+            self.count
+                .set(if waiting { n + 1 } else { n.saturating_sub(1) });
+            self.counted = waiting;
+        }
+    }
+}
+
+impl Drop for JobWait {
+    fn drop(&mut self) {
+        self.set(false);
     }
 }
