@@ -181,11 +181,7 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                 ctx.ring.wake_one();
             }
             let began = Instant::now();
-            // What arrives meanwhile waits for this shard's next commit
-            // rather than waking another shard for a commit of its own.
-            let committing = ctx.ring.committing();
             let committed = commit(&store, &qmgr, backend).await;
-            drop(committing);
             last_commit = Instant::now();
             if let Some(m) = &ctx.qmgr.metrics {
                 m.commit_seconds
