@@ -281,5 +281,25 @@ fn concurrent_submissions_to_one_destination_reuse_connections() {
         stats.connections,
         stats.max_concurrent_connections
     );
+    // Postfix's `conn_use=N` from a connection's second transaction on:
+    // the lines without it are the connections' first transactions.
+    wait_until("every delivery logged", Duration::from_secs(30), || {
+        count_lines(&d.log(), &["status=sent"]) >= n
+    });
+    let log = d.log();
+    let reused = count_lines(&log, &["status=sent", ", conn_use="]);
+    assert_eq!(
+        (n - reused) as u64,
+        stats.connections,
+        "one delivery line without conn_use= per connection"
+    );
+    let relay = format!(
+        "relay=127.0.0.1[127.0.0.1]:{}, conn_use=2, delay=",
+        sink.local_addr.port()
+    );
+    assert!(
+        count_lines(&log, &[&relay]) >= 1,
+        "conn_use= comes after relay=, as Postfix writes it"
+    );
     d.stop();
 }

@@ -164,6 +164,7 @@ impl Qmgr {
                 started: now_micros(),
                 setup: Duration::ZERO,
                 xfer: Duration::ZERO,
+                conn_use: 0,
             };
             let mut st = self.state.borrow_mut();
             let cfg = st.cfg.clone();

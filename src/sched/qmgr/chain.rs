@@ -22,6 +22,8 @@ pub(super) struct Sent {
     pub(super) at: Instant,
     /// The chain's first job (a stale reused connection retries it at once).
     pub(super) first: bool,
+    /// Which use of the connection its transaction is (1: the first).
+    pub(super) conn_use: u32,
     /// Its recipients in their site's in-flight gauge until it is done.
     pub(super) _in_flight: Option<crate::obs::metrics::InFlight>,
 }
@@ -39,12 +41,14 @@ pub(super) struct Relay {
 }
 
 impl Qmgr {
-    /// The next job for `hop` to chain onto a busy connection: none while
-    /// stopping, or when the rate limit has no token right now.
+    /// The next job for `hop` to chain onto a busy connection, as the
+    /// connection's `conn_use`-th transaction: none while stopping, or
+    /// when the rate limit has no token right now.
     pub(super) fn next_chained(
         &self,
         hop: &DestKey,
         policy: Option<&HopPolicy>,
+        conn_use: u32,
     ) -> Option<(Sent, Outgoing)> {
         let mut st = self.state.borrow_mut();
         if st.stopping {
@@ -78,6 +82,7 @@ impl Qmgr {
                 setup: Duration::ZERO,
                 at: Instant::now(),
                 first: false,
+                conn_use,
             };
             return Some((sent, msg));
         }
@@ -97,6 +102,7 @@ impl Qmgr {
             started: sent.started,
             setup: sent.setup,
             xfer: sent.at.elapsed(),
+            conn_use: sent.conn_use,
         };
         match result {
             ChainResult::Done(results) => {

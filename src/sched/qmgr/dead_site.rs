@@ -118,6 +118,7 @@ impl Qmgr {
             started: crate::model::now_micros(),
             setup: Duration::ZERO,
             xfer: Duration::ZERO,
+            conn_use: 0,
         };
         for job in jobs {
             let result =

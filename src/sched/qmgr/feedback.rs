@@ -58,6 +58,7 @@ impl Qmgr {
             started,
             setup: Duration::ZERO,
             xfer: Duration::ZERO,
+            conn_use: 0,
         };
         let result = RcptResult::from_error(e);
         self.site_feedback(hop, std::slice::from_ref(&result));

@@ -26,6 +26,7 @@ impl State {
                     started: now_micros(),
                     setup: Duration::ZERO,
                     xfer: Duration::ZERO,
+                    conn_use: 0,
                 };
                 let bounds = RetryBounds::global(&self.cfg);
                 self.record_results(job, std::slice::from_ref(&result), None, &timing, bounds);

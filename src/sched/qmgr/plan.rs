@@ -193,6 +193,7 @@ impl State {
                 started: now,
                 setup: Duration::ZERO,
                 xfer: Duration::ZERO,
+                conn_use: 0,
             };
             if let Some(m) = self.msgs.get_mut(&id) {
                 m.outstanding += 1;

@@ -21,6 +21,9 @@ pub(super) struct Timing {
     pub(super) started: u64,
     pub(super) setup: Duration,
     pub(super) xfer: Duration,
+    /// Which use of its connection the transaction was (1: the first;
+    /// 0: no connection), logged as Postfix's `conn_use=` from the second.
+    pub(super) conn_use: u32,
 }
 
 impl State {
@@ -141,8 +144,9 @@ impl State {
             }
             crate::info_line!(
                 target: "smtp",
-                "{}: to=<{addr}>, relay={relay}, delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
+                "{}: to=<{addr}>, relay={relay}, {}delay={}, delays={}/{}/{}/{}, dsn={}, status={word} ({})",
                 job.id,
+                ConnUse(timing.conn_use),
                 Secs(delay),
                 Secs(a),
                 Secs(b),
@@ -215,6 +219,20 @@ impl State {
         write_statuses(&mut store);
         if campaign.is_some() {
             self.campaigns.write_results();
+        }
+    }
+}
+
+/// `conn_use=N, ` for a transaction on a connection that carried mail
+/// before (Postfix logs it from the second use on); nothing otherwise.
+struct ConnUse(u32);
+
+impl std::fmt::Display for ConnUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 > 1 {
+            write!(f, "conn_use={}, ", self.0)
+        } else {
+            Ok(())
         }
     }
 }

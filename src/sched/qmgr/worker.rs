@@ -264,6 +264,8 @@ impl Qmgr {
             // for this destination while the connection is busy, each
             // overlapping the previous one (see `Session::send_chain`).
             let relay = s.peer().to_string();
+            // Transactions so far on this connection, this one included.
+            let mut conn_use = s.transactions() + 1;
             let first = Sent {
                 _in_flight: self.in_flight(&hop, &job),
                 job,
@@ -271,6 +273,7 @@ impl Qmgr {
                 setup,
                 at: Instant::now(),
                 first: true,
+                conn_use,
             };
             let mut broke = false;
             let chain = match cfg.delivery.chaining {
@@ -289,7 +292,13 @@ impl Qmgr {
                 (first, msg),
                 &cfg.delivery,
                 chain,
-                || self.next_chained(&hop, policy.as_deref()),
+                || {
+                    let next = self.next_chained(&hop, policy.as_deref(), conn_use + 1);
+                    if next.is_some() {
+                        conn_use += 1;
+                    }
+                    next
+                },
                 |sent, result| {
                     let ok = self.chain_done(&hop, sent, result, &relay, &mut retry_fresh);
                     broke |= !ok;
