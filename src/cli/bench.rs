@@ -177,6 +177,10 @@ pub(super) struct Report {
     shards: usize,
     via: String,
     max_concurrent_connections: u64,
+    /// Connections the bundled sink accepted during the run: well above
+    /// the most open at once means connections were closed and opened
+    /// again.
+    connections_opened: u64,
     /// `smtp_transaction_chaining` of the run.
     chaining: String,
     /// The bundled sink refused commands pipelined after the end of DATA.
@@ -680,6 +684,7 @@ fn drive(
         shards,
         via: format!("{:?}", args.via).to_lowercase(),
         max_concurrent_connections: final_snap.max_concurrent_connections,
+        connections_opened: final_snap.connections,
         chaining: args.chaining.clone(),
         strict_pipelining: args.strict_pipelining,
         pipelined_after_data: final_snap.pipelined_after_data,
@@ -767,8 +772,8 @@ fn print_report(r: &Report) {
     }
     if r.latency_p50_ms.is_some() {
         println!(
-            "  connections     at most {} at once at the sink",
-            r.max_concurrent_connections
+            "  connections     {} opened, at most {} at once at the sink",
+            r.connections_opened, r.max_concurrent_connections
         );
         if r.strict_pipelining {
             println!(
