@@ -273,11 +273,13 @@ fn concurrent_submissions_to_one_destination_reuse_connections() {
         sink.stats().messages >= n as u64
     });
     let stats = sink.stats();
+    // Kept and reused: about as many opened as were ever open at once (a
+    // few more if the site's 20 slots filled and one shard gave some up
+    // to the other). Before, 55-64 opened for at most 7-8 at once.
     assert!(
-        stats.connections <= 20,
-        "{} connections for {n} messages from {SUBMITTERS} submitters (at most {} at \
-         once): more than the destination's limit of 20, so connections were closed and \
-         opened again",
+        stats.connections <= stats.max_concurrent_connections + 5,
+        "{} connections for {n} messages from {SUBMITTERS} submitters, at most {} at \
+         once: connections were closed and opened again",
         stats.connections,
         stats.max_concurrent_connections
     );
