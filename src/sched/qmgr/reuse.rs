@@ -58,7 +58,10 @@ impl State {
     /// the next connection of its pool to come free on this shard is
     /// offered to it ([`Qmgr::hand_over`]).
     pub(super) fn note_waiting(&mut self, hop: &DestKey) {
-        if self.waiting_set.insert(hop.clone()) {
+        // Refused again and again while the site is full (every message
+        // planned for it): look before cloning the key.
+        if !self.waiting_set.contains(hop) {
+            self.waiting_set.insert(hop.clone());
             let key = self.pool_key(hop);
             self.waiting.entry(key).or_default().push_back(hop.clone());
         }
