@@ -282,15 +282,17 @@ impl Qmgr {
                 match st.dests.get_mut(&next) {
                     Some(d) if !d.jobs.is_empty() && !stopping => {
                         d.active += 1;
-                        true
+                        // Counted until it takes its job, so a kick meanwhile
+                        // does not start another worker for the same job.
+                        Some(super::worker::JobWait::counted(&d.job_waits))
                     }
-                    _ => false,
+                    _ => None,
                 }
             };
-            if !started {
+            let Some(wait) = started else {
                 conn = Some((session, slot));
                 continue;
-            }
+            };
             tracing::debug!(
                 target: "qmgr",
                 "destination {next}: taking over the connection to {} opened for {hop}",
@@ -298,7 +300,7 @@ impl Qmgr {
             );
             let me = self.clone();
             tokio::task::spawn_local(async move {
-                me.worker(next, None, Some((session, slot)), None).await
+                me.worker(next, None, Some((session, slot)), wait).await
             });
             break;
         }
@@ -339,10 +341,10 @@ impl Qmgr {
                 }
             }
             if let Some(conn) = conn {
-                return me.worker(hop, None, Some(conn), Some(wait)).await;
+                return me.worker(hop, None, Some(conn), wait).await;
             }
             match me.acquire_slot(&hop, limits.as_ref()) {
-                Some(slot) => me.worker(hop, Some(slot), None, Some(wait)).await,
+                Some(slot) => me.worker(hop, Some(slot), None, wait).await,
                 None => {
                     let mut st = me.state.borrow_mut();
                     if let Some(d) = st.dests.get_mut(&hop) {

@@ -95,7 +95,7 @@ impl Qmgr {
             let Some(guard) = start else { return };
             let me = self.clone();
             let hop = hop.clone();
-            tokio::task::spawn_local(async move { me.worker(hop, guard, None, Some(wait)).await });
+            tokio::task::spawn_local(async move { me.worker(hop, guard, None, wait).await });
         }
     }
 
@@ -103,23 +103,16 @@ impl Qmgr {
     /// left, reusing the connection. `spare` is a connection slot taken for
     /// it by [`Qmgr::kick`] (none when a cached connection was there);
     /// `first` an open connection handed to it (`reuse.rs`); `wait` its
-    /// count among the destination's workers without a job, when the
-    /// starter counted it there.
+    /// count among the destination's workers without a job, which its
+    /// starter made.
     pub(super) async fn worker(
         self,
         hop: DestKey,
         mut spare: Option<ConnSlot>,
         first: Option<(Session, ConnSlot)>,
-        wait: Option<JobWait>,
+        mut wait: JobWait,
     ) {
         let cfg = self.state.borrow().cfg.clone();
-        let mut wait = match wait {
-            Some(w) => w,
-            None => {
-                let st = self.state.borrow();
-                JobWait::uncounted(st.dests.get(&hop).map(|d| &d.job_waits))
-            }
-        };
         let mut session: Option<(Session, ConnSlot)> = first;
         // A job to send again on a new connection because the reused one
         // turned out to be closing (421 at MAIL FROM): not the message's fault.
@@ -417,15 +410,6 @@ impl JobWait {
         JobWait {
             count: Rc::clone(count),
             counted: true,
-        }
-    }
-
-    /// A worker that starts with a job (or with a destination gone: a
-    /// count of its own).
-    fn uncounted(count: Option<&Rc<Cell<usize>>>) -> JobWait {
-        JobWait {
-            count: count.cloned().unwrap_or_default(),
-            counted: false,
         }
     }
 
