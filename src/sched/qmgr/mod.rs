@@ -42,6 +42,8 @@ mod dead_site;
 mod delays;
 mod events;
 mod feedback;
+#[cfg(test)]
+mod feedback_tests;
 mod metrics;
 mod notify;
 mod outgoing;

@@ -234,6 +234,7 @@ impl Qmgr {
                         let mut guard = guard;
                         self.count_connection(&hop, &s, &mut guard);
                         session = Some((s, guard));
+                        self.connected(&hop);
                     }
                     Err(e) => {
                         drop(guard);
