@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use crate::config::IoBackendChoice;
 
-pub use sync::sync_data;
+pub use sync::{forget_closed_files, sync_data};
 pub use tls::{client_config, TlsError, TlsInfo, TlsLevel, Trust};
 pub use transport::Conn;
 

@@ -2,6 +2,15 @@
 //! shard's event loop: an io_uring operation (`IORING_OP_FSYNC` with
 //! datasync) on the io_uring backend, a blocking-pool thread on epoll.
 //! Either way the shard keeps serving other tasks meanwhile.
+//!
+//! An io_uring operation needs the file as tokio-uring's own handle, which
+//! owns its descriptor. Each shard thread keeps one such handle (a
+//! duplicate descriptor) per segment file it has synced, for as long as the
+//! segment exists: a commit then costs the fsync operation alone, where
+//! duplicating and closing a descriptor per commit cost an `fcntl` and an
+//! io_uring close operation (with its own completion and wake-up) each
+//! time. [`forget_closed_files`] lets go of the handles of segments that
+//! are gone, so a deleted segment's disk space is not held.
 
 use std::fs::File;
 use std::sync::Arc;
@@ -13,16 +22,112 @@ use super::IoBackend;
 pub async fn sync_data(file: Arc<File>, backend: IoBackend) -> std::io::Result<()> {
     match backend {
         #[cfg(not(target_env = "musl"))]
-        IoBackend::Uring => {
-            let dup = tokio_uring::fs::File::from_std(file.try_clone()?);
-            let result = dup.sync_data().await;
-            let closed = dup.close().await;
-            result.and(closed)
-        }
+        IoBackend::Uring => ring_files::handle(&file)?.sync_data().await,
         #[cfg(target_env = "musl")]
         IoBackend::Uring => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
         IoBackend::Epoll => tokio::task::spawn_blocking(move || file.sync_data())
             .await
             .map_err(std::io::Error::other)?,
+    }
+}
+
+/// Closes this thread's io_uring handles of files nobody else holds any
+/// more (segments deleted since). Cheap: the shard loop calls it every
+/// turn.
+pub fn forget_closed_files() {
+    #[cfg(not(target_env = "musl"))]
+    ring_files::prune();
+}
+
+#[cfg(not(target_env = "musl"))]
+mod ring_files {
+    use std::cell::RefCell;
+    use std::fs::File;
+    use std::rc::Rc;
+    use std::sync::{Arc, Weak};
+
+    thread_local! {
+        /// This thread's io_uring handles, each beside the file it
+        /// duplicates (weakly: the handle must not keep a segment alive).
+        static HANDLES: RefCell<Vec<(Weak<File>, Rc<tokio_uring::fs::File>)>> =
+            const { RefCell::new(Vec::new()) };
+    }
+
+    /// The handle of `file`, made (by duplicating its descriptor) on
+    /// first use.
+    pub(super) fn handle(file: &Arc<File>) -> std::io::Result<Rc<tokio_uring::fs::File>> {
+        HANDLES.with(|handles| {
+            let mut handles = handles.borrow_mut();
+            // Dropped files first: a new file may sit at a freed one's
+            // address.
+            handles.retain(|(f, _)| f.strong_count() > 0);
+            if let Some((_, h)) = handles
+                .iter()
+                .find(|(f, _)| std::ptr::eq(f.as_ptr(), Arc::as_ptr(file)))
+            {
+                return Ok(Rc::clone(h));
+            }
+            let h = Rc::new(tokio_uring::fs::File::from_std(file.try_clone()?));
+            handles.push((Arc::downgrade(file), Rc::clone(&h)));
+            Ok(h)
+        })
+    }
+
+    /// Drops (closing their descriptors) the handles of dropped files.
+    pub(super) fn prune() {
+        HANDLES.with(|handles| {
+            if let Ok(mut handles) = handles.try_borrow_mut() {
+                handles.retain(|(f, _)| f.strong_count() > 0);
+            }
+        });
+    }
+
+    /// How many handles this thread holds (tests).
+    #[cfg(test)]
+    pub(super) fn count() -> usize {
+        HANDLES.with(|handles| handles.borrow().len())
+    }
+}
+
+#[cfg(all(test, not(target_env = "musl")))]
+mod tests {
+    use super::*;
+
+    /// Descriptors of this process open on `path`.
+    fn open_on(path: &std::path::Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target == path)
+            .count()
+    }
+
+    #[test]
+    fn one_ring_handle_per_file_closed_once_the_file_is_gone() {
+        if super::super::choose_backend(crate::config::IoBackendChoice::Auto) != IoBackend::Uring {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let file = Arc::new(File::create(&path).unwrap());
+        let rt = tokio_uring::Runtime::new(&tokio_uring::builder()).unwrap();
+        rt.block_on(async {
+            for _ in 0..3 {
+                sync_data(Arc::clone(&file), IoBackend::Uring)
+                    .await
+                    .unwrap();
+            }
+        });
+        assert_eq!(ring_files::count(), 1, "one handle, kept across commits");
+        assert_eq!(open_on(&path), 2, "the file and its one duplicate");
+        drop(file);
+        assert_eq!(
+            open_on(&path),
+            1,
+            "the duplicate outlives the file until pruned"
+        );
+        forget_closed_files();
+        assert_eq!(ring_files::count(), 0);
+        assert_eq!(open_on(&path), 0, "a deleted segment's space is not held");
     }
 }

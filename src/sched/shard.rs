@@ -159,6 +159,8 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
         Vec::with_capacity(MAX_BATCH);
     loop {
         release_files(&store, &ctx.released, ctx.index);
+        // Segments deleted since: their io_uring handles go too.
+        rt::forget_closed_files();
         while batch.len() < MAX_BATCH {
             let Some(sub) = ctx.ring.pop() else { break };
             let result = store.borrow_mut().append(&sub).map_err(|e| {
