@@ -9,6 +9,13 @@ use super::date::compact_timestamp;
 /// Messages given an ID by this process so far.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// This process's ID, read once (`getpid` is a system call each time, and
+/// the daemon makes a Message-ID for every message that comes without one).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 /// A new Message-ID (without angle brackets):
 /// `YYYYMMDDhhmmss.PID.COUNTER.NANOS@myhostname`, all but the time in
 /// upper-case hex. The counter makes it unique within this process; the
@@ -19,7 +26,7 @@ pub fn generate_message_id<Tz: TimeZone>(now: &DateTime<Tz>, myhostname: &str) -
     format!(
         "{}.{:X}.{:X}.{:08X}@{}",
         compact_timestamp(now),
-        std::process::id(),
+        pid(),
         n,
         now.timestamp_subsec_nanos(),
         myhostname
