@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::rt::Handoff;
+
 /// Answers one connection: the bytes to write back before closing it.
 pub(super) type Handler = dyn Fn(&mut UnixStream) -> String + Send + Sync;
 
@@ -84,7 +86,8 @@ fn accept_loop(
     // and exit each time.
     let open = Arc::new(AtomicUsize::new(0));
     let idle = Arc::new(AtomicUsize::new(0));
-    let handoff = Arc::new(Handoff::default());
+    // Connections for waiting connection threads (which sleep at once).
+    let handoff = Arc::new(Handoff::<UnixStream>::default());
     let conn_name = format!("{}-conn", spec.name);
     for conn in listener.incoming() {
         if stop.load(Ordering::Acquire) {
@@ -102,7 +105,8 @@ fn accept_loop(
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
         if claimed {
-            handoff.give(conn);
+            // Closed only after this loop: the connection is taken.
+            let _ = handoff.give(conn);
             continue;
         }
         let worker = Worker {
@@ -122,54 +126,10 @@ fn accept_loop(
     handoff.close();
 }
 
-/// Connections handed from the accept thread to waiting connection
-/// threads. A mutex and a condition variable: a waiting thread sleeps at
-/// once, where a channel's receive first spins and yields the CPU a few
-/// times (four `sched_yield` calls per `sendmail` submission on this
-/// 2-core machine).
-#[derive(Default)]
-struct Handoff {
-    queue: std::sync::Mutex<(std::collections::VecDeque<UnixStream>, bool)>,
-    ready: std::sync::Condvar,
-}
-
-impl Handoff {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (std::collections::VecDeque<UnixStream>, bool)> {
-        // A panic while holding the lock leaves a plain queue behind.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Hands `conn` to a waiting thread.
-    fn give(&self, conn: UnixStream) {
-        self.lock().0.push_back(conn);
-        self.ready.notify_one();
-    }
-
-    /// The next connection; `None` once closed and empty.
-    fn take(&self) -> Option<UnixStream> {
-        let mut q = self.lock();
-        loop {
-            if let Some(conn) = q.0.pop_front() {
-                return Some(conn);
-            }
-            if q.1 {
-                return None;
-            }
-            q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// No more connections: waiting threads end.
-    fn close(&self) {
-        self.lock().1 = true;
-        self.ready.notify_all();
-    }
-}
-
 /// A connection thread: serves its first connection, then waits for the
 /// next one the accept thread hands it.
 struct Worker {
-    handoff: Arc<Handoff>,
+    handoff: Arc<Handoff<UnixStream>>,
     handler: Arc<Handler>,
     open: Arc<AtomicUsize>,
     idle: Arc<AtomicUsize>,

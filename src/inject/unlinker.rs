@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use crate::rt::Handoff;
+
 /// Threads that unlink by default (`pickup_unlink_threads`; each waits on
 /// the device for one file at a time).
 pub const UNLINK_THREADS: usize = 16;
@@ -59,7 +61,8 @@ pub type Doomed = (Arc<OwnedFd>, PathBuf, Option<Inode>);
 /// The pool: queue paths with [`Unlinker::push`], send them off with
 /// [`Unlinker::flush`], collect outcomes with [`Unlinker::try_done`].
 pub struct Unlinker {
-    jobs: Option<Sender<Vec<Doomed>>>,
+    /// Chunks for the threads (which sleep while there is none).
+    jobs: Option<Arc<Handoff<Vec<Doomed>>>>,
     done_rx: Receiver<Vec<Unlinked>>,
     done_tx: Sender<Vec<Unlinked>>,
     threads: Vec<JoinHandle<()>>,
@@ -72,16 +75,16 @@ impl Unlinker {
     /// A pool of `threads` threads. With 0 threads, or when threads cannot
     /// be started, [`Unlinker::flush`] unlinks on the caller's thread.
     pub fn new(threads: usize) -> Unlinker {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<Vec<Doomed>>();
+        let jobs = Arc::new(Handoff::<Vec<Doomed>>::default());
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Unlinked>>();
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
-            let jobs = jobs_rx.clone();
+            let jobs = Arc::clone(&jobs);
             let done = done_tx.clone();
             let spawned = std::thread::Builder::new()
                 .name(format!("unlink-{i}"))
                 .spawn(move || {
-                    for chunk in jobs.iter() {
+                    while let Some(chunk) = jobs.take() {
                         let outcomes = chunk.into_iter().map(unlink_one).collect();
                         if done.send(outcomes).is_err() {
                             return;
@@ -97,7 +100,7 @@ impl Unlinker {
             }
         }
         Unlinker {
-            jobs: (!handles.is_empty()).then_some(jobs_tx),
+            jobs: (!handles.is_empty()).then_some(jobs),
             done_rx,
             done_tx,
             threads: handles,
@@ -136,9 +139,9 @@ impl Unlinker {
         let mut rest = pending;
         while !rest.is_empty() {
             let tail = rest.split_off(rest.len().min(per_thread));
-            if let Err(back) = jobs.send(rest) {
-                // All threads are gone (only if one panicked): do it here.
-                let outcomes = back.into_inner().into_iter().map(unlink_one).collect();
+            if let Err(back) = jobs.give(rest) {
+                // Closed (only while dropping): do it here.
+                let outcomes = back.into_iter().map(unlink_one).collect();
                 let _ = self.done_tx.send(outcomes);
             }
             rest = tail;
@@ -178,7 +181,10 @@ impl Drop for Unlinker {
     /// Sends what is queued, lets the threads finish it, and joins them.
     fn drop(&mut self) {
         self.flush();
-        self.jobs = None;
+        if let Some(jobs) = self.jobs.take() {
+            // The threads finish what is queued, then end.
+            jobs.close();
+        }
         for h in self.threads.drain(..) {
             let _ = h.join();
         }

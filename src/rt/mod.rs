@@ -7,6 +7,7 @@
 //! current-thread runtime plus an io_uring driver) and on plain tokio.
 //! Futures need not be `Send`: a shard owns its state.
 
+mod handoff;
 mod sync;
 pub mod tls;
 mod transport;
@@ -16,6 +17,7 @@ use std::thread::JoinHandle;
 
 use crate::config::IoBackendChoice;
 
+pub use handoff::Handoff;
 pub use sync::{forget_closed_files, sync_data};
 pub use tls::{client_config, TlsError, TlsInfo, TlsLevel, Trust};
 pub use transport::Conn;
