@@ -126,6 +126,11 @@ impl Unlinker {
         }
         let pending = std::mem::take(&mut self.pending);
         self.outstanding += pending.len();
+        if self.threads.iter().all(|t| t.is_finished()) {
+            // Every thread is gone (only if each panicked): nobody would
+            // take the work, so it is done on this thread from now on.
+            self.jobs = None;
+        }
         let Some(jobs) = &self.jobs else {
             let outcomes = pending.into_iter().map(unlink_one).collect();
             // The receiver lives in `self`, so this cannot fail.
@@ -287,6 +292,38 @@ mod tests {
         assert!(paths[0].exists(), "nothing happens before the flush");
         u.flush();
         assert!(paths.iter().all(|p| !p.exists()));
+        assert_eq!(u.try_done().len(), 3);
+        assert_eq!(u.outstanding(), 0);
+    }
+
+    #[test]
+    fn when_every_thread_is_gone_flush_unlinks_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = files(dir.path(), 3);
+        // A pool whose one thread has ended (as after a panic) while its
+        // queue is still open: nobody would take the work.
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let mut u = Unlinker {
+            jobs: Some(Arc::new(Handoff::default())),
+            done_rx,
+            done_tx,
+            threads: vec![std::thread::spawn(|| {})],
+            pending: Vec::new(),
+            outstanding: 0,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !u.threads.iter().all(|t| t.is_finished()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the thread did not end"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for (d, p, i) in doomed(&paths) {
+            u.push(d, p, i);
+        }
+        u.flush();
+        assert!(paths.iter().all(|p| !p.exists()), "unlinked on this thread");
         assert_eq!(u.try_done().len(), 3);
         assert_eq!(u.outstanding(), 0);
     }
