@@ -6,10 +6,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{RsaKey, Sha256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
 
+use super::ed25519::Ed25519Signing;
 use super::SignError;
 use crate::config::DkimAlgorithm;
 
@@ -26,7 +27,7 @@ pub enum PrivateKey {
     /// RSA, with its modulus size in bits.
     Rsa(RsaKey<Sha256>, usize),
     /// Ed25519.
-    Ed25519(Ed25519Key),
+    Ed25519(Ed25519Signing),
 }
 
 impl std::fmt::Debug for PrivateKey {
@@ -96,7 +97,7 @@ impl PrivateKey {
             PrivateKeyDer::Pkcs1(_) => rsa_key(der),
             PrivateKeyDer::Pkcs8(p8) => {
                 // An Ed25519 PKCS#8 (v1 from openssl, v2 from ring) or RSA.
-                if let Ok(k) = Ed25519Key::from_pkcs8_maybe_unchecked_der(p8.secret_pkcs8_der()) {
+                if let Ok(k) = Ed25519Signing::from_pkcs8_der(p8.secret_pkcs8_der()) {
                     return Ok(PrivateKey::Ed25519(k));
                 }
                 rsa_key(PrivateKeyDer::Pkcs8(p8))
@@ -221,7 +222,7 @@ mod tests {
 
     #[test]
     fn an_ed25519_key_gives_its_record() {
-        let doc = Ed25519Key::generate_pkcs8().unwrap();
+        let doc = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().unwrap();
         let text = crate::sign::keygen::pem("PRIVATE KEY", &doc);
         let key = PrivateKey::from_pem(text.as_bytes()).unwrap();
         assert_eq!(key.algorithm(), DkimAlgorithm::Ed25519Sha256);
@@ -230,6 +231,22 @@ mod tests {
         let p = record.rsplit_once("p=").unwrap().1;
         let raw = base64::engine::general_purpose::STANDARD.decode(p).unwrap();
         assert_eq!(raw.len(), 32);
+    }
+
+    #[test]
+    fn an_openssl_ed25519_key_loads_with_its_public_key() {
+        // `openssl genpkey -algorithm ed25519` (PKCS#8 v1, seed only; a
+        // throwaway test key), and its public key from `openssl pkey
+        // -pubout -outform DER | tail -c 32 | base64`.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIAFEzr1W+QUirc8h1zEGkH4/Dr0eO/qxdX6k0f+9dYwm\n\
+                   -----END PRIVATE KEY-----\n";
+        let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
+        assert_eq!(key.algorithm(), DkimAlgorithm::Ed25519Sha256);
+        assert_eq!(
+            key.public_key_base64(),
+            "SVFxR1Lx3huurM60EhFVm8uHqUHI9Lm6RtICjiZCRss="
+        );
     }
 
     #[test]
@@ -246,7 +263,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.pem");
-        let doc = Ed25519Key::generate_pkcs8().unwrap();
+        let doc = mail_auth::common::crypto::Ed25519Key::generate_pkcs8().unwrap();
         std::fs::write(&path, crate::sign::keygen::pem("PRIVATE KEY", &doc)).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = PrivateKey::load(&path).unwrap_err();

@@ -4,6 +4,7 @@
 //!
 //! - [`key`]: key files (PEM, PKCS#1 or PKCS#8; RSA or Ed25519), their
 //!   permissions, the public key record.
+//! - [`ed25519`]: the Ed25519 key on ed25519-dalek (RSA stays on ring).
 //! - [`signer`]: the configured keys, chosen by the `From:` domain; signs
 //!   the queue's wire form (dot-stuffing undone without a copy).
 //! - [`current`]: the keys in use, replaced on SIGHUP without a lock on
@@ -12,6 +13,7 @@
 //! - [`keygen`]: `ringmail dkim keygen`.
 
 pub mod current;
+pub mod ed25519;
 pub mod key;
 pub mod keygen;
 pub mod signer;

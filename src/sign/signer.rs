@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 
+use super::ed25519::Ed25519Signing;
 use super::key::PrivateKey;
 use super::SignError;
 use crate::config::{DkimAlgorithm, DkimKeyConfig};
@@ -16,7 +17,7 @@ use crate::mail::{header_addresses, split_address, split_message};
 /// One configured key, ready to sign.
 enum KeySigner {
     Rsa(DkimSigner<RsaKey<Sha256>, Done>),
-    Ed25519(DkimSigner<Ed25519Key, Done>),
+    Ed25519(DkimSigner<Ed25519Signing, Done>),
 }
 
 /// One `[[dkim]]` entry, loaded.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crate::rt::Handoff;
 
 use super::current::CurrentKeys;
 use crate::model::Submission;
@@ -40,7 +40,11 @@ pub struct SignStage {
     keys: Arc<CurrentKeys>,
     /// True while keys are configured (read per offer).
     active: Arc<AtomicBool>,
-    jobs: Option<Sender<Box<Submission>>>,
+    /// Submissions waiting for a signing thread (a mutex and condition
+    /// variable: a channel's receive spun and yielded before sleeping).
+    jobs: Arc<Handoff<Box<Submission>>>,
+    /// Most submissions taken and not yet in the ring.
+    capacity: usize,
     /// Submissions taken but not yet in the ring.
     in_flight: Arc<AtomicUsize>,
     threads: Vec<JoinHandle<()>>,
@@ -62,16 +66,16 @@ impl SignStage {
         let active = Arc::new(AtomicBool::new(!keys.get().is_empty()));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let threads = threads.max(1);
-        let (tx, rx) = crossbeam_channel::bounded::<Box<Submission>>(QUEUE_PER_THREAD * threads);
+        let jobs: Arc<Handoff<Box<Submission>>> = Arc::new(Handoff::default());
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads {
-            let rx = rx.clone();
+            let jobs = Arc::clone(&jobs);
             let ring = Arc::clone(&ring);
             let keys = Arc::clone(&keys);
             let in_flight = Arc::clone(&in_flight);
             let spawned = std::thread::Builder::new()
                 .name(format!("dkim-{i}"))
-                .spawn(move || sign_loop(&rx, &ring, &keys, &in_flight));
+                .spawn(move || sign_loop(&jobs, &ring, &keys, &in_flight));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => tracing::error!(target: "cleanup", "cannot start a signing thread: {e}"),
@@ -87,7 +91,8 @@ impl SignStage {
             ring,
             keys,
             active,
-            jobs: Some(tx),
+            jobs,
+            capacity: QUEUE_PER_THREAD * threads,
             in_flight,
             threads: handles,
         }
@@ -99,17 +104,18 @@ impl SignStage {
         if !self.active.load(Ordering::Acquire) || sub.campaign.is_some() {
             return self.ring.push(sub);
         }
-        let Some(jobs) = &self.jobs else {
-            return self.ring.push(sub);
-        };
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        match jobs.try_send(sub) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(sub)) | Err(TrySendError::Disconnected(sub)) => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Err(sub)
-            }
+        // Full: as many taken as the threads' queues hold, or no signing
+        // thread left (only a panic in each could end them; the mail waits
+        // unsigned in its intake rather than going out unsigned).
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.capacity
+            || self.threads.iter().all(|t| t.is_finished())
+        {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(sub);
         }
+        self.jobs.give(sub).inspect_err(|_| {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        })
     }
 
     /// Says whether keys are configured now (after a reload).
@@ -136,7 +142,7 @@ impl SignStage {
 
 impl Drop for SignStage {
     fn drop(&mut self) {
-        self.jobs = None;
+        self.jobs.close();
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
@@ -144,23 +150,23 @@ impl Drop for SignStage {
 }
 
 fn sign_loop(
-    rx: &Receiver<Box<Submission>>,
+    jobs: &Handoff<Box<Submission>>,
     ring: &PickupRing,
     keys: &Arc<CurrentKeys>,
     in_flight: &AtomicUsize,
 ) {
     let mut reader = keys.reader();
     let mut done: Vec<Box<Submission>> = Vec::with_capacity(BATCH);
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = jobs.take() {
         // Whatever else is already waiting is signed too before the batch
         // goes to the ring: the shard then commits it in one group commit
         // instead of one per message. Nothing waits for more to come.
         let started = Instant::now();
         done.push(sign_one(first, &mut reader));
         while done.len() < BATCH && started.elapsed() < BATCH_TIME {
-            match rx.try_recv() {
-                Ok(sub) => done.push(sign_one(sub, &mut reader)),
-                Err(_) => break,
+            match jobs.try_take() {
+                Some(sub) => done.push(sign_one(sub, &mut reader)),
+                None => break,
             }
         }
         let n = done.len();
@@ -192,4 +198,87 @@ fn sign_one(mut sub: Box<Submission>, reader: &mut super::KeysReader) -> Box<Sub
         }
     }
     sub
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DkimAlgorithm, DkimKeyConfig};
+    use crate::model::{Envelope, MessageFlags, Source};
+    use crate::sign::{keygen, PrivateKey, Signers};
+
+    fn sub(i: u64) -> Box<Submission> {
+        Box::new(Submission {
+            envelope: Envelope::default(),
+            wire: b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n".to_vec(),
+            flags: MessageFlags::default(),
+            dsn: Default::default(),
+            message_id: format!("{i}@example.com"),
+            arrival_micros: 0,
+            uid: 0,
+            source: Source::Internal(i),
+            origin: Default::default(),
+            file_identity: None,
+            campaign: None,
+        })
+    }
+
+    fn keys() -> Arc<CurrentKeys> {
+        let config: DkimKeyConfig =
+            toml::from_str("domain = \"example.com\"\nselector = \"s\"\nkey_file = \"unused\"\n")
+                .unwrap();
+        let pem = keygen::generate(DkimAlgorithm::Ed25519Sha256, 0).unwrap();
+        let key = PrivateKey::from_pem(pem.as_bytes()).unwrap();
+        Arc::new(CurrentKeys::new(
+            Signers::from_keys(vec![(config, key)]).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn every_submission_reaches_the_ring_signed_and_a_full_stage_gives_back() {
+        // A ring of 4 that nobody empties: the threads fill it, then hold
+        // what they signed, and the stage refuses more than it may hold.
+        let ring = Arc::new(PickupRing::new(4));
+        let stage = SignStage::start(Arc::clone(&ring), keys(), 2);
+        let mut taken = 0u64;
+        let refused = loop {
+            match stage.push(sub(taken)) {
+                Ok(()) => taken += 1,
+                Err(back) => break back,
+            }
+            assert!(taken <= 2 * QUEUE_PER_THREAD as u64, "never full");
+        };
+        assert_eq!(refused.source, Source::Internal(taken), "given back whole");
+        assert_eq!(taken, 2 * QUEUE_PER_THREAD as u64);
+        // Emptying the ring lets every taken submission through, signed.
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (seen.len() as u64) < taken {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {taken} arrived",
+                seen.len()
+            );
+            match ring.pop() {
+                Some(s) => {
+                    assert!(s
+                        .wire
+                        .starts_with(b"DKIM-Signature: v=1; a=ed25519-sha256;"));
+                    seen.push(s.source);
+                }
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert!(
+            stage.drain(Duration::from_secs(5)),
+            "nothing left in flight"
+        );
+        seen.sort_by_key(|s| match s {
+            Source::Internal(i) => *i,
+            _ => u64::MAX,
+        });
+        let want: Vec<Source> = (0..taken).map(Source::Internal).collect();
+        assert_eq!(seen, want, "each exactly once");
+        assert!(stage.push(sub(9999)).is_ok(), "room again");
+    }
 }
