@@ -704,3 +704,35 @@ fn campaign_send_strict_starts_when_the_domain_passes() {
         .queries()
         .contains(&("5.113.0.203.in-addr.arpa".to_string(), RecordType::PTR)));
 }
+
+/// Under a multi-label public suffix (`co.uk`) the organisational domain
+/// comes from the Public Suffix List: From: news.example.co.uk inherits
+/// `_dmarc.example.co.uk` and the example.co.uk key aligns with it (with
+/// the last two labels it would have looked for `_dmarc.co.uk`).
+#[test]
+fn dmarc_under_a_multi_label_public_suffix() {
+    let sb = Sandbox::new();
+    let (key, record) = keygen(&sb, "example.co.uk", "s2026", "uk.pem");
+    let dns = DnsServer::start(
+        Zone::new()
+            .txt("example.co.uk", "v=spf1 ip4:203.0.113.5 -all")
+            .txt("s2026._domainkey.example.co.uk", &record)
+            .txt("_dmarc.example.co.uk", "v=DMARC1; p=reject; sp=quarantine")
+            .txt("_dmarc.co.uk", "v=DMARC1; p=none")
+            .mx("example.co.uk", 10, "mail.example.co.uk")
+            .a("mail.example.co.uk", IP.parse().unwrap()),
+    );
+    write_config(&sb, &dns, &[("example.co.uk", "s2026", &key)]);
+    let out = check(
+        &sb,
+        &["news.example.co.uk", "--bounce-domain", "example.co.uk"],
+    );
+    let t = stdout(&out);
+    let l = line(&t, "DMARC");
+    assert!(
+        l.contains(
+            "pass   p=quarantine from _dmarc.example.co.uk, aligned with From: news.example.co.uk"
+        ),
+        "{t}"
+    );
+}

@@ -4,10 +4,11 @@
 //! domain must align with the `From:` domain, relaxed or strict as the
 //! record's `adkim=` / `aspf=` say.
 //!
-//! The organisational domain is the last two labels of a name. No public
-//! suffix list is used, so for names under a multi-label suffix
-//! (`example.co.uk`) it is too short; the check then finds no record at
-//! the fallback and says so rather than guessing.
+//! The organisational domain is the registrable domain by the Public
+//! Suffix List (RFC 7489 section 3.2, through the `psl` crate, whose list
+//! is compiled in): `news.example.co.uk` belongs to `example.co.uk`. With
+//! only the last two labels, every domain under `co.uk` would have been
+//! "aligned" with every other.
 
 use mail_auth::common::parse::TxtRecordParser;
 use mail_auth::dmarc::{Alignment, Dmarc, Policy};
@@ -17,15 +18,16 @@ use super::{CheckError, CheckKind, CheckOptions, CheckResolver, Finding, Status}
 
 const DMARC: CheckKind = CheckKind::Dmarc;
 
-/// The organisational domain of `domain`: its last two labels (see the
-/// module doc: no public suffix list).
+/// The organisational domain of `domain`: its registrable domain by the
+/// Public Suffix List (a name under an unlisted top-level domain keeps its
+/// last two labels, the list's default rule); a public suffix itself, or a
+/// single label, is its own.
 pub fn organisational(domain: &str) -> String {
     let d = canonical(domain);
-    let labels: Vec<&str> = d.split('.').collect();
-    if labels.len() <= 2 {
-        return d;
+    match psl::domain_str(&d) {
+        Some(registrable) => registrable.to_string(),
+        None => d,
     }
-    labels[labels.len() - 2..].join(".")
 }
 
 /// True when `a` aligns with `b`: equal (strict), or the same
@@ -231,10 +233,30 @@ mod tests {
     }
 
     #[test]
-    fn organisational_domains_are_the_last_two_labels() {
+    fn organisational_domains_follow_the_public_suffix_list() {
         assert_eq!(organisational("news.Example.com."), "example.com");
         assert_eq!(organisational("example.com"), "example.com");
+        // An unlisted top-level domain: the last two labels.
         assert_eq!(organisational("a.b.c.example"), "c.example");
+        // Multi-label suffixes.
+        assert_eq!(organisational("news.example.co.uk"), "example.co.uk");
+        assert_eq!(organisational("a.b.example.com.au"), "example.com.au");
+        // A public suffix is its own.
+        assert_eq!(organisational("co.uk"), "co.uk");
+    }
+
+    #[test]
+    fn domains_under_one_public_suffix_do_not_align() {
+        assert!(aligned(
+            "news.example.co.uk",
+            "example.co.uk",
+            Alignment::Relaxed
+        ));
+        assert!(!aligned(
+            "news.example.co.uk",
+            "other.co.uk",
+            Alignment::Relaxed
+        ));
     }
 
     #[test]
