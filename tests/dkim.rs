@@ -602,3 +602,46 @@ fn campaign_mail_is_signed_per_recipient() {
         assert!(h.contains("list-unsubscribe-post"), "{h}");
     }
 }
+
+/// Notices the shards write are signed like other mail: a success notice
+/// (`sendmail -N success`) from `MAILER-DAEMON@mx.example.org` carries a
+/// signature by the example.org key that dkimpy verifies.
+#[test]
+fn delivery_notices_are_signed() {
+    let keys_dir = tempfile::tempdir().expect("dir");
+    let ed = keygen(keys_dir.path(), "example.org", "ed2026", "ed25519");
+    let records: BTreeMap<String, String> = [(
+        "ed2026._domainkey.example.org".to_string(),
+        ed.record.clone(),
+    )]
+    .into();
+    let dump_dir = tempfile::tempdir().expect("dir");
+    let sink = sink_into(dump_dir.path(), Faults::default(), None);
+    let sb = sandbox(
+        sink.local_addr.port(),
+        &dkim_entry("example.org", "ed2026", &ed, ""),
+    );
+    let mut d = sb.start_daemon("uring");
+    sb.sendmail_ok(
+        &[
+            "-N",
+            "success",
+            "-f",
+            "someone@example.com",
+            "a@example.net",
+        ],
+        b"From: someone@example.com\nTo: a@example.net\nSubject: s\n\nx\n",
+    );
+    let files = wait_dumped(&mut d, dump_dir.path(), 2);
+    d.stop();
+    let notices: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| String::from_utf8_lossy(&fs::read(f).expect("eml")).contains("MAILER-DAEMON@"))
+        .collect();
+    assert_eq!(notices.len(), 1, "one success notice");
+    let notice = String::from_utf8_lossy(&fs::read(&notices[0]).expect("eml")).into_owned();
+    assert!(notice.starts_with("DKIM-Signature: "), "{notice}");
+    let r = dkimpy(&records, &notices);
+    assert_eq!(r[0].0, 1, "{}", r[0].2);
+    assert!(r[0].1, "{}", r[0].2);
+}

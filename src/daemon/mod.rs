@@ -268,7 +268,7 @@ pub fn serve(
     for (index, mailbox) in shard_mailboxes.iter().enumerate() {
         let (release_tx, released) = crossbeam_channel::unbounded::<Vec<QueueId>>();
         release_txs.push(release_tx);
-        let ctx = ShardContext {
+        let mut ctx = ShardContext {
             index,
             shard_count,
             queue_root: spool.queue(),
@@ -299,6 +299,8 @@ pub fn serve(
             released,
             mailbox: Arc::clone(mailbox),
         };
+        // Bounce, delay and success notices are signed as other mail is.
+        ctx.qmgr.notices.keys = Some(Arc::clone(&keys));
         shards.push(rt::spawn_pinned(index, move || {
             rt::block_on(backend, move |b| run_shard(ctx, b))
         })?);

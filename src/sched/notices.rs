@@ -22,6 +22,9 @@ pub struct NoticeConfig {
     pub myhostname: String,
     /// Largest original returned whole.
     pub bounce_size_limit: usize,
+    /// DKIM keys: a notice is signed like any other mail from its `From:`
+    /// domain (`MAILER-DAEMON@myhostname`), when a key signs it.
+    pub keys: Option<std::sync::Arc<crate::sign::CurrentKeys>>,
 }
 
 /// The `bounce` module's view of one failed or delayed recipient (with its
@@ -140,9 +143,19 @@ pub fn queue_notice(
     let Some(notice) = bounce::build(&req).map_err(|e| NoticeError::Build(e.to_string()))? else {
         return Ok(None);
     };
+    let envelope = notice.envelope();
+    let wire = match cfg.keys.as_ref().map(|k| k.get().sign(&notice.wire)) {
+        Some(Ok(signed)) => signed.prepend_to(notice.wire),
+        Some(Err(e)) => {
+            // A notice is never lost for want of a signature.
+            tracing::warn!(target: "bounce", "{id}: DKIM signing of the notice failed, queued unsigned: {e}");
+            notice.wire
+        }
+        None => notice.wire,
+    };
     let sub = Submission {
-        envelope: notice.envelope(),
-        wire: notice.wire,
+        envelope,
+        wire,
         flags: notice.flags,
         dsn: Default::default(),
         message_id: notice.message_id,

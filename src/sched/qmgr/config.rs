@@ -67,6 +67,7 @@ impl QmgrConfig {
             notices: NoticeConfig {
                 myhostname: c.myhostname.clone(),
                 bounce_size_limit: c.bounce_size_limit,
+                keys: None,
             },
             delivery,
             campaigns: None,
