@@ -9,6 +9,7 @@
 
 mod handoff;
 mod sync;
+pub mod sync_policy;
 pub mod tls;
 mod transport;
 
@@ -166,7 +167,7 @@ mod tests {
             let file = std::sync::Arc::new(std::fs::File::create(dir.path().join("f")).unwrap());
             let (used, out) = block_on(backend, |b| async move {
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                sync_data(file, b).await.map(|()| 7)
+                sync_data(file, b, false).await.map(|()| 7)
             })
             .unwrap();
             assert_eq!(out.unwrap(), 7);

@@ -1,7 +1,9 @@
-//! The file operation that blocks on the disk, done without blocking the
-//! shard's event loop: an io_uring operation (`IORING_OP_FSYNC` with
-//! datasync) on the io_uring backend, a blocking-pool thread on epoll.
-//! Either way the shard keeps serving other tasks meanwhile.
+//! The file operation that blocks on the disk: on the shard's own thread
+//! while the disk answers fast ([`super::sync_policy`]), otherwise without
+//! blocking the shard's event loop: an io_uring operation
+//! (`IORING_OP_FSYNC` with datasync) on the io_uring backend, a
+//! blocking-pool thread on epoll, so the shard keeps serving other tasks
+//! meanwhile.
 //!
 //! An io_uring operation needs the file as tokio-uring's own handle, which
 //! owns its descriptor. Each shard thread keeps one such handle (a
@@ -12,14 +14,34 @@
 //! time. [`forget_closed_files`] lets go of the handles of segments that
 //! are gone, so a deleted segment's disk space is not held.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::sync::Arc;
+use std::time::Instant;
 
+use super::sync_policy::SyncPolicy;
 use super::IoBackend;
 
+thread_local! {
+    /// This shard thread's choice of where its fdatasyncs run.
+    static POLICY: Cell<SyncPolicy> = Cell::new(SyncPolicy::default());
+}
+
 /// fdatasyncs `file` on `backend`'s terms: makes a segment's writes (its
-/// dirty page-cache pages) durable.
-pub async fn sync_data(file: Arc<File>, backend: IoBackend) -> std::io::Result<()> {
+/// dirty page-cache pages) durable. `small`: the caller wrote little since
+/// the last sync, so the sync may run on this thread when the disk answers
+/// fast.
+pub async fn sync_data(file: Arc<File>, backend: IoBackend, small: bool) -> std::io::Result<()> {
+    let mut policy = POLICY.get();
+    let inline = small && policy.next_inline();
+    if inline {
+        let began = Instant::now();
+        let synced = file.sync_data();
+        policy.inline_took(began.elapsed());
+        POLICY.set(policy);
+        return synced;
+    }
+    POLICY.set(policy);
     match backend {
         #[cfg(not(target_env = "musl"))]
         IoBackend::Uring => ring_files::handle(&file)?.sync_data().await,
@@ -111,9 +133,10 @@ mod tests {
         let path = dir.path().join("segment");
         let file = Arc::new(File::create(&path).unwrap());
         let rt = tokio_uring::Runtime::new(&tokio_uring::builder()).unwrap();
+        POLICY.set(SyncPolicy::always_offload());
         rt.block_on(async {
             for _ in 0..3 {
-                sync_data(Arc::clone(&file), IoBackend::Uring)
+                sync_data(Arc::clone(&file), IoBackend::Uring, true)
                     .await
                     .unwrap();
             }
@@ -129,5 +152,27 @@ mod tests {
         forget_closed_files();
         assert_eq!(ring_files::count(), 0);
         assert_eq!(open_on(&path), 0, "a deleted segment's space is not held");
+    }
+
+    #[test]
+    fn a_fast_disk_is_synced_on_the_calling_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("segment");
+        let file = Arc::new(File::create(&path).unwrap());
+        POLICY.set(SyncPolicy::default());
+        // No runtime at all: an fdatasync handed off would need one (a
+        // tokio blocking pool or an io_uring driver) and panic without.
+        let synced = std::pin::pin!(sync_data(Arc::clone(&file), IoBackend::Epoll, true));
+        struct Nothing;
+        impl std::task::Wake for Nothing {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(Arc::new(Nothing));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let polled = std::future::Future::poll(synced, &mut cx);
+        assert!(
+            matches!(polled, std::task::Poll::Ready(Ok(()))),
+            "{polled:?}"
+        );
     }
 }

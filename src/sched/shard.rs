@@ -183,7 +183,7 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                 ctx.ring.wake_one();
             }
             let began = Instant::now();
-            let committed = commit(&store, &qmgr, backend).await;
+            let committed = commit(&store, &qmgr, backend, batch.len()).await;
             last_commit = Instant::now();
             if let Some(m) = &ctx.qmgr.metrics {
                 m.commit_seconds
@@ -235,7 +235,7 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
         let dirty = store.borrow().has_dirty();
         if dirty && last_commit.elapsed() >= STATUS_COMMIT_INTERVAL {
             // Delivery status bytes, defer records and notices.
-            let _ = commit(&store, &qmgr, backend).await;
+            let _ = commit(&store, &qmgr, backend, 0).await;
             last_commit = Instant::now();
         }
         if answer_requests(&ctx, &store, &qmgr, backend).await {
@@ -270,12 +270,12 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = timer.await;
-    if commit(&store, &qmgr, backend).await.is_ok()
+    if commit(&store, &qmgr, backend, 0).await.is_ok()
         && (qmgr.has_pending() || store.borrow().has_dirty())
     {
         // Statuses of recipients whose notices just became durable, and
         // notices appended during that commit.
-        let _ = commit(&store, &qmgr, backend).await;
+        let _ = commit(&store, &qmgr, backend, 0).await;
     }
     tracing::debug!(target: "qmgr", "shard {}: stopped after queuing {queued} messages", ctx.index);
     Ok(queued)
@@ -294,12 +294,28 @@ fn release_files(store: &RefCell<Store>, released: &Receiver<Vec<QueueId>>, shar
     }
 }
 
-/// One group commit: write what the segments gathered and fdatasync every
-/// segment written since the last commit; then let the queue manager act on
-/// what became durable (see [`Qmgr::before_commit`]).
-async fn commit(store: &RefCell<Store>, qmgr: &Qmgr, backend: IoBackend) -> Result<(), AckError> {
+/// A commit of at most this many new messages may fdatasync on the shard's
+/// thread, when the disk answers fast ([`rt::sync_policy`]): its fdatasync
+/// is short, and handing it off cost more than the sync itself (the SMTP
+/// and `sendmail` paths, a few messages per commit, each waiting for its
+/// acknowledgement). Larger commits (the spool path's, up to
+/// [`MAX_BATCH`]) write more and sync longer, and commits of status bytes
+/// only acknowledge nothing: their fdatasync is handed off so deliveries
+/// go on meanwhile.
+const INLINE_SYNC_BATCH: usize = 64;
+
+/// One group commit of `messages` new messages: write what the segments
+/// gathered and fdatasync every segment written since the last commit;
+/// then let the queue manager act on what became durable (see
+/// [`Qmgr::before_commit`]).
+async fn commit(
+    store: &RefCell<Store>,
+    qmgr: &Qmgr,
+    backend: IoBackend,
+    messages: usize,
+) -> Result<(), AckError> {
     qmgr.before_commit();
-    let synced = sync_dirty(store, backend).await;
+    let synced = sync_dirty(store, backend, (1..=INLINE_SYNC_BATCH).contains(&messages)).await;
     if synced.is_ok() {
         qmgr.after_commit();
     }
@@ -307,7 +323,11 @@ async fn commit(store: &RefCell<Store>, qmgr: &Qmgr, backend: IoBackend) -> Resu
 }
 
 /// Writes and fdatasyncs every segment written since the last call.
-async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), AckError> {
+async fn sync_dirty(
+    store: &RefCell<Store>,
+    backend: IoBackend,
+    small: bool,
+) -> Result<(), AckError> {
     let files = match store.borrow_mut().take_dirty() {
         Ok(files) => files,
         Err(e) => {
@@ -316,7 +336,7 @@ async fn sync_dirty(store: &RefCell<Store>, backend: IoBackend) -> Result<(), Ac
         }
     };
     for file in files {
-        if let Err(e) = rt::sync_data(file, backend).await {
+        if let Err(e) = rt::sync_data(file, backend, small).await {
             store.borrow_mut().poison();
             tracing::error!(target: "qmgr", "fdatasync failed: {e}; queue writes stop until restart");
             return Err(AckError::QueueWrite(format!("fdatasync: {e}")));
@@ -349,7 +369,7 @@ async fn answer_requests(
             } => {
                 let mut report = qmgr.administer(&command, &ids);
                 if !command.dry_run && !report.messages.is_empty() {
-                    if let Err(e) = commit(store, qmgr, backend).await {
+                    if let Err(e) = commit(store, qmgr, backend, 0).await {
                         report.error = Some(e.to_string());
                     }
                     committed = true;
