@@ -155,6 +155,39 @@ fn sandbox(relay: u16, dkim: &str) -> Sandbox {
     })
 }
 
+/// One Ed25519 key for `domain` (selector `ed2026`) with its record for
+/// dkimpy, an accepting sink that dumps what it receives, and a sandbox
+/// that relays to it with the key configured.
+struct OneKey {
+    /// Where the key file is (and room for scratch files).
+    keys: tempfile::TempDir,
+    records: BTreeMap<String, String>,
+    /// The sink's dump directory.
+    dump: tempfile::TempDir,
+    _sink: SinkHandle,
+    sb: Sandbox,
+}
+
+fn one_ed_key(domain: &str) -> OneKey {
+    let keys = tempfile::tempdir().expect("dir");
+    let ed = keygen(keys.path(), domain, "ed2026", "ed25519");
+    let records: BTreeMap<String, String> =
+        [(format!("ed2026._domainkey.{domain}"), ed.record.clone())].into();
+    let dump = tempfile::tempdir().expect("dir");
+    let sink = sink_into(dump.path(), Faults::default(), None);
+    let sb = sandbox(
+        sink.local_addr.port(),
+        &dkim_entry(domain, "ed2026", &ed, ""),
+    );
+    OneKey {
+        keys,
+        records,
+        dump,
+        _sink: sink,
+        sb,
+    }
+}
+
 /// The dumped messages (`N.eml` with a complete `N.json`), by file.
 fn dumped(dump: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -321,30 +354,18 @@ fn ordinary_mail_is_dual_signed_simple() {
 /// A tampered message fails: the verifiers are not rubber stamps.
 #[test]
 fn a_changed_body_fails_verification() {
-    let keys_dir = tempfile::tempdir().expect("dir");
-    let ed = keygen(keys_dir.path(), "example.com", "ed2026", "ed25519");
-    let records: BTreeMap<String, String> = [(
-        "ed2026._domainkey.example.com".to_string(),
-        ed.record.clone(),
-    )]
-    .into();
-    let dump_dir = tempfile::tempdir().expect("dir");
-    let sink = sink_into(dump_dir.path(), Faults::default(), None);
-    let sb = sandbox(
-        sink.local_addr.port(),
-        &dkim_entry("example.com", "ed2026", &ed, ""),
-    );
-    let mut d = sb.start_daemon("uring");
-    sb.sendmail_ok(&["-t"], &messages()[0]);
-    let files = wait_dumped(&mut d, dump_dir.path(), 1);
+    let k = one_ed_key("example.com");
+    let mut d = k.sb.start_daemon("uring");
+    k.sb.sendmail_ok(&["-t"], &messages()[0]);
+    let files = wait_dumped(&mut d, k.dump.path(), 1);
     d.stop();
-    let good = dkimpy(&records, &files);
+    let good = dkimpy(&k.records, &files);
     assert!(good[0].1, "{}", good[0].2);
     let raw = fs::read(&files[0]).expect("eml");
-    let tampered = keys_dir.path().join("tampered.eml");
+    let tampered = k.keys.path().join("tampered.eml");
     let text = String::from_utf8_lossy(&raw).replace("hello", "HELLO");
     fs::write(&tampered, text).expect("write");
-    let bad = dkimpy(&records, &[tampered]);
+    let bad = dkimpy(&k.records, &[tampered]);
     assert!(!bad[0].1, "a changed body must not verify: {}", bad[0].2);
 }
 
@@ -608,21 +629,9 @@ fn campaign_mail_is_signed_per_recipient() {
 /// signature by the example.org key that dkimpy verifies.
 #[test]
 fn delivery_notices_are_signed() {
-    let keys_dir = tempfile::tempdir().expect("dir");
-    let ed = keygen(keys_dir.path(), "example.org", "ed2026", "ed25519");
-    let records: BTreeMap<String, String> = [(
-        "ed2026._domainkey.example.org".to_string(),
-        ed.record.clone(),
-    )]
-    .into();
-    let dump_dir = tempfile::tempdir().expect("dir");
-    let sink = sink_into(dump_dir.path(), Faults::default(), None);
-    let sb = sandbox(
-        sink.local_addr.port(),
-        &dkim_entry("example.org", "ed2026", &ed, ""),
-    );
-    let mut d = sb.start_daemon("uring");
-    sb.sendmail_ok(
+    let k = one_ed_key("example.org");
+    let mut d = k.sb.start_daemon("uring");
+    k.sb.sendmail_ok(
         &[
             "-N",
             "success",
@@ -632,7 +641,7 @@ fn delivery_notices_are_signed() {
         ],
         b"From: someone@example.com\nTo: a@example.net\nSubject: s\n\nx\n",
     );
-    let files = wait_dumped(&mut d, dump_dir.path(), 2);
+    let files = wait_dumped(&mut d, k.dump.path(), 2);
     d.stop();
     let notices: Vec<PathBuf> = files
         .into_iter()
@@ -641,7 +650,7 @@ fn delivery_notices_are_signed() {
     assert_eq!(notices.len(), 1, "one success notice");
     let notice = String::from_utf8_lossy(&fs::read(&notices[0]).expect("eml")).into_owned();
     assert!(notice.starts_with("DKIM-Signature: "), "{notice}");
-    let r = dkimpy(&records, &notices);
+    let r = dkimpy(&k.records, &notices);
     assert_eq!(r[0].0, 1, "{}", r[0].2);
     assert!(r[0].1, "{}", r[0].2);
 }

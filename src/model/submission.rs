@@ -69,6 +69,25 @@ pub struct Submission {
 }
 
 impl Submission {
+    /// A bare message for unit tests: `wire` from `Source::Internal(i)`,
+    /// no envelope.
+    #[cfg(test)]
+    pub(crate) fn for_test(i: u64, wire: &[u8]) -> Box<Submission> {
+        Box::new(Submission {
+            envelope: Envelope::default(),
+            wire: wire.to_vec(),
+            flags: MessageFlags::default(),
+            dsn: DsnParams::default(),
+            message_id: format!("{i}@test.example"),
+            arrival_micros: 0,
+            uid: 0,
+            source: Source::Internal(i),
+            origin: Default::default(),
+            file_identity: None,
+            campaign: None,
+        })
+    }
+
     /// A campaign slice to queue, acknowledged to `source`.
     pub fn campaign_slice(slice: super::CampaignSlice, source: Source) -> Submission {
         Submission {

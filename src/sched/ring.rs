@@ -58,22 +58,10 @@ impl PickupRing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Envelope, MessageFlags, Source};
+    use crate::model::Source;
 
     fn sub(i: u64) -> Box<Submission> {
-        Box::new(Submission {
-            envelope: Envelope::default(),
-            wire: vec![],
-            flags: MessageFlags::default(),
-            dsn: Default::default(),
-            message_id: String::new(),
-            arrival_micros: 0,
-            uid: 0,
-            source: Source::Internal(i),
-            origin: Default::default(),
-            file_identity: None,
-            campaign: None,
-        })
+        Submission::for_test(i, b"")
     }
 
     #[test]

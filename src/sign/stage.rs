@@ -204,23 +204,11 @@ fn sign_one(mut sub: Box<Submission>, reader: &mut super::KeysReader) -> Box<Sub
 mod tests {
     use super::*;
     use crate::config::{DkimAlgorithm, DkimKeyConfig};
-    use crate::model::{Envelope, MessageFlags, Source};
+    use crate::model::Source;
     use crate::sign::{keygen, PrivateKey, Signers};
 
     fn sub(i: u64) -> Box<Submission> {
-        Box::new(Submission {
-            envelope: Envelope::default(),
-            wire: b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n".to_vec(),
-            flags: MessageFlags::default(),
-            dsn: Default::default(),
-            message_id: format!("{i}@example.com"),
-            arrival_micros: 0,
-            uid: 0,
-            source: Source::Internal(i),
-            origin: Default::default(),
-            file_identity: None,
-            campaign: None,
-        })
+        Submission::for_test(i, b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n")
     }
 
     fn keys() -> Arc<CurrentKeys> {
