@@ -140,7 +140,9 @@ fn keyed_sandbox() -> (Sandbox, PathBuf, String) {
 #[test]
 fn a_well_configured_domain_passes_every_check() {
     let (sb, key, record) = keyed_sandbox();
-    let dns = DnsServer::start(good_zone(&record));
+    // The EHLO name (the sandbox's myhostname) has its own SPF policy.
+    let dns =
+        DnsServer::start(good_zone(&record).txt("mx.example.org", "v=spf1 a ip4:203.0.113.5 -all"));
     write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
     let out = check(&sb, &["example.com", "--ip", IP]);
     let t = stdout(&out);
@@ -171,7 +173,11 @@ fn a_well_configured_domain_passes_every_check() {
         line(&t, "MX"),
         "  MX     pass   example.com: MX 10 mail.example.com"
     );
-    assert_eq!(t.lines().count(), 5, "{t}");
+    assert_eq!(
+        line(&t, "HELO"),
+        "  HELO   pass   mx.example.org: v=spf1 a ip4:203.0.113.5 -all"
+    );
+    assert_eq!(t.lines().count(), 6, "{t}");
     // The key was looked up through the configured (test) server.
     assert!(dns
         .queries()
@@ -614,7 +620,7 @@ fn json_output_has_every_finding_and_the_exit_code() {
         .iter()
         .map(|f| f["check"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["SPF", "DKIM", "DMARC", "PTR", "MX"]);
+    assert_eq!(names, ["SPF", "DKIM", "DMARC", "PTR", "MX", "HELO"]);
     let mx = &findings[4];
     assert_eq!(mx["status"], "fail");
     assert!(mx["fix"].as_str().unwrap().contains("publish an MX record"));
@@ -692,7 +698,8 @@ fn campaign_send_warns_and_strict_refuses_to_start() {
 #[test]
 fn campaign_send_strict_starts_when_the_domain_passes() {
     let (sb, key, record) = keyed_sandbox();
-    let dns = DnsServer::start(good_zone(&record));
+    let dns =
+        DnsServer::start(good_zone(&record).txt("mx.example.org", "v=spf1 ip4:203.0.113.5 -all"));
     write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
     let out = campaign_send(&sb, &["--strict", "--ip", IP]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -735,4 +742,28 @@ fn dmarc_under_a_multi_label_public_suffix() {
         ),
         "{t}"
     );
+}
+
+/// The EHLO name without an SPF policy: a warning (bounces are checked
+/// against it), with the record to publish; the exit code stays 0. Without
+/// `--ip` there is no HELO line.
+#[test]
+fn a_helo_name_without_spf_warns() {
+    let (sb, key, record) = keyed_sandbox();
+    let dns = DnsServer::start(good_zone(&record));
+    write_config(&sb, &dns, &[("example.com", "s2026", &key)]);
+    let out = check(&sb, &["example.com", "--ip", IP]);
+    let t = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    let l = line(&t, "HELO");
+    assert!(
+        l.starts_with("  HELO   warn   mx.example.org: no SPF record; bounces"),
+        "{l}"
+    );
+    assert!(
+        l.contains("publish TXT at mx.example.org: \"v=spf1 ip4:203.0.113.5 -all\""),
+        "{l}"
+    );
+    let out = check(&sb, &["example.com"]);
+    assert!(!stdout(&out).contains("HELO"), "{}", stdout(&out));
 }

@@ -12,6 +12,8 @@
 //!   the `From:` domain aligns with the DKIM domain or the envelope domain.
 //! - [`ptr`]: the sending IP has reverse DNS that resolves back to it.
 //! - [`mx`]: the bounce domain receives mail (MX, or A/AAAA).
+//! - HELO ([`spf::check_helo`]): the EHLO name's SPF policy passes for the
+//!   sending IP (what receivers check for bounces); a warning otherwise.
 //!
 //! Each check returns [`Finding`]s, values gathered in a [`Report`]
 //! ([`report`]: table, JSON, exit code); [`resolver`] is the only part
@@ -107,7 +109,7 @@ impl CheckOptions {
 }
 
 /// Runs every check (concurrently) and gathers the findings in the order
-/// SPF, DKIM (one per key), DMARC, PTR, MX. DMARC's DKIM alignment counts
+/// SPF, DKIM (one per key), DMARC, PTR, MX, and HELO (with an IP only). DMARC's DKIM alignment counts
 /// only the keys whose check did not fail (a key whose record is missing
 /// signs nothing a receiver can verify).
 pub async fn check_domain(
@@ -126,15 +128,17 @@ pub async fn check_domain(
         let dmarc = dmarc::check(resolver, opts, &working).await;
         (dkim, dmarc)
     };
-    let (spf, (dkim, dmarc), ptr, mx) = tokio::join!(
+    let (spf, (dkim, dmarc), ptr, mx, helo) = tokio::join!(
         spf::check(resolver, opts),
         dkim_then_dmarc,
         ptr::check(resolver, opts.ip, &opts.domain),
         mx::check(resolver, &opts.bounce_domain),
+        spf::check_helo(resolver, opts),
     );
     let mut findings = vec![spf];
     findings.extend(dkim);
     findings.extend([dmarc, ptr, mx]);
+    findings.extend(helo);
     Report {
         domain: opts.domain.clone(),
         from_domain: opts.from_domain.clone(),

@@ -24,6 +24,10 @@ pub enum CheckKind {
     /// MX (or A/AAAA) of the bounce domain.
     #[serde(rename = "MX")]
     Mx,
+    /// The SPF policy of the EHLO name (`myhostname`) for the sending IP:
+    /// what receivers check for mail with a null sender (bounces).
+    #[serde(rename = "HELO")]
+    Helo,
 }
 
 impl CheckKind {
@@ -35,6 +39,7 @@ impl CheckKind {
             CheckKind::Dmarc => "DMARC",
             CheckKind::Ptr => "PTR",
             CheckKind::Mx => "MX",
+            CheckKind::Helo => "HELO",
         }
     }
 }

@@ -11,6 +11,7 @@ use mail_auth::{Parameters, SpfResult};
 use super::{CheckKind, CheckOptions, CheckResolver, Finding, Status};
 
 const SPF: CheckKind = CheckKind::Spf;
+const HELO: CheckKind = CheckKind::Helo;
 
 /// True when a TXT record is an SPF policy (`v=spf1`, then a space or the
 /// end).
@@ -76,6 +77,61 @@ pub async fn check(resolver: &CheckResolver, opts: &CheckOptions) -> Finding {
         )))
         .await;
     judge(out.result(), &record, domain, ip)
+}
+
+/// The SPF policy of the EHLO name for the sending IP: receivers evaluate
+/// it for mail whose envelope sender is empty (RFC 7208 section 2.3), that
+/// is for ringmail's bounces and delay notices. `None` without an IP.
+/// Never a failure of the domain itself: a missing or failing HELO policy
+/// is a warning with the record to publish.
+pub async fn check_helo(resolver: &CheckResolver, opts: &CheckOptions) -> Option<Finding> {
+    let ip = opts.ip?;
+    let helo = opts.helo.as_str();
+    let records = match resolver.txt(helo).await {
+        Ok(r) => r,
+        Err(e) => return Some(e.finding(HELO)),
+    };
+    let record = records
+        .iter()
+        .find(|r| is_spf(r))
+        .cloned()
+        .unwrap_or_default();
+    let out = resolver
+        .authenticator()
+        .verify_spf(Parameters::new(SpfParameters::verify_ehlo(ip, helo, helo)))
+        .await;
+    Some(judge_helo(out.result(), &record, helo, ip))
+}
+
+/// The finding for mail-auth's result on the HELO name's `record`.
+pub fn judge_helo(result: SpfResult, record: &str, helo: &str, ip: IpAddr) -> Finding {
+    let why = "bounces (MAIL FROM:<>) are checked against it";
+    let publish = format!("publish TXT at {helo}: \"v=spf1 {} -all\"", mechanism(ip));
+    match result {
+        SpfResult::Pass => Finding::pass(HELO, format!("{helo}: {record}")),
+        SpfResult::None => {
+            Finding::new(HELO, Status::Warn, format!("{helo}: no SPF record; {why}"))
+                .with_fix(publish)
+        }
+        SpfResult::TempError => Finding::new(
+            HELO,
+            Status::TempError,
+            format!("{helo}: temperror (a DNS lookup of the policy failed)"),
+        )
+        .with_fix("try again; if it persists, check the names the record includes"),
+        other => Finding::new(
+            HELO,
+            Status::Warn,
+            format!(
+                "{helo}: {record}: {} for {ip}; {why}",
+                other.to_string().to_ascii_lowercase()
+            ),
+        )
+        .with_fix(format!(
+            "add {} to the SPF record of {helo}, or {publish}",
+            mechanism(ip)
+        )),
+    }
 }
 
 /// The finding for mail-auth's result on `record` of `domain`.
@@ -147,6 +203,28 @@ mod tests {
         let f = judge(SpfResult::PermError, rec, "example.com", IP);
         assert_eq!(f.status, Status::Fail);
         let v6: IpAddr = "2001:db8::25".parse().unwrap();
+        assert_eq!(mechanism(v6), "ip6:2001:db8::25");
+    }
+
+    #[test]
+    fn a_missing_or_failing_helo_policy_warns_with_the_record_to_publish() {
+        let rec = "v=spf1 ip4:203.0.113.5 -all";
+        let f = judge_helo(SpfResult::Pass, rec, "mx.example.com", IP);
+        assert_eq!(f.status, Status::Pass);
+        assert_eq!(f.detail, format!("mx.example.com: {rec}"));
+        let f = judge_helo(SpfResult::None, "", "mx.example.com", IP);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.detail.contains("bounces"), "{}", f.detail);
+        let fix = f.fix.unwrap();
+        assert!(
+            fix.contains("TXT at mx.example.com: \"v=spf1 ip4:203.0.113.5 -all\""),
+            "{fix}"
+        );
+        let f = judge_helo(SpfResult::Fail, "v=spf1 -all", "mx.example.com", IP);
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.detail.contains("fail for 203.0.113.5"), "{}", f.detail);
+        let f = judge_helo(SpfResult::TempError, rec, "mx.example.com", IP);
+        assert_eq!(f.status, Status::TempError);
         assert_eq!(mechanism(v6), "ip6:2001:db8::25");
     }
 }
