@@ -81,6 +81,11 @@ impl<T> Handoff<T> {
         self.lock().items.pop_front()
     }
 
+    /// True once [`Handoff::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// No more items: waiting threads get `None` once the queue is empty.
     pub fn close(&self) {
         self.lock().closed = true;
