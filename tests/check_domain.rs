@@ -766,4 +766,25 @@ fn a_helo_name_without_spf_warns() {
     );
     let out = check(&sb, &["example.com"]);
     assert!(!stdout(&out).contains("HELO"), "{}", stdout(&out));
+    // A bare host name as myhostname (gethostname's, often): a warning
+    // too, not a failure.
+    let text = fs::read_to_string(&sb.config).expect("config");
+    fs::write(
+        &sb.config,
+        text.replace("myhostname = \"mx.example.org\"", "myhostname = \"myhost\""),
+    )
+    .expect("config");
+    let out = check(&sb, &["example.com", "--ip", IP]);
+    let t = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{t}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let l = line(&t, "HELO");
+    assert!(
+        l.starts_with("  HELO   warn   myhost: no SPF record"),
+        "{l}"
+    );
 }

@@ -87,10 +87,23 @@ pub async fn check(resolver: &CheckResolver, opts: &CheckOptions) -> Finding {
 pub async fn check_helo(resolver: &CheckResolver, opts: &CheckOptions) -> Option<Finding> {
     let ip = opts.ip?;
     let helo = opts.helo.as_str();
-    let records = match resolver.txt(helo).await {
-        Ok(r) => r,
-        Err(e) => return Some(e.finding(HELO)),
-    };
+    let records =
+        match resolver.txt(helo).await {
+            Ok(r) => r,
+            Err(e) if e.is_transient() => return Some(e.finding(HELO)),
+            // Not a domain name (a bare host name as myhostname): a warning,
+            // like a missing record, never a failure of the domain checked.
+            Err(e) => return Some(
+                Finding::new(
+                    HELO,
+                    Status::Warn,
+                    format!("{e}; bounces are checked against the EHLO name"),
+                )
+                .with_fix(
+                    "set myhostname to a fully qualified name with an A record and an SPF policy",
+                ),
+            ),
+        };
     let record = records
         .iter()
         .find(|r| is_spf(r))
