@@ -109,9 +109,9 @@ impl CheckOptions {
 }
 
 /// Runs every check (concurrently) and gathers the findings in the order
-/// SPF, DKIM (one per key), DMARC, PTR, MX, and HELO (with an IP only). DMARC's DKIM alignment counts
-/// only the keys whose check did not fail (a key whose record is missing
-/// signs nothing a receiver can verify).
+/// SPF, DKIM (one per key), DMARC, PTR, MX, and HELO (with an IP only).
+/// DMARC's DKIM alignment counts only the keys whose check did not fail (a
+/// key whose record is missing signs nothing a receiver can verify).
 pub async fn check_domain(
     resolver: &CheckResolver,
     opts: &CheckOptions,

@@ -2,9 +2,9 @@
 //!
 //! mail-auth signs through a [`SigningKey`]; its own Ed25519 key uses
 //! ring, whose signature cost 25–29 µs on the benchmark machine against
-//! 18–20 µs for ed25519-dalek (precomputed base-point tables): about a
-//! third of all the CPU a signed 2 KB message costs beyond an unsigned
-//! one. Ed25519 signatures are deterministic (RFC 8032), so both give the
+//! 18–20 µs for ed25519-dalek (precomputed base-point tables): the
+//! signature is most of what signing a 2 KB message costs (a quarter less
+//! per signed message with dalek, docs/BENCHMARKS.md). Ed25519 signatures are deterministic (RFC 8032), so both give the
 //! same bytes for the same key and input; a unit test checks that against
 //! ring. RSA keys stay on ring.
 
