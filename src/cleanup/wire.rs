@@ -20,16 +20,29 @@ pub fn max_wire_len(input: &[u8]) -> usize {
 /// every line ending in CRLF (a line ends at CRLF, at a bare LF or at a
 /// bare CR), a `.` doubled at the start of each line, and a CRLF added
 /// when the last line has no line end. Empty input writes nothing.
-pub fn push_lines(out: &mut Vec<u8>, mut input: &[u8]) {
-    while let Some(&first) = input.first() {
-        if first == b'.' {
+pub fn push_lines(out: &mut Vec<u8>, input: &[u8]) {
+    // Lines that are already canonical (CRLF, no leading dot) are not
+    // copied one by one: `input[copied..]` is written in one piece at the
+    // next change or at the end, so a message in wire form (most of them)
+    // is one copy.
+    let mut copied = 0;
+    let mut line = 0;
+    while line < input.len() {
+        if input[line] == b'.' {
+            out.extend_from_slice(&input[copied..line]);
             out.push(b'.');
+            copied = line;
         }
-        let (content, end) = line_end(input);
-        out.extend_from_slice(&input[..content]);
-        out.extend_from_slice(b"\r\n");
-        input = &input[content + end..];
+        let (content, end) = line_end(&input[line..]);
+        if end != 2 {
+            // A bare CR or LF, or no line end at all: CRLF instead.
+            out.extend_from_slice(&input[copied..line + content]);
+            out.extend_from_slice(b"\r\n");
+            copied = line + content + end;
+        }
+        line += content + end;
     }
+    out.extend_from_slice(&input[copied..]);
 }
 
 #[cfg(test)]
@@ -96,5 +109,57 @@ mod tests {
                 "{input:?} -> {out:?}"
             );
         }
+    }
+
+    /// The line-by-line form of [`push_lines`] (one copy per line), which
+    /// the run-copying version must match byte for byte.
+    fn reference(input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = input;
+        while let Some(&first) = rest.first() {
+            if first == b'.' {
+                out.push(b'.');
+            }
+            let (content, end) = line_end(rest);
+            out.extend_from_slice(&rest[..content]);
+            out.extend_from_slice(b"\r\n");
+            rest = &rest[content + end..];
+        }
+        out
+    }
+
+    #[test]
+    fn runs_are_copied_as_the_lines_would_be() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..3000 {
+            // Mostly canonical lines, now and then a bare CR or LF, a
+            // leading dot or an unterminated end; up to a few KB.
+            let mut input = Vec::new();
+            for _ in 0..rng.usize(0..60) {
+                if rng.u8(..) < 30 {
+                    input.push(b'.');
+                }
+                input.extend((0..rng.usize(0..90)).map(|_| b"ab .x"[rng.usize(0..5)]));
+                input.extend_from_slice(match rng.u8(..) {
+                    0..=9 => b"\n",
+                    10..=19 => b"\r",
+                    20..=24 => b"",
+                    _ => b"\r\n",
+                });
+            }
+            assert_eq!(wire(&input), reference(&input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn line_ends_are_counted_across_chunks() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for len in [0, 1, 254, 255, 256, 510, 511, 4096, 70_001] {
+            // Dense enough to fill a chunk's byte-wide count.
+            let text: Vec<u8> = (0..len).map(|_| b"\r\nx"[rng.usize(0..3)]).collect();
+            let naive = text.iter().filter(|&&b| b == b'\r' || b == b'\n').count();
+            assert_eq!(max_line_ends(&text), naive, "length {len}");
+        }
+        assert_eq!(max_line_ends(&[b'\n'; 1000]), 1000);
     }
 }

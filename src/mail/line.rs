@@ -24,7 +24,17 @@ pub fn line_end(text: &[u8]) -> (usize, usize) {
 /// Number of line ends in `text` by [`line_end`]'s rule, or more: every
 /// CR and every LF counted. Cheap, for sizing buffers.
 pub fn max_line_ends(text: &[u8]) -> usize {
-    text.iter().filter(|&&b| b == b'\r' || b == b'\n').count()
+    // Counted in byte-wide sums over chunks of at most 255 bytes, which the
+    // compiler turns into 16- or 32-byte vector compares; a `usize` count
+    // per byte (`filter().count()`) came out four bytes per step and was a
+    // third of pickup's CPU for 100 KB messages.
+    text.chunks(255)
+        .map(|chunk| {
+            chunk
+                .iter()
+                .fold(0u8, |n, &b| n + u8::from(b == b'\r' || b == b'\n')) as usize
+        })
+        .sum()
 }
 
 /// The first CR or LF in `text` (the `memchr` crate's vectorised search).
