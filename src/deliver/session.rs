@@ -565,6 +565,10 @@ impl Session {
                         Ok(()),
                         "message body not in wire form"
                     );
+                    // Room for the body, its final dot and a chained
+                    // command group, so neither makes the buffer grow (a
+                    // growth copies the whole body again).
+                    out.reserve(front.msg.wire.len() + 5 + CHAIN_MAX_COMMAND_BYTES);
                     out.extend_from_slice(&front.msg.wire);
                     proto::command::end_of_data(&mut out);
                     front.body_sent = true;

@@ -386,32 +386,23 @@ fn open_spool_file(dir: &OwnedFd, path: &Path) -> std::io::Result<std::fs::File>
 /// Reads all of `file`, whose size was `size` when it was stat'ed, into
 /// `data`. `read_to_end` would ask the size again and seek to learn the
 /// position, then read once more to see the end: three system calls per
-/// message that this avoids. A read shorter than asked is the end of a
-/// regular file; if the file grew since the stat, the buffer grows and
-/// reading goes on.
+/// message that this avoids. The bytes go straight into `data`'s spare
+/// capacity (no zero-filling first). A read shorter than asked is the end
+/// of a regular file; if the file grew since the stat, the buffer grows
+/// and reading goes on.
 fn read_whole(file: &mut std::fs::File, size: u64, data: &mut Vec<u8>) -> std::io::Result<()> {
-    use std::io::Read;
     let mut want = usize::try_from(size)
         .unwrap_or(usize::MAX / 2)
         .saturating_add(1);
     data.clear();
-    data.reserve(want);
     loop {
-        let start = data.len();
-        data.resize(start + want, 0);
-        match file.read(&mut data[start..]) {
-            Ok(n) => {
-                data.truncate(start + n);
-                if n < want {
-                    return Ok(());
-                }
-                want = want.max(64 * 1024);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => data.truncate(start),
-            Err(e) => {
-                data.truncate(start);
-                return Err(e);
-            }
+        data.reserve(want);
+        let asked = data.capacity() - data.len();
+        match rustix::io::read(&*file, rustix::buffer::spare_capacity(data)) {
+            Ok(n) if n < asked => return Ok(()),
+            Ok(_) => want = want.max(64 * 1024),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
