@@ -40,7 +40,10 @@
 //! only after the end of the data, where the file is zero anyway, so a
 //! crash at any point leaves what it would have left before. Large flushes
 //! (a commit of many messages, where one inode write per commit is
-//! nothing) skip it rather than write their size twice.
+//! nothing) skip it rather than write their size twice. Only ext4 and XFS
+//! get it (the file systems whose `fallocate` leaves unwritten extents);
+//! on a copy-on-write one such as btrfs, data written over zeros would be
+//! written elsewhere anyway, so zeroing would only double the writes.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -192,6 +195,8 @@ pub struct Segment {
     /// The file is written (data or zeros) up to here: appends below it
     /// change no extent (see the module doc).
     zeroed_upto: usize,
+    /// Small flushes zero ahead (the file system leaves unwritten extents).
+    zero_ahead: bool,
 }
 
 impl Segment {
@@ -223,6 +228,7 @@ impl Segment {
         file.sync_data()
             .map_err(|e| remove_on_error(QueueError::io("fdatasync", &path, e)))?;
         sync_dir(dir).map_err(remove_on_error)?;
+        let zero_ahead = has_unwritten_extents(&file);
         Ok(Segment {
             path,
             file: Arc::new(file),
@@ -236,6 +242,7 @@ impl Segment {
             write_pos: FILE_HEADER_LEN,
             sealed: false,
             zeroed_upto: FILE_HEADER_LEN,
+            zero_ahead,
         })
     }
 
@@ -256,6 +263,7 @@ impl Segment {
         })?;
         // Checked by `decode`: the header is there and its checksum matches.
         let version = u32::from_le_bytes([map[8], map[9], map[10], map[11]]);
+        let zero_ahead = has_unwritten_extents(&file);
         Ok(Segment {
             path: path.to_path_buf(),
             file: Arc::new(file),
@@ -269,6 +277,7 @@ impl Segment {
             write_pos: FILE_HEADER_LEN,
             sealed: true,
             zeroed_upto: FILE_HEADER_LEN,
+            zero_ahead,
         })
     }
 
@@ -423,7 +432,7 @@ impl Segment {
         self.tail_start += self.tail.len();
         self.tail.clear();
         self.zeroed_upto = self.zeroed_upto.max(self.tail_start);
-        if small && self.zeroed_upto < self.tail_start + ZERO_LEAD {
+        if self.zero_ahead && small && self.zeroed_upto < self.tail_start + ZERO_LEAD {
             self.zero_ahead();
         }
         Ok(())
@@ -547,6 +556,20 @@ fn all_zero(b: &[u8]) -> bool {
         .all(|page| page.iter().fold(0u8, |acc, &x| acc | x) == 0)
 }
 
+/// True when `file` is on ext4 or XFS, whose `fallocate` leaves unwritten
+/// extents that a commit's fdatasync must convert (see the module doc).
+fn has_unwritten_extents(file: &File) -> bool {
+    /// `EXT4_SUPER_MAGIC` (ext2, ext3 and ext4 share it) and
+    /// `XFS_SUPER_MAGIC`, from linux/magic.h.
+    const EXT4: u64 = 0xEF53;
+    const XFS: u64 = 0x5846_5342;
+    match rustix::fs::fstatfs(file) {
+        // `f_type` is signed on some targets: the magic numbers fit either way.
+        Ok(fs) => matches!(fs.f_type as u64, EXT4 | XFS),
+        Err(_) => false,
+    }
+}
+
 /// Reserves `size` bytes of disk for `file`, falling back to writing zeros
 /// where the file system has no fallocate.
 fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
@@ -627,6 +650,8 @@ mod tests {
         let mut h = header(9);
         h.size = 4 << 20;
         let mut seg = Segment::create(dir.path(), h).unwrap();
+        // Whatever file system the test directory is on.
+        seg.zero_ahead = true;
         let record = |len: usize, v: u8| {
             move |b: &mut [u8]| {
                 assert_eq!(b.len(), len);
