@@ -45,7 +45,8 @@ pub fn plan_headers<'a>(
         has_from |= field.is("From");
         kept.push(field.raw);
     }
-    let mut added = String::new();
+    // Room for the three fields it may add, so it is not grown twice.
+    let mut added = String::with_capacity(256);
     let message_id = match message_id {
         Some(id) => id,
         None => {

@@ -122,7 +122,14 @@ pub struct Pickup {
     /// Files not queued for a temporary reason (a full disk refuses every
     /// one): logged once, then once a minute.
     retry_log: Throttle,
+    /// The buffer each file is read into, kept from file to file: a fresh
+    /// one per message made glibc consolidate its free lists each time.
+    read_buf: Vec<u8>,
 }
+
+/// A read buffer that grew past this (a large message) is let go after
+/// use rather than kept.
+const KEEP_READ_BUF: usize = 1 << 20;
 
 impl Pickup {
     /// A scanner for `cfg` that builds submissions with `prepare`.
@@ -137,6 +144,7 @@ impl Pickup {
             leftovers_unlinking: HashSet::new(),
             unlinker: Unlinker::new(cfg.unlink_threads.max(1)),
             releases: Releases::new(vec![cfg.maildrop.clone(), cfg.pickup.clone()]),
+            read_buf: Vec::new(),
             stats: PickupStats::default(),
             pause_until: None,
             retry_log: Throttle::new(REPEAT_EVERY),
@@ -433,7 +441,7 @@ impl Pickup {
 
     /// Reads and prepares one file; quarantines it when it cannot be queued.
     fn read_one(&mut self, dir: &OwnedFd, path: &Path, kind: SpoolKind) -> Option<ReadOutcome> {
-        let mut file = match open_spool_file(dir, path) {
+        let file = match open_spool_file(dir, path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None, // vanished meanwhile
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
@@ -499,15 +507,32 @@ impl Pickup {
             );
             return None;
         }
-        let mut data = Vec::new();
-        if let Err(e) = read_whole(&mut file, meta.len(), &mut data) {
+        let mut data = std::mem::take(&mut self.read_buf);
+        let outcome = self.read_opened(path, kind, file, &meta, &mut data);
+        if data.capacity() <= KEEP_READ_BUF {
+            self.read_buf = data;
+        }
+        outcome
+    }
+
+    /// [`Pickup::read_one`] once `file` is open and checked: reads it into
+    /// `data` and makes its submission.
+    fn read_opened(
+        &mut self,
+        path: &Path,
+        kind: SpoolKind,
+        mut file: std::fs::File,
+        meta: &std::fs::Metadata,
+        data: &mut Vec<u8>,
+    ) -> Option<ReadOutcome> {
+        if let Err(e) = read_whole(&mut file, meta.len(), data) {
             tracing::warn!(target: "pickup", "{}: cannot read: {e}", path.display());
             return None;
         }
         drop(file);
         let identity = FileIdentity {
-            key: file_key(kind, path.file_name().unwrap_or_default(), &meta),
-            crc32c: crc32c::crc32c(&data),
+            key: file_key(kind, path.file_name().unwrap_or_default(), meta),
+            crc32c: crc32c::crc32c(data),
         };
         if !self.already_queued.is_empty() {
             let taken = self.already_queued.take(&identity);
@@ -523,7 +548,7 @@ impl Pickup {
                 ));
             }
         }
-        match (self.prepare)(&data, kind, meta.uid(), path) {
+        match (self.prepare)(data, kind, meta.uid(), path) {
             Ok(mut sub) => {
                 sub.file_identity = Some(identity);
                 Some(ReadOutcome::Offer(Box::new(sub)))
@@ -987,6 +1012,16 @@ mod tests {
         read_whole(&mut file_with(&body), 10, &mut data).unwrap();
         assert_eq!(data.len(), body.len());
         assert_eq!(data, body);
+    }
+
+    #[test]
+    fn a_reused_buffer_keeps_nothing_of_the_file_before() {
+        let mut data = Vec::new();
+        read_whole(&mut file_with(&[b'x'; 5000]), 5000, &mut data).unwrap();
+        read_whole(&mut file_with(b"short"), 5, &mut data).unwrap();
+        assert_eq!(data, b"short");
+        read_whole(&mut file_with(b""), 0, &mut data).unwrap();
+        assert!(data.is_empty());
     }
 
     #[test]

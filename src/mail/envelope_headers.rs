@@ -54,6 +54,10 @@ pub fn sender_from_headers(
 /// the same when their local parts are equal and their domains are equal
 /// ignoring case.
 pub fn dedup_addresses(addrs: Vec<String>) -> Vec<String> {
+    if addrs.len() < 2 {
+        // Nothing to compare (most messages): no set, no keys.
+        return addrs;
+    }
     let mut seen = HashSet::with_capacity(addrs.len());
     addrs
         .into_iter()
