@@ -644,6 +644,27 @@ mod tests {
         assert_eq!(&seg.bytes()[64..80], &want);
     }
 
+    /// Zeroing ahead is on exactly where `stat -f` names ext4 or XFS: the
+    /// test directory's file system as it is, and never procfs.
+    #[test]
+    fn zeroing_ahead_follows_the_file_system_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = Segment::create(dir.path(), header(10)).unwrap();
+        let out = std::process::Command::new("stat")
+            .args(["-f", "--format=%t"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let fs_type = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            seg.zero_ahead,
+            matches!(fs_type.trim(), "ef53" | "58465342"),
+            "file system type {fs_type:?}"
+        );
+        let proc_file = File::open("/proc/self/stat").unwrap();
+        assert!(!has_unwritten_extents(&proc_file));
+    }
+
     #[test]
     fn small_flushes_zero_ahead_and_large_ones_do_not() {
         let dir = tempfile::tempdir().unwrap();
