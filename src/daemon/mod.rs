@@ -359,7 +359,6 @@ pub fn serve(
         Arc::clone(&intake_closed),
         Some(mailbox),
         Arc::clone(&metrics.tls),
-        shard_mailboxes.clone(),
     ) {
         Ok(l) => l,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! configuration, the password file, STARTTLS certificates, and the hooks
 //! that take a received message through cleanup into the pickup ring.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,20 +16,17 @@ use crate::inject::smtpd::{
 };
 use crate::model::{Envelope, Submission};
 use crate::proto::server::{AuthConfig, Limits, SessionConfig, SessionParams};
-use crate::sched::mailbox::{ShardMailbox, ShardRequest};
 use crate::sign::SignStage;
 
 /// Starts the configured listeners; `None` when there are none. `closed`
 /// is set when the daemon stops taking mail; STARTTLS handshakes are
-/// counted in `tls_counters`. Sessions run on the shards whose mailboxes
-/// are `shards`, in turn.
+/// counted in `tls_counters`.
 pub(super) fn start(
     config: &Config,
     ring: Arc<SignStage>,
     closed: Arc<AtomicBool>,
     local: Option<Arc<dyn crate::inject::smtpd::LocalMail>>,
     tls_counters: Arc<crate::obs::metrics::TlsCounters>,
-    shards: Vec<Arc<ShardMailbox>>,
 ) -> Result<Option<SmtpdHandle>, SmtpdError> {
     if config.listener.is_empty() {
         return Ok(None);
@@ -112,16 +109,6 @@ pub(super) fn start(
             if closed.load(Ordering::Acquire) {
                 return Offered::Closed;
             }
-            // A session runs on a shard: unless it must be signed first,
-            // its message joins that shard's next group commit directly.
-            let sub = if ring.signs(&sub) {
-                sub
-            } else {
-                match crate::sched::offer_here(sub) {
-                    Ok(()) => return Offered::Yes,
-                    Err(back) => back,
-                }
-            };
             match ring.push(sub) {
                 Ok(()) => Offered::Yes,
                 Err(back) => Offered::Full(back),
@@ -129,24 +116,8 @@ pub(super) fn start(
         }),
         local,
         tls_counters: Some(tls_counters),
-        place: place_on(shards),
     };
     smtpd::start(settings, hooks).map(Some)
-}
-
-/// Puts each session on the next of `shards` in turn (`None` without
-/// shards: the listener's thread runs them). Connections are long next to
-/// the messages they carry, so turns spread them evenly enough; the
-/// shard's loop starts the session at its next turn.
-fn place_on(shards: Vec<Arc<ShardMailbox>>) -> Option<Box<crate::inject::smtpd::Place>> {
-    if shards.is_empty() {
-        return None;
-    }
-    let next = AtomicUsize::new(0);
-    Some(Box::new(move |task| {
-        let i = next.fetch_add(1, Ordering::Relaxed) % shards.len();
-        shards[i].send(ShardRequest::Run(task));
-    }))
 }
 
 /// A received message through cleanup: a `Received:` field first (as

@@ -23,12 +23,6 @@ pub use sync::{forget_closed_files, sync_data};
 pub use tls::{client_config, TlsError, TlsInfo, TlsLevel, Trust};
 pub use transport::Conn;
 
-/// Work handed to a shard thread to run there as a task of its own (an
-/// SMTP session placed on a shard). It is a closure called on the shard's
-/// thread that makes the future, so that sockets created by it register
-/// with that thread's reactor; the future itself need not be `Send`.
-pub type LocalTask = Box<dyn FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Send>;
-
 /// Errors of the runtime layer.
 #[derive(Debug, thiserror::Error)]
 pub enum RtError {

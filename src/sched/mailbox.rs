@@ -1,9 +1,7 @@
-//! A shard's mailbox: requests from other threads that only the shard may
-//! carry out: queue commands from the admin socket and the HTTP API
-//! (only the shard owns its queue; each is answered on the channel it
-//! carries, after a commit), and tasks to run on the shard's thread (SMTP
-//! sessions placed there by the listener). The shard drains it at each
-//! turn of its loop.
+//! A shard's mailbox: requests from other threads (the admin socket, the
+//! HTTP API) that only the shard may carry out, because only it owns its
+//! queue. The shard drains it between commit batches and answers each
+//! request on the channel it carries, after a commit.
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::Notify;
@@ -23,10 +21,6 @@ pub enum ShardRequest {
         /// Where the report goes.
         reply: Sender<QueueCommandReport>,
     },
-    /// Run a task on the shard's thread, beside the shard loop (an SMTP
-    /// session, so that its messages reach the shard's group commit and
-    /// their acknowledgements come back without crossing threads).
-    Run(crate::rt::LocalTask),
 }
 
 /// The mailbox of one shard: any thread sends, the shard receives.

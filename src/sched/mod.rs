@@ -16,7 +16,6 @@
 
 pub mod campaigns;
 pub mod chaining;
-pub mod local_intake;
 pub mod mailbox;
 pub mod notices;
 pub mod qmgr;
@@ -26,6 +25,5 @@ pub mod ring;
 pub mod shard;
 pub mod slots;
 
-pub use local_intake::offer_here;
 pub use ring::PickupRing;
 pub use shard::{run_shard, ShardContext, ShardError};

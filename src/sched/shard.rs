@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::local_intake::LocalIntake;
 use super::mailbox::ShardRequest;
 
 use crate::model::{Ack, AckError, QueueId, Source, Submission};
@@ -158,28 +157,12 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
     let mut queued = 0u64;
     let mut batch: Vec<(Box<Submission>, Result<QueueId, AckError>)> =
         Vec::with_capacity(MAX_BATCH);
-    // Offers made on this thread (SMTP sessions placed here) come first:
-    // their clients wait for the answer.
-    let local = LocalIntake::install();
     loop {
         release_files(&store, &ctx.released, ctx.index);
         // Segments deleted since: their io_uring handles go too.
         rt::forget_closed_files();
-        // New sessions start and queue commands are answered at every turn,
-        // even while the ring keeps the shard busy.
-        if answer_requests(&ctx, &store, &qmgr, backend).await {
-            last_commit = Instant::now();
-        }
-        if !local.is_empty() {
-            // Let the other sessions of this thread whose data has arrived
-            // finish their messages first (a yield runs the ready tasks and
-            // polls the sockets), so one commit carries them all.
-            tokio::task::yield_now().await;
-        }
         while batch.len() < MAX_BATCH {
-            let Some(sub) = local.pop().or_else(|| ctx.ring.pop()) else {
-                break;
-            };
+            let Some(sub) = ctx.ring.pop() else { break };
             let result = store.borrow_mut().append(&sub).map_err(|e| {
                 // Without room the store says so once a minute, not for
                 // every message refused (the submitter keeps it).
@@ -255,12 +238,15 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
             let _ = commit(&store, &qmgr, backend, 0).await;
             last_commit = Instant::now();
         }
+        if answer_requests(&ctx, &store, &qmgr, backend).await {
+            last_commit = Instant::now();
+        }
         let flush = ctx.flush.load(Ordering::Acquire);
         if flush != flush_seen {
             flush_seen = flush;
             qmgr.flush();
         }
-        if ctx.stop.load(Ordering::Acquire) && ctx.ring.is_empty() && local.is_empty() {
+        if ctx.stop.load(Ordering::Acquire) && ctx.ring.is_empty() {
             break;
         }
         let nap = if dirty {
@@ -269,16 +255,12 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
             IDLE_CHECK
         };
         tokio::select! {
-            _ = local.wait() => {}
             _ = ctx.ring.wait() => {}
             _ = ctx.mailbox.wait() => {}
             _ = qmgr.dirty(), if !dirty => {}
             _ = tokio::time::sleep(nap) => {}
         }
     }
-    // Later offers on this thread go to the ring (the daemon closed intake
-    // before it stopped the shards, so there are none in practice).
-    drop(local);
     // Let transactions in progress finish (briefly), record them, close
     // connections: a tokio-uring runtime must not be dropped with socket
     // operations in flight.
@@ -368,10 +350,9 @@ async fn sync_dirty(
     Ok(())
 }
 
-/// Carries out the requests waiting in the shard's mailbox: queue commands,
-/// each answered after a commit made its changes durable (or with the
-/// commit's error), and tasks to start on this thread. True when it
-/// committed.
+/// Carries out the requests waiting in the shard's mailbox, each answered
+/// after a commit made its changes durable (or with the commit's error).
+/// True when it committed.
 async fn answer_requests(
     ctx: &ShardContext,
     store: &RefCell<Store>,
@@ -395,11 +376,6 @@ async fn answer_requests(
                 }
                 // The asker may have given up waiting.
                 let _ = reply.send(report);
-            }
-            ShardRequest::Run(task) => {
-                // Detached: it ends on its own, or with the runtime when
-                // the shard stops.
-                drop(tokio::task::spawn_local(task()));
             }
         }
     }

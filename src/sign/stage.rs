@@ -102,18 +102,10 @@ impl SignStage {
         }
     }
 
-    /// True when `sub` would go through the signing threads (keys are
-    /// configured and it is ordinary mail: campaign slices are signed per
-    /// recipient at delivery); false when [`SignStage::push`] would offer it
-    /// to the ring as it is.
-    pub fn signs(&self, sub: &Submission) -> bool {
-        self.active.load(Ordering::Acquire) && sub.campaign.is_none()
-    }
-
     /// Offers a submission; gives it back when the stage (or the ring) is
     /// full, as [`PickupRing::push`] does.
     pub fn push(&self, sub: Box<Submission>) -> Result<(), Box<Submission>> {
-        if !self.signs(&sub) {
+        if !self.active.load(Ordering::Acquire) || sub.campaign.is_some() {
             return self.ring.push(sub);
         }
         // Full: as many taken as the threads' queues hold, or no signing

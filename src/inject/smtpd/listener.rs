@@ -1,10 +1,8 @@
 //! The SMTP injection listeners: one thread with its own small tokio
-//! runtime (never a shard's) running an accept loop per `[[listener]]`,
-//! connection limits per listener and per client address, and an orderly
-//! stop (idle sessions get `421`, a message waiting for its commit still
-//! gets its answer). Each accepted connection's session runs where
-//! [`Hooks::place`] puts it (in the daemon: on a shard, in turn), or as a
-//! task on this thread when there is no such hook.
+//! runtime (never a shard's), an accept loop per `[[listener]]`, a task per
+//! connection, connection limits per listener and per client address, and
+//! an orderly stop (idle sessions get `421`, a message waiting for its
+//! commit still gets its answer).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -13,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -261,55 +259,18 @@ async fn accept_loop(
             open: Arc::clone(&open),
             ip: peer.ip(),
         };
-        let (session_shared, stop) = (Arc::clone(&shared), stop.clone());
-        let Some(place) = &shared.hooks.place else {
-            tasks.spawn(async move {
-                super::conn::serve(tcp, peer, session_shared, stop).await;
-                drop(guard);
-            });
-            continue;
-        };
-        // The socket leaves this thread's reactor and joins the one of the
-        // thread the session runs on.
-        let tcp = match tcp.into_std() {
-            Ok(tcp) => tcp,
-            Err(e) => {
-                tracing::warn!(target: "smtpd", "{}: cannot hand over the connection: {e}", super::conn::client_name(peer));
-                continue;
-            }
-        };
-        place(Box::new(move || {
-            Box::pin(async move {
-                match TcpStream::from_std(tcp) {
-                    Ok(tcp) => super::conn::serve(tcp, peer, session_shared, stop).await,
-                    Err(e) => {
-                        tracing::warn!(target: "smtpd", "{}: cannot take over the connection: {e}", super::conn::client_name(peer))
-                    }
-                }
-                drop(guard);
-            })
-        }));
+        let (shared, stop) = (Arc::clone(&shared), stop.clone());
+        tasks.spawn(async move {
+            super::conn::serve(tcp, peer, shared, stop).await;
+            drop(guard);
+        });
     }
     drop(listener);
-    // Sessions answer what is being committed, idle ones say 421: here or
-    // on the shards, every open one holds an `OpenGuard`.
-    let until = Instant::now() + STOP_GRACE;
     let _ = tokio::time::timeout(STOP_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
     tasks.abort_all();
-    while open_connections(&open) > 0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Connections open now, across all clients.
-fn open_connections(open: &Open) -> usize {
-    open.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .sum()
 }
 
 /// Counts a connection as open until dropped.

@@ -88,11 +88,6 @@ pub type Prepare = dyn Fn(Incoming<'_>) -> Result<Submission, PrepareError> + Se
 /// Offers a submission to the pickup ring.
 pub type Offer = dyn Fn(Box<Submission>) -> Offered + Send + Sync;
 
-/// Runs a session somewhere other than the listener's thread: on a shard,
-/// where the messages it receives join the shard's own group commit and
-/// their answers come back without crossing a thread.
-pub type Place = dyn Fn(crate::rt::LocalTask) + Send + Sync;
-
 /// A message for addresses handled here rather than relayed (a campaign's
 /// VERP bounce and mailto unsubscribe addresses).
 #[derive(Debug, Clone)]
@@ -130,8 +125,6 @@ pub struct Hooks {
     /// Where STARTTLS handshakes are counted (the daemon's metrics), if
     /// anywhere.
     pub tls_counters: Option<std::sync::Arc<crate::obs::metrics::TlsCounters>>,
-    /// Where sessions run; `None` runs them on the listener's own thread.
-    pub place: Option<Box<Place>>,
 }
 
 /// Errors starting the listeners.
