@@ -286,6 +286,66 @@ fn smuggling_and_disconnects(io: &str) {
 }
 daemon_test!(smuggling_and_disconnects);
 
+/// A stop reaches every open session: the daemon exits cleanly, each idle
+/// session gets `421 4.3.2` first, and the message answered `250` before
+/// the stop is delivered (now, or after the restart).
+fn stop_answers_every_session(io: &str) {
+    let sink = start_sink();
+    let (sb, port) = listener_sandbox("", sink.local_addr.port());
+    let mut d = sb.start_daemon(io);
+    d.wait_for_log("listening on 127.0.0.1:");
+    let mut sessions: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s =
+                TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).expect("greeting");
+            assert!(buf[..n].starts_with(b"220"), "{:?}", &buf[..n]);
+            s.write_all(b"EHLO c\r\n").expect("ehlo");
+            let said = read_reply(&mut s);
+            assert!(said.contains("250 "), "{said}");
+            s
+        })
+        .collect();
+    sessions[1]
+        .write_all(
+            b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n\
+Subject: before the stop\r\nMessage-ID: <stop.1@test.example>\r\n\r\nbody\r\n.\r\n",
+        )
+        .expect("message");
+    let mut said = String::new();
+    while !said.contains("queued as") {
+        let more = read_reply(&mut sessions[1]);
+        assert!(!more.is_empty(), "closed before the 250: {said}");
+        said.push_str(&more);
+    }
+    d.stop();
+    for (i, s) in sessions.iter_mut().enumerate() {
+        let said = read_until_closed(s);
+        assert!(said.contains("421 4.3.2"), "session {i}: {said:?}");
+    }
+    let mut d = sb.start_daemon_nth(io, 1);
+    let stats = sink.counters();
+    d.wait_until("the message delivered", || stats.snapshot().messages >= 1);
+    d.stop();
+    assert_eq!(
+        sink.message_id_counts().get("<stop.1@test.example>"),
+        Some(&1)
+    );
+}
+daemon_test!(stop_answers_every_session);
+
+/// What the server says next (one read).
+fn read_reply(s: &mut TcpStream) -> String {
+    let mut buf = [0u8; 4096];
+    match s.read(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+        Err(_) => String::new(),
+    }
+}
+
 /// Reads from `s` until it closes (or 10 s pass); everything it said.
 fn read_until_closed(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10)))
