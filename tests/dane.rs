@@ -331,6 +331,54 @@ fn dane_ta_with_a_real_postfix_receiver() {
     pf.wait_for_log("TLS connection established from", DEADLINE);
 }
 
+/// A real Postfix as the MX sending only its own certificate (not the
+/// CA's), and a DANE-TA(2) SPKI(1) Full(0) record holding the CA's public
+/// key: the key is the trust anchor, the chain verifies to it for the MX
+/// name, and the mail arrives `Verified`. With the key of another CA of
+/// the same name it is deferred and Postfix receives nothing.
+#[test]
+fn dane_ta_bare_key_with_a_real_postfix_receiver() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let cert = c.pki.cert_file.display().to_string();
+    let key = c.pki.key_file.display().to_string();
+    let Some(pf) = PostfixReceiver::start_with(
+        &[DOMAIN],
+        &[
+            ("smtpd_tls_cert_file", cert.as_str()),
+            ("smtpd_tls_key_file", key.as_str()),
+        ],
+    ) else {
+        return;
+    };
+    let port = pf.addr.port();
+    let stranger = certs::test_ca();
+    let dns = DnsServer::start(zone(port, &[(2, 1, 0, stranger.public_key_der())], true));
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "stranger", "user@dane.test");
+    let line = wait_status(&mut d, &log_path(&sb), "user@dane.test", "deferred");
+    assert!(line.contains("DANE: TLSA trust anchor"), "{line}");
+    d.stop();
+    let dns = DnsServer::start(zone(port, &[(2, 1, 0, c.pki.ca.public_key_der())], true));
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "bare", "user@dane.test");
+    wait_status(&mut d, &log_path(&sb), "user@dane.test", "sent");
+    d.stop();
+    assert!(
+        d.log().contains(&format!(
+            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
+        )),
+        "{}",
+        d.log()
+    );
+    let files = pf.wait_for_messages(1, DEADLINE);
+    assert_eq!(files.len(), 1, "only the second message arrived");
+    let got = fs::read_to_string(&files[0]).expect("delivered file");
+    assert!(got.contains("Message-ID: <bare@test.example>"), "{got}");
+}
+
 /// The same Postfix receiver with a DANE-EE record of another key: the
 /// handshake is refused, the mail deferred and still queued, and Postfix
 /// received nothing.

@@ -54,6 +54,12 @@ impl TestCa {
         self.cert.der().clone()
     }
 
+    /// The CA's public key as a DER subjectPublicKeyInfo (a `2 1 0` TLSA
+    /// record's data), from rcgen.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        self.key.public_key_der()
+    }
+
     /// Writes the CA certificate to `dir/ca.pem` and returns that path
     /// (for `tls_ca_file` and the like).
     pub fn write_pem(&self, dir: &Path) -> PathBuf {

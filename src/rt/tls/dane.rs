@@ -10,7 +10,11 @@
 //! - **DANE-TA(2)**: a certificate of the presented chain (or, for
 //!   `2 0 0`, the certificate in the record) matches; it becomes the only
 //!   trust anchor, and the chain must verify up to it with webpki, for the
-//!   MX host name (section 3.1.2).
+//!   MX host name (section 3.1.2). For `2 1 0` the record holds the
+//!   anchor's public key itself, so the server may leave the anchor's
+//!   certificate out of its chain (RFC 7671 section 5.2.2): the key becomes
+//!   an anchor named after the issuer of a presented certificate, and the
+//!   chain must verify up to it in the same way.
 //! - PKIX-TA(0) and PKIX-EE(1) are unusable for SMTP (section 3.1.3), as
 //!   are unknown selectors and matching types and digests of the wrong
 //!   length.
@@ -28,7 +32,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 
 use super::config::{register, Classifier};
 use super::TlsLevel;
@@ -208,10 +212,10 @@ const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const VERSION: u8 = 0xa0;
 
-/// The DER subjectPublicKeyInfo of an X.509 certificate (RFC 5280
-/// section 4.1): Certificate → tbsCertificate → (version), serialNumber,
-/// signature, issuer, validity, subject, subjectPublicKeyInfo.
-pub fn spki(cert: &[u8]) -> Result<&[u8], DaneError> {
+/// The fields of an X.509 certificate's tbsCertificate from its signature
+/// algorithm on (RFC 5280 section 4.1): Certificate → tbsCertificate →
+/// (version), serialNumber, then what is returned.
+fn after_serial(cert: &[u8]) -> Result<&[u8], DaneError> {
     let certificate = expect(cert, SEQUENCE, "not a certificate")?;
     let tbs = expect(certificate.contents, SEQUENCE, "no tbsCertificate")?;
     let mut rest = tbs.contents;
@@ -219,7 +223,13 @@ pub fn spki(cert: &[u8]) -> Result<&[u8], DaneError> {
     if first.tag == VERSION {
         rest = first.rest;
     }
-    rest = expect(rest, INTEGER, "no serial number")?.rest;
+    Ok(expect(rest, INTEGER, "no serial number")?.rest)
+}
+
+/// The DER subjectPublicKeyInfo of an X.509 certificate: after the serial
+/// number come signature, issuer, validity, subject, subjectPublicKeyInfo.
+pub fn spki(cert: &[u8]) -> Result<&[u8], DaneError> {
+    let mut rest = after_serial(cert)?;
     for what in [
         "no signature algorithm",
         "no issuer",
@@ -229,6 +239,14 @@ pub fn spki(cert: &[u8]) -> Result<&[u8], DaneError> {
         rest = expect(rest, SEQUENCE, what)?.rest;
     }
     Ok(expect(rest, SEQUENCE, "no subjectPublicKeyInfo")?.whole)
+}
+
+/// The contents of an X.509 certificate's issuer name (without its
+/// SEQUENCE header, as webpki compares names).
+fn issuer(cert: &[u8]) -> Result<&[u8], DaneError> {
+    let rest = after_serial(cert)?;
+    let rest = expect(rest, SEQUENCE, "no signature algorithm")?.rest;
+    Ok(expect(rest, SEQUENCE, "no issuer")?.contents)
 }
 
 /// Which record made a chain acceptable.
@@ -271,10 +289,29 @@ pub fn check_chain(
             // `2 0 0`: the record holds the anchor itself.
             anchors.push(CertificateDer::from(r.data.as_slice()));
         }
+        let bare_key = r.selector == 1 && r.matching == 0 && anchors.is_empty();
         for anchor in anchors {
-            match chain_to(&anchor, names, end_entity, intermediates, now, provider) {
+            let mut roots = RootCertStore::empty();
+            if let Err(e) = roots.add(anchor.into_owned()) {
+                anchor_failure = Some(format!("unusable trust anchor: {e}"));
+                continue;
+            }
+            match chain_to(roots, names, end_entity, intermediates, now, provider) {
                 Ok(()) => return Ok(DaneMatch::TrustAnchor),
                 Err(detail) => anchor_failure = Some(detail),
+            }
+        }
+        if bare_key {
+            // `2 1 0` whose key signed no certificate the server sent: the
+            // key is the anchor, named after the issuer of one of them.
+            let Ok(key) = expect(&r.data, SEQUENCE, "not a public key") else {
+                continue;
+            };
+            for roots in key_anchors(key.contents, end_entity, intermediates) {
+                match chain_to(roots, names, end_entity, intermediates, now, provider) {
+                    Ok(()) => return Ok(DaneMatch::TrustAnchor),
+                    Err(detail) => anchor_failure = Some(detail),
+                }
             }
         }
     }
@@ -294,20 +331,47 @@ pub fn check_chain(
     })
 }
 
-/// Verifies `end_entity` through `intermediates` up to `anchor` (the only
+/// One trust-anchor set per distinct issuer among the presented
+/// certificates, each holding the public key `key` (the contents of a
+/// subjectPublicKeyInfo) under that issuer's name: webpki then tries the
+/// key on whichever certificate names it as issuer. Certificates whose
+/// issuer cannot be read are skipped (the chain check fails on them
+/// anyway).
+fn key_anchors(
+    key: &[u8],
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+) -> Vec<RootCertStore> {
+    let mut issuers: Vec<&[u8]> = Vec::new();
+    for cert in std::iter::once(end_entity).chain(intermediates) {
+        if let Ok(name) = issuer(cert) {
+            if !issuers.contains(&name) {
+                issuers.push(name);
+            }
+        }
+    }
+    issuers
+        .into_iter()
+        .map(|name| RootCertStore {
+            roots: vec![TrustAnchor {
+                subject: Der::from(name.to_vec()),
+                subject_public_key_info: Der::from(key.to_vec()),
+                name_constraints: None,
+            }],
+        })
+        .collect()
+}
+
+/// Verifies `end_entity` through `intermediates` up to `roots` (the only
 /// trust anchor) for one of `names`.
 fn chain_to(
-    anchor: &CertificateDer<'_>,
+    roots: RootCertStore,
     names: &[ServerName<'static>],
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     now: UnixTime,
     provider: &Arc<CryptoProvider>,
 ) -> Result<(), String> {
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(anchor.clone().into_owned())
-        .map_err(|e| format!("unusable trust anchor: {e}"))?;
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
         .build()
         .map_err(|e| e.to_string())?;
@@ -634,6 +698,86 @@ mod tests {
         // A DANE-TA record never matches the end entity as DANE-EE.
         let leaf_as_ta = [rec(2, 1, 1, sha256(&c.leaf_spki))];
         assert!(check_chain(&leaf_as_ta, "mx.test", &names, &c.leaf, &inter, now, &p).is_err());
+    }
+
+    #[test]
+    fn dane_ta_bare_key_needs_no_anchor_certificate() {
+        let c = chain(&["mx.test"]);
+        let (now, p) = (UnixTime::now(), provider());
+        let names = [name("mx.test")];
+        let key = [rec(2, 1, 0, c.ca_spki.clone())];
+        // The server sends only its own certificate.
+        assert_eq!(
+            check_chain(&key, "mx.test", &names, &c.leaf, &[], now, &p),
+            Ok(DaneMatch::TrustAnchor)
+        );
+        // Or the anchor's certificate too.
+        assert_eq!(
+            check_chain(&key, "mx.test", &names, &c.leaf, &[c.ca.clone()], now, &p),
+            Ok(DaneMatch::TrustAnchor)
+        );
+        // Another CA of the same name: its key did not sign the leaf.
+        let other = chain(&["mx.test"]);
+        let wrong = [rec(2, 1, 0, other.ca_spki.clone())];
+        let e = check_chain(&wrong, "mx.test", &names, &c.leaf, &[], now, &p).unwrap_err();
+        assert!(matches!(e, DaneError::ChainInvalid { .. }), "{e}");
+        // The right key, but the certificate is not for this host.
+        let e =
+            check_chain(&key, "mx.other", &[name("mx.other")], &c.leaf, &[], now, &p).unwrap_err();
+        assert!(matches!(e, DaneError::ChainInvalid { .. }), "{e}");
+        // The leaf's own key as DANE-TA: the leaf is not a CA.
+        let leaf_key = [rec(2, 1, 0, c.leaf_spki.clone())];
+        assert!(check_chain(&leaf_key, "mx.test", &names, &c.leaf, &[], now, &p).is_err());
+        // Not a public key at all: no match, no panic.
+        for junk in [
+            vec![0x30, 0x03, 1, 2, 3],
+            vec![0x04, 0x01, 0],
+            vec![0xff; 40],
+        ] {
+            let r = [rec(2, 1, 0, junk)];
+            assert!(check_chain(&r, "mx.test", &names, &c.leaf, &[], now, &p).is_err());
+        }
+    }
+
+    #[test]
+    fn dane_ta_bare_key_of_a_root_above_an_intermediate() {
+        let root_key = KeyPair::generate().unwrap();
+        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
+        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        root.distinguished_name
+            .push(DnType::CommonName, "dane root");
+        root.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let root = root.self_signed(&root_key).unwrap();
+        let mid_key = KeyPair::generate().unwrap();
+        let mut mid = CertificateParams::new(Vec::<String>::new()).unwrap();
+        mid.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        mid.distinguished_name
+            .push(DnType::CommonName, "dane intermediate");
+        mid.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        let mid = mid.signed_by(&mid_key, &root, &root_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["mx.test".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &mid, &mid_key)
+            .unwrap();
+        let (now, p) = (UnixTime::now(), provider());
+        let names = [name("mx.test")];
+        let key = [rec(2, 1, 0, root_key.public_key_der())];
+        let leaf = leaf.der().clone();
+        assert_eq!(
+            check_chain(
+                &key,
+                "mx.test",
+                &names,
+                &leaf,
+                &[mid.der().clone()],
+                now,
+                &p
+            ),
+            Ok(DaneMatch::TrustAnchor)
+        );
+        // Without the intermediate the path to the root's key is broken.
+        assert!(check_chain(&key, "mx.test", &names, &leaf, &[], now, &p).is_err());
     }
 
     #[test]
