@@ -713,7 +713,15 @@ mod tests {
         );
         // Or the anchor's certificate too.
         assert_eq!(
-            check_chain(&key, "mx.test", &names, &c.leaf, &[c.ca.clone()], now, &p),
+            check_chain(
+                &key,
+                "mx.test",
+                &names,
+                &c.leaf,
+                std::slice::from_ref(&c.ca),
+                now,
+                &p
+            ),
             Ok(DaneMatch::TrustAnchor)
         );
         // Another CA of the same name: its key did not sign the leaf.
