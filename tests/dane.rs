@@ -244,6 +244,77 @@ fn without_ad_bit_dane_acts_as_may() {
     assert!(!asked.contains("_tcp"), "{asked}");
 }
 
+/// The zone of [`zone`] with every answer authenticated except the MX
+/// RRset: an unsigned domain whose mail host sits in a signed zone (a
+/// hosting provider's, say).
+fn zone_with_insecure_mx(port: u16, tlsa: &[(u8, u8, u8, Vec<u8>)]) -> Zone {
+    zone(port, tlsa, false)
+        .secure(MX)
+        .secure(&format!("_{port}._tcp.{MX}"))
+}
+
+/// An MX RRset without the AD bit, the MX host's address and TLSA records
+/// with it (Postfix's `smtp_tls_dane_insecure_mx_policy = dane`, its
+/// default at level `dane`): the host's records are used. A matching key
+/// delivers, logged `Trusted` (not `Verified`: the MX name itself was not
+/// authenticated); a mismatch defers and never falls back to plaintext;
+/// with the policy `may` the records are ignored and the mismatching host
+/// gets the mail.
+#[test]
+fn insecure_mx_with_a_signed_mail_host_uses_its_tlsa_records() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let sink = tls_sink(dir.path(), &c);
+    let port = sink.local_addr.port();
+    let matching = vec![(3, 1, 1, sha256(&spki_of(&c.pki.server)))];
+    let dns = DnsServer::start(zone_with_insecure_mx(port, &matching));
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "half", "h@dane.test");
+    wait_status(&mut d, &log_path(&sb), "h@dane.test", "sent");
+    d.stop();
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "Trusted TLS connection established to {MX}[127.0.0.1]:{port}"
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("Verified TLS"), "{log}");
+    assert_eq!(sink.stats().messages, 1);
+
+    let other = certs::self_signed(&[MX]);
+    let mismatch = vec![(3, 1, 1, sha256(&spki_of(&other)))];
+    let dns = DnsServer::start(zone_with_insecure_mx(port, &mismatch));
+    let sb = sandbox(&dns, port, DANE);
+    let mut d = start(&sb);
+    drop_message(&sb, "half-mismatch", "m@dane.test");
+    let line = wait_status(&mut d, &log_path(&sb), "m@dane.test", "deferred");
+    assert!(
+        line.contains(&format!(
+            "DANE: no TLSA record for {MX} matches the server certificate chain"
+        )),
+        "{line}"
+    );
+    d.stop();
+    assert_eq!(sink.stats().messages, 1, "nothing more delivered");
+
+    let may = format!("{DANE}smtp_tls_dane_insecure_mx_policy = \"may\"\n");
+    let sb = sandbox(&dns, port, &may);
+    let mut d = start(&sb);
+    drop_message(&sb, "half-may", "y@dane.test");
+    wait_status(&mut d, &log_path(&sb), "y@dane.test", "sent");
+    d.stop();
+    assert!(
+        d.log().contains(&format!(
+            "Untrusted TLS connection established to {MX}[127.0.0.1]:{port}"
+        )),
+        "{}",
+        d.log()
+    );
+    assert_eq!(sink.stats().messages, 2);
+}
+
 /// A receiver without STARTTLS while usable TLSA records exist: deferred
 /// (4.7.4) with DANE's reason, nothing sent in plaintext.
 #[test]

@@ -77,6 +77,26 @@ impl TlsSecurityLevel {
     }
 }
 
+/// `smtp_tls_dane_insecure_mx_policy`, as Postfix (3.6 and later): what
+/// TLS level `dane` does at an MX host that was found through an MX RRset
+/// DNSSEC did not authenticate, while the host's own address and TLSA
+/// records are authenticated (a signed hosting provider serving an
+/// unsigned domain). `dane-only` defers at such hosts whatever this says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DaneInsecureMxPolicy {
+    /// The TLSA records are ignored: `may`.
+    May,
+    /// The TLSA records make TLS required, without authentication.
+    Encrypt,
+    /// The TLSA records are used as with an authenticated MX RRset: TLS
+    /// required and, with usable records, the chain must match them. A
+    /// match is logged `Trusted`, not `Verified`, as the MX host name
+    /// itself could have been forged.
+    #[default]
+    Dane,
+}
+
 /// `smtp_dns_support_level`, as Postfix: whether DNSSEC validation
 /// results of the resolver are used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

@@ -21,8 +21,8 @@ pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
 pub use events::{EventsConfig, EventsFsync};
 pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
-    domain_matches, DnsConfig, DnsSupportLevel, InetProtocols, Rate, RateLimitConfig,
-    SaslPasswordConfig, TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
+    domain_matches, DaneInsecureMxPolicy, DnsConfig, DnsSupportLevel, InetProtocols, Rate,
+    RateLimitConfig, SaslPasswordConfig, TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
 };
 pub use listener::{ListenerConfig, ListenerKind, Networks};
 pub use mode::DirMode;
@@ -183,6 +183,9 @@ pub struct Config {
     pub smtp_dns_support_level: DnsSupportLevel,
     /// Default TLS level for delivery.
     pub smtp_tls_security_level: TlsSecurityLevel,
+    /// What `dane` does at MX hosts from an MX RRset DNSSEC did not
+    /// authenticate, when their TLSA records are authenticated.
+    pub smtp_tls_dane_insecure_mx_policy: DaneInsecureMxPolicy,
     /// Extra trusted CA certificates (PEM) for `verify`, beside the system roots.
     #[serde(alias = "smtp_tls_CAfile")]
     pub smtp_tls_ca_file: Option<PathBuf>,
@@ -328,6 +331,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             smtp_dns_support_level: DnsSupportLevel::Enabled,
             smtp_tls_security_level: TlsSecurityLevel::May,
+            smtp_tls_dane_insecure_mx_policy: DaneInsecureMxPolicy::Dane,
             smtp_tls_ca_file: None,
             tls_policy: Vec::new(),
             smtp_mta_sts: true,

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{DnsSupportLevel, TlsSecurityLevel};
+use crate::config::{DaneInsecureMxPolicy, DnsSupportLevel, TlsSecurityLevel};
 use crate::model::Nexthop;
 use crate::rt::tls::dane::{dane_client_config, DaneVerifier};
 use crate::rt::tls::{client_config, TlsLevel};
@@ -43,6 +43,8 @@ pub struct Connector {
     dane: Option<Result<DaneDns, DaneLookupError>>,
     /// A DANE level without `dnssec` was reported.
     dane_warned: Cell<bool>,
+    /// `smtp_tls_dane_insecure_mx_policy`.
+    dane_insecure_mx: DaneInsecureMxPolicy,
     mta_sts: MtaSts,
 }
 
@@ -64,6 +66,7 @@ impl Connector {
             dane: (cfg.dns_support_level == DnsSupportLevel::Dnssec)
                 .then(|| DaneDns::new(&cfg.dns)),
             dane_warned: Cell::new(false),
+            dane_insecure_mx: cfg.dane_insecure_mx,
         }
     }
 
@@ -312,7 +315,8 @@ impl Connector {
         sts: Option<&Applied>,
     ) -> Result<HostTls, DeliverError> {
         let mut base = host.name.clone();
-        let found = if !mx_secure {
+        let found = if !mx_secure && !dane::looks_up_insecure_mx(policy.tls, self.dane_insecure_mx)
+        {
             dane::Found::InsecureMx
         } else {
             match dane_dns.host_bases(&host.name).await? {
@@ -331,11 +335,16 @@ impl Connector {
             }
         };
         let name = dane::tlsa_name(&base, hop.port);
-        match dane::decide(policy.tls, &host.name, &name, found)? {
+        let decided = if mx_secure {
+            dane::decide(policy.tls, &host.name, &name, found)?
+        } else {
+            dane::decide_insecure_mx(policy.tls, self.dane_insecure_mx, &host.name, &name, found)?
+        };
+        match decided {
             HostPolicy::Level(level) => self.level_tls(sts.map_or(level, |a| a.tls_level(level))),
-            HostPolicy::Dane(records) => {
+            HostPolicy::Dane(records) | HostPolicy::DaneInsecureMx(records) => {
                 let others = [host.name.as_str(), hop.host.as_str()];
-                let dc = dane_client_config(&records, &base, &others).map_err(|e| {
+                let dc = dane_client_config(&records, &base, &others, mx_secure).map_err(|e| {
                     DeliverError::TlsHandshake {
                         peer: host.name.clone(),
                         detail: e.to_string(),

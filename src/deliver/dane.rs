@@ -9,11 +9,12 @@
 //! a trusted path (a resolver on the same host). Its queries set the AD bit
 //! and EDNS's DO bit, so the resolver reports what it validated.
 //!
-//! The decision for one MX host ([`decide`]):
+//! The decision for one MX host ([`decide`], and [`decide_insecure_mx`]
+//! when the MX RRset is not authenticated):
 //!
 //! | what DNS says | `dane` | `dane-only` |
 //! |---|---|---|
-//! | MX RRset (or the host's address, without MX) not authenticated | `may` | defer |
+//! | MX RRset (or the host's address, without MX) not authenticated | the rows below, a match logged `Trusted` (`smtp_tls_dane_insecure_mx_policy = dane`, the default); usable records mean `encrypt` (`= encrypt`); `may` (`= may`) | defer |
 //! | the MX host's address records not authenticated | `may` | defer |
 //! | no TLSA records (NXDOMAIN or NODATA) | `may` | defer |
 //! | TLSA records, not authenticated | `may` | defer |
@@ -41,7 +42,7 @@ use hickory_resolver::proto::xfer::{
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::Name;
 
-use crate::config::{DnsConfig, TlsSecurityLevel};
+use crate::config::{DaneInsecureMxPolicy, DnsConfig, TlsSecurityLevel};
 use crate::model::Nexthop;
 use crate::rt::tls::dane::{DaneVerifier, Tlsa};
 
@@ -154,6 +155,10 @@ pub enum HostPolicy {
     Level(TlsSecurityLevel),
     /// TLS required, and the chain must match one of these usable records.
     Dane(Vec<Tlsa>),
+    /// As [`HostPolicy::Dane`], at a host from an MX RRset DNSSEC did not
+    /// authenticate (`smtp_tls_dane_insecure_mx_policy = dane`): a match is
+    /// `Trusted`, not `Verified`, as the host name could have been forged.
+    DaneInsecureMx(Vec<Tlsa>),
 }
 
 /// The policy of MX host `host` (TLSA owner `tlsa_name`) at `level`
@@ -202,6 +207,40 @@ pub fn decide(
             }
         }
     }
+}
+
+/// The policy of MX host `host` at `level` when the MX RRset that named
+/// it is not authenticated: `found` is what DNS says about the host itself
+/// (looked up only when [`looks_up_insecure_mx`] says so). `dane-only`
+/// defers; `dane` follows `insecure_mx` (Postfix's
+/// `smtp_tls_dane_insecure_mx_policy`): `may` ignores the records,
+/// `encrypt` makes authenticated TLSA records require TLS, `dane` uses
+/// them as with an authenticated MX RRset, reported
+/// [`HostPolicy::DaneInsecureMx`].
+pub fn decide_insecure_mx(
+    level: TlsSecurityLevel,
+    insecure_mx: DaneInsecureMxPolicy,
+    host: &str,
+    tlsa_name: &str,
+    found: Found,
+) -> Result<HostPolicy, DaneLookupError> {
+    if !looks_up_insecure_mx(level, insecure_mx) {
+        return decide(level, host, tlsa_name, Found::InsecureMx);
+    }
+    match decide(level, host, tlsa_name, found)? {
+        HostPolicy::Dane(records) | HostPolicy::DaneInsecureMx(records) => Ok(match insecure_mx {
+            DaneInsecureMxPolicy::Dane => HostPolicy::DaneInsecureMx(records),
+            _ => HostPolicy::Level(TlsSecurityLevel::Encrypt),
+        }),
+        level => Ok(level),
+    }
+}
+
+/// True when a host from an unauthenticated MX RRset has its own address
+/// and TLSA records looked up at `level`: `dane` with an insecure-MX
+/// policy other than `may`.
+pub fn looks_up_insecure_mx(level: TlsSecurityLevel, insecure_mx: DaneInsecureMxPolicy) -> bool {
+    level == TlsSecurityLevel::Dane && insecure_mx != DaneInsecureMxPolicy::May
 }
 
 /// `_PORT._tcp.HOST`, the owner of a host's TLSA records.
@@ -552,6 +591,58 @@ mod tests {
     }
 
     #[test]
+    fn insecure_mx_follows_its_policy() {
+        let usable = || Found::Tlsa(vec![rec(1, 1, 1), rec(3, 1, 1)]);
+        let insecure = |policy, found| {
+            decide_insecure_mx(TlsSecurityLevel::Dane, policy, "mx.test", NAME, found)
+        };
+        // Postfix's default: the host's own authenticated records count,
+        // the match is reported as such (Trusted).
+        assert_eq!(
+            insecure(DaneInsecureMxPolicy::Dane, usable()),
+            Ok(HostPolicy::DaneInsecureMx(vec![rec(3, 1, 1)]))
+        );
+        assert_eq!(
+            insecure(DaneInsecureMxPolicy::Encrypt, usable()),
+            Ok(HostPolicy::Level(TlsSecurityLevel::Encrypt))
+        );
+        assert_eq!(insecure(DaneInsecureMxPolicy::May, usable()), Ok(MAY));
+        // What the host's own records say otherwise applies as it would.
+        for policy in [DaneInsecureMxPolicy::Dane, DaneInsecureMxPolicy::Encrypt] {
+            assert_eq!(insecure(policy, Found::InsecureHost), Ok(MAY));
+            assert_eq!(insecure(policy, Found::NoTlsa), Ok(MAY));
+            assert_eq!(insecure(policy, Found::InsecureTlsa), Ok(MAY));
+            assert_eq!(
+                insecure(policy, Found::Tlsa(vec![rec(0, 1, 1)])),
+                Ok(HostPolicy::Level(TlsSecurityLevel::Encrypt))
+            );
+            assert!(insecure(policy, Found::LookupFailed("SERVFAIL".into())).is_err());
+            assert!(looks_up_insecure_mx(TlsSecurityLevel::Dane, policy));
+        }
+        assert!(!looks_up_insecure_mx(
+            TlsSecurityLevel::Dane,
+            DaneInsecureMxPolicy::May
+        ));
+        // dane-only never takes a host of an unauthenticated MX RRset.
+        assert!(!looks_up_insecure_mx(
+            TlsSecurityLevel::DaneOnly,
+            DaneInsecureMxPolicy::Dane
+        ));
+        let e = decide_insecure_mx(
+            TlsSecurityLevel::DaneOnly,
+            DaneInsecureMxPolicy::Dane,
+            "mx.test",
+            NAME,
+            usable(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("no DNSSEC-validated MX RRset"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn other_levels_pass_through() {
         for level in [
             TlsSecurityLevel::None,
@@ -602,7 +693,8 @@ mod tests {
 
     #[test]
     fn missing_starttls_is_said_in_dane_words() {
-        let dc = crate::rt::tls::dane::dane_client_config(&[rec(3, 1, 1)], "mx.test", &[]).unwrap();
+        let dc = crate::rt::tls::dane::dane_client_config(&[rec(3, 1, 1)], "mx.test", &[], true)
+            .unwrap();
         let e = explain(
             DeliverError::TlsRequired {
                 peer: "mx.test[127.0.0.1]".into(),

@@ -67,6 +67,8 @@ pub struct DeliveryConfig {
     pub inet_protocols: InetProtocols,
     /// Whether the resolver's AD bit is trusted (`dnssec`: DANE works).
     pub dns_support_level: DnsSupportLevel,
+    /// What `dane` does at hosts of an unauthenticated MX RRset.
+    pub dane_insecure_mx: crate::config::DaneInsecureMxPolicy,
     /// Extra CA certificates for TLS level `verify`.
     pub tls_ca_file: Option<PathBuf>,
     /// AUTH is allowed without TLS.
@@ -100,6 +102,7 @@ impl DeliveryConfig {
             dns: c.dns.clone(),
             inet_protocols: c.inet_protocols,
             dns_support_level: c.smtp_dns_support_level,
+            dane_insecure_mx: c.smtp_tls_dane_insecure_mx_policy,
             tls_ca_file: c.smtp_tls_ca_file.clone(),
             sasl_plaintext: c.smtp_sasl_plaintext,
             chaining: c.smtp_transaction_chaining,

@@ -27,6 +27,7 @@ fn cfg() -> DeliveryConfig {
         dns: crate::config::DnsConfig::default(),
         inet_protocols: crate::config::InetProtocols::All,
         dns_support_level: crate::config::DnsSupportLevel::Enabled,
+        dane_insecure_mx: Default::default(),
         tls_ca_file: None,
         sasl_plaintext: false,
         chaining: crate::config::TransactionChaining::Auto,

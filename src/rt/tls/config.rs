@@ -132,7 +132,14 @@ pub fn client_config(
             .with_no_client_auth(),
     };
     let config = Arc::new(config);
-    register(&config, Classifier { level, webpki });
+    register(
+        &config,
+        Classifier {
+            level,
+            webpki,
+            name_authenticated: true,
+        },
+    );
     Ok(config)
 }
 
@@ -227,6 +234,9 @@ pub(super) struct Classifier {
     pub(super) level: TlsLevel,
     /// The verifier that tells `Trusted` from `Untrusted` at other levels.
     pub(super) webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// False when the name verified at `Verify` is itself unauthenticated
+    /// (DANE at a host of an unsigned MX RRset): `Trusted` then.
+    pub(super) name_authenticated: bool,
 }
 
 /// The classifiers of the configurations made by [`client_config`],
@@ -266,8 +276,12 @@ pub(super) fn trust_of(
         return Trust::Untrusted;
     };
     if classifier.level == TlsLevel::Verify {
-        // rustls's webpki verifier accepted chain and name.
-        return Trust::Verified;
+        // rustls's webpki verifier (or DANE's) accepted chain and name.
+        return if classifier.name_authenticated {
+            Trust::Verified
+        } else {
+            Trust::Trusted
+        };
     }
     let (Some(webpki), Some([end_entity, intermediates @ ..])) = (&classifier.webpki, chain) else {
         return Trust::Untrusted;

@@ -477,11 +477,14 @@ pub struct DaneConfig {
 /// Builds the configuration for `host` (the TLSA base domain, also the
 /// first name a DANE-TA chain may name; the SNI sent is the caller's
 /// server name) and `extra_names` (the next-hop domain, RFC 7672 section
-/// 3.2.2).
+/// 3.2.2). `mx_authenticated`: the MX RRset that named the host was
+/// DNSSEC-authenticated, so a match is reported `Verified`; otherwise
+/// `Trusted` (the name itself could have been forged).
 pub fn dane_client_config(
     records: &[Tlsa],
     host: &str,
     extra_names: &[&str],
+    mx_authenticated: bool,
 ) -> Result<DaneConfig, DaneError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let names = std::iter::once(host)
@@ -504,12 +507,14 @@ pub fn dane_client_config(
         .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
     let config = Arc::new(config);
-    // Only a verified chain finishes the handshake: report it Verified.
+    // Only a verified chain finishes the handshake: report it Verified
+    // (Trusted when the host's name came from an unauthenticated MX RRset).
     register(
         &config,
         Classifier {
             level: TlsLevel::Verify,
             webpki: None,
+            name_authenticated: mx_authenticated,
         },
     );
     Ok(DaneConfig { config, verifier })
@@ -817,7 +822,7 @@ mod tests {
     #[test]
     fn verifier_remembers_its_refusal() {
         let c = chain(&["mx.test"]);
-        let dc = dane_client_config(&[rec(3, 1, 1, vec![0; 32])], "mx.test", &[]).unwrap();
+        let dc = dane_client_config(&[rec(3, 1, 1, vec![0; 32])], "mx.test", &[], true).unwrap();
         let got =
             dc.verifier
                 .verify_server_cert(&c.leaf, &[], &name("mx.test"), &[], UnixTime::now());
@@ -827,7 +832,8 @@ mod tests {
             Some(DaneError::NoMatch { .. })
         ));
         assert_eq!(dc.verifier.take_refusal(), None, "taken once");
-        let ok = dane_client_config(&[rec(3, 1, 1, sha256(&c.leaf_spki))], "mx.test", &[]).unwrap();
+        let ok = dane_client_config(&[rec(3, 1, 1, sha256(&c.leaf_spki))], "mx.test", &[], true)
+            .unwrap();
         assert!(ok
             .verifier
             .verify_server_cert(&c.leaf, &[], &name("mx.test"), &[], UnixTime::now())
