@@ -3,8 +3,9 @@
 //! per delivery result (tab-separated: recipient index, address, status,
 //! DSN code, Unix time, reply). The shard writes each batch of lines as
 //! soon as the results are recorded (as it writes the status bytes in
-//! place, so a killed daemon keeps both) and fdatasyncs them before a
-//! group commit makes the status bytes durable; a
+//! place, so a killed daemon keeps both) and its next group commit
+//! fdatasyncs them before the segments whose status bytes it makes
+//! durable ([`ResultsWriter::take_unsynced`]); a
 //! line whose status byte was lost (a crash before the commit) is followed
 //! by a later line for the same recipient, and the last line wins.
 //! `campaign show` and `campaign report` read these files; they stay when
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::QueueError;
 
@@ -70,7 +72,9 @@ pub struct ResultsWriter {
     /// learnt later (bounce reports).
     label: String,
     pending: HashMap<u64, Vec<u8>>,
-    files: HashMap<u64, File>,
+    /// Shared with the commit that syncs them (see
+    /// [`ResultsWriter::take_unsynced`]).
+    files: HashMap<u64, Arc<File>>,
     unsynced: std::collections::HashSet<u64>,
 }
 
@@ -137,20 +141,37 @@ impl ResultsWriter {
         self.write(true)
     }
 
+    /// Writes the lines noted so far and hands over every file written
+    /// since the last call, for the caller to fdatasync (a shard's group
+    /// commit, on its I/O backend, before it syncs the segments). The
+    /// files are no longer counted as unsynced: a failed sync is the
+    /// caller's to report.
+    pub fn take_unsynced(&mut self) -> Result<Vec<(Arc<File>, PathBuf)>, QueueError> {
+        self.write(false)?;
+        Ok(std::mem::take(&mut self.unsynced)
+            .into_iter()
+            .filter_map(|cid| {
+                let f = self.files.get(&cid)?;
+                Some((Arc::clone(f), results_path(&self.dir, cid, &self.label)))
+            })
+            .collect())
+    }
+
     fn write(&mut self, sync: bool) -> Result<(), QueueError> {
         for (cid, buf) in std::mem::take(&mut self.pending) {
             let path = results_path(&self.dir, cid, &self.label);
             let f = match self.files.entry(cid) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(Arc::new(
                     OpenOptions::new()
                         .create(true)
                         .append(true)
                         .open(&path)
                         .map_err(|e| QueueError::io("open", &path, e))?,
-                ),
+                )),
             };
-            f.write_all(&buf)
+            (&**f)
+                .write_all(&buf)
                 .map_err(|e| QueueError::io("write", &path, e))?;
             self.unsynced.insert(cid);
         }
@@ -388,6 +409,41 @@ fn parse_line(line: &[u8]) -> Option<ResultLine> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unsynced_journals_are_handed_over_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ResultsWriter::new(dir.path(), 2);
+        assert!(w.take_unsynced().unwrap().is_empty(), "nothing written yet");
+        w.note(7, 0, "a@x", "sent", "2.0.0", "250 ok");
+        w.note(8, 3, "b@x", "deferred", "4.0.0", "later");
+        let mut taken: Vec<PathBuf> = w
+            .take_unsynced()
+            .unwrap()
+            .into_iter()
+            .map(|(f, path)| {
+                f.sync_data().unwrap();
+                path
+            })
+            .collect();
+        taken.sort();
+        assert_eq!(
+            taken,
+            vec![
+                dir.path().join("7.2.results"),
+                dir.path().join("8.2.results")
+            ]
+        );
+        assert!(!w.has_pending() && !w.has_unsynced());
+        assert!(w.take_unsynced().unwrap().is_empty(), "handed over once");
+        // The lines were written before the files were handed over.
+        let c = read_results(dir.path(), 8, |_| {}).unwrap();
+        assert_eq!(c.deferred, 1);
+        w.note(7, 1, "c@x", "sent", "2.0.0", "250 ok");
+        let again = w.take_unsynced().unwrap();
+        assert_eq!(again.len(), 1, "only the journal written since");
+        assert_eq!(again[0].1, dir.path().join("7.2.results"));
+    }
 
     #[test]
     fn last_line_wins_and_torn_lines_are_skipped() {

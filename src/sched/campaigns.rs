@@ -207,18 +207,21 @@ impl CampaignCache {
         }
     }
 
-    /// Writes and syncs the results written since the last call (before a
-    /// commit makes their status bytes durable).
-    pub fn flush_results(&mut self) {
-        if let Some(w) = self
+    /// Writes the results noted since the last call and hands over the
+    /// journals to fdatasync before a commit makes their status bytes
+    /// durable (the commit syncs them first, on the shard's I/O backend).
+    pub fn take_unsynced_results(&mut self) -> Vec<(Arc<std::fs::File>, std::path::PathBuf)> {
+        let Some(w) = self
             .results
             .as_mut()
             .filter(|w| w.has_pending() || w.has_unsynced())
-        {
-            if let Err(e) = w.flush() {
-                tracing::error!(target: "qmgr", "campaign results: {e}");
-            }
-        }
+        else {
+            return Vec::new();
+        };
+        w.take_unsynced().unwrap_or_else(|e| {
+            tracing::error!(target: "qmgr", "campaign results: {e}");
+            Vec::new()
+        })
     }
 
     /// The message of recipient `row` (0-based in its slice) with address

@@ -314,8 +314,18 @@ async fn commit(
     backend: IoBackend,
     messages: usize,
 ) -> Result<(), AckError> {
-    qmgr.before_commit();
-    let synced = sync_dirty(store, backend, (1..=INLINE_SYNC_BATCH).contains(&messages)).await;
+    let journals = qmgr.before_commit();
+    let small = (1..=INLINE_SYNC_BATCH).contains(&messages);
+    // Campaign results journals first: their lines explain the status
+    // bytes this commit makes durable. A journal that cannot be synced is
+    // reported, not fatal to the queue (its lines are in the page cache,
+    // and a recipient's last line wins when it is written again).
+    for (file, path) in journals {
+        if let Err(e) = rt::sync_data(file, backend, small).await {
+            tracing::error!(target: "qmgr", "campaign results: fdatasync {}: {e}", path.display());
+        }
+    }
+    let synced = sync_dirty(store, backend, small).await;
     if synced.is_ok() {
         qmgr.after_commit();
     }

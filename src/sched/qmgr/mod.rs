@@ -321,13 +321,17 @@ impl Qmgr {
     /// queue: the notices appended so far (and the statuses waiting for
     /// them) are the ones [`Qmgr::after_commit`] may treat as durable once
     /// that commit succeeds. What a failed commit covered stays for the next.
-    pub fn before_commit(&self) {
+    /// Returns the campaign results journals written since the last
+    /// commit, which the commit fdatasyncs before the segments (their
+    /// lines must be on disk no later than the status bytes they explain).
+    pub fn before_commit(&self) -> Vec<(Arc<std::fs::File>, std::path::PathBuf)> {
         let mut st = self.state.borrow_mut();
-        st.campaigns.flush_results();
+        let journals = st.campaigns.take_unsynced_results();
         let statuses = std::mem::take(&mut st.after_commit);
         let notices = std::mem::take(&mut st.new_notices);
         st.committing.0.extend(statuses);
         st.committing.1.extend(notices);
+        journals
     }
 
     /// Called by the shard after every successful commit: the notices
