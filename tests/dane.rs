@@ -362,44 +362,79 @@ fn tlsa_servfail_defers() {
     assert_eq!(sink.stats().messages, 0);
 }
 
-/// A real Postfix smtpd presenting a chain (server certificate for the MX
-/// host, then its CA) and DANE-TA(2) full-certificate SHA-256 for that CA: the chain
-/// verifies to the anchor for the MX name, the mail arrives in Postfix's
-/// Maildir, and ringmail logs `Verified`.
-#[test]
-fn dane_ta_with_a_real_postfix_receiver() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let c = chain(dir.path(), &[MX]);
-    let cert = c.chain_file.display().to_string();
+/// A real Postfix smtpd as the MX of `dane.test`, presenting the
+/// certificates of `cert_file` (PEM) with `c`'s key; `None` where Postfix
+/// is not installed.
+fn postfix_mx(c: &Chain, cert_file: &Path) -> Option<PostfixReceiver> {
+    let cert = cert_file.display().to_string();
     let key = c.pki.key_file.display().to_string();
-    let Some(pf) = PostfixReceiver::start_with(
+    PostfixReceiver::start_with(
         &[DOMAIN],
         &[
             ("smtpd_tls_cert_file", cert.as_str()),
             ("smtpd_tls_key_file", key.as_str()),
         ],
-    ) else {
-        return;
-    };
+    )
+}
+
+/// A daemon whose DNS serves `tlsa` (authenticated) for `pf`, with one
+/// message tagged `tag` for `user@dane.test` dropped in; waits for its
+/// `status=WORD` line and returns it with the stopped daemon's log.
+fn send_to_postfix(
+    pf: &PostfixReceiver,
+    tlsa: &[(u8, u8, u8, Vec<u8>)],
+    tag: &str,
+    word: &str,
+) -> (String, String) {
     let port = pf.addr.port();
-    let tlsa = vec![(2, 0, 1, sha256(&c.ca_der))];
-    let dns = DnsServer::start(zone(port, &tlsa, true));
+    let dns = DnsServer::start(zone(port, tlsa, true));
     let sb = sandbox(&dns, port, DANE);
     let mut d = start(&sb);
-    drop_message(&sb, "ta", "user@dane.test");
-    wait_status(&mut d, &log_path(&sb), "user@dane.test", "sent");
+    drop_message(&sb, tag, "user@dane.test");
+    let line = wait_status(&mut d, &log_path(&sb), "user@dane.test", word);
+    if word == "deferred" {
+        assert_eq!(sb.queue_list().len(), 1, "still queued");
+    }
     d.stop();
+    (line, d.log())
+}
+
+/// Sends as [`send_to_postfix`] and expects the message `Verified` in the
+/// log and in Postfix's Maildir, Postfix having logged the TLS session.
+fn delivered_verified(pf: &PostfixReceiver, tlsa: &[(u8, u8, u8, Vec<u8>)], tag: &str) {
+    let (_, log) = send_to_postfix(pf, tlsa, tag, "sent");
+    let port = pf.addr.port();
     assert!(
-        d.log().contains(&format!(
+        log.contains(&format!(
             "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
         )),
-        "{}",
-        d.log()
+        "{log}"
     );
     let files = pf.wait_for_messages(1, DEADLINE);
-    let got = fs::read_to_string(&files[0]).expect("delivered file");
-    assert!(got.contains("Message-ID: <ta@test.example>"), "{got}");
+    let got: Vec<String> = files
+        .iter()
+        .map(|f| fs::read_to_string(f).expect("delivered file"))
+        .collect();
+    assert!(
+        got.iter()
+            .any(|m| m.contains(&format!("Message-ID: <{tag}@test.example>"))),
+        "{got:?}"
+    );
     pf.wait_for_log("TLS connection established from", DEADLINE);
+}
+
+/// A real Postfix smtpd presenting a chain (server certificate for the MX
+/// host, then its CA) and DANE-TA(2) full-certificate SHA-256 for that CA:
+/// the chain verifies to the anchor for the MX name, the mail arrives in
+/// Postfix's Maildir, and ringmail logs `Verified`.
+#[test]
+fn dane_ta_with_a_real_postfix_receiver() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let Some(pf) = postfix_mx(&c, &c.chain_file) else {
+        return;
+    };
+    delivered_verified(&pf, &[(2, 0, 1, sha256(&c.ca_der))], "ta");
 }
 
 /// A real Postfix as the MX sending only its own certificate (not the
@@ -411,43 +446,20 @@ fn dane_ta_with_a_real_postfix_receiver() {
 fn dane_ta_bare_key_with_a_real_postfix_receiver() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = chain(dir.path(), &[MX]);
-    let cert = c.pki.cert_file.display().to_string();
-    let key = c.pki.key_file.display().to_string();
-    let Some(pf) = PostfixReceiver::start_with(
-        &[DOMAIN],
-        &[
-            ("smtpd_tls_cert_file", cert.as_str()),
-            ("smtpd_tls_key_file", key.as_str()),
-        ],
-    ) else {
+    let Some(pf) = postfix_mx(&c, &c.pki.cert_file) else {
         return;
     };
-    let port = pf.addr.port();
     let stranger = certs::test_ca();
-    let dns = DnsServer::start(zone(port, &[(2, 1, 0, stranger.public_key_der())], true));
-    let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "stranger", "user@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "user@dane.test", "deferred");
-    assert!(line.contains("DANE: TLSA trust anchor"), "{line}");
-    d.stop();
-    let dns = DnsServer::start(zone(port, &[(2, 1, 0, c.pki.ca.public_key_der())], true));
-    let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "bare", "user@dane.test");
-    wait_status(&mut d, &log_path(&sb), "user@dane.test", "sent");
-    d.stop();
-    assert!(
-        d.log().contains(&format!(
-            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{}",
-        d.log()
+    let (line, _) = send_to_postfix(
+        &pf,
+        &[(2, 1, 0, stranger.public_key_der())],
+        "stranger",
+        "deferred",
     );
-    let files = pf.wait_for_messages(1, DEADLINE);
-    assert_eq!(files.len(), 1, "only the second message arrived");
-    let got = fs::read_to_string(&files[0]).expect("delivered file");
-    assert!(got.contains("Message-ID: <bare@test.example>"), "{got}");
+    assert!(line.contains("DANE: TLSA trust anchor"), "{line}");
+    assert!(pf.messages().is_empty(), "Postfix got nothing");
+    delivered_verified(&pf, &[(2, 1, 0, c.pki.ca.public_key_der())], "bare");
+    assert_eq!(pf.messages().len(), 1, "only the second message arrived");
 }
 
 /// The same Postfix receiver with a DANE-EE record of another key: the
@@ -457,28 +469,13 @@ fn dane_ta_bare_key_with_a_real_postfix_receiver() {
 fn dane_ee_mismatch_against_a_real_postfix_receiver() {
     let dir = tempfile::tempdir().expect("tmp");
     let c = chain(dir.path(), &[MX]);
-    let cert = c.chain_file.display().to_string();
-    let key = c.pki.key_file.display().to_string();
-    let Some(pf) = PostfixReceiver::start_with(
-        &[DOMAIN],
-        &[
-            ("smtpd_tls_cert_file", cert.as_str()),
-            ("smtpd_tls_key_file", key.as_str()),
-        ],
-    ) else {
+    let Some(pf) = postfix_mx(&c, &c.chain_file) else {
         return;
     };
-    let port = pf.addr.port();
-    let tlsa = vec![(3, 0, 1, sha256(&c.ca_der))];
-    let dns = DnsServer::start(zone(port, &tlsa, true));
-    let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "pfmismatch", "user@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "user@dane.test", "deferred");
+    let tlsa = [(3, 0, 1, sha256(&c.ca_der))];
+    let (line, _) = send_to_postfix(&pf, &tlsa, "pfmismatch", "deferred");
     assert!(line.contains("dsn=4.7.5"), "{line}");
     assert!(line.contains("DANE: no TLSA record"), "{line}");
-    assert_eq!(sb.queue_list().len(), 1);
-    d.stop();
     assert!(pf.messages().is_empty(), "Postfix got nothing");
 }
 
