@@ -103,6 +103,27 @@ fn wait_status(d: &mut Daemon, log: &Path, to: &str, word: &str) -> String {
     find().unwrap_or_default()
 }
 
+/// Starts the daemon of `sb`, drops one message tagged `tag` for `to`,
+/// waits for its `status=WORD` line (a deferred message must still be
+/// queued), stops the daemon; the line and the daemon's log.
+fn send_once(sb: &Sandbox, tag: &str, to: &str, word: &str) -> (String, String) {
+    let mut d = start(sb);
+    drop_message(sb, tag, to);
+    let line = wait_status(&mut d, &log_path(sb), to, word);
+    if word == "deferred" {
+        let listed = sb.queue_list();
+        assert_eq!(listed.len(), 1, "still queued: {listed:?}");
+    }
+    d.stop();
+    (line, d.log())
+}
+
+/// The log line part of a TLS session with the MX at `port`: `kind` is
+/// `Verified`, `Trusted` or `Untrusted`.
+fn established(kind: &str, port: u16) -> String {
+    format!("{kind} TLS connection established to {MX}[127.0.0.1]:{port}")
+}
+
 fn log_path(sb: &Sandbox) -> PathBuf {
     sb.root().join("daemon-0.log")
 }
@@ -161,15 +182,11 @@ fn dane_ee_spki_sha256_match_delivers_verified() {
     let tlsa = vec![(3, 1, 1, sha256(&spki_of(&c.pki.server)))];
     let dns = DnsServer::start(zone(port, &tlsa, true));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "ee", "u@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "u@dane.test", "sent");
+    let (line, log) = send_once(&sb, "ee", "u@dane.test", "sent");
     assert!(
         line.contains(&format!("relay={MX}[127.0.0.1]:{port}")),
         "{line}"
     );
-    d.stop();
-    let log = d.log();
     assert!(
         log.contains(&format!(
             "Verified TLS connection established to {MX}[127.0.0.1]:{port}: TLSv1.3 with cipher TLS_"
@@ -198,9 +215,7 @@ fn tlsa_mismatch_defers_and_never_falls_back() {
     ];
     let dns = DnsServer::start(zone(port, &tlsa, true));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "mismatch", "v@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "v@dane.test", "deferred");
+    let (line, log) = send_once(&sb, "mismatch", "v@dane.test", "deferred");
     assert!(line.contains("dsn=4.7.5"), "{line}");
     assert!(
         line.contains(&format!(
@@ -208,11 +223,8 @@ fn tlsa_mismatch_defers_and_never_falls_back() {
         )),
         "{line}"
     );
-    let listed = sb.queue_list();
-    assert_eq!(listed.len(), 1, "still queued: {listed:?}");
-    d.stop();
-    assert!(!d.log().contains("status=sent"), "{}", d.log());
-    assert!(!d.log().contains("trying again without TLS"), "{}", d.log());
+    assert!(!log.contains("status=sent"), "{log}");
+    assert!(!log.contains("trying again without TLS"), "{log}");
     assert_eq!(sink.stats().messages, 0, "nothing delivered");
 }
 
@@ -227,17 +239,8 @@ fn without_ad_bit_dane_acts_as_may() {
     let tlsa = vec![(3, 1, 1, vec![0xab; 32])];
     let dns = DnsServer::start(zone(port, &tlsa, false));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "insecure", "w@dane.test");
-    wait_status(&mut d, &log_path(&sb), "w@dane.test", "sent");
-    d.stop();
-    let log = d.log();
-    assert!(
-        log.contains(&format!(
-            "Untrusted TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{log}"
-    );
+    let (_, log) = send_once(&sb, "insecure", "w@dane.test", "sent");
+    assert!(log.contains(&established("Untrusted", port)), "{log}");
     assert_eq!(sink.stats().messages, 1);
     // The MX answer was not authenticated: no TLSA query at all.
     let asked = format!("{:?}", dns.queries());
@@ -269,17 +272,8 @@ fn insecure_mx_with_a_signed_mail_host_uses_its_tlsa_records() {
     let matching = vec![(3, 1, 1, sha256(&spki_of(&c.pki.server)))];
     let dns = DnsServer::start(zone_with_insecure_mx(port, &matching));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "half", "h@dane.test");
-    wait_status(&mut d, &log_path(&sb), "h@dane.test", "sent");
-    d.stop();
-    let log = d.log();
-    assert!(
-        log.contains(&format!(
-            "Trusted TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{log}"
-    );
+    let (_, log) = send_once(&sb, "half", "h@dane.test", "sent");
+    assert!(log.contains(&established("Trusted", port)), "{log}");
     assert!(!log.contains("Verified TLS"), "{log}");
     assert_eq!(sink.stats().messages, 1);
 
@@ -287,31 +281,19 @@ fn insecure_mx_with_a_signed_mail_host_uses_its_tlsa_records() {
     let mismatch = vec![(3, 1, 1, sha256(&spki_of(&other)))];
     let dns = DnsServer::start(zone_with_insecure_mx(port, &mismatch));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "half-mismatch", "m@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "m@dane.test", "deferred");
+    let (line, _) = send_once(&sb, "half-mismatch", "m@dane.test", "deferred");
     assert!(
         line.contains(&format!(
             "DANE: no TLSA record for {MX} matches the server certificate chain"
         )),
         "{line}"
     );
-    d.stop();
     assert_eq!(sink.stats().messages, 1, "nothing more delivered");
 
     let may = format!("{DANE}smtp_tls_dane_insecure_mx_policy = \"may\"\n");
     let sb = sandbox(&dns, port, &may);
-    let mut d = start(&sb);
-    drop_message(&sb, "half-may", "y@dane.test");
-    wait_status(&mut d, &log_path(&sb), "y@dane.test", "sent");
-    d.stop();
-    assert!(
-        d.log().contains(&format!(
-            "Untrusted TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{}",
-        d.log()
-    );
+    let (_, log) = send_once(&sb, "half-may", "y@dane.test", "sent");
+    assert!(log.contains(&established("Untrusted", port)), "{log}");
     assert_eq!(sink.stats().messages, 2);
 }
 
@@ -325,9 +307,7 @@ fn no_starttls_with_usable_tlsa_defers() {
     let tlsa = vec![(3, 1, 1, vec![0xab; 32])];
     let dns = DnsServer::start(zone(port, &tlsa, true));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "nostarttls", "x@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "x@dane.test", "deferred");
+    let (line, _) = send_once(&sb, "nostarttls", "x@dane.test", "deferred");
     assert!(line.contains("dsn=4.7.4"), "{line}");
     assert!(
         line.contains(&format!(
@@ -335,8 +315,6 @@ fn no_starttls_with_usable_tlsa_defers() {
         )),
         "{line}"
     );
-    assert_eq!(sb.queue_list().len(), 1);
-    d.stop();
     assert_eq!(sink.stats().messages, 0);
 }
 
@@ -351,14 +329,11 @@ fn tlsa_servfail_defers() {
     let owner = format!("_{port}._tcp.{MX}");
     let dns = DnsServer::start(zone(port, &[], true).servfail_type(&owner, RecordType::TLSA));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "servfail", "y@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "y@dane.test", "deferred");
+    let (line, _) = send_once(&sb, "servfail", "y@dane.test", "deferred");
     assert!(
         line.contains(&format!("DANE: TLSA lookup error for {owner}")),
         "{line}"
     );
-    d.stop();
     assert_eq!(sink.stats().messages, 0);
 }
 
@@ -389,14 +364,7 @@ fn send_to_postfix(
     let port = pf.addr.port();
     let dns = DnsServer::start(zone(port, tlsa, true));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, tag, "user@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "user@dane.test", word);
-    if word == "deferred" {
-        assert_eq!(sb.queue_list().len(), 1, "still queued");
-    }
-    d.stop();
-    (line, d.log())
+    send_once(&sb, tag, "user@dane.test", word)
 }
 
 /// Sends as [`send_to_postfix`] and expects the message `Verified` in the
@@ -404,12 +372,7 @@ fn send_to_postfix(
 fn delivered_verified(pf: &PostfixReceiver, tlsa: &[(u8, u8, u8, Vec<u8>)], tag: &str) {
     let (_, log) = send_to_postfix(pf, tlsa, tag, "sent");
     let port = pf.addr.port();
-    assert!(
-        log.contains(&format!(
-            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{log}"
-    );
+    assert!(log.contains(&established("Verified", port)), "{log}");
     let files = pf.wait_for_messages(1, DEADLINE);
     let got: Vec<String> = files
         .iter()
@@ -490,9 +453,7 @@ fn only_unusable_tlsa_records_mean_encrypt() {
     let tlsa = vec![(1, 1, 1, vec![0xab; 32]), (0, 0, 1, vec![0xcd; 32])];
     let dns = DnsServer::start(zone(port, &tlsa, true));
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "unusable", "z@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "z@dane.test", "deferred");
+    let (line, _) = send_once(&sb, "unusable", "z@dane.test", "deferred");
     assert!(line.contains("dsn=4.7.4"), "{line}");
     assert!(
         line.contains(&format!(
@@ -501,7 +462,6 @@ fn only_unusable_tlsa_records_mean_encrypt() {
         "{line}"
     );
     assert!(!line.contains("DANE:"), "encrypt, not DANE: {line}");
-    d.stop();
     assert_eq!(sink.stats().messages, 0);
 }
 
@@ -521,16 +481,13 @@ fn dane_only_defers_without_dnssec() {
         "smtp_dns_support_level = \"dnssec\"\n\
          [[tls_policy]]\ndomain = \"dane.test\"\nlevel = \"dane-only\"\n",
     );
-    let mut d = start(&sb);
-    drop_message(&sb, "daneonly", "q@dane.test");
-    let line = wait_status(&mut d, &log_path(&sb), "q@dane.test", "deferred");
+    let (line, _) = send_once(&sb, "daneonly", "q@dane.test", "deferred");
     assert!(
         line.contains(&format!(
             "DANE: TLS level dane-only, but {MX} has no DNSSEC-validated MX RRset"
         )),
         "{line}"
     );
-    d.stop();
     assert_eq!(sink.stats().messages, 0);
 }
 
@@ -546,11 +503,7 @@ fn dane_without_dnssec_support_acts_as_may() {
     let tlsa = vec![(3, 1, 1, vec![0xab; 32])];
     let dns = DnsServer::start(zone(port, &tlsa, true));
     let sb = sandbox(&dns, port, "smtp_tls_security_level = \"dane\"\n");
-    let mut d = start(&sb);
-    drop_message(&sb, "nodnssec", "p@dane.test");
-    wait_status(&mut d, &log_path(&sb), "p@dane.test", "sent");
-    d.stop();
-    let log = d.log();
+    let (_, log) = send_once(&sb, "nodnssec", "p@dane.test", "sent");
     assert!(
         log.contains("TLS level dane needs smtp_dns_support_level = dnssec; using may"),
         "{log}"
@@ -579,17 +532,8 @@ fn insecure_mx_host_address_means_may() {
             .secure(&owner),
     );
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "insecurehost", "r@dane.test");
-    wait_status(&mut d, &log_path(&sb), "r@dane.test", "sent");
-    d.stop();
-    assert!(
-        d.log().contains(&format!(
-            "Untrusted TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{}",
-        d.log()
-    );
+    let (_, log) = send_once(&sb, "insecurehost", "r@dane.test", "sent");
+    assert!(log.contains(&established("Untrusted", port)), "{log}");
     let asked = format!("{:?}", dns.queries());
     assert!(!asked.contains("_tcp"), "{asked}");
     assert_eq!(sink.stats().messages, 1);
@@ -619,17 +563,8 @@ fn tlsa_at_the_cname_target_of_an_mx_host() {
             .secure(&owner),
     );
     let sb = sandbox(&dns, port, DANE);
-    let mut d = start(&sb);
-    drop_message(&sb, "cname", "c@dane.test");
-    wait_status(&mut d, &log_path(&sb), "c@dane.test", "sent");
-    d.stop();
-    assert!(
-        d.log().contains(&format!(
-            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{}",
-        d.log()
-    );
+    let (_, log) = send_once(&sb, "cname", "c@dane.test", "sent");
+    assert!(log.contains(&established("Verified", port)), "{log}");
     let asked = format!("{:?}", dns.queries());
     assert!(asked.contains(&owner), "{asked}");
     assert_eq!(sink.stats().messages, 1);
@@ -728,17 +663,8 @@ fn dane_wins_over_an_mta_sts_enforce_policy() {
             ca_file.display().to_string()
         ),
     );
-    let mut d = start(&sb);
-    drop_message(&sb, "stsdane", "s@dane.test");
-    wait_status(&mut d, &log_path(&sb), "s@dane.test", "sent");
-    d.stop();
-    assert!(
-        d.log().contains(&format!(
-            "Verified TLS connection established to {MX}[127.0.0.1]:{port}"
-        )),
-        "{}",
-        d.log()
-    );
+    let (_, log) = send_once(&sb, "stsdane", "s@dane.test", "sent");
+    assert!(log.contains(&established("Verified", port)), "{log}");
     assert!(
         server.served.load(std::sync::atomic::Ordering::SeqCst) >= 1,
         "the MTA-STS policy was fetched"
