@@ -552,6 +552,7 @@ fn tls_zone() -> DnsServer {
         Zone::new()
             .mx("tls.test", 10, "mx.tls.test")
             .a("mx.tls.test", LOCAL)
+            .mx("hosted.test", 10, "mx.tls.test")
             .mx("sender.test", 10, "mx.sender.test")
             .a("mx.sender.test", LOCAL),
     )
@@ -694,6 +695,83 @@ fn verify_needs_a_trusted_certificate_naming_the_mx_host() {
     );
     d.stop();
     assert_eq!(plain.stats().messages, 0);
+}
+
+/// `secure` (Postfix's): the certificate must chain to a trusted root and
+/// name the next-hop domain or a subdomain of it, whatever the MX answer
+/// says. `tls.test`'s MX host `mx.tls.test` is below it: delivered and
+/// logged `Verified`. `hosted.test`, whose MX is the same host, is
+/// deferred with the names wanted and presented, and nothing is sent; a
+/// `[[tls_policy]]` `match` naming the provider's domain lets it through,
+/// and `verify` with `match = ["nexthop"]` wants `tls.test` itself.
+/// Without a trusted root the chain itself is refused.
+#[test]
+fn secure_wants_the_next_hop_names_and_match_overrides_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (sink, pki) = tls_sink(dir.path(), Faults::default());
+    let port = sink.local_addr.port();
+    let dns = tls_zone();
+    let dump = dir.path().join("dump");
+    let ca = format!(
+        "smtp_tls_CAfile = {:?}\n",
+        pki.ca_file.display().to_string()
+    );
+    let sb = sandbox(
+        &dns,
+        port,
+        &format!("smtp_tls_security_level = \"secure\"\n{ca}"),
+    );
+    let mut d = start(&sb);
+    drop_message(&sb, "secure", "s@sender.test", "u@tls.test");
+    drop_message(&sb, "hosted", "s@sender.test", "h@hosted.test");
+    wait_status(&mut d, "u@tls.test", "sent");
+    let line = wait_status(&mut d, "h@hosted.test", "deferred");
+    assert!(line.contains("dsn=4.7.5"), "{line}");
+    assert!(
+        line.contains(
+            "server certificate names none of hosted.test, .hosted.test (it names mx.tls.test)"
+        ),
+        "{line}"
+    );
+    d.stop();
+    let log = d.log();
+    assert!(
+        log.contains(&format!(
+            "Verified TLS connection established to mx.tls.test[127.0.0.1]:{port}"
+        )),
+        "{log}"
+    );
+    assert_eq!(dumps(&dump).len(), 1, "only tls.test's message was sent");
+
+    let sb = sandbox(
+        &dns,
+        port,
+        &format!(
+            "{ca}[[tls_policy]]\ndomain = \"hosted.test\"\nlevel = \"secure\"\n\
+             match = [\"nexthop\", \".tls.test\"]\n\
+             [[tls_policy]]\ndomain = \"tls.test\"\nlevel = \"verify\"\nmatch = [\"nexthop\"]\n"
+        ),
+    );
+    let mut d = start(&sb);
+    drop_message(&sb, "hosted-match", "s@sender.test", "h2@hosted.test");
+    drop_message(&sb, "verify-nexthop", "s@sender.test", "v@tls.test");
+    wait_status(&mut d, "h2@hosted.test", "sent");
+    let line = wait_status(&mut d, "v@tls.test", "deferred");
+    assert!(
+        line.contains("server certificate names none of tls.test (it names mx.tls.test)"),
+        "{line}"
+    );
+    d.stop();
+    assert_eq!(dumps(&dump).len(), 2, "the hosted domain's message came");
+
+    let sb = sandbox(&dns, port, "smtp_tls_security_level = \"secure\"\n");
+    let mut d = start(&sb);
+    drop_message(&sb, "untrusted", "s@sender.test", "x@tls.test");
+    let line = wait_status(&mut d, "x@tls.test", "deferred");
+    assert!(line.contains("Cannot start TLS"), "{line}");
+    assert_eq!(sb.queue_list().len(), 1, "still queued");
+    d.stop();
+    assert_eq!(dumps(&dump).len(), 2, "nothing sent in plaintext");
 }
 
 // ---------------------------------------------------------------------------

@@ -56,8 +56,15 @@ pub enum TlsSecurityLevel {
     /// TLS required, certificate not checked.
     Encrypt,
     /// TLS required; the certificate must chain to a trusted root and name
-    /// the host.
+    /// the host (or what `smtp_tls_verify_cert_match` or the policy
+    /// entry's `match` says).
     Verify,
+    /// TLS required; the certificate must chain to a trusted root and name
+    /// the next-hop domain or a subdomain of it (Postfix's `secure`: the
+    /// names come from the destination, not from the MX answer, so a
+    /// forged MX record cannot redirect the mail). The names are
+    /// `smtp_tls_secure_cert_match` or the policy entry's `match`.
+    Secure,
     /// DANE (RFC 7672) where DNSSEC allows it: with an authenticated MX
     /// RRset and usable authenticated TLSA records for the MX host, TLS is
     /// required and the certificate must match them; TLSA records that are
@@ -119,6 +126,7 @@ impl fmt::Display for TlsSecurityLevel {
             TlsSecurityLevel::May => "may",
             TlsSecurityLevel::Encrypt => "encrypt",
             TlsSecurityLevel::Verify => "verify",
+            TlsSecurityLevel::Secure => "secure",
             TlsSecurityLevel::Dane => "dane",
             TlsSecurityLevel::DaneOnly => "dane-only",
         })
@@ -181,6 +189,85 @@ pub struct TlsPolicyConfig {
     /// `level`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mta_sts: Option<bool>,
+    /// The names a certificate must present at level `verify` or
+    /// `secure` (see [`CertMatch`]), instead of `smtp_tls_verify_cert_match`
+    /// or `smtp_tls_secure_cert_match`.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub cert_match: Option<Vec<String>>,
+}
+
+/// One entry of a certificate name list (`smtp_tls_verify_cert_match`,
+/// `smtp_tls_secure_cert_match`, a `[[tls_policy]]` entry's `match`), as
+/// Postfix's `match=`: a certificate is accepted when one of its DNS
+/// names matches one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CertMatch {
+    /// `hostname`: the name of the host connected to (the MX host).
+    Hostname,
+    /// `nexthop`: the next-hop domain (the recipient domain for MX
+    /// delivery, the relay's name otherwise).
+    Nexthop,
+    /// `dot-nexthop`: any subdomain of the next-hop domain.
+    DotNexthop,
+    /// `example.com`: exactly this name.
+    Name(String),
+    /// `.example.com`: any subdomain of this name.
+    Subdomain(String),
+}
+
+impl CertMatch {
+    /// Parses one entry; the error says what is wrong with it.
+    pub fn parse(entry: &str) -> Result<CertMatch, String> {
+        let e = entry.trim().trim_end_matches('.').to_ascii_lowercase();
+        match e.as_str() {
+            "hostname" => return Ok(CertMatch::Hostname),
+            "nexthop" => return Ok(CertMatch::Nexthop),
+            "dot-nexthop" => return Ok(CertMatch::DotNexthop),
+            _ => {}
+        }
+        let (sub, name) = match e.strip_prefix('.') {
+            Some(rest) => (true, rest),
+            None => (false, e.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if !valid {
+            return Err(format!(
+                "{entry:?} is not hostname, nexthop, dot-nexthop, a domain name or .domain"
+            ));
+        }
+        Ok(if sub {
+            CertMatch::Subdomain(name.to_string())
+        } else {
+            CertMatch::Name(name.to_string())
+        })
+    }
+
+    /// Parses a whole list; an empty list is refused (it would match
+    /// nothing).
+    pub fn parse_list(entries: &[String]) -> Result<Vec<CertMatch>, String> {
+        if entries.is_empty() {
+            return Err("an empty list matches no certificate".into());
+        }
+        entries.iter().map(|e| CertMatch::parse(e)).collect()
+    }
+}
+
+/// Postfix's default `smtp_tls_verify_cert_match`.
+pub fn default_verify_cert_match() -> Vec<String> {
+    vec!["hostname".into()]
+}
+
+/// Postfix's default `smtp_tls_secure_cert_match`.
+pub fn default_secure_cert_match() -> Vec<String> {
+    vec!["nexthop".into(), "dot-nexthop".into()]
 }
 
 /// One `[[smtp_sasl_password]]` entry: credentials for a relay host

@@ -21,8 +21,9 @@ pub use dkim::{DkimAlgorithm, DkimCanonicalization, DkimKeyConfig};
 pub use events::{EventsConfig, EventsFsync};
 pub use http::{ApiScope, ApiToken, HttpConfig};
 pub use internet::{
-    domain_matches, DaneInsecureMxPolicy, DnsConfig, DnsSupportLevel, InetProtocols, Rate,
-    RateLimitConfig, SaslPasswordConfig, TlsPolicyConfig, TlsSecurityLevel, TransactionChaining,
+    domain_matches, CertMatch, DaneInsecureMxPolicy, DnsConfig, DnsSupportLevel, InetProtocols,
+    Rate, RateLimitConfig, SaslPasswordConfig, TlsPolicyConfig, TlsSecurityLevel,
+    TransactionChaining,
 };
 pub use listener::{ListenerConfig, ListenerKind, Networks};
 pub use mode::DirMode;
@@ -186,6 +187,12 @@ pub struct Config {
     /// What `dane` does at MX hosts from an MX RRset DNSSEC did not
     /// authenticate, when their TLSA records are authenticated.
     pub smtp_tls_dane_insecure_mx_policy: DaneInsecureMxPolicy,
+    /// The names a certificate must present at level `verify` (Postfix's
+    /// default: `hostname`); see [`internet::CertMatch`].
+    pub smtp_tls_verify_cert_match: Vec<String>,
+    /// The names a certificate must present at level `secure` (Postfix's
+    /// default: `nexthop`, `dot-nexthop`).
+    pub smtp_tls_secure_cert_match: Vec<String>,
     /// Extra trusted CA certificates (PEM) for `verify`, beside the system roots.
     #[serde(alias = "smtp_tls_CAfile")]
     pub smtp_tls_ca_file: Option<PathBuf>,
@@ -332,6 +339,8 @@ impl Default for Config {
             smtp_dns_support_level: DnsSupportLevel::Enabled,
             smtp_tls_security_level: TlsSecurityLevel::May,
             smtp_tls_dane_insecure_mx_policy: DaneInsecureMxPolicy::Dane,
+            smtp_tls_verify_cert_match: internet::default_verify_cert_match(),
+            smtp_tls_secure_cert_match: internet::default_secure_cert_match(),
             smtp_tls_ca_file: None,
             tls_policy: Vec::new(),
             smtp_mta_sts: true,
@@ -688,7 +697,27 @@ impl Config {
                 }
                 _ => {}
             }
+            if let Some(list) = &p.cert_match {
+                if !matches!(
+                    p.level,
+                    Some(TlsSecurityLevel::Verify | TlsSecurityLevel::Secure)
+                ) {
+                    return Err(bad(
+                        "tls_policy",
+                        format!(
+                            "domain {:?}: match applies to level verify or secure only",
+                            p.domain
+                        ),
+                    ));
+                }
+                internet::CertMatch::parse_list(list)
+                    .map_err(|e| bad("tls_policy", format!("domain {:?}: match: {e}", p.domain)))?;
+            }
         }
+        internet::CertMatch::parse_list(&self.smtp_tls_verify_cert_match)
+            .map_err(|e| bad("smtp_tls_verify_cert_match", e))?;
+        internet::CertMatch::parse_list(&self.smtp_tls_secure_cert_match)
+            .map_err(|e| bad("smtp_tls_secure_cert_match", e))?;
         if self.smtp_mta_sts_port == 0 {
             return Err(bad("smtp_mta_sts_port", "must not be 0".into()));
         }
@@ -911,6 +940,57 @@ mod tests {
             (
                 "smtp_mta_sts_timeout = 0\n",
                 "`smtp_mta_sts_timeout`: must be at least 1",
+            ),
+        ] {
+            let err = Config::parse(text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn certificate_name_lists_parse_print_and_refuse_nonsense() {
+        let ok = Config::parse(
+            "smtp_tls_security_level = \"secure\"\n\
+             smtp_tls_secure_cert_match = [\"nexthop\", \".Example.NET.\"]\n\
+             [[tls_policy]]\ndomain = \"a.test\"\nlevel = \"verify\"\n\
+             match = [\"hostname\", \"dot-nexthop\", \"mx.a.test\"]\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(ok.smtp_tls_security_level, TlsSecurityLevel::Secure);
+        assert_eq!(ok.smtp_tls_verify_cert_match, ["hostname"]);
+        assert_eq!(
+            CertMatch::parse_list(&ok.smtp_tls_secure_cert_match).unwrap(),
+            [
+                CertMatch::Nexthop,
+                CertMatch::Subdomain("example.net".into())
+            ]
+        );
+        let printed = ok.to_toml();
+        let again = Config::parse(&printed, Path::new("printed.toml")).unwrap();
+        assert_eq!(again.tls_policy, ok.tls_policy, "{printed}");
+        for (text, want) in [
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\nlevel = \"encrypt\"\nmatch = [\"nexthop\"]\n",
+                "match applies to level verify or secure only",
+            ),
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\nmta_sts = false\nmatch = [\"nexthop\"]\n",
+                "match applies to level verify or secure only",
+            ),
+            (
+                "[[tls_policy]]\ndomain = \"a.test\"\nlevel = \"secure\"\nmatch = [\"*.a.test\"]\n",
+                "is not hostname, nexthop, dot-nexthop, a domain name or .domain",
+            ),
+            (
+                "smtp_tls_verify_cert_match = []\n",
+                "`smtp_tls_verify_cert_match`: an empty list matches no certificate",
+            ),
+            (
+                "smtp_tls_secure_cert_match = [\"next hop\"]\n",
+                "`smtp_tls_secure_cert_match`: \"next hop\" is not",
             ),
         ] {
             let err = Config::parse(text, Path::new("c.toml"))

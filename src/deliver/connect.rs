@@ -17,9 +17,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{DaneInsecureMxPolicy, DnsSupportLevel, TlsSecurityLevel};
+use crate::config::{CertMatch, DaneInsecureMxPolicy, DnsSupportLevel, TlsSecurityLevel};
 use crate::model::Nexthop;
 use crate::rt::tls::dane::{dane_client_config, DaneVerifier};
+use crate::rt::tls::names::{names_client_config, NamesVerifier};
 use crate::rt::tls::{client_config, TlsLevel};
 
 use super::dane::{self, DaneDns, DaneLookupError, HostPolicy};
@@ -27,6 +28,7 @@ use super::dns::{Dns, DnsError, MailHost};
 use super::mta_sts::{Applied, MtaSts};
 use super::route::HopPolicy;
 use super::session::{Security, Session};
+use super::tls_names;
 use super::{DeliverError, DeliveryConfig};
 
 /// Most addresses tried for one next hop in one attempt.
@@ -45,6 +47,9 @@ pub struct Connector {
     dane_warned: Cell<bool>,
     /// `smtp_tls_dane_insecure_mx_policy`.
     dane_insecure_mx: DaneInsecureMxPolicy,
+    /// `smtp_tls_verify_cert_match`, `smtp_tls_secure_cert_match`.
+    verify_cert_match: Vec<CertMatch>,
+    secure_cert_match: Vec<CertMatch>,
     mta_sts: MtaSts,
 }
 
@@ -67,6 +72,8 @@ impl Connector {
                 .then(|| DaneDns::new(&cfg.dns)),
             dane_warned: Cell::new(false),
             dane_insecure_mx: cfg.dane_insecure_mx,
+            verify_cert_match: cfg.verify_cert_match.clone(),
+            secure_cert_match: cfg.secure_cert_match.clone(),
         }
     }
 
@@ -109,7 +116,9 @@ impl Connector {
                 TlsLevel::May
             }
             TlsSecurityLevel::Encrypt => TlsLevel::Encrypt,
-            TlsSecurityLevel::Verify => TlsLevel::Verify,
+            // `secure` gets a configuration per host (`names_tls`); as a
+            // plain level it is at least `verify`.
+            TlsSecurityLevel::Verify | TlsSecurityLevel::Secure => TlsLevel::Verify,
         };
         if let Some(c) = self.tls_configs.borrow().get(&level) {
             return Ok(Some(Arc::clone(c)));
@@ -161,9 +170,22 @@ impl Connector {
         };
         // Where DANE applies it decides per host, before MTA-STS (RFC 8461
         // section 2: MTA-STS must not override a failing DANE check).
-        let plan = match self.dane_dns(policy.tls)? {
-            Some(d) => TlsPlan::Dane(d, d.mx_secure(hop).await?),
-            None => TlsPlan::Fixed(self.level_tls(level)?),
+        // A name list of the configured level, unless MTA-STS changed the
+        // level (its `verify` checks the MX host's name, RFC 8461).
+        let names = (level == policy.tls)
+            .then(|| {
+                tls_names::list_for(
+                    level,
+                    policy.cert_match.as_deref(),
+                    &self.verify_cert_match,
+                    &self.secure_cert_match,
+                )
+            })
+            .flatten();
+        let plan = match (self.dane_dns(policy.tls)?, names) {
+            (Some(d), _) => TlsPlan::Dane(d, d.mx_secure(hop).await?),
+            (None, Some(list)) => TlsPlan::Names(list),
+            (None, None) => TlsPlan::Fixed(self.level_tls(level)?),
         };
         let mut tried = 0;
         let mut failures = Failures::default();
@@ -187,6 +209,13 @@ impl Connector {
             };
             let host_tls = match &plan {
                 TlsPlan::Fixed(t) => t.clone(),
+                TlsPlan::Names(list) => match self.names_tls(list, &host.name, hop) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        failures.add(e);
+                        continue;
+                    }
+                },
                 TlsPlan::Dane(d, mx_secure) => {
                     match self
                         .dane_tls(d, *mx_secure, &host, hop, policy, sts.as_ref())
@@ -224,9 +253,12 @@ impl Connector {
                     source: policy.source.clone(),
                 };
                 let opened = Session::open(&host.name, addr, cfg, &security).await;
-                let opened = match &host_tls.dane {
-                    Some((verifier, name)) => opened.map_err(|e| dane::explain(e, verifier, name)),
-                    None => opened,
+                let opened = match (&host_tls.dane, &host_tls.names) {
+                    (Some((verifier, name)), _) => {
+                        opened.map_err(|e| dane::explain(e, verifier, name))
+                    }
+                    (None, Some(verifier)) => opened.map_err(|e| tls_names::explain(e, verifier)),
+                    (None, None) => opened,
                 };
                 match opened {
                     Ok(s) => {
@@ -278,12 +310,16 @@ struct HostTls {
     sni: Option<String>,
     /// Under DANE with usable records: the verifier and the TLSA owner.
     dane: Option<(Arc<DaneVerifier>, String)>,
+    /// At `verify` or `secure` with a name list: its verifier.
+    names: Option<Arc<NamesVerifier>>,
 }
 
 /// How the hosts of one next hop get their TLS settings.
 enum TlsPlan<'a> {
     /// All alike, from the hop's level.
     Fixed(HostTls),
+    /// `verify` or `secure` with this name list, resolved per host.
+    Names(&'a [CertMatch]),
     /// Each from its TLSA records; whether the MX RRset is authenticated.
     Dane(&'a DaneDns, bool),
 }
@@ -293,9 +329,39 @@ impl Connector {
     fn level_tls(&self, level: TlsSecurityLevel) -> Result<HostTls, DeliverError> {
         Ok(HostTls {
             config: self.tls_config(level)?,
-            required: matches!(level, TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify),
+            required: matches!(
+                level,
+                TlsSecurityLevel::Encrypt | TlsSecurityLevel::Verify | TlsSecurityLevel::Secure
+            ),
             sni: None,
             dane: None,
+            names: None,
+        })
+    }
+
+    /// The TLS settings for `host` of `hop` at `verify` or `secure` with
+    /// the name list `list`: TLS required, the chain verified to the trust
+    /// anchors and one of the list's names presented.
+    fn names_tls(
+        &self,
+        list: &[CertMatch],
+        host: &str,
+        hop: &Nexthop,
+    ) -> Result<HostTls, DeliverError> {
+        let rules = tls_names::rules(list, host, hop);
+        let (config, verifier) =
+            names_client_config(self.ca_file.as_deref(), rules).map_err(|e| {
+                DeliverError::TlsHandshake {
+                    peer: host.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+        Ok(HostTls {
+            config: Some(config),
+            required: true,
+            sni: None,
+            dane: None,
+            names: Some(verifier),
         })
     }
 
@@ -355,6 +421,7 @@ impl Connector {
                     required: true,
                     sni: Some(base),
                     dane: Some((dc.verifier, name)),
+                    names: None,
                 })
             }
         }

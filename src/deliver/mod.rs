@@ -11,12 +11,15 @@ pub mod mta_sts;
 pub mod reuse;
 pub mod route;
 pub mod session;
+pub mod tls_names;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, DnsConfig, DnsSupportLevel, InetProtocols, TransactionChaining};
+use crate::config::{
+    CertMatch, Config, DnsConfig, DnsSupportLevel, InetProtocols, TransactionChaining,
+};
 use crate::proto::{ProtoError, Reply};
 use crate::rt::IoBackend;
 
@@ -71,6 +74,10 @@ pub struct DeliveryConfig {
     pub dane_insecure_mx: crate::config::DaneInsecureMxPolicy,
     /// Extra CA certificates for TLS level `verify`.
     pub tls_ca_file: Option<PathBuf>,
+    /// The certificate names of level `verify` (`smtp_tls_verify_cert_match`).
+    pub verify_cert_match: Vec<CertMatch>,
+    /// The certificate names of level `secure` (`smtp_tls_secure_cert_match`).
+    pub secure_cert_match: Vec<CertMatch>,
     /// AUTH is allowed without TLS.
     pub sasl_plaintext: bool,
     /// Whether transactions are chained (see [`TransactionChaining`]).
@@ -104,6 +111,12 @@ impl DeliveryConfig {
             dns_support_level: c.smtp_dns_support_level,
             dane_insecure_mx: c.smtp_tls_dane_insecure_mx_policy,
             tls_ca_file: c.smtp_tls_ca_file.clone(),
+            // Validation refused lists that do not parse; Postfix's
+            // defaults stand in for one that would not.
+            verify_cert_match: CertMatch::parse_list(&c.smtp_tls_verify_cert_match)
+                .unwrap_or_else(|_| vec![CertMatch::Hostname]),
+            secure_cert_match: CertMatch::parse_list(&c.smtp_tls_secure_cert_match)
+                .unwrap_or_else(|_| vec![CertMatch::Nexthop, CertMatch::DotNexthop]),
             sasl_plaintext: c.smtp_sasl_plaintext,
             chaining: c.smtp_transaction_chaining,
             mta_sts: mta_sts::MtaStsConfig {

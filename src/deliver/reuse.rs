@@ -40,7 +40,14 @@ impl Connector {
         hop: &Nexthop,
         policy: &HopPolicy,
     ) -> bool {
-        if opened_with_sasl || policy.sasl.is_some() || policy.tls.is_dane() {
+        // DANE and name lists are checked per host and destination: a
+        // connection verified for another destination proves nothing.
+        if opened_with_sasl
+            || policy.sasl.is_some()
+            || policy.tls.is_dane()
+            || policy.tls == TlsSecurityLevel::Secure
+            || policy.cert_match.is_some()
+        {
             return false;
         }
         let Ok(hosts) = self.hosts(hop).await else {
@@ -69,7 +76,7 @@ pub fn tls_meets(level: TlsSecurityLevel, tls: Option<&TlsInfo>) -> bool {
         TlsSecurityLevel::None | TlsSecurityLevel::May => true,
         TlsSecurityLevel::Encrypt => tls.is_some(),
         TlsSecurityLevel::Verify => tls.is_some_and(|t| t.trust == Trust::Verified),
-        TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly => false,
+        TlsSecurityLevel::Secure | TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly => false,
     }
 }
 

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::config::{domain_matches, Config, Rate, TlsSecurityLevel};
+use crate::config::{domain_matches, CertMatch, Config, Rate, TlsSecurityLevel};
 use crate::model::Nexthop;
 
 /// Why a recipient has no usable next hop.
@@ -63,6 +64,10 @@ pub struct HopPolicy {
     /// `[[tls_policy]]` entry's `level` (false: `smtp_tls_security_level`,
     /// which a shaping rule's `tls` may replace).
     pub tls_explicit: bool,
+    /// The certificate names of a `[[tls_policy]]` entry's `match` (with
+    /// its level `verify` or `secure`); `None`: the configured defaults
+    /// for the level.
+    pub cert_match: Option<Arc<[CertMatch]>>,
     /// Most messages per interval, over all shards.
     pub rate: Option<Rate>,
     /// SASL user name and password for AUTH.
@@ -77,6 +82,15 @@ pub struct HopPolicy {
     pub source: Option<super::session::SourceBinding>,
 }
 
+/// One `[[tls_policy]]` entry, parsed.
+#[derive(Clone, Debug)]
+struct TlsPolicyEntry {
+    domain: String,
+    level: Option<TlsSecurityLevel>,
+    mta_sts: Option<bool>,
+    cert_match: Option<Arc<[CertMatch]>>,
+}
+
 /// Maps recipient domains to next hops, and next hops to their policies.
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -86,7 +100,7 @@ pub struct Router {
     route_tls: HashMap<Nexthop, TlsSecurityLevel>,
     route_rate: HashMap<Nexthop, Rate>,
     tls_default: TlsSecurityLevel,
-    tls_policy: Vec<(String, Option<TlsSecurityLevel>, Option<bool>)>,
+    tls_policy: Vec<TlsPolicyEntry>,
     mta_sts: bool,
     rate_default: Option<Rate>,
     rate_policy: Vec<(String, Rate)>,
@@ -142,6 +156,23 @@ impl Router {
         for r in &c.rate_limit {
             rate_policy.push((r.destination.clone(), rate("rate_limit", &r.rate)?));
         }
+        let mut tls_policy = Vec::new();
+        for p in &c.tls_policy {
+            let cert_match = match &p.cert_match {
+                Some(list) => Some(
+                    CertMatch::parse_list(list)
+                        .map_err(|e| bad("tls_policy")(&format!("{:?}: match: {e}", p.domain)))?
+                        .into(),
+                ),
+                None => None,
+            };
+            tls_policy.push(TlsPolicyEntry {
+                domain: p.domain.clone(),
+                level: p.level,
+                mta_sts: p.mta_sts,
+                cert_match,
+            });
+        }
         let mut sasl = Vec::new();
         for a in &c.smtp_sasl_password {
             let h = hop("smtp_sasl_password", &a.nexthop)?;
@@ -154,11 +185,7 @@ impl Router {
             route_tls,
             route_rate,
             tls_default: c.smtp_tls_security_level,
-            tls_policy: c
-                .tls_policy
-                .iter()
-                .map(|p| (p.domain.clone(), p.level, p.mta_sts))
-                .collect(),
+            tls_policy,
             mta_sts: c.smtp_mta_sts,
             rate_default,
             rate_policy,
@@ -216,20 +243,22 @@ impl Router {
         let entry = self
             .tls_policy
             .iter()
-            .find(|(d, _, _)| domain_matches(d, &hop.host));
-        let explicit = self
-            .route_tls
-            .get(hop)
-            .copied()
-            .or_else(|| entry.and_then(|(_, l, _)| *l));
+            .find(|e| domain_matches(&e.domain, &hop.host));
+        let route_level = self.route_tls.get(hop).copied();
+        let explicit = route_level.or_else(|| entry.and_then(|e| e.level));
+        // An entry's names go with its level, not with a route's.
+        let cert_match = match (route_level, entry) {
+            (None, Some(e)) => e.cert_match.clone(),
+            _ => None,
+        };
         let tls = explicit.unwrap_or(self.tls_default);
         let configured_hop =
             self.relayhost.as_ref() == Some(hop) || self.routes.iter().any(|(_, h)| h == hop);
         let mta_sts = hop.mx_lookup
             && !configured_hop
             && match entry {
-                Some((_, Some(_), _)) => false,
-                Some((_, None, on)) => on.unwrap_or(self.mta_sts),
+                Some(TlsPolicyEntry { level: Some(_), .. }) => false,
+                Some(TlsPolicyEntry { mta_sts: on, .. }) => on.unwrap_or(self.mta_sts),
                 None => self.mta_sts,
             };
         let rate = self.route_rate.get(hop).copied().or_else(|| {
@@ -247,6 +276,7 @@ impl Router {
         HopPolicy {
             tls,
             tls_explicit: explicit.is_some(),
+            cert_match,
             rate,
             sasl,
             mta_sts,

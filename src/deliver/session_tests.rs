@@ -29,6 +29,11 @@ fn cfg() -> DeliveryConfig {
         dns_support_level: crate::config::DnsSupportLevel::Enabled,
         dane_insecure_mx: Default::default(),
         tls_ca_file: None,
+        verify_cert_match: vec![crate::config::CertMatch::Hostname],
+        secure_cert_match: vec![
+            crate::config::CertMatch::Nexthop,
+            crate::config::CertMatch::DotNexthop,
+        ],
         sasl_plaintext: false,
         chaining: crate::config::TransactionChaining::Auto,
         mta_sts: crate::deliver::mta_sts::MtaStsConfig::default(),

@@ -26,6 +26,8 @@
 //!   opportunistic verifier and the trust classification.
 //! - `stream`: [`TlsStream`] and the handshake.
 //! - `info`: [`TlsInfo`] and [`Trust`]: what Postfix logs about a session.
+//! - [`names`]: `verify` and `secure` with a list of acceptable
+//!   certificate names (Postfix's `match=`).
 //! - [`dane`]: TLSA records, matching certificates against them (RFC 7672)
 //!   and the verifier of connections to hosts with usable records.
 //! - `server_config`, `server_stream`: the server side (the sink and the
@@ -35,6 +37,7 @@
 mod config;
 pub mod dane;
 mod info;
+pub mod names;
 mod server_config;
 mod server_stream;
 mod stream;

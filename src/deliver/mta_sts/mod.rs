@@ -394,9 +394,11 @@ impl Applied {
         select_hosts(&self.domain, &self.policy.policy, hosts)
     }
 
-    /// The TLS level to connect with: `verify` under `enforce`.
+    /// The TLS level to connect with: `verify` under `enforce` (`secure`,
+    /// which already verifies, stays).
     pub fn tls_level(&self, level: TlsSecurityLevel) -> TlsSecurityLevel {
         match self.mode() {
+            Mode::Enforce if level == TlsSecurityLevel::Secure => level,
             Mode::Enforce => TlsSecurityLevel::Verify,
             Mode::Testing | Mode::None => level,
         }

@@ -83,7 +83,7 @@ impl fmt::Display for TlsLevel {
     }
 }
 
-const NO_ROOTS: &str =
+pub(super) const NO_ROOTS: &str =
     "security level verify needs trusted roots, and neither the system nor a CA file gives any";
 
 /// The client configuration for `level`, trusting the system roots (loaded
@@ -99,15 +99,7 @@ pub fn client_config(
     ca_file: Option<&Path>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = system_roots().clone();
-    if let Some(path) = ca_file {
-        for cert in read_ca_file(path)? {
-            roots.add(cert).map_err(|e| TlsError::BadCaFile {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        }
-    }
+    let roots = trust_anchors(ca_file)?;
     let webpki = if roots.is_empty() {
         None
     } else {
@@ -141,6 +133,21 @@ pub fn client_config(
         },
     );
     Ok(config)
+}
+
+/// The trust anchors of levels `verify` and `secure`: the system's plus
+/// the PEM certificates of `ca_file`.
+pub(super) fn trust_anchors(ca_file: Option<&Path>) -> Result<RootCertStore, TlsError> {
+    let mut roots = system_roots().clone();
+    if let Some(path) = ca_file {
+        for cert in read_ca_file(path)? {
+            roots.add(cert).map_err(|e| TlsError::BadCaFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        }
+    }
+    Ok(roots)
 }
 
 /// The system's trust anchors, loaded at the first call. Unreadable or

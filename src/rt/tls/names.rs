@@ -1,0 +1,339 @@
+//! Levels `verify` and `secure` with a list of acceptable certificate
+//! names (Postfix's `match=`): the chain must verify to a trusted root,
+//! and the certificate must name one of the list's entries. An entry is
+//! an exact name (the next-hop domain, the MX host, a configured name) or
+//! every subdomain of a name (`dot-nexthop`, `.example.com`).
+//!
+//! Every name check is webpki's: the certificate's DNS names are only
+//! read to find which of them could satisfy a subdomain entry, and each
+//! such candidate is then verified by webpki as if it had been the name
+//! asked for (a wildcard `*.example.com` through a name it covers).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::config::{register, trust_anchors, Classifier};
+use super::{TlsError, TlsLevel};
+use std::path::Path;
+
+/// A name a certificate may present, resolved for one connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum NameRule {
+    /// Exactly this DNS name.
+    Exact(String),
+    /// Any name strictly below this domain (`mx.example.com` for
+    /// `example.com`; a wildcard `*.example.com` too).
+    Subdomain(String),
+}
+
+impl fmt::Display for NameRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameRule::Exact(n) => f.write_str(n),
+            NameRule::Subdomain(d) => write!(f, ".{d}"),
+        }
+    }
+}
+
+/// Why a chain was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamesRefusal {
+    /// The chain verified, but names none of the rules.
+    NoName {
+        /// The rules, as configured (`.domain` for subdomains).
+        wanted: String,
+        /// The certificate's DNS names.
+        presented: String,
+    },
+    /// The chain itself did not verify.
+    Chain(String),
+}
+
+impl fmt::Display for NamesRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NamesRefusal::NoName { wanted, presented } => write!(
+                f,
+                "server certificate names none of {wanted} (it names {presented})"
+            ),
+            NamesRefusal::Chain(e) => write!(f, "server certificate not verified: {e}"),
+        }
+    }
+}
+
+/// The verifier of one connection at `verify` or `secure` with a name
+/// list. It remembers why it refused a chain ([`NamesVerifier::take_refusal`]),
+/// as rustls reports a refusal only as a bare certificate error.
+#[derive(Debug)]
+pub struct NamesVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+    rules: Vec<NameRule>,
+    algorithms: WebPkiSupportedAlgorithms,
+    refusal: Mutex<Option<NamesRefusal>>,
+}
+
+impl NamesVerifier {
+    /// Why the last chain was refused, if it was; forgotten once taken.
+    pub fn take_refusal(&self) -> Option<NamesRefusal> {
+        self.refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Checks `end_entity` (through `intermediates`) against the roots and
+    /// the rules.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), NamesRefusal> {
+        let presented = presented_names(end_entity);
+        let candidates = candidates(&self.rules, &presented);
+        // With no candidate the chain is still checked, under a name no
+        // certificate can hold, so a bad chain is reported as such.
+        let probe = [ServerName::try_from("invalid.invalid")
+            .map_err(|e| NamesRefusal::Chain(format!("internal: {e}")))?];
+        let names: &[ServerName<'static>] = if candidates.is_empty() {
+            &probe
+        } else {
+            &candidates
+        };
+        for name in names {
+            match self
+                .webpki
+                .verify_server_cert(end_entity, intermediates, name, &[], now)
+            {
+                Ok(_) if !candidates.is_empty() => return Ok(()),
+                // webpki checks the name only once the chain verified.
+                Ok(_)
+                | Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                Err(e) => return Err(NamesRefusal::Chain(e.to_string())),
+            }
+        }
+        Err(NamesRefusal::NoName {
+            wanted: self
+                .rules
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            presented: if presented.is_empty() {
+                "no DNS name".into()
+            } else {
+                presented.join(", ")
+            },
+        })
+    }
+}
+
+/// The DNS names of a certificate's subjectAltName (empty when it does
+/// not parse: webpki then refuses the chain anyway).
+fn presented_names(end_entity: &CertificateDer<'_>) -> Vec<String> {
+    match webpki::EndEntityCert::try_from(end_entity) {
+        Ok(cert) => cert
+            .valid_dns_names()
+            .map(|n| n.to_ascii_lowercase())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The names to ask webpki about: each exact rule, and for each subdomain
+/// rule the presented names below it (a wildcard through a name it would
+/// cover). Duplicates removed, order kept.
+fn candidates(rules: &[NameRule], presented: &[String]) -> Vec<ServerName<'static>> {
+    let mut out: Vec<String> = Vec::new();
+    for rule in rules {
+        match rule {
+            NameRule::Exact(n) => out.push(n.clone()),
+            NameRule::Subdomain(d) => {
+                for p in presented {
+                    let name = match p.strip_prefix("*.") {
+                        // `*.d` covers `x.d`, below `d`; `*.sub.d` too.
+                        Some(base) if base == d || is_below(base, d) => {
+                            format!("wildcard-match.{base}")
+                        }
+                        Some(_) => continue,
+                        None if is_below(p, d) => p.clone(),
+                        None => continue,
+                    };
+                    out.push(name);
+                }
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    out.into_iter()
+        .filter(|n| seen.insert(n.clone()))
+        .filter_map(|n| ServerName::try_from(n).ok())
+        .collect()
+}
+
+/// True when `name` is strictly below `domain` (both lower case).
+fn is_below(name: &str, domain: &str) -> bool {
+    name.len() > domain.len() + 1
+        && name.ends_with(domain)
+        && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
+}
+
+impl ServerCertVerifier for NamesVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.check(end_entity, intermediates, now) {
+            Ok(()) => Ok(ServerCertVerified::assertion()),
+            Err(refusal) => {
+                *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration for one connection whose certificate must
+/// verify to the trust anchors (the system's plus `ca_file`) and name one
+/// of `rules`, and its verifier. Sessions are not resumed (every
+/// handshake is verified against this connection's rules); a finished
+/// handshake is reported [`super::Trust::Verified`].
+pub fn names_client_config(
+    ca_file: Option<&Path>,
+    rules: Vec<NameRule>,
+) -> Result<(Arc<ClientConfig>, Arc<NamesVerifier>), TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let roots = trust_anchors(ca_file)?;
+    if roots.is_empty() {
+        return Err(TlsError::Config(super::config::NO_ROOTS.into()));
+    }
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let verifier = Arc::new(NamesVerifier {
+        webpki,
+        rules,
+        algorithms: provider.signature_verification_algorithms,
+        refusal: Mutex::new(None),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    register(
+        &config,
+        Classifier {
+            level: TlsLevel::Verify,
+            webpki: None,
+            name_authenticated: true,
+        },
+    );
+    Ok((config, verifier))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[ServerName<'static>]) -> Vec<String> {
+        v.iter()
+            .map(|n| match n {
+                ServerName::DnsName(d) => d.as_ref().to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subdomain_rules_pick_presented_names_below_the_domain() {
+        let presented = vec![
+            "mx1.example.com".to_string(),
+            "example.com".to_string(),
+            "*.mail.example.com".to_string(),
+            "*.example.com".to_string(),
+            "evil-example.com".to_string(),
+            "mx.example.net".to_string(),
+        ];
+        let rules = [
+            NameRule::Exact("example.com".into()),
+            NameRule::Subdomain("example.com".into()),
+        ];
+        assert_eq!(
+            names(&candidates(&rules, &presented)),
+            [
+                "example.com",
+                "mx1.example.com",
+                "wildcard-match.mail.example.com",
+                "wildcard-match.example.com",
+            ]
+        );
+        // The domain itself is not below itself; nothing else matches.
+        let only_sub = [NameRule::Subdomain("example.net".into())];
+        assert_eq!(
+            names(&candidates(&only_sub, &presented)),
+            ["mx.example.net"]
+        );
+        assert!(candidates(&[NameRule::Subdomain("other.org".into())], &presented).is_empty());
+    }
+
+    #[test]
+    fn below_means_a_whole_label_below() {
+        assert!(is_below("a.example.com", "example.com"));
+        assert!(!is_below("example.com", "example.com"));
+        assert!(!is_below("badexample.com", "example.com"));
+        assert!(!is_below(".example.com", "example.com"));
+    }
+
+    #[test]
+    fn refusals_say_what_was_wanted_and_what_was_presented() {
+        let r = NamesRefusal::NoName {
+            wanted: "example.com, .example.com".into(),
+            presented: "mx.other.net".into(),
+        };
+        assert_eq!(
+            r.to_string(),
+            "server certificate names none of example.com, .example.com (it names mx.other.net)"
+        );
+    }
+}
