@@ -339,6 +339,18 @@ impl Connector {
         })
     }
 
+    /// True when `policy`'s level checks a list of certificate names
+    /// (`secure`, or `verify` beyond the host's own name).
+    pub(super) fn checks_names(&self, policy: &HopPolicy) -> bool {
+        tls_names::list_for(
+            policy.tls,
+            policy.cert_match.as_deref(),
+            &self.verify_cert_match,
+            &self.secure_cert_match,
+        )
+        .is_some()
+    }
+
     /// The TLS settings for `host` of `hop` at `verify` or `secure` with
     /// the name list `list`: TLS required, the chain verified to the trust
     /// anchors and one of the list's names presented.

@@ -45,8 +45,7 @@ impl Connector {
         if opened_with_sasl
             || policy.sasl.is_some()
             || policy.tls.is_dane()
-            || policy.tls == TlsSecurityLevel::Secure
-            || policy.cert_match.is_some()
+            || self.checks_names(policy)
         {
             return false;
         }
