@@ -549,12 +549,19 @@ mod tests {
         leaf_spki: Vec<u8>,
     }
 
-    fn chain(names: &[&str]) -> Chain {
-        let ca_key = KeyPair::generate().unwrap();
+    /// The parameters of a CA certificate named `common_name`.
+    fn ca_params(common_name: &str) -> CertificateParams {
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "dane TA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.distinguished_name.push(DnType::CommonName, common_name);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        ca
+    }
+
+    fn chain(names: &[&str]) -> Chain {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = ca_params("dane TA");
+        ca.key_usages.push(KeyUsagePurpose::CrlSign);
         let ca = ca.self_signed(&ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
         let leaf = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
@@ -755,19 +762,11 @@ mod tests {
     #[test]
     fn dane_ta_bare_key_of_a_root_above_an_intermediate() {
         let root_key = KeyPair::generate().unwrap();
-        let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
-        root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        root.distinguished_name
-            .push(DnType::CommonName, "dane root");
-        root.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let root = root.self_signed(&root_key).unwrap();
+        let root = ca_params("dane root").self_signed(&root_key).unwrap();
         let mid_key = KeyPair::generate().unwrap();
-        let mut mid = CertificateParams::new(Vec::<String>::new()).unwrap();
-        mid.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        mid.distinguished_name
-            .push(DnType::CommonName, "dane intermediate");
-        mid.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let mid = mid.signed_by(&mid_key, &root, &root_key).unwrap();
+        let mid = ca_params("dane intermediate")
+            .signed_by(&mid_key, &root, &root_key)
+            .unwrap();
         let leaf_key = KeyPair::generate().unwrap();
         let leaf = CertificateParams::new(vec!["mx.test".to_string()])
             .unwrap()
