@@ -25,6 +25,8 @@
 //! - `config`: [`TlsLevel`], [`client_config`], the system roots, the
 //!   opportunistic verifier and the trust classification.
 //! - `stream`: [`TlsStream`] and the handshake.
+//! - `verifier`: the one rustls certificate verifier behind the `may`,
+//!   DANE and name-list configurations, around a chain check of each.
 //! - `info`: [`TlsInfo`] and [`Trust`]: what Postfix logs about a session.
 //! - [`names`]: `verify` and `secure` with a list of acceptable
 //!   certificate names (Postfix's `match=`).
@@ -41,6 +43,7 @@ pub mod names;
 mod server_config;
 mod server_stream;
 mod stream;
+mod verifier;
 
 #[cfg(test)]
 mod tests;

@@ -23,19 +23,16 @@
 //! whatever the records say, as in [`super::client_config`]'s verifiers.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use ring::digest;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, Der, ServerName, TrustAnchor, UnixTime};
 
-use super::config::{register, Classifier};
-use super::TlsLevel;
+use super::verifier::{one_connection_config, ChainCheck, CheckedVerifier};
 
 /// Why a TLSA record is unusable or a certificate could not be matched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -385,41 +382,25 @@ fn chain_to(
     Err(last)
 }
 
-/// The rustls verifier of one connection to a host with usable TLSA
-/// records. It remembers why it refused a chain ([`DaneVerifier::take_refusal`]),
-/// because rustls reports the refusal only as a bare certificate error.
+/// The chain check of one connection to a host with usable TLSA records.
 #[derive(Debug)]
-pub struct DaneVerifier {
+pub struct DaneCheck {
     records: Vec<Tlsa>,
     base: String,
     names: Vec<ServerName<'static>>,
     provider: Arc<CryptoProvider>,
-    algorithms: WebPkiSupportedAlgorithms,
-    refusal: Mutex<Option<DaneError>>,
 }
 
-impl DaneVerifier {
-    /// Why the last chain was refused, if it was; forgotten once taken, so
-    /// a later handshake of the same host (its next address) that fails
-    /// for another reason is not blamed on it.
-    pub fn take_refusal(&self) -> Option<DaneError> {
-        self.refusal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-}
+impl ChainCheck for DaneCheck {
+    type Refusal = DaneError;
 
-impl ServerCertVerifier for DaneVerifier {
-    fn verify_server_cert(
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = check_chain(
+    ) -> Result<(), DaneError> {
+        check_chain(
             &self.records,
             &self.base,
             &self.names,
@@ -427,40 +408,14 @@ impl ServerCertVerifier for DaneVerifier {
             intermediates,
             now,
             &self.provider,
-        );
-        match result {
-            Ok(_) => Ok(ServerCertVerified::assertion()),
-            Err(e) => {
-                *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::ApplicationVerificationFailure,
-                ))
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        )
+        .map(|_| ())
     }
 }
+
+/// The rustls verifier of one connection to a host with usable TLSA
+/// records; `take_refusal` says why it refused a chain.
+pub type DaneVerifier = CheckedVerifier<DaneCheck>;
 
 /// A client configuration for one connection to a host with usable TLSA
 /// `records` (unusable ones are ignored), and its verifier.
@@ -491,32 +446,21 @@ pub fn dane_client_config(
         .chain(extra_names.iter().copied())
         .filter_map(|n| ServerName::try_from(n.trim_end_matches('.').to_string()).ok())
         .collect();
-    let verifier = Arc::new(DaneVerifier {
+    let check = DaneCheck {
         records: records.iter().filter(|r| r.is_usable()).cloned().collect(),
         base: host.to_string(),
         names,
         provider: Arc::clone(&provider),
-        algorithms: provider.signature_verification_algorithms,
-        refusal: Mutex::new(None),
-    });
-    let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DaneError::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
-        .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
-    let config = Arc::new(config);
-    // Only a verified chain finishes the handshake: report it Verified
-    // (Trusted when the host's name came from an unauthenticated MX RRset).
-    register(
-        &config,
-        Classifier {
-            level: TlsLevel::Verify,
-            webpki: None,
-            name_authenticated: mx_authenticated,
-        },
-    );
+    };
+    let verifier = Arc::new(CheckedVerifier::new(check, &provider));
+    // Only a matching chain finishes the handshake: Verified, or Trusted
+    // when the host's name came from an unauthenticated MX RRset.
+    let config = one_connection_config(
+        Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>,
+        provider,
+        mx_authenticated,
+    )
+    .map_err(|e| DaneError::Config(e.to_string()))?;
     Ok(DaneConfig { config, verifier })
 }
 

@@ -10,17 +10,17 @@
 //! asked for (a wildcard `*.example.com` through a name it covers).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::path::Path;
+use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::{CertificateError, ClientConfig};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::config::{register, trust_anchors, Classifier};
-use super::{TlsError, TlsLevel};
-use std::path::Path;
+use super::config::trust_anchors;
+use super::verifier::{one_connection_config, ChainCheck, CheckedVerifier};
+use super::TlsError;
 
 /// A name a certificate may present, resolved for one connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -67,25 +67,20 @@ impl fmt::Display for NamesRefusal {
     }
 }
 
-/// The verifier of one connection at `verify` or `secure` with a name
-/// list. It remembers why it refused a chain ([`NamesVerifier::take_refusal`]),
-/// as rustls reports a refusal only as a bare certificate error.
+/// The chain check of one connection at `verify` or `secure` with a name
+/// list.
 #[derive(Debug)]
-pub struct NamesVerifier {
+pub struct NamesCheck {
     webpki: Arc<WebPkiServerVerifier>,
     rules: Vec<NameRule>,
-    algorithms: WebPkiSupportedAlgorithms,
-    refusal: Mutex<Option<NamesRefusal>>,
 }
 
-impl NamesVerifier {
-    /// Why the last chain was refused, if it was; forgotten once taken.
-    pub fn take_refusal(&self) -> Option<NamesRefusal> {
-        self.refusal
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
+/// The rustls verifier of one such connection; `take_refusal` says why it
+/// refused a chain.
+pub type NamesVerifier = CheckedVerifier<NamesCheck>;
+
+impl ChainCheck for NamesCheck {
+    type Refusal = NamesRefusal;
 
     /// Checks `end_entity` (through `intermediates`) against the roots and
     /// the rules.
@@ -187,49 +182,6 @@ fn is_below(name: &str, domain: &str) -> bool {
         && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
 }
 
-impl ServerCertVerifier for NamesVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.check(end_entity, intermediates, now) {
-            Ok(()) => Ok(ServerCertVerified::assertion()),
-            Err(refusal) => {
-                *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(refusal);
-                Err(rustls::Error::InvalidCertificate(
-                    CertificateError::ApplicationVerificationFailure,
-                ))
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
 /// A client configuration for one connection whose certificate must
 /// verify to the trust anchors (the system's plus `ca_file`) and name one
 /// of `rules`, and its verifier. Sessions are not resumed (every
@@ -247,28 +199,14 @@ pub fn names_client_config(
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let verifier = Arc::new(NamesVerifier {
-        webpki,
-        rules,
-        algorithms: provider.signature_verification_algorithms,
-        refusal: Mutex::new(None),
-    });
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>)
-        .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
-    let config = Arc::new(config);
-    register(
-        &config,
-        Classifier {
-            level: TlsLevel::Verify,
-            webpki: None,
-            name_authenticated: true,
-        },
-    );
+    let check = NamesCheck { webpki, rules };
+    let verifier = Arc::new(CheckedVerifier::new(check, &provider));
+    let config = one_connection_config(
+        Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>,
+        provider,
+        true,
+    )
+    .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok((config, verifier))
 }
 
