@@ -82,6 +82,18 @@ impl TlsSecurityLevel {
     pub fn is_dane(self) -> bool {
         matches!(self, TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly)
     }
+
+    /// True for the levels that authenticate the server (`verify`,
+    /// `secure`, `dane`, `dane-only`).
+    pub fn authenticates(self) -> bool {
+        matches!(
+            self,
+            TlsSecurityLevel::Verify
+                | TlsSecurityLevel::Secure
+                | TlsSecurityLevel::Dane
+                | TlsSecurityLevel::DaneOnly
+        )
+    }
 }
 
 /// `smtp_tls_dane_insecure_mx_policy`, as Postfix (3.6 and later): what
@@ -224,6 +236,11 @@ impl CertMatch {
             "nexthop" => return Ok(CertMatch::Nexthop),
             "dot-nexthop" => return Ok(CertMatch::DotNexthop),
             _ => {}
+        }
+        if e.parse::<IpAddr>().is_ok() {
+            return Err(format!(
+                "{entry:?} is an IP address; certificates are matched by DNS name only"
+            ));
         }
         let (sub, name) = match e.strip_prefix('.') {
             Some(rest) => (true, rest),

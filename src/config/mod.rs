@@ -985,6 +985,10 @@ mod tests {
                 "is not hostname, nexthop, dot-nexthop, a domain name or .domain",
             ),
             (
+                "smtp_tls_verify_cert_match = [\"192.0.2.1\"]\n",
+                "is an IP address; certificates are matched by DNS name only",
+            ),
+            (
                 "smtp_tls_verify_cert_match = []\n",
                 "`smtp_tls_verify_cert_match`: an empty list matches no certificate",
             ),

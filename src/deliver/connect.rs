@@ -20,7 +20,7 @@ use std::sync::Arc;
 use crate::config::{CertMatch, DaneInsecureMxPolicy, DnsSupportLevel, TlsSecurityLevel};
 use crate::model::Nexthop;
 use crate::rt::tls::dane::{dane_client_config, DaneVerifier};
-use crate::rt::tls::names::{names_client_config, NamesVerifier};
+use crate::rt::tls::names::{names_client_config, NamesAnchors, NamesVerifier};
 use crate::rt::tls::{client_config, TlsLevel};
 
 use super::dane::{self, DaneDns, DaneLookupError, HostPolicy};
@@ -50,6 +50,8 @@ pub struct Connector {
     /// `smtp_tls_verify_cert_match`, `smtp_tls_secure_cert_match`.
     verify_cert_match: Vec<CertMatch>,
     secure_cert_match: Vec<CertMatch>,
+    /// The trust anchors of name lists, loaded at their first use.
+    names_anchors: RefCell<Option<NamesAnchors>>,
     mta_sts: MtaSts,
 }
 
@@ -74,6 +76,7 @@ impl Connector {
             dane_insecure_mx: cfg.dane_insecure_mx,
             verify_cert_match: cfg.verify_cert_match.clone(),
             secure_cert_match: cfg.secure_cert_match.clone(),
+            names_anchors: RefCell::new(None),
         }
     }
 
@@ -361,13 +364,20 @@ impl Connector {
         hop: &Nexthop,
     ) -> Result<HostTls, DeliverError> {
         let rules = tls_names::rules(list, host, hop);
-        let (config, verifier) =
-            names_client_config(self.ca_file.as_deref(), rules).map_err(|e| {
-                DeliverError::TlsHandshake {
-                    peer: host.to_string(),
-                    detail: e.to_string(),
-                }
-            })?;
+        let failed = |e: crate::rt::tls::TlsError| DeliverError::TlsHandshake {
+            peer: host.to_string(),
+            detail: e.to_string(),
+        };
+        let cached = self.names_anchors.borrow().clone();
+        let anchors = match cached {
+            Some(a) => a,
+            None => {
+                let a = NamesAnchors::load(self.ca_file.as_deref()).map_err(failed)?;
+                *self.names_anchors.borrow_mut() = Some(a.clone());
+                a
+            }
+        };
+        let (config, verifier) = names_client_config(&anchors, rules).map_err(failed)?;
         Ok(HostTls {
             config: Some(config),
             required: true,

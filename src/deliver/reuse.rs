@@ -74,7 +74,11 @@ pub fn tls_meets(level: TlsSecurityLevel, tls: Option<&TlsInfo>) -> bool {
     match level {
         TlsSecurityLevel::None | TlsSecurityLevel::May => true,
         TlsSecurityLevel::Encrypt => tls.is_some(),
-        TlsSecurityLevel::Verify => tls.is_some_and(|t| t.trust == Trust::Verified),
+        // Verified for this host's own name: not by DANE or a name list
+        // checked for another destination.
+        TlsSecurityLevel::Verify => {
+            tls.is_some_and(|t| t.trust == Trust::Verified && t.host_name_verified)
+        }
         TlsSecurityLevel::Secure | TlsSecurityLevel::Dane | TlsSecurityLevel::DaneOnly => false,
     }
 }
@@ -89,6 +93,7 @@ mod tests {
             cipher: "TLS_AES_256_GCM_SHA384".into(),
             bits: Some(256),
             trust,
+            host_name_verified: trust == Trust::Verified,
         }
     }
 
@@ -121,9 +126,23 @@ mod tests {
     }
 
     #[test]
-    fn dane_levels_never_take_a_foreign_connection() {
-        for level in [TlsSecurityLevel::Dane, TlsSecurityLevel::DaneOnly] {
+    fn dane_levels_and_secure_never_take_a_foreign_connection() {
+        for level in [
+            TlsSecurityLevel::Dane,
+            TlsSecurityLevel::DaneOnly,
+            TlsSecurityLevel::Secure,
+        ] {
             assert!(!tls_meets(level, Some(&info(Trust::Verified))));
         }
+    }
+
+    #[test]
+    fn a_connection_verified_by_dane_or_a_name_list_does_not_suit_verify() {
+        let by_other_names = TlsInfo {
+            host_name_verified: false,
+            ..info(Trust::Verified)
+        };
+        assert!(!tls_meets(TlsSecurityLevel::Verify, Some(&by_other_names)));
+        assert!(tls_meets(TlsSecurityLevel::Encrypt, Some(&by_other_names)));
     }
 }

@@ -129,6 +129,7 @@ pub fn client_config(
             level,
             webpki,
             name_authenticated: true,
+            by_host_name: true,
         },
     );
     Ok(config)
@@ -219,6 +220,10 @@ pub(super) struct Classifier {
     /// False when the name verified at `Verify` is itself unauthenticated
     /// (DANE at a host of an unsigned MX RRset): `Trusted` then.
     pub(super) name_authenticated: bool,
+    /// At `Verify`: the chain was verified for the name of the host
+    /// connected to (rustls's webpki verifier); false where DANE or a
+    /// name list decided, which may have checked other names or none.
+    pub(super) by_host_name: bool,
 }
 
 /// The classifiers of the configurations made by [`client_config`],
@@ -243,39 +248,43 @@ pub(super) fn register(config: &Arc<ClientConfig>, classifier: Classifier) {
 }
 
 /// The trust of a finished handshake made with `config` to `name`, whose
-/// server presented `chain` (end entity first).
+/// server presented `chain` (end entity first), and whether a `Verified`
+/// certificate was verified for `name` itself (see `TlsInfo`).
 pub(super) fn trust_of(
     config: &Arc<ClientConfig>,
     name: &ServerName<'_>,
     chain: Option<&[CertificateDer<'static>]>,
-) -> Trust {
+) -> (Trust, bool) {
     let classifier = registry()
         .iter()
         .find(|(weak, _)| std::ptr::eq(weak.as_ptr(), Arc::as_ptr(config)))
         .map(|(_, c)| Arc::clone(c));
     let Some(classifier) = classifier else {
         // A configuration not made by `client_config`: nothing is known.
-        return Trust::Untrusted;
+        return (Trust::Untrusted, false);
     };
     if classifier.level == TlsLevel::Verify {
-        // rustls's webpki verifier (or DANE's) accepted chain and name.
+        // rustls's webpki verifier (or DANE's, or a name list's) accepted
+        // the chain.
         return if classifier.name_authenticated {
-            Trust::Verified
+            (Trust::Verified, classifier.by_host_name)
         } else {
-            Trust::Trusted
+            (Trust::Trusted, false)
         };
     }
     let (Some(webpki), Some([end_entity, intermediates @ ..])) = (&classifier.webpki, chain) else {
-        return Trust::Untrusted;
+        return (Trust::Untrusted, false);
     };
-    match webpki.verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now()) {
-        Ok(_) => Trust::Verified,
-        // webpki checks the name only once the chain verified.
-        Err(rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => Trust::Trusted,
-        Err(_) => Trust::Untrusted,
-    }
+    let trust =
+        match webpki.verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now()) {
+            Ok(_) => Trust::Verified,
+            // webpki checks the name only once the chain verified.
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Trust::Trusted,
+            Err(_) => Trust::Untrusted,
+        };
+    (trust, trust == Trust::Verified)
 }
 
 #[cfg(test)]
@@ -327,11 +336,11 @@ mod tests {
         let a = client_config(TlsLevel::May, None).unwrap();
         let b = client_config(TlsLevel::Verify, None);
         let name = ServerName::try_from("mx.test").unwrap();
-        assert_eq!(trust_of(&a, &name, None), Trust::Untrusted);
+        assert_eq!(trust_of(&a, &name, None), (Trust::Untrusted, false));
         if let Ok(b) = b {
-            assert_eq!(trust_of(&b, &name, None), Trust::Verified);
+            assert_eq!(trust_of(&b, &name, None), (Trust::Verified, true));
         }
         let foreign = Arc::new((*a).clone());
-        assert_eq!(trust_of(&foreign, &name, None), Trust::Untrusted);
+        assert_eq!(trust_of(&foreign, &name, None), (Trust::Untrusted, false));
     }
 }

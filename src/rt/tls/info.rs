@@ -47,6 +47,11 @@ pub struct TlsInfo {
     pub bits: Option<u16>,
     /// How far the server's certificate was verified.
     pub trust: Trust,
+    /// A `Verified` certificate was verified for the name of the host
+    /// connected to. False where DANE or a certificate name list decided
+    /// (they check other names, or none): such a connection does not
+    /// prove the host's name to another destination that reuses it.
+    pub host_name_verified: bool,
 }
 
 impl TlsInfo {
@@ -77,6 +82,7 @@ impl TlsInfo {
         };
         let bits = key_bits(&cipher);
         TlsInfo {
+            host_name_verified: false,
             version,
             cipher,
             bits,

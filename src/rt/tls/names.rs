@@ -172,6 +172,9 @@ fn candidates(rules: &[NameRule], presented: &[String]) -> Vec<ServerName<'stati
     out.into_iter()
         .filter(|n| seen.insert(n.clone()))
         .filter_map(|n| ServerName::try_from(n).ok())
+        // DNS names only, as Postfix matches them: an IP-address next hop
+        // (`[192.0.2.1]`) matches no certificate name.
+        .filter(|n| matches!(n, ServerName::DnsName(_)))
         .collect()
 }
 
@@ -182,24 +185,41 @@ fn is_below(name: &str, domain: &str) -> bool {
         && name.as_bytes()[name.len() - domain.len() - 1] == b'.'
 }
 
+/// The chain verifier of name lists: the trust anchors (the system's plus
+/// `ca_file`), built once per connector and shared by its connections.
+#[derive(Clone, Debug)]
+pub struct NamesAnchors(Arc<WebPkiServerVerifier>);
+
+impl NamesAnchors {
+    /// The anchors of the system and `ca_file`; an error when there are
+    /// none at all.
+    pub fn load(ca_file: Option<&Path>) -> Result<NamesAnchors, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let roots = trust_anchors(ca_file)?;
+        if roots.is_empty() {
+            return Err(TlsError::Config(super::config::NO_ROOTS.into()));
+        }
+        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(NamesAnchors(webpki))
+    }
+}
+
 /// A client configuration for one connection whose certificate must
-/// verify to the trust anchors (the system's plus `ca_file`) and name one
-/// of `rules`, and its verifier. Sessions are not resumed (every
-/// handshake is verified against this connection's rules); a finished
-/// handshake is reported [`super::Trust::Verified`].
+/// verify to `anchors` and name one of `rules`, and its verifier.
+/// Sessions are not resumed (every handshake is verified against this
+/// connection's rules); a finished handshake is reported
+/// [`super::Trust::Verified`].
 pub fn names_client_config(
-    ca_file: Option<&Path>,
+    anchors: &NamesAnchors,
     rules: Vec<NameRule>,
 ) -> Result<(Arc<ClientConfig>, Arc<NamesVerifier>), TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = trust_anchors(ca_file)?;
-    if roots.is_empty() {
-        return Err(TlsError::Config(super::config::NO_ROOTS.into()));
-    }
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    let check = NamesCheck { webpki, rules };
+    let check = NamesCheck {
+        webpki: Arc::clone(&anchors.0),
+        rules,
+    };
     let verifier = Arc::new(CheckedVerifier::new(check, &provider));
     let config = one_connection_config(
         Arc::clone(&verifier) as Arc<dyn ServerCertVerifier>,
@@ -253,6 +273,8 @@ mod tests {
             ["mx.example.net"]
         );
         assert!(candidates(&[NameRule::Subdomain("other.org".into())], &presented).is_empty());
+        // An IP-address next hop matches no certificate name.
+        assert!(candidates(&[NameRule::Exact("192.0.2.1".into())], &presented).is_empty());
     }
 
     #[test]

@@ -74,12 +74,16 @@ pub(crate) async fn connect(
         stream.inner.close().await;
         return Err(e);
     }
-    let trust = trust_of(&config, &server_name, stream.tls.peer_certificates());
-    let info = TlsInfo::new(
-        stream.tls.protocol_version(),
-        stream.tls.negotiated_cipher_suite().map(|s| s.suite()),
-        trust,
-    );
+    let (trust, host_name_verified) =
+        trust_of(&config, &server_name, stream.tls.peer_certificates());
+    let info = TlsInfo {
+        host_name_verified,
+        ..TlsInfo::new(
+            stream.tls.protocol_version(),
+            stream.tls.negotiated_cipher_suite().map(|s| s.suite()),
+            trust,
+        )
+    };
     Ok((stream, info))
 }
 

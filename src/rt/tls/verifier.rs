@@ -129,6 +129,7 @@ pub(super) fn one_connection_config(
             level: TlsLevel::Verify,
             webpki: None,
             name_authenticated,
+            by_host_name: false,
         },
     );
     Ok(config)

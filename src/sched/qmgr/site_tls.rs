@@ -4,8 +4,11 @@
 //! `smtp_tls_security_level`) becomes its TLS level, unless the
 //! destination has a level of its own: a `[[route]]`'s `tls` or a
 //! `[[tls_policy]]` entry's `level` always wins (docs/SHAPING.md, "In the
-//! queue manager"). MTA-STS under `enforce` still raises the level to
-//! `verify` at connection time.
+//! queue manager"). A site's level never lowers a configured level that
+//! authenticates the server (`verify`, `secure`, `dane`, `dane-only`):
+//! the shipped rules' `encrypt` for Google must not undo a global
+//! `secure`; a `[[tls_policy]]` entry is the way to lower one. MTA-STS
+//! under `enforce` still raises the level to `verify` at connection time.
 
 use crate::deliver::HopPolicy;
 use crate::shape::{Shaper, SiteKey};
@@ -23,6 +26,9 @@ pub(super) fn with_site_tls(
         return None;
     }
     let tls = shaper.limits_for(site, domain, source).tls.value;
+    if policy.tls.authenticates() && !tls.authenticates() {
+        return None;
+    }
     (tls != policy.tls).then(|| HopPolicy {
         tls,
         ..policy.clone()
@@ -80,6 +86,39 @@ mod tests {
             with_site_tls(&policy, &shaper, &plain, Some("a.example"), None),
             None
         );
+    }
+
+    #[test]
+    fn a_site_rule_never_lowers_an_authenticating_level() {
+        // Under `may` the shipped Google rule does raise it.
+        let (router, shaper) = setup("smtp_tls_security_level = \"may\"\n");
+        let google = shaper
+            .site_for("gmail.com", &["gmail-smtp-in.l.google.com"])
+            .key;
+        let policy = router.policy(&mx_hop("gmail.com"));
+        assert_eq!(
+            with_site_tls(&policy, &shaper, &google, Some("gmail.com"), None).map(|p| p.tls),
+            Some(TlsSecurityLevel::Encrypt)
+        );
+        for level in ["verify", "secure", "dane"] {
+            let (router, shaper) = setup(&format!("smtp_tls_security_level = \"{level}\"\n"));
+            let policy = router.policy(&mx_hop("a.example"));
+            let strict = shaper.site_for("a.example", &["mx.strict.test"]).key;
+            assert_eq!(
+                with_site_tls(&policy, &shaper, &strict, Some("a.example"), None),
+                None,
+                "{level} kept"
+            );
+            // The shipped rules' `encrypt` for Google does not undo it either.
+            let google = shaper
+                .site_for("gmail.com", &["gmail-smtp-in.l.google.com"])
+                .key;
+            assert_eq!(
+                with_site_tls(&policy, &shaper, &google, Some("gmail.com"), None),
+                None,
+                "{level} kept at Google"
+            );
+        }
     }
 
     #[test]
