@@ -30,9 +30,14 @@ pub fn list_for<'a>(
     }
 }
 
-/// `list` resolved for a connection to `host` for next hop `hop`.
+/// `list` resolved for a connection to `host` for next hop `hop` (names
+/// in lower-case A-labels, as certificates hold them).
 pub fn rules(list: &[CertMatch], host: &str, hop: &Nexthop) -> Vec<NameRule> {
-    let clean = |n: &str| n.trim_end_matches('.').to_ascii_lowercase();
+    let clean = |n: &str| {
+        let n = n.trim_end_matches('.');
+        // A name IDNA cannot convert stays as it is: it matches nothing.
+        idna::domain_to_ascii(n).unwrap_or_else(|_| n.to_ascii_lowercase())
+    };
     list.iter()
         .map(|m| match m {
             CertMatch::Hostname => NameRule::Exact(clean(host)),
@@ -89,6 +94,21 @@ mod tests {
         assert_eq!(
             list_for(TlsSecurityLevel::Verify, None, &wider, &secure),
             Some(&wider[..])
+        );
+    }
+
+    #[test]
+    fn international_names_are_matched_as_a_labels() {
+        assert_eq!(
+            rules(
+                &[CertMatch::Nexthop, CertMatch::DotNexthop],
+                "mx",
+                &hop("Bücher.example")
+            ),
+            [
+                NameRule::Exact("xn--bcher-kva.example".into()),
+                NameRule::Subdomain("xn--bcher-kva.example".into()),
+            ]
         );
     }
 
