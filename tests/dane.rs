@@ -442,6 +442,55 @@ fn dane_ee_mismatch_against_a_real_postfix_receiver() {
     assert!(pf.messages().is_empty(), "Postfix got nothing");
 }
 
+/// Level `secure` (no DNSSEC involved; the Postfix MX set-up is shared
+/// with the DANE tests) against a real Postfix as the MX of `dane.test`,
+/// presenting a certificate for `mx.dane.test` from the test CA: with a
+/// `match` that names only another domain besides the next hop the
+/// certificate names none of them, the mail is deferred and Postfix gets
+/// nothing; with the default names (`nexthop`, `dot-nexthop`) the MX name
+/// is below the next hop, and the mail arrives `Verified`.
+#[test]
+fn secure_against_a_real_postfix_receiver() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let c = chain(dir.path(), &[MX]);
+    let Some(pf) = postfix_mx(&c, &c.chain_file) else {
+        return;
+    };
+    let port = pf.addr.port();
+    let dns = DnsServer::start(zone(port, &[], false));
+    let ca = format!(
+        "smtp_tls_CAfile = {:?}\n",
+        c.pki.ca_file.display().to_string()
+    );
+    let elsewhere = format!(
+        "{ca}[[tls_policy]]\ndomain = \"{DOMAIN}\"\nlevel = \"secure\"\n\
+         match = [\"nexthop\", \".example.net\"]\n"
+    );
+    let (line, _) = send_once(
+        &sandbox(&dns, port, &elsewhere),
+        "pf-secure-elsewhere",
+        "user@dane.test",
+        "deferred",
+    );
+    assert!(
+        line.contains(&format!(
+            "server certificate names none of {DOMAIN}, .example.net (it names {MX})"
+        )),
+        "{line}"
+    );
+    assert!(pf.messages().is_empty(), "Postfix got nothing");
+    let secure = format!("smtp_tls_security_level = \"secure\"\n{ca}");
+    let (_, log) = send_once(
+        &sandbox(&dns, port, &secure),
+        "pf-secure",
+        "user@dane.test",
+        "sent",
+    );
+    assert!(log.contains(&established("Verified", port)), "{log}");
+    assert_eq!(pf.wait_for_messages(1, DEADLINE).len(), 1);
+    pf.wait_for_log("TLS connection established from", DEADLINE);
+}
+
 /// Authenticated TLSA records that are all unusable for SMTP (PKIX-EE)
 /// make the level `encrypt`: a receiver without STARTTLS gets nothing and
 /// the mail is deferred as under `encrypt` (4.7.4), not sent in plaintext.
