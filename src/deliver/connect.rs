@@ -171,20 +171,13 @@ impl Connector {
             Some(a) => (a.hosts(hosts)?, a.tls_level(policy.tls)),
             None => (hosts, policy.tls),
         };
-        // Where DANE applies it decides per host, before MTA-STS (RFC 8461
-        // section 2: MTA-STS must not override a failing DANE check).
         // A name list of the configured level, unless MTA-STS changed the
         // level (its `verify` checks the MX host's name, RFC 8461).
         let names = (level == policy.tls)
-            .then(|| {
-                tls_names::list_for(
-                    level,
-                    policy.cert_match.as_deref(),
-                    &self.verify_cert_match,
-                    &self.secure_cert_match,
-                )
-            })
+            .then(|| self.name_list(policy))
             .flatten();
+        // Where DANE applies it decides per host, before MTA-STS (RFC 8461
+        // section 2: MTA-STS must not override a failing DANE check).
         let plan = match (self.dane_dns(policy.tls)?, names) {
             (Some(d), _) => TlsPlan::Dane(d, d.mx_secure(hop).await?),
             (None, Some(list)) => TlsPlan::Names(list),
@@ -342,16 +335,20 @@ impl Connector {
         })
     }
 
-    /// True when `policy`'s level checks a list of certificate names
-    /// (`secure`, or `verify` beyond the host's own name).
-    pub(super) fn checks_names(&self, policy: &HopPolicy) -> bool {
+    /// The certificate name list `policy`'s level checks: `secure`, or
+    /// `verify` beyond the host's own name (see [`tls_names::list_for`]).
+    fn name_list<'a>(&'a self, policy: &'a HopPolicy) -> Option<&'a [CertMatch]> {
         tls_names::list_for(
             policy.tls,
             policy.cert_match.as_deref(),
             &self.verify_cert_match,
             &self.secure_cert_match,
         )
-        .is_some()
+    }
+
+    /// True when `policy`'s level checks a list of certificate names.
+    pub(super) fn checks_names(&self, policy: &HopPolicy) -> bool {
+        self.name_list(policy).is_some()
     }
 
     /// The TLS settings for `host` of `hop` at `verify` or `secure` with
