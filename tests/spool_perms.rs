@@ -204,7 +204,13 @@ fn non_root_sendmail_bs_answers_250_only_for_a_durable_file() {
     c.arg("sendmail").arg("-C").arg(&sb.config).arg("-bs");
     let out = run_with_stdin(c, &dialogue);
     let replies = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{replies}{}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {replies}{}",
+        out.status,
+        stderr(&out)
+    );
     assert!(replies.contains("250 2.0.0 Ok: queued as"), "{replies}");
     assert!(!replies.contains("451"), "{replies}");
     let names = sb.names_in(&sb.maildrop());

@@ -190,39 +190,54 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                     .observe(last_commit.duration_since(began).as_secs_f64());
                 m.commit_batch.observe(batch.len() as f64);
             }
-            for (sub, result) in batch.drain(..) {
-                let result = match (result, &committed) {
-                    (Ok(id), Ok(())) => {
-                        queued += 1;
-                        if let Some(m) = &ctx.qmgr.metrics {
-                            let rcpts = match &sub.campaign {
-                                Some(slice) => slice.rows.len(),
-                                None => sub.envelope.recipients.len(),
-                            };
-                            m.received(sub.origin, rcpts as u64);
-                        }
-                        log_queued(id, &sub);
-                        if ctx.qmgr.events.is_enabled() {
-                            ctx.qmgr.events.emit(received_event(id, &sub));
-                        }
-                        qmgr.schedule(id);
-                        Ok(id)
-                    }
-                    (Ok(_), Err(e)) => Err(e.clone()),
-                    (Err(e), _) => Err(e),
+            // Answers first: an SMTP session waits for its `250` (pickup,
+            // to unlink the file), and none of the logging and planning
+            // below changes what it is told. The counters move before the
+            // answer, so whoever got a `250` sees the message counted.
+            for (sub, result) in batch.iter_mut() {
+                let answer = match (&*result, &committed) {
+                    (Ok(id), Ok(())) => Ok(*id),
+                    (Ok(_), Err(e)) | (Err(e), _) => Err(e.clone()),
                 };
-                // The submitter (pickup) unlinks a committed file itself; a
-                // waiting submitter (an SMTP session) gets its own answer.
-                match sub.source {
+                if let (Ok(_), Some(m)) = (&answer, &ctx.qmgr.metrics) {
+                    let rcpts = match &sub.campaign {
+                        Some(slice) => slice.rows.len(),
+                        None => sub.envelope.recipients.len(),
+                    };
+                    m.received(sub.origin, rcpts as u64);
+                }
+                match &sub.source {
                     Source::Reply { id, to } => {
-                        let source = Source::Reply { id, to: to.clone() };
+                        let source = Source::Reply {
+                            id: *id,
+                            to: to.clone(),
+                        };
                         // A session that went away no longer needs it.
-                        let _ = to.0.send(Ack { source, result });
+                        let _ = to.0.send(Ack {
+                            source,
+                            result: answer,
+                        });
                     }
-                    source => {
-                        let _ = ctx.acks.send(Ack { source, result });
+                    // The submitter (pickup) unlinks a committed file itself.
+                    _ => {
+                        let source = std::mem::replace(&mut sub.source, Source::Internal(0));
+                        let _ = ctx.acks.send(Ack {
+                            source,
+                            result: answer,
+                        });
                     }
                 }
+            }
+            for (sub, result) in batch.drain(..) {
+                let (Ok(id), Ok(())) = (result, &committed) else {
+                    continue;
+                };
+                queued += 1;
+                log_queued(id, &sub);
+                if ctx.qmgr.events.is_enabled() {
+                    ctx.qmgr.events.emit(received_event(id, &sub));
+                }
+                qmgr.schedule(id);
             }
             continue;
         }
