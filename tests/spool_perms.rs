@@ -212,7 +212,8 @@ fn non_root_sendmail_bs_answers_250_only_for_a_durable_file() {
         stderr(&out)
     );
     assert!(replies.contains("250 2.0.0 Ok: queued as"), "{replies}");
-    assert!(!replies.contains("451"), "{replies}");
+    // A reply line, not any "451" (a queue ID made of digits may hold it).
+    assert!(!replies.lines().any(|l| l.starts_with("451")), "{replies}");
     let names = sb.names_in(&sb.maildrop());
     assert_eq!(names.len(), 1, "{names:?}");
     let file = sb.maildrop().join(&names[0]);
