@@ -219,6 +219,9 @@ pub async fn run_shard(mut ctx: ShardContext, backend: IoBackend) -> Result<u64,
                         });
                     }
                     // The submitter (pickup) unlinks a committed file itself.
+                    // The source is taken, not cloned (no path copy per
+                    // message): the bookkeeping below only asks whether it
+                    // was a session.
                     _ => {
                         let source = std::mem::replace(&mut sub.source, Source::Internal(0));
                         let _ = ctx.acks.send(Ack {
